@@ -1,0 +1,69 @@
+"""hvkube's engine: pools of ready Windows VMs, usable without the dashboard.
+
+from core import open_engine
+
+with open_engine() as engine:
+    vm = engine.acquire("browser-pool", wait_s=60)
+    print(vm.name, vm.ip)
+    engine.release(vm.name)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.engine import Engine
+from core.errors import HvkubeError
+from core.models import (
+    VM,
+    AcquiredVM,
+    Agent,
+    AgentResult,
+    AgentStatus,
+    Event,
+    ReadinessProbe,
+    ReleasePolicy,
+    Task,
+    Template,
+    VMPool,
+    VMState,
+)
+from core.settings import Settings, load_settings
+
+
+def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
+    """Open the engine on the configured store and backend (flags > env > config > defaults).
+
+    Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
+    """
+    from core.backends import make_backend
+    from core.store import Store
+
+    if settings is None:
+        settings = load_settings(overrides).settings
+    elif overrides:
+        settings = settings.model_copy(update=overrides)
+    backend = make_backend(settings)
+    store = Store(settings.db_path())
+    return Engine(store, backend, settings)
+
+
+__all__ = [
+    "VM",
+    "AcquiredVM",
+    "Agent",
+    "AgentResult",
+    "AgentStatus",
+    "Engine",
+    "Event",
+    "HvkubeError",
+    "ReadinessProbe",
+    "ReleasePolicy",
+    "Settings",
+    "Task",
+    "Template",
+    "VMPool",
+    "VMState",
+    "load_settings",
+    "open_engine",
+]

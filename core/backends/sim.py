@@ -1,0 +1,581 @@
+"""A simulated Hyper-V host.
+
+It follows Hyper-V's state rules (Start on Saved resumes, Save on Off fails
+with an invalid-state error, a standard checkpoint taken while running
+restores to Saved), takes time like Windows does (scaled by `scale`; 0 in
+tests), has finite memory, and keeps its state in a JSON file so that
+several processes see one host. Faults can be injected for tests and demos.
+
+Durations are slept *outside* the host lock, so parallel operations on
+different VMs overlap the way they do on a real host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from core.backends.base import Capability
+from core.errors import (
+    BackendError,
+    FileInUse,
+    InvalidVMState,
+    OperationTimeout,
+    OutOfMemory,
+    SavedStateCorrupt,
+    Unsupported,
+    VMNotFoundInHost,
+)
+from core.imaging import text_card
+from core.models import HostCapacity, HostState, HostVM
+from core.settings import Settings
+
+FAULT_KINDS = {
+    "corrupt-saved-state": "the VM's saved state is damaged; its next resume fails",
+    "delete-vm": "the VM is removed from the host, as if deleted in Hyper-V Manager",
+    "ip-change": "the VM gets a new IP address on its next resume",
+    "hang": "the next operation of the given kind (or any) hangs until it times out",
+    "out-of-memory": "the host reports no free memory; starting a VM fails",
+    "fail": "the next operation of the given kind (or any) fails with an error",
+    "permission-denied": "the next operation fails as if the user were not a Hyper-V admin",
+}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _stable_fraction(text: str) -> float:
+    """A number in [0, 1) fixed by `text`: varied but reproducible timings."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+
+
+class SimHost:
+    """Simulated Hyper-V host with state persisted in `state_dir/sim-host.json`."""
+
+    name = "sim"
+    simulated = True
+    capabilities = frozenset(
+        {
+            Capability.GPU,
+            Capability.SCREENSHOT,
+            Capability.HEARTBEAT,
+            Capability.PAUSE,
+            Capability.CHECKPOINT_WITH_MEMORY,
+        }
+    )
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        scale: float = 1.0,
+        total_memory_mb: int = 65536,
+        logical_cpus: int = 16,
+        op_timeout_s: float = 600.0,
+        vm_dir: str = "D:\\hvkube\\vms",
+    ) -> None:
+        self.vm_dir = vm_dir.rstrip("\\/")
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = self.state_dir / "sim-host.json"
+        self.lock_path = self.state_dir / "sim-host.lock"
+        self.scale = max(0.0, float(scale))
+        self.op_timeout_s = op_timeout_s
+        self._thread_lock = threading.Lock()
+        self._cache: tuple[int, int, dict[str, Any]] | None = None
+        with self._locked() as state:
+            state.setdefault("total_memory_mb", total_memory_mb)
+            state.setdefault("logical_cpus", logical_cpus)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, write: bool = True) -> Iterator[dict[str, Any]]:
+        """Hold the host lock (threads and processes) with the state loaded."""
+        with self._thread_lock:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+                state = self._load()
+                before = json.dumps(state, sort_keys=True) if write else ""
+                yield state
+                if write and json.dumps(state, sort_keys=True) != before:
+                    self._store(state)
+            finally:
+                os.close(fd)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {"vms": {}, "disks": {}, "faults": [], "next_ip": 10}
+        if self._cache and self._cache[:2] == (st.st_mtime_ns, st.st_size):
+            return json.loads(json.dumps(self._cache[2]))
+        state: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+        self._cache = (st.st_mtime_ns, st.st_size, state)
+        return json.loads(json.dumps(state))
+
+    def _store(self, state: dict[str, Any]) -> None:
+        # Write then rename: a process killed mid-write leaves the old file whole.
+        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".sim-host.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(state, fh, sort_keys=True)
+        os.replace(tmp, self.path)
+        st = self.path.stat()
+        self._cache = (st.st_mtime_ns, st.st_size, json.loads(json.dumps(state)))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        if self.scale > 0 and seconds > 0:
+            time.sleep(seconds * self.scale)
+
+    def _vm(self, state: dict[str, Any], name: str, op: str) -> dict[str, Any]:
+        vm = state["vms"].get(name)
+        if vm is None:
+            raise VMNotFoundInHost(
+                f"Hyper-V was unable to find a virtual machine with name '{name}'",
+                vm=name,
+                operation=op,
+            )
+        return vm
+
+    def _take_fault(
+        self, state: dict[str, Any], op: str, name: str | None
+    ) -> dict[str, Any] | None:
+        for fault in state["faults"]:
+            if fault["kind"] not in {"hang", "fail", "permission-denied"}:
+                continue
+            if fault.get("op") not in (None, op):
+                continue
+            if fault.get("vm") not in (None, name):
+                continue
+            state["faults"].remove(fault)
+            return fault
+        return None
+
+    def _apply_op_faults(self, state: dict[str, Any], op: str, name: str | None) -> float:
+        """Raise for an injected failure; return how long to hang (0 for none)."""
+        fault = self._take_fault(state, op, name)
+        if fault is None:
+            return 0.0
+        if fault["kind"] == "permission-denied":
+            raise BackendError(
+                "You do not have the required permission to complete this task.",
+                vm=name,
+                operation=op,
+                raw="PermissionDenied",
+            )
+        if fault["kind"] == "fail":
+            raise BackendError(
+                f"The operation '{op}' failed (injected fault)", vm=name, operation=op
+            )
+        return float(fault.get("seconds") or self.op_timeout_s)
+
+    def _hang(self, op: str, name: str | None, seconds: float) -> None:
+        wait = min(seconds, self.op_timeout_s)
+        time.sleep(wait if self.scale > 0 else min(wait, 0.05))
+        raise OperationTimeout(
+            f"'{op}' did not finish within {self.op_timeout_s:g} s", vm=name, operation=op
+        )
+
+    def _transition(
+        self,
+        name: str,
+        op: str,
+        allowed: set[str],
+        during: str,
+        duration: Callable[[dict[str, Any]], float],
+        finish: Callable[[dict[str, Any], dict[str, Any]], None],
+        check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Validate, mark the host state as `during`, sleep unlocked, then apply `finish`."""
+        with self._locked() as state:
+            vm = self._vm(state, name, op)
+            hang = self._apply_op_faults(state, op, name)
+            if vm["state"] not in allowed:
+                raise InvalidVMState(
+                    f"'{name}' failed to {op}: the operation cannot be performed while the "
+                    f"virtual machine is in its current state ({vm['state']})",
+                    vm=name,
+                    operation=op,
+                )
+            if check is not None:
+                check(state, vm)
+            seconds = duration(vm)
+            previous = vm["state"]
+            if seconds * self.scale > 0.01:
+                vm["state"] = during
+        if hang:
+            with self._locked() as state:
+                if name in state["vms"]:
+                    state["vms"][name]["state"] = previous
+            self._hang(op, name, hang)
+        self._sleep(seconds)
+        with self._locked() as state:
+            vm = self._vm(state, name, op)
+            finish(state, vm)
+
+    def _memory_in_use(self, state: dict[str, Any]) -> int:
+        return sum(
+            vm["memory_mb"]
+            for vm in state["vms"].values()
+            if vm["state"] not in {"Off", "Saved", "Saving"}
+        )
+
+    def _check_memory(self, state: dict[str, Any], vm: dict[str, Any]) -> None:
+        oom = any(f["kind"] == "out-of-memory" for f in state["faults"])
+        free = 0 if oom else state["total_memory_mb"] - self._memory_in_use(state)
+        if vm["memory_mb"] > free:
+            raise OutOfMemory(
+                f"'{vm['name']}' could not initialize memory: Ran out of memory (0x8007000E). "
+                f"Not enough memory in the system to start the virtual machine "
+                f"({vm['memory_mb']} MB needed, {max(free, 0)} MB free).",
+                vm=vm["name"],
+                operation="start",
+            )
+
+    # -- Backend protocol ----------------------------------------------------------------------
+
+    def _host_vm(self, vm: dict[str, Any]) -> HostVM:
+        uptime = 0.0
+        if vm["state"] in {"Running", "Paused"} and vm.get("booted_at"):
+            uptime = max(0.0, time.time() - vm["booted_at"])
+        return HostVM(
+            name=vm["name"],
+            state=HostState.from_name(vm["state"]),
+            raw_state=vm["state"],
+            memory_mb=vm["memory_mb"],
+            uptime_s=uptime,
+            checkpoints=sorted(vm["checkpoints"]),
+        )
+
+    def list_vms(self, prefix: str | None = None) -> list[HostVM]:
+        with self._locked(write=False) as state:
+            return [
+                self._host_vm(vm)
+                for name, vm in sorted(state["vms"].items())
+                if prefix is None or name.startswith(prefix)
+            ]
+
+    def get_vm(self, name: str) -> HostVM | None:
+        with self._locked(write=False) as state:
+            vm = state["vms"].get(name)
+            return None if vm is None else self._host_vm(vm)
+
+    def disk_path_for(self, vm_name: str, template_disk: str) -> str:
+        suffix = Path(template_disk.replace("\\", "/")).suffix or ".vhdx"
+        return f"{self.vm_dir}\\{vm_name}\\{vm_name}{suffix}"
+
+    def create_differencing_disk(self, parent_path: str, child_path: str) -> None:
+        with self._locked() as state:
+            hang = self._apply_op_faults(state, "create_disk", None)
+            if child_path in state["disks"]:
+                raise FileInUse(f"The file '{child_path}' already exists.", operation="create_disk")
+            state["disks"][child_path] = {"parent": parent_path}
+        if hang:
+            self._hang("create_disk", None, hang)
+        self._sleep(0.3)
+
+    def remove_disk(self, path: str) -> None:
+        with self._locked() as state:
+            if any(vm["disk"] == path for vm in state["vms"].values()):
+                raise FileInUse(f"The file '{path}' is in use by a virtual machine.")
+            state["disks"].pop(path, None)
+
+    def create_vm(self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool) -> None:
+        with self._locked() as state:
+            hang = self._apply_op_faults(state, "create_vm", name)
+            if name in state["vms"]:
+                raise BackendError(
+                    f"A virtual machine named '{name}' already exists.",
+                    vm=name,
+                    operation="create_vm",
+                )
+            if disk_path not in state["disks"]:
+                raise BackendError(
+                    f"The virtual hard disk '{disk_path}' does not exist.",
+                    vm=name,
+                    operation="create_vm",
+                )
+            state["vms"][name] = {
+                "name": name,
+                "state": "Off",
+                "memory_mb": memory_mb,
+                "cpus": cpus,
+                "gpu": gpu,
+                "disk": disk_path,
+                "checkpoints": {},
+                "saved_state_ok": True,
+                "ip": None,
+                "booted": False,
+                "booted_at": None,
+                "created_at": _now_iso(),
+            }
+        if hang:
+            self._hang("create_vm", name, hang)
+        self._sleep(1.0)
+
+    def _boot_seconds(self, vm: dict[str, Any]) -> float:
+        return 30.0 + 30.0 * _stable_fraction(vm["name"] + vm["created_at"])
+
+    def _resume_seconds(self, vm: dict[str, Any]) -> float:
+        # Reading the saved memory back at about 2 GB/s, plus fixed overhead.
+        return 0.4 + vm["memory_mb"] / 2048.0
+
+    def _assign_ip(self, state: dict[str, Any], vm: dict[str, Any], fresh: bool) -> None:
+        if vm.get("ip") is None or fresh:
+            n = state["next_ip"]
+            state["next_ip"] = n + 1
+            vm["ip"] = f"172.20.{(n // 250) % 250}.{n % 250 + 2}"
+
+    def start(self, name: str) -> None:
+        def duration(vm: dict[str, Any]) -> float:
+            return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
+
+        def check(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            self._check_memory(state, vm)
+            if vm["state"] == "Saved" and not vm["saved_state_ok"]:
+                raise SavedStateCorrupt(
+                    f"'{name}' could not restore its saved state: the saved state file is "
+                    "corrupt or was created on an incompatible host (0x80070570).",
+                    vm=name,
+                    operation="start",
+                )
+
+        resumed = {"value": False}
+
+        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            resumed["value"] = vm.get("resume_from") == "Saved"
+            ip_change = [
+                f for f in state["faults"] if f["kind"] == "ip-change" and f.get("vm") == name
+            ]
+            for fault in ip_change:
+                state["faults"].remove(fault)
+            self._assign_ip(state, vm, fresh=bool(ip_change))
+            if vm.get("resume_from") != "Saved" or not vm.get("booted_at"):
+                vm["booted_at"] = time.time()
+            vm["booted"] = True
+            vm["state"] = "Running"
+            vm.pop("resume_from", None)
+
+        with self._locked() as state:
+            vm = self._vm(state, name, "start")
+            vm["resume_from"] = vm["state"]
+        self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, finish, check=check)
+
+    def save(self, name: str) -> None:
+        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            vm["state"] = "Saved"
+            vm["saved_state_ok"] = True
+
+        self._transition(
+            name,
+            "save",
+            {"Running", "Paused"},
+            "Saving",
+            lambda vm: 0.3 + vm["memory_mb"] / 1536.0,
+            finish,
+        )
+
+    def pause(self, name: str) -> None:
+        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            vm["state"] = "Paused"
+
+        self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05, finish)
+
+    def unpause(self, name: str) -> None:
+        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            vm["state"] = "Running"
+
+        self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02, finish)
+
+    def stop(self, name: str, force: bool = False) -> None:
+        with self._locked() as state:
+            vm = self._vm(state, name, "stop")
+            if vm["state"] == "Off":
+                return
+            if not force and vm["state"] != "Running":
+                raise InvalidVMState(
+                    f"'{name}' cannot shut down gracefully while {vm['state']}; "
+                    "turn it off instead",
+                    vm=name,
+                    operation="stop",
+                )
+
+        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            vm["state"] = "Off"
+            vm["ip"] = None
+            vm["booted_at"] = None
+
+        allowed = {"Running", "Paused", "Saved"} if force else {"Running"}
+        self._transition(
+            name, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0, finish
+        )
+
+    def remove(self, name: str) -> None:
+        with self._locked() as state:
+            self._vm(state, name, "remove")
+            hang = self._apply_op_faults(state, "remove", name)
+        if hang:
+            self._hang("remove", name, hang)
+        self._sleep(1.0)
+        with self._locked() as state:
+            vm = self._vm(state, name, "remove")
+            state["disks"].pop(vm["disk"], None)
+            del state["vms"][name]
+
+    def checkpoint(self, name: str, checkpoint: str) -> None:
+        with self._locked() as state:
+            vm = self._vm(state, name, "checkpoint")
+            hang = self._apply_op_faults(state, "checkpoint", name)
+            if len(vm["checkpoints"]) >= 50 and checkpoint not in vm["checkpoints"]:
+                raise BackendError(
+                    f"'{name}' already has 50 checkpoints, the most Hyper-V allows",
+                    vm=name,
+                    operation="checkpoint",
+                )
+            restores_to = "Saved" if vm["state"] in {"Running", "Paused", "Saved"} else "Off"
+        if hang:
+            self._hang("checkpoint", name, hang)
+        self._sleep(2.5)
+        with self._locked() as state:
+            vm = self._vm(state, name, "checkpoint")
+            vm["checkpoints"][checkpoint] = {"restores_to": restores_to, "at": _now_iso()}
+
+    def restore_checkpoint(self, name: str, checkpoint: str) -> None:
+        def check(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            if checkpoint not in vm["checkpoints"]:
+                raise VMNotFoundInHost(
+                    f"'{name}' has no checkpoint named '{checkpoint}'",
+                    vm=name,
+                    operation="restore",
+                )
+
+        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+            target = vm["checkpoints"][checkpoint]["restores_to"]
+            vm["state"] = target
+            vm["saved_state_ok"] = True
+            vm["booted_at"] = None
+            if target == "Off":
+                vm["ip"] = None
+
+        self._transition(
+            name,
+            "restore",
+            {"Running", "Off", "Saved", "Paused"},
+            "Stopping",
+            lambda vm: 2.0,
+            finish,
+            check=check,
+        )
+
+    def remove_checkpoint(self, name: str, checkpoint: str) -> None:
+        with self._locked() as state:
+            vm = self._vm(state, name, "remove_checkpoint")
+            vm["checkpoints"].pop(checkpoint, None)
+
+    def ip_address(self, name: str) -> str | None:
+        with self._locked(write=False) as state:
+            vm = self._vm(state, name, "ip")
+            return vm["ip"] if vm["state"] == "Running" else None
+
+    def heartbeat_ok(self, name: str) -> bool:
+        with self._locked(write=False) as state:
+            vm = self._vm(state, name, "heartbeat")
+            return bool(vm["state"] == "Running" and vm["booted"])
+
+    def capacity(self) -> HostCapacity:
+        with self._locked(write=False) as state:
+            oom = any(f["kind"] == "out-of-memory" for f in state["faults"])
+            total = int(state["total_memory_mb"])
+            free = 0 if oom else total - self._memory_in_use(state)
+            return HostCapacity(
+                total_memory_mb=total,
+                free_memory_mb=max(0, free),
+                logical_cpus=int(state["logical_cpus"]),
+            )
+
+    def screenshot(self, name: str) -> bytes:
+        with self._locked(write=False) as state:
+            vm = self._vm(state, name, "screenshot")
+            vm_state = vm["state"]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if vm_state == "Off":
+            return text_card([name, "Off", stamp], background=(0, 0, 0))
+        return text_card([name, vm_state, stamp])
+
+    def saved_state_path(self, name: str) -> str | None:
+        with self._locked(write=False) as state:
+            vm = self._vm(state, name, "saved_state_path")
+            if vm["state"] != "Saved":
+                return None
+            return str(Path(vm["disk"]).with_suffix(".vmrs"))
+
+    def close(self) -> None:
+        return None
+
+    def send_text(self, name: str, text: str) -> None:
+        raise Unsupported("the simulated host has no keyboard", vm=name, operation="type")
+
+    # -- fault injection -----------------------------------------------------------------------
+
+    def inject_fault(
+        self,
+        kind: str,
+        vm: str | None = None,
+        op: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; choose from {', '.join(FAULT_KINDS)}")
+        with self._locked() as state:
+            if kind in {"corrupt-saved-state", "delete-vm", "ip-change"}:
+                if vm is None:
+                    raise ValueError(f"fault {kind!r} needs a VM name")
+                target = self._vm(state, vm, "fault")
+                if kind == "corrupt-saved-state":
+                    target["saved_state_ok"] = False
+                    return
+                if kind == "delete-vm":
+                    state["disks"].pop(target["disk"], None)
+                    del state["vms"][vm]
+                    return
+            state["faults"].append({"kind": kind, "vm": vm, "op": op, "seconds": seconds})
+
+    def clear_faults(self) -> int:
+        with self._locked() as state:
+            count = len(state["faults"])
+            state["faults"] = []
+            for vm in state["vms"].values():
+                vm["saved_state_ok"] = True
+            return count
+
+    def faults(self) -> list[dict[str, Any]]:
+        with self._locked(write=False) as state:
+            return list(state["faults"])
+
+    def raw_state(self) -> dict[str, Any]:
+        with self._locked(write=False) as state:
+            return state
+
+
+def from_settings(settings: Settings) -> SimHost:
+    return SimHost(
+        settings.state_dir(),
+        scale=settings.sim_scale,
+        total_memory_mb=settings.sim_memory_mb,
+        op_timeout_s=settings.op_timeout_s,
+        vm_dir=settings.vm_dir or "D:\\hvkube\\vms",
+    )

@@ -1,0 +1,951 @@
+"""The engine: templates, pools and VMs through their whole lifecycle.
+
+Invariants kept here (see docs/design.md):
+- claiming a VM is one conditional UPDATE, never find-then-update;
+- before a backend call that changes a VM, the store records the
+  transitional state and which process is doing it (`op_owner`);
+- every lifecycle step writes an Event.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee as pw
+import psutil
+
+from core.backends.base import CLEAN_CHECKPOINT, Backend
+from core.errors import (
+    AlreadyExists,
+    BackendError,
+    CapacityExceeded,
+    Conflict,
+    HvkubeError,
+    InvalidInput,
+    NotFound,
+    NoVMAvailable,
+    ReadOnlyMode,
+    SavedStateCorrupt,
+    VMNotFoundInHost,
+)
+from core.models import (
+    VM,
+    AcquiredVM,
+    Agent,
+    AgentResult,
+    AgentStatus,
+    Event,
+    HostState,
+    ReadinessProbe,
+    ReleasePolicy,
+    Template,
+    VMPool,
+    VMState,
+)
+from core.names import check_name, check_path_text, check_positive
+from core.probes import poll, wait_ready
+from core.settings import Settings
+from core.store import Store, utcnow
+
+# A lifecycle step in progress: (vm name, step, detail)
+ProgressFn = Callable[[str, str, str], None]
+
+_owner_cache: tuple[int, str] | None = None
+
+
+def process_owner() -> str:
+    """Identifies this process across pid reuse: host, pid and start time."""
+    global _owner_cache
+    pid = os.getpid()
+    if _owner_cache is None or _owner_cache[0] != pid:
+        started = int(psutil.Process(pid).create_time())
+        _owner_cache = (pid, f"{socket.gethostname()}:{pid}:{started}")
+    return _owner_cache[1]
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the process named by `owner` (from process_owner) still running here?"""
+    if not owner:
+        return False
+    try:
+        host, pid_text, started_text = owner.rsplit(":", 2)
+        pid, started = int(pid_text), int(started_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True  # another host's process: not ours to judge
+    try:
+        return int(psutil.Process(pid).create_time()) == started
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def vm_name_for(pool: str, index: int) -> str:
+    return f"{pool}-{index:03d}"
+
+
+@dataclass
+class ProvisionReport:
+    pool: str
+    requested: int
+    created: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Engine:
+    """Everything hvkube does, callable from scripts, the CLI and the dashboard."""
+
+    def __init__(self, store: Store, backend: Backend, settings: Settings) -> None:
+        self.store = store
+        self.backend = backend
+        self.settings = settings
+        self.readonly = settings.readonly
+        self.t = store.t
+        self._capacity_lock = threading.Condition()
+        self._pending_start_mb = 0
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.backend.close()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _mutating(self, what: str) -> None:
+        if self.readonly:
+            raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
+
+    def record_event(
+        self,
+        kind: str,
+        vm: str | None,
+        pool: str | None,
+        started: float,
+        ok: bool = True,
+        error: str | None = None,
+    ) -> None:
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        self.t.Event.create(
+            vm=vm, pool=pool, kind=kind, duration_ms=duration_ms, ok=ok, error=error
+        )
+
+    @contextmanager
+    def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[None]:
+        """Time a lifecycle step and leave an event whatever happens."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
+            with suppress(pw.PeeweeException):
+                self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
+            raise
+        self.record_event(kind, vm, pool, started)
+
+    # -- templates -----------------------------------------------------------------------------
+
+    def create_template(
+        self,
+        name: str,
+        disk_path: str,
+        memory_mb: int = 4096,
+        cpus: int = 2,
+        gpu: bool = False,
+        software: list[str] | None = None,
+        rdp_port: int = 3389,
+        mcp_endpoint: str | None = None,
+        probe: ReadinessProbe | None = None,
+    ) -> Template:
+        check_name(name, "template name")
+        check_path_text(disk_path, "--vhdx")
+        check_positive(memory_mb, "--memory-mb", maximum=24 * 1024 * 1024)
+        if memory_mb < 512:
+            raise InvalidInput(f"--memory-mb must be at least 512 for Windows, got {memory_mb}")
+        check_positive(cpus, "--cpus", maximum=240)
+        check_positive(rdp_port, "--rdp-port", maximum=65535)
+        if mcp_endpoint is not None and "{ip}" not in mcp_endpoint:
+            raise InvalidInput(
+                f"--mcp-endpoint {mcp_endpoint!r} has no {{ip}} placeholder; "
+                "use a pattern such as http://{ip}:8080/mcp"
+            )
+        self._mutating("create a template")
+        probe = probe or ReadinessProbe()
+        with self.store.write():
+            if self.t.Template.get_or_none(self.t.Template.name == name) is not None:
+                raise AlreadyExists(f"template {name!r} already exists; pick another name")
+            self.t.Template.create(
+                name=name,
+                disk_path=disk_path,
+                memory_mb=memory_mb,
+                cpus=cpus,
+                gpu=gpu,
+                software=list(software or []),
+                rdp_port=rdp_port,
+                mcp_endpoint=mcp_endpoint,
+                probe=probe.model_dump(),
+            )
+        return self.get_template(name)
+
+    def get_template(self, name: str) -> Template:
+        check_name(name, "template name")
+        row = self.t.Template.get_or_none(self.t.Template.name == name)
+        if row is None:
+            raise NotFound(f"no template named {name!r}; see 'hvkube template list'")
+        return Store.template_model(row)
+
+    def list_templates(self) -> list[Template]:
+        return [
+            Store.template_model(r) for r in self.t.Template.select().order_by(self.t.Template.name)
+        ]
+
+    def delete_template(self, name: str) -> None:
+        self.get_template(name)
+        self._mutating("delete a template")
+        with self.store.write():
+            pools = [p.name for p in self.t.Pool.select().where(self.t.Pool.template == name)]
+            vms = self.t.VM.select().where(self.t.VM.template == name).count()
+            if pools or vms:
+                raise Conflict(
+                    f"template {name!r} is used by pool(s) {', '.join(pools) or '-'} and {vms} "
+                    "VM(s); delete those first"
+                )
+            self.t.Template.delete_by_id(name)
+
+    # -- pools ---------------------------------------------------------------------------------
+
+    def _check_tiers(self, count: int, warm: int, hot: int, max_per_host: int | None) -> None:
+        check_positive(count, "--count", allow_zero=True, maximum=1024)
+        check_positive(warm, "--warm", allow_zero=True, maximum=1024)
+        check_positive(hot, "--hot", allow_zero=True, maximum=1024)
+        if warm + hot > count:
+            raise InvalidInput(
+                f"--warm {warm} plus --hot {hot} is more than --count {count}; "
+                "lower them or raise the count"
+            )
+        if max_per_host is not None:
+            check_positive(max_per_host, "--max-per-host", maximum=1024)
+            if count > max_per_host:
+                raise InvalidInput(f"--count {count} is above --max-per-host {max_per_host}")
+
+    def create_pool(
+        self,
+        name: str,
+        template: str,
+        count: int,
+        warm: int = 0,
+        hot: int = 0,
+        release: ReleasePolicy | str = ReleasePolicy.RESET,
+        max_per_host: int | None = None,
+    ) -> VMPool:
+        check_name(name, "pool name")
+        if len(name) > 44:
+            raise InvalidInput(f"pool name {name!r} is over 44 characters (VM names add '-NNN')")
+        self._check_tiers(count, warm, hot, max_per_host)
+        policy = self._policy(release)
+        tpl = self.get_template(template)
+        self._mutating("create a pool")
+        self._check_hot_memory(tpl, hot)
+        with self.store.write():
+            if self.t.Pool.get_or_none(self.t.Pool.name == name) is not None:
+                raise AlreadyExists(f"pool {name!r} already exists; pick another name")
+            self.t.Pool.create(
+                name=name,
+                template=template,
+                desired_count=count,
+                warm_count=warm,
+                hot_count=hot,
+                max_per_host=max_per_host,
+                release_policy=policy.value,
+            )
+        return self.get_pool(name)
+
+    @staticmethod
+    def _policy(release: ReleasePolicy | str) -> ReleasePolicy:
+        try:
+            return ReleasePolicy(release)
+        except ValueError:
+            raise InvalidInput(
+                f"release policy {release!r} is not one of save, reset, destroy"
+            ) from None
+
+    def _check_hot_memory(self, tpl: Template, hot: int) -> None:
+        if hot == 0:
+            return
+        cap = self.backend.capacity()
+        ceiling = int(cap.total_memory_mb * self.settings.memory_ceiling)
+        if hot * tpl.memory_mb > ceiling:
+            raise CapacityExceeded(
+                f"{hot} hot VMs of {tpl.memory_mb} MB need {hot * tpl.memory_mb} MB of RAM, "
+                f"above the {self.settings.memory_ceiling:.0%} ceiling of "
+                f"{cap.total_memory_mb} MB ({ceiling} MB); lower --hot"
+            )
+
+    def get_pool(self, name: str) -> VMPool:
+        check_name(name, "pool name")
+        row = self.t.Pool.get_or_none(self.t.Pool.name == name)
+        if row is None:
+            raise NotFound(f"no pool named {name!r}; see 'hvkube pool list'")
+        return Store.pool_model(row)
+
+    def list_pools(self) -> list[VMPool]:
+        return [Store.pool_model(r) for r in self.t.Pool.select().order_by(self.t.Pool.name)]
+
+    def update_pool(
+        self,
+        name: str,
+        count: int | None = None,
+        warm: int | None = None,
+        hot: int | None = None,
+        release: ReleasePolicy | str | None = None,
+    ) -> VMPool:
+        pool = self.get_pool(name)
+        count = pool.desired_count if count is None else count
+        warm = pool.warm_count if warm is None else warm
+        hot = pool.hot_count if hot is None else hot
+        self._check_tiers(count, warm, hot, pool.max_per_host)
+        policy = pool.release_policy if release is None else self._policy(release)
+        self._mutating("change a pool")
+        self._check_hot_memory(self.get_template(pool.template), hot)
+        self.t.Pool.update(
+            desired_count=count, warm_count=warm, hot_count=hot, release_policy=policy.value
+        ).where(self.t.Pool.name == name).execute()
+        return self.get_pool(name)
+
+    def pool_counts(self, name: str) -> dict[str, int]:
+        """How many of the pool's VMs are in each state, plus 'held'."""
+        counts: dict[str, int] = {}
+        query = (
+            self.t.VM.select(self.t.VM.state, pw.fn.COUNT(self.t.VM.name).alias("n"))
+            .where(self.t.VM.pool == name)
+            .group_by(self.t.VM.state)
+        )
+        for row in query:
+            counts[row.state] = row.n
+        counts["held"] = (
+            self.t.VM.select()
+            .where((self.t.VM.pool == name) & self.t.VM.holder.is_null(False))
+            .count()
+        )
+        return counts
+
+    def delete_pool(self, name: str, with_vms: bool = False) -> int:
+        self.get_pool(name)
+        self._mutating("delete a pool")
+        vms = self.list_vms(pool=name)
+        if vms and not with_vms:
+            raise Conflict(
+                f"pool {name!r} still has {len(vms)} VM(s); add --with-vms to delete them too"
+            )
+        held = [vm.name for vm in vms if vm.held]
+        if held:
+            raise Conflict(
+                f"pool {name!r} has VM(s) in use: {', '.join(held[:5])}; release them first"
+            )
+        for vm in vms:
+            self.delete_vm(vm.name)
+        with self.store.write():
+            active = (
+                self.t.Agent.select()
+                .where(
+                    (self.t.Agent.pool == name)
+                    & self.t.Agent.status.in_(["pending", "scheduled", "running"])
+                )
+                .count()
+            )
+            if active:
+                raise Conflict(f"pool {name!r} has {active} unfinished agent(s); cancel them first")
+            self.t.Pool.delete_by_id(name)
+        return len(vms)
+
+    # -- VMs: reads ----------------------------------------------------------------------------
+
+    def get_vm(self, name: str) -> VM:
+        check_name(name, "VM name")
+        row = self.t.VM.get_or_none(self.t.VM.name == name)
+        if row is None:
+            raise NotFound(f"no VM named {name!r}; see 'hvkube vm list'")
+        return Store.vm_model(row)
+
+    def list_vms(self, pool: str | None = None, state: VMState | None = None) -> list[VM]:
+        query = self.t.VM.select().order_by(self.t.VM.name)
+        if pool is not None:
+            self.get_pool(pool)
+            query = query.where(self.t.VM.pool == pool)
+        if state is not None:
+            query = query.where(self.t.VM.state == state.value)
+        return [Store.vm_model(r) for r in query]
+
+    def mcp_endpoint(self, vm: VM) -> str | None:
+        tpl = self.t.Template.get_or_none(self.t.Template.name == vm.template)
+        if tpl is None or not tpl.mcp_endpoint or not vm.ip:
+            return None
+        return str(tpl.mcp_endpoint).replace("{ip}", vm.ip)
+
+    # -- VMs: state changes --------------------------------------------------------------------
+
+    def _begin(
+        self,
+        name: str,
+        doing: VMState,
+        allowed: set[VMState] | None = None,
+        holder: str | None = None,
+        op: str | None = None,
+    ) -> VM:
+        """Record the intent (transitional state and owner) with one conditional UPDATE."""
+        vm = self.get_vm(name)
+        where = (self.t.VM.name == name) & self.t.VM.state.not_in(
+            [s.value for s in VMState if s.transitional]
+        )
+        if allowed is not None:
+            where &= self.t.VM.state.in_([s.value for s in allowed])
+        if holder is not None:
+            where &= self.t.VM.holder == holder
+        changed = (
+            self.t.VM.update(
+                state=doing.value,
+                op_owner=process_owner(),
+                op_kind=op or doing.value,
+                op_started_at=utcnow(),
+                error=None,
+            )
+            .where(where)
+            .execute()
+        )
+        if changed != 1:
+            now = self.get_vm(name)
+            if now.state.transitional:
+                raise Conflict(f"VM {name!r} is busy ({now.state.value}); try again shortly")
+            allowed_text = ", ".join(sorted(s.value for s in allowed or set()))
+            raise Conflict(f"VM {name!r} is {now.state.value}; this needs it to be {allowed_text}")
+        return vm
+
+    def _finish(self, name: str, state: VMState, **fields: Any) -> None:
+        fields.setdefault("op_owner", None)
+        fields.setdefault("op_kind", None)
+        fields.setdefault("op_started_at", None)
+        self.t.VM.update(state=state.value, **fields).where(self.t.VM.name == name).execute()
+
+    def _fail(self, name: str, exc: BaseException, *, keep_holder: bool = False) -> None:
+        """Record a failed step: the VM goes to ERROR (or MISSING) with the message."""
+        state = VMState.MISSING if isinstance(exc, VMNotFoundInHost) else VMState.ERROR
+        fields: dict[str, Any] = {"error": str(exc)[:2000]}
+        if not keep_holder:
+            fields.update(holder=None, agent_id=None)
+        host = None
+        with suppress(HvkubeError):
+            host = self.backend.get_vm(name)
+        if host is not None:
+            fields["raw_state"] = host.raw_state
+        self._finish(name, state, **fields)
+
+    def _run(
+        self,
+        name: str,
+        kind: str,
+        doing: VMState,
+        allowed: set[VMState],
+        action: Callable[[], None],
+        done: VMState | Callable[[], VMState],
+        **done_fields: Any,
+    ) -> VM:
+        vm = self._begin(name, doing, allowed)
+        with self.step(kind, name, vm.pool):
+            try:
+                action()
+            except HvkubeError as exc:
+                self._recover_after_failure(name, vm.state, exc)
+                raise
+        final = done() if callable(done) else done
+        self._finish(name, final, **done_fields)
+        return self.get_vm(name)
+
+    def _recover_after_failure(self, name: str, before: VMState, exc: HvkubeError) -> None:
+        """After a failed backend call: go back to what the host says, or ERROR."""
+        try:
+            host = self.backend.get_vm(name)
+        except HvkubeError:
+            host = None
+        mapped = self._state_from_host(host) if host is not None else None
+        if isinstance(exc, BackendError) and mapped is not None and mapped == before:
+            # Nothing changed on the host (an invalid-state refusal, say): keep the VM.
+            self._finish(name, before, error=str(exc)[:2000])
+        else:
+            self._fail(name, exc, keep_holder=True)
+
+    @staticmethod
+    def _state_from_host(host: Any) -> VMState | None:
+        mapping = {
+            HostState.OFF: VMState.OFF,
+            HostState.RUNNING: VMState.RUNNING,
+            HostState.SAVED: VMState.SAVED,
+            HostState.PAUSED: VMState.PAUSED,
+        }
+        return mapping.get(host.state)
+
+    def resume_vm(self, name: str) -> VM:
+        """Bring a VM to Running from whatever ready state it is in, with fallback."""
+        self._mutating("resume a VM")
+        vm = self._begin(
+            name, VMState.RESUMING, {VMState.OFF, VMState.SAVED, VMState.PAUSED, VMState.ERROR}
+        )
+        try:
+            self._bring_up(vm)
+        except HvkubeError as exc:
+            self._fail(name, exc, keep_holder=True)
+            raise
+        return self.get_vm(name)
+
+    def save_vm(self, name: str) -> VM:
+        self._mutating("save a VM")
+        return self._run(
+            name,
+            "save",
+            VMState.SAVING,
+            {VMState.RUNNING, VMState.PAUSED},
+            lambda: self.backend.save(name),
+            VMState.SAVED,
+            saved_state_path=None,
+        )
+
+    def pause_vm(self, name: str) -> VM:
+        self._mutating("pause a VM")
+        return self._run(
+            name,
+            "pause",
+            VMState.PAUSING,
+            {VMState.RUNNING},
+            lambda: self.backend.pause(name),
+            VMState.PAUSED,
+        )
+
+    def stop_vm(self, name: str, force: bool = False) -> VM:
+        self._mutating("stop a VM")
+        allowed = {VMState.RUNNING}
+        if force:
+            allowed |= {VMState.PAUSED, VMState.SAVED, VMState.ERROR, VMState.OFF}
+        return self._run(
+            name,
+            "stop",
+            VMState.STOPPING,
+            allowed,
+            lambda: self.backend.stop(name, force=force),
+            VMState.OFF,
+            ip=None,
+        )
+
+    def reset_vm(self, name: str) -> VM:
+        """Restore the "clean" checkpoint: the VM ends Saved, ready to resume."""
+        self._mutating("reset a VM")
+        vm = self._begin(
+            name,
+            VMState.RESETTING,
+            {VMState.RUNNING, VMState.PAUSED, VMState.SAVED, VMState.OFF, VMState.ERROR},
+        )
+        with self.step("reset", name, vm.pool):
+            try:
+                self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
+                host = self.backend.get_vm(name)
+            except HvkubeError as exc:
+                self._fail(name, exc)
+                raise
+        final = self._state_from_host(host) if host else None
+        self._finish(name, final or VMState.SAVED, holder=None, agent_id=None, error=None)
+        return self.get_vm(name)
+
+    def delete_vm(self, name: str, *, force: bool = False) -> None:
+        vm = self.get_vm(name)
+        self._mutating("delete a VM")
+        if vm.held and not force:
+            raise Conflict(f"VM {name!r} is held by {vm.holder}; release it first")
+        self._begin(name, VMState.DELETING)
+        with self.step("delete", name, vm.pool):
+            try:
+                self._remove_from_host(name, vm.disk_path)
+            except HvkubeError as exc:
+                self._fail(name, exc)
+                raise
+            self.t.VM.delete_by_id(name)
+
+    def _remove_from_host(self, name: str, disk_path: str | None) -> None:
+        if self.backend.get_vm(name) is not None:
+            self.backend.remove(name)
+        elif disk_path:
+            self.backend.remove_disk(disk_path)
+
+    def vm_ip(self, name: str, refresh: bool = True) -> str | None:
+        vm = self.get_vm(name)
+        if not refresh or self.readonly:
+            return vm.ip
+        ip = self.backend.ip_address(name)
+        if ip and ip != vm.ip:
+            self.t.VM.update(ip=ip).where(self.t.VM.name == name).execute()
+        return ip or vm.ip
+
+    def screenshot(self, name: str) -> bytes:
+        self.get_vm(name)
+        started = time.perf_counter()
+        data = self.backend.screenshot(name)
+        if not self.readonly:
+            self.record_event("screenshot", name, self.get_vm(name).pool, started)
+        return data
+
+    # -- bringing a VM up ----------------------------------------------------------------------
+
+    def _bring_up(self, vm: VM) -> float:
+        """Start `vm` (its row already says RESUMING) from its prior state. Returns ms."""
+        name = vm.name
+        started = time.perf_counter()
+        tpl = self.get_template(vm.template)
+        with self.step("resume", name, vm.pool):
+            host = self.backend.get_vm(name)
+            if host is None:
+                raise VMNotFoundInHost(f"VM {name!r} is no longer on the host", vm=name)
+            if host.state == HostState.PAUSED:
+                self.backend.unpause(name)
+            elif host.state == HostState.SAVED:
+                self._resume_saved(vm)
+            elif host.state == HostState.OFF:
+                self._ensure_memory(tpl.memory_mb)
+                self.backend.start(name)
+                wait_ready(self.backend, name, tpl.probe, self.settings.ready_timeout_s)
+            elif host.state != HostState.RUNNING:
+                raise Conflict(f"VM {name!r} is {host.raw_state} on the host; cannot resume it")
+        resume_ms = (time.perf_counter() - started) * 1000.0
+        ip = self._refresh_ip(name)
+        self._finish(
+            name,
+            VMState.RUNNING,
+            ip=ip,
+            last_resumed_at=utcnow(),
+            last_resume_ms=resume_ms,
+            error=None,
+            raw_state=None,
+        )
+        return resume_ms
+
+    def _resume_saved(self, vm: VM) -> None:
+        """Resume from Saved; when the saved state is broken, fall back to the clean checkpoint,
+        and when that fails too, to a cold boot with a new clean checkpoint."""
+        name = vm.name
+        tpl = self.get_template(vm.template)
+        try:
+            self.backend.start(name)
+            return
+        except SavedStateCorrupt as exc:
+            first_error = str(exc)
+        with self.step("resume_fallback", name, vm.pool):
+            self.backend.stop(name, force=True)
+            try:
+                self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
+                self.backend.start(name)
+                return
+            except (SavedStateCorrupt, VMNotFoundInHost):
+                pass
+            self.backend.stop(name, force=True)
+            self.backend.start(name)
+            wait_ready(self.backend, name, tpl.probe, self.settings.ready_timeout_s)
+            self.backend.remove_checkpoint(name, CLEAN_CHECKPOINT)
+            self.backend.checkpoint(name, CLEAN_CHECKPOINT)
+            self.t.VM.update(error=f"recovered by cold boot after: {first_error}"[:2000]).where(
+                self.t.VM.name == name
+            ).execute()
+
+    def _refresh_ip(self, name: str) -> str | None:
+        """The recorded IP is refreshed after every resume (DHCP may have moved it)."""
+        found: list[str] = []
+
+        def check() -> bool:
+            ip = self.backend.ip_address(name)
+            if ip:
+                found.append(ip)
+            return bool(ip)
+
+        try:
+            poll(check, min(30.0, self.settings.ready_timeout_s), "IP address", name)
+        except HvkubeError:
+            return None
+        return found[-1]
+
+    def _ensure_memory(self, memory_mb: int) -> None:
+        cap = self.backend.capacity()
+        ceiling = int(cap.total_memory_mb * self.settings.memory_ceiling)
+        used = cap.total_memory_mb - cap.free_memory_mb
+        if used + memory_mb > ceiling:
+            raise CapacityExceeded(
+                f"host memory: {used} of {cap.total_memory_mb} MB in use; starting a VM of "
+                f"{memory_mb} MB would pass the {self.settings.memory_ceiling:.0%} ceiling "
+                f"({ceiling} MB). Save or delete VMs, or lower the pool's hot count"
+            )
+
+    # -- acquire and release -------------------------------------------------------------------
+
+    def _claim(self, pool: str, holder: str, agent_id: int | None) -> tuple[str, VMState] | None:
+        """One atomic claim: hot first, then warm, then cold."""
+        order = pw.Case(
+            self.t.VM.state,
+            [(VMState.PAUSED.value, 0), (VMState.SAVED.value, 1)],
+            2,
+        )
+        candidates = list(
+            self.t.VM.select(self.t.VM.name, self.t.VM.state)
+            .where(
+                (self.t.VM.pool == pool)
+                & self.t.VM.state.in_(
+                    [s.value for s in (VMState.PAUSED, VMState.SAVED, VMState.OFF)]
+                )
+                & self.t.VM.holder.is_null()
+            )
+            .order_by(order, self.t.VM.name)
+            .limit(16)
+            .tuples()
+        )
+        for name, state in candidates:
+            changed = (
+                self.t.VM.update(
+                    holder=holder,
+                    agent_id=agent_id,
+                    state=VMState.RESUMING.value,
+                    op_owner=process_owner(),
+                    op_kind="acquire",
+                    op_started_at=utcnow(),
+                )
+                .where(
+                    (self.t.VM.name == name)
+                    & (self.t.VM.state == state)
+                    & self.t.VM.holder.is_null()
+                )
+                .execute()
+            )
+            if changed == 1:
+                return name, VMState(state)
+        return None
+
+    def acquire(
+        self,
+        pool: str,
+        wait_s: float = 0.0,
+        holder: str | None = None,
+        agent_id: int | None = None,
+    ) -> AcquiredVM:
+        """Claim a ready VM of `pool` and resume it. Waits up to `wait_s` for one to free up."""
+        if wait_s < 0 or wait_s > 86400:
+            raise InvalidInput(f"--wait must be between 0 and 86400 seconds, got {wait_s:g}")
+        self.get_pool(pool)
+        self._mutating("acquire a VM")
+        holder = holder or f"lease-{secrets.token_hex(6)}"
+        deadline = time.monotonic() + wait_s
+        delay = 0.02
+        claimed = self._claim(pool, holder, agent_id)
+        while claimed is None:
+            if time.monotonic() >= deadline:
+                counts = self.pool_counts(pool)
+                raise NoVMAvailable(
+                    f"no free VM in pool {pool!r} ({counts.get('held', 0)} held, "
+                    f"{sum(v for k, v in counts.items() if k != 'held')} in all); "
+                    "wait longer with --wait, or scale the pool"
+                )
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(0.5, delay * 1.5)
+            claimed = self._claim(pool, holder, agent_id)
+        name, from_state = claimed
+        vm = self.get_vm(name)
+        try:
+            resume_ms = self._bring_up(vm.model_copy(update={"state": from_state}))
+        except HvkubeError as exc:
+            self._fail(name, exc)
+            raise
+        vm = self.get_vm(name)
+        return AcquiredVM(
+            name=name,
+            pool=pool,
+            ip=vm.ip,
+            rdp_port=vm.rdp_port,
+            mcp_endpoint=self.mcp_endpoint(vm),
+            resume_ms=resume_ms,
+            from_state=from_state,
+            holder=holder,
+        )
+
+    def release(
+        self, name: str, policy: ReleasePolicy | str | None = None, holder: str | None = None
+    ) -> VM | None:
+        """Give a VM back: reset to clean, save as is, or destroy. None when destroyed."""
+        vm = self.get_vm(name)
+        chosen = self._policy(policy) if policy is not None else None
+        self._mutating("release a VM")
+        if not vm.held:
+            raise Conflict(f"VM {name!r} is not acquired; nothing to release")
+        if holder is not None and vm.holder != holder:
+            raise Conflict(f"VM {name!r} is held by someone else ({vm.holder})")
+        if chosen is None:
+            chosen = self.get_pool(vm.pool).release_policy if vm.pool else ReleasePolicy.RESET
+        if chosen is ReleasePolicy.DESTROY:
+            self.delete_vm(name, force=True)
+            return None
+        doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
+        self._begin(name, doing, holder=vm.holder, op="release")
+        with self.step(f"release_{chosen.value}", name, vm.pool):
+            try:
+                host = self.backend.get_vm(name)
+                if chosen is ReleasePolicy.RESET:
+                    self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
+                elif host is not None and host.state in {HostState.RUNNING, HostState.PAUSED}:
+                    self.backend.save(name)
+                host = self.backend.get_vm(name)
+            except HvkubeError as exc:
+                self._fail(name, exc)
+                raise
+        final = (self._state_from_host(host) if host else None) or VMState.SAVED
+        self._finish(name, final, holder=None, agent_id=None, error=None)
+        return self.get_vm(name)
+
+    # -- events --------------------------------------------------------------------------------
+
+    def events(
+        self,
+        vm: str | None = None,
+        pool: str | None = None,
+        limit: int = 50,
+        since_id: int | None = None,
+        kind: str | None = None,
+    ) -> list[Event]:
+        check_positive(limit, "--limit", maximum=100_000)
+        query = self.t.Event.select().order_by(self.t.Event.id.desc()).limit(limit)
+        if vm is not None:
+            check_name(vm, "VM name")
+            query = query.where(self.t.Event.vm == vm)
+        if pool is not None:
+            query = query.where(self.t.Event.pool == pool)
+        if since_id is not None:
+            query = query.where(self.t.Event.id > since_id)
+        if kind is not None:
+            query = query.where(self.t.Event.kind == kind)
+        return [Store.event_model(r) for r in query]
+
+    # -- agents --------------------------------------------------------------------------------
+
+    def submit_agent(
+        self,
+        pool: str,
+        workflow: str,
+        input: dict[str, Any] | None = None,
+        timeout_s: int = 600,
+        requires_gpu: bool = False,
+        exec_command: str | None = None,
+    ) -> Agent:
+        check_name(workflow, "workflow name")
+        check_positive(timeout_s, "--timeout", maximum=7 * 86400)
+        p = self.get_pool(pool)
+        if requires_gpu and not self.get_template(p.template).gpu:
+            raise InvalidInput(
+                f"the agent needs a GPU but pool {pool!r} uses template {p.template!r}, "
+                "which has none; submit to a pool of a GPU template"
+            )
+        if exec_command is not None and not exec_command.strip():
+            raise InvalidInput("--exec is empty; give the command to run")
+        self._mutating("submit an agent")
+        row = self.t.Agent.create(
+            pool=pool,
+            workflow=workflow,
+            input=input or {},
+            timeout_s=timeout_s,
+            requires_gpu=requires_gpu,
+            exec_command=exec_command,
+            status=AgentStatus.PENDING.value,
+        )
+        return Store.agent_model(row)
+
+    def get_agent(self, agent_id: int) -> Agent:
+        if isinstance(agent_id, bool) or not isinstance(agent_id, int) or agent_id < 1:
+            raise InvalidInput(f"agent id must be a positive whole number, got {agent_id!r}")
+        row = self.t.Agent.get_or_none(self.t.Agent.id == agent_id)
+        if row is None:
+            raise NotFound(f"no agent with id {agent_id}; see 'hvkube agent list'")
+        return Store.agent_model(row)
+
+    def list_agents(
+        self, status: AgentStatus | None = None, pool: str | None = None, limit: int = 1000
+    ) -> list[Agent]:
+        query = self.t.Agent.select().order_by(self.t.Agent.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(self.t.Agent.status == status.value)
+        if pool is not None:
+            query = query.where(self.t.Agent.pool == pool)
+        return [Store.agent_model(r) for r in query]
+
+    def finish_agent(
+        self, agent_id: int, status: AgentStatus, result: AgentResult | None = None
+    ) -> Agent:
+        """End an agent (completed, failed or cancelled) and release its VM by pool policy."""
+        agent = self.get_agent(agent_id)
+        self._mutating("finish an agent")
+        if agent.status.finished:
+            raise Conflict(f"agent {agent_id} has already ended ({agent.status.value})")
+        changed = (
+            self.t.Agent.update(
+                status=status.value,
+                finished_at=utcnow(),
+                result=result.model_dump() if result else None,
+            )
+            .where(
+                (self.t.Agent.id == agent_id)
+                & self.t.Agent.status.in_(["pending", "scheduled", "running"])
+            )
+            .execute()
+        )
+        if changed != 1:
+            raise Conflict(f"agent {agent_id} ended meanwhile")
+        if agent.vm:
+            self.release_agent_vm(agent_id, agent.vm)
+        return self.get_agent(agent_id)
+
+    def release_agent_vm(self, agent_id: int, vm_name: str) -> None:
+        row = self.t.VM.get_or_none(self.t.VM.name == vm_name)
+        if row is None or row.agent_id != agent_id or row.holder is None:
+            return
+        # On failure the VM is left in ERROR with the reason; the controller replaces it.
+        with suppress(HvkubeError):
+            self.release(vm_name, holder=row.holder)
+
+    def cancel_agent(self, agent_id: int) -> Agent:
+        return self.finish_agent(
+            agent_id, AgentStatus.CANCELLED, AgentResult(success=False, error="cancelled")
+        )
+
+    # -- provisioning and reconcile live in their own modules ----------------------------------
+
+    def provision_pool(
+        self,
+        name: str,
+        parallelism: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> ProvisionReport:
+        from core.provision import provision_pool
+
+        return provision_pool(self, name, parallelism=parallelism, progress=progress)
+
+    def scale_pool(
+        self, name: str, count: int, progress: ProgressFn | None = None
+    ) -> ProvisionReport:
+        from core.provision import scale_pool
+
+        return scale_pool(self, name, count, progress=progress)
+
+    def reconcile(self, remove_orphans: bool = False) -> Any:
+        from core.reconcile import reconcile
+
+        return reconcile(self, remove_orphans=remove_orphans)

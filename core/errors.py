@@ -1,0 +1,123 @@
+"""Errors the engine raises. Each carries the CLI exit code it maps to.
+
+Exit codes: 0 done, 1 the operation failed, 2 bad input (nothing was changed).
+"""
+
+from __future__ import annotations
+
+
+class HvkubeError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    exit_code = 1
+    code = "error"
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(HvkubeError):
+    """The caller asked for something malformed; nothing was changed."""
+
+    exit_code = 2
+    code = "invalid_input"
+
+
+class NotFound(HvkubeError):
+    """A named template, pool, VM or agent does not exist."""
+
+    exit_code = 2
+    code = "not_found"
+
+
+class AlreadyExists(HvkubeError):
+    exit_code = 2
+    code = "already_exists"
+
+
+class Conflict(HvkubeError):
+    """The object exists but is in a state that forbids the operation (a guard)."""
+
+    exit_code = 1
+    code = "conflict"
+
+
+class ReadOnlyMode(HvkubeError):
+    exit_code = 2
+    code = "read_only"
+
+
+class NoVMAvailable(HvkubeError):
+    """No VM of the pool could be claimed within the wait."""
+
+    exit_code = 1
+    code = "no_vm_available"
+
+
+class CapacityExceeded(HvkubeError):
+    """Host memory or the pool's per-host maximum does not allow the request."""
+
+    exit_code = 1
+    code = "capacity_exceeded"
+
+
+class BackendError(HvkubeError):
+    """A hypervisor operation failed. `raw` keeps the backend's own record."""
+
+    code = "backend_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vm: str | None = None,
+        operation: str | None = None,
+        raw: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=raw)
+        self.vm = vm
+        self.operation = operation
+        self.raw = raw
+
+
+class VMNotFoundInHost(BackendError):
+    code = "vm_not_found"
+
+
+class InvalidVMState(BackendError):
+    """The operation is not allowed in the VM's current state (Hyper-V 32775)."""
+
+    code = "invalid_state"
+
+
+class OutOfMemory(BackendError):
+    code = "out_of_memory"
+
+
+class PermissionDenied(BackendError):
+    code = "permission_denied"
+
+
+class FileInUse(BackendError):
+    code = "file_in_use"
+
+
+class OperationTimeout(BackendError):
+    code = "timeout"
+
+
+class SavedStateCorrupt(BackendError):
+    """Resuming from the saved state failed because the state cannot be used."""
+
+    code = "saved_state_corrupt"
+
+
+class Unsupported(BackendError):
+    """The backend declares it does not have this capability."""
+
+    code = "unsupported"

@@ -1,0 +1,244 @@
+"""The data model: what a template, pool, VM, agent and event are.
+
+These pydantic models are what the engine returns and what `--json` prints;
+the store (core.store) keeps them in SQL tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class VMState(StrEnum):
+    """A VM's state as the store records it.
+
+    The ready tiers are OFF (cold), SAVED (warm) and PAUSED (hot). States
+    ending in -ing are transitional: they record an intent before a backend
+    call and are never final; `reconcile` resolves them after a crash.
+    """
+
+    PROVISIONING = "provisioning"
+    OFF = "off"
+    STARTING = "starting"
+    RUNNING = "running"
+    SAVING = "saving"
+    SAVED = "saved"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    RESUMING = "resuming"
+    STOPPING = "stopping"
+    RESETTING = "resetting"
+    DELETING = "deleting"
+    ERROR = "error"
+    MISSING = "missing"
+
+    @property
+    def transitional(self) -> bool:
+        return self in TRANSITIONAL_STATES
+
+
+TRANSITIONAL_STATES = frozenset(
+    {
+        VMState.PROVISIONING,
+        VMState.STARTING,
+        VMState.SAVING,
+        VMState.PAUSING,
+        VMState.RESUMING,
+        VMState.STOPPING,
+        VMState.RESETTING,
+        VMState.DELETING,
+    }
+)
+# Claim order for acquire: hot first, then warm, then cold.
+READY_TIERS = (VMState.PAUSED, VMState.SAVED, VMState.OFF)
+
+
+class HostState(StrEnum):
+    """A VM's state as the hypervisor reports it, mapped by Hyper-V's enum *name*."""
+
+    OFF = "Off"
+    RUNNING = "Running"
+    SAVED = "Saved"
+    PAUSED = "Paused"
+    STARTING = "Starting"
+    SAVING = "Saving"
+    PAUSING = "Pausing"
+    RESUMING = "Resuming"
+    STOPPING = "Stopping"
+    RESET = "Reset"
+    OTHER = "Other"
+    UNKNOWN = "Unknown"
+
+    @classmethod
+    def from_name(cls, raw: str) -> HostState:
+        """Map a state name; anything not known maps to UNKNOWN (the raw value is kept aside)."""
+        aliases = {"FastSaved": cls.SAVED, "FastSaving": cls.SAVING, "ForceShutdown": cls.STOPPING}
+        if raw in aliases:
+            return aliases[raw]
+        for member in cls:
+            if member.value == raw:
+                return member
+        return cls.UNKNOWN
+
+    @property
+    def transitional(self) -> bool:
+        return self in {
+            HostState.STARTING,
+            HostState.SAVING,
+            HostState.PAUSING,
+            HostState.RESUMING,
+            HostState.STOPPING,
+            HostState.RESET,
+        }
+
+
+class ReleasePolicy(StrEnum):
+    SAVE = "save"
+    RESET = "reset"
+    DESTROY = "destroy"
+
+
+class AgentStatus(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in {AgentStatus.COMPLETED, AgentStatus.FAILED, AgentStatus.CANCELLED}
+
+
+class ReadinessProbe(BaseModel):
+    """How to tell that a freshly booted guest is ready to be checkpointed."""
+
+    kind: Literal["heartbeat", "tcp", "http"] = "heartbeat"
+    port: int | None = None
+    url: str | None = None
+    timeout_s: float = 600.0
+
+
+class Template(BaseModel):
+    name: str
+    disk_path: str
+    memory_mb: int = 4096
+    cpus: int = 2
+    gpu: bool = False
+    software: list[str] = Field(default_factory=list)
+    rdp_port: int = 3389
+    mcp_endpoint: str | None = None  # a pattern such as "http://{ip}:8080/mcp"
+    probe: ReadinessProbe = Field(default_factory=ReadinessProbe)
+    created_at: datetime | None = None
+
+
+class VMPool(BaseModel):
+    name: str
+    template: str
+    desired_count: int
+    warm_count: int = 0
+    hot_count: int = 0
+    max_per_host: int | None = None
+    release_policy: ReleasePolicy = ReleasePolicy.RESET
+    created_at: datetime | None = None
+
+
+class VM(BaseModel):
+    name: str
+    template: str
+    pool: str | None
+    state: VMState
+    disk_path: str | None = None
+    saved_state_path: str | None = None
+    ip: str | None = None
+    rdp_port: int = 3389
+    memory_mb: int = 0
+    created_at: datetime | None = None
+    last_resumed_at: datetime | None = None
+    last_resume_ms: float | None = None
+    agent_id: int | None = None
+    holder: str | None = None
+    error: str | None = None
+    raw_state: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.holder is not None
+
+
+class Task(BaseModel):
+    """What an agent is asked to do."""
+
+    workflow: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int = 600
+    requires_gpu: bool = False
+    exec_command: str | None = None
+
+
+class AgentResult(BaseModel):
+    success: bool
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    screenshots: list[str] = Field(default_factory=list)
+    exit_code: int | None = None
+    duration_ms: float | None = None
+
+
+class Agent(BaseModel):
+    id: int
+    pool: str
+    task: Task
+    status: AgentStatus
+    vm: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: AgentResult | None = None
+    wait_reason: str | None = None
+
+
+class Event(BaseModel):
+    id: int
+    vm: str | None
+    pool: str | None
+    kind: str
+    started_at: datetime
+    duration_ms: float
+    ok: bool
+    error: str | None = None
+
+
+class HostVM(BaseModel):
+    """One VM as the hypervisor sees it."""
+
+    name: str
+    state: HostState
+    raw_state: str
+    memory_mb: int = 0
+    uptime_s: float = 0.0
+    checkpoints: list[str] = Field(default_factory=list)
+
+
+class HostCapacity(BaseModel):
+    total_memory_mb: int
+    free_memory_mb: int
+    logical_cpus: int
+
+
+class AcquiredVM(BaseModel):
+    """What `acquire` hands to an agent."""
+
+    name: str
+    pool: str
+    ip: str | None
+    rdp_port: int
+    mcp_endpoint: str | None
+    resume_ms: float
+    from_state: VMState
+    holder: str

@@ -1,0 +1,100 @@
+"""The one rule for names of templates, pools and VMs, and checks of other input.
+
+A name must be accepted by Hyper-V, by NTFS and ext4 as a file name, and by
+PowerShell as data without ever needing quoting: ASCII letters and digits,
+then letters, digits, `-`, `_` or `.`, at most 48 characters (a VM name is
+the pool name plus `-NNN`, and Hyper-V caps names at 100), not ending in `.`.
+Nothing here is ever used to build PowerShell source; the pattern only keeps
+names readable and safe as file names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from core.errors import InvalidInput
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,47}"
+NAME_RULE = (
+    "1-48 characters: letters, digits, '-', '_' or '.', starting with a letter or digit "
+    "and not ending with '.'"
+)
+_NAME_RE = re.compile(NAME_PATTERN)
+_RESERVED = (
+    {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {f"lpt{i}" for i in range(10)}
+)
+
+
+def name_problem(name: object) -> str | None:
+    """Why `name` is not acceptable, or None when it is."""
+    if not isinstance(name, str):
+        return "must be a string"
+    if name == "":
+        return "is empty"
+    if len(name) > 48:
+        return f"is {len(name)} characters long; the limit is 48"
+    if not _NAME_RE.fullmatch(name):
+        bad = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "._-"))), None)
+        if bad is not None:
+            return f"contains {bad!r}, which is not allowed ({NAME_RULE})"
+        return f"must start with a letter or digit ({NAME_RULE})"
+    if name.endswith("."):
+        return f"must not end with '.' ({NAME_RULE})"
+    if name.split(".")[0].lower() in _RESERVED:
+        return "is a name Windows reserves for devices"
+    return None
+
+
+def check_name(name: object, what: str = "name") -> str:
+    problem = name_problem(name)
+    if problem is not None:
+        shown = name if isinstance(name, str) and len(name) <= 60 else "(value)"
+        raise InvalidInput(f"{what} {shown!r} {problem}")
+    assert isinstance(name, str)
+    return name
+
+
+def check_positive(
+    value: int, what: str, *, allow_zero: bool = False, maximum: int = 10_000
+) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be a whole number, got {value!r}")
+    low = 0 if allow_zero else 1
+    if value < low:
+        raise InvalidInput(f"{what} must be at least {low}, got {value}")
+    if value > maximum:
+        raise InvalidInput(f"{what} must be at most {maximum}, got {value}")
+    return value
+
+
+def check_path_text(path: object, what: str = "path") -> str:
+    """A host path given by the user: non-empty, no control characters, no `..` parts."""
+    if not isinstance(path, str) or not path.strip():
+        raise InvalidInput(f"{what} is empty; give the full path of the file")
+    if len(path) > 1024:
+        raise InvalidInput(f"{what} is {len(path)} characters long; the limit is 1024")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise InvalidInput(f"{what} contains a control character")
+    parts = re.split(r"[\\/]+", path)
+    if ".." in parts:
+        raise InvalidInput(f"{what} {path!r} contains '..'; give the path without it")
+    if any(c in path for c in '*?"<>|'):
+        raise InvalidInput(f"{what} {path!r} contains a wildcard or a character Windows forbids")
+    return path
+
+
+def parse_json_object(text: str, what: str = "--input") -> dict[str, Any]:
+    """Parse user JSON, which must be an object, before anything is written."""
+    if len(text) > 1_000_000:
+        raise InvalidInput(f"{what} is larger than 1 MB")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f'{what} must be a JSON object like \'{{"key": "value"}}\'')
+    return value

@@ -1,0 +1,256 @@
+"""Provisioning: clone, create, first boot, wait ready, checkpoint "clean", park in a tier.
+
+VMs are built in parallel up to a limit, and a VM only boots when host memory
+(measured, with the configured ceiling) has room for it beside the VMs that
+are already booting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from core.backends.base import CLEAN_CHECKPOINT
+from core.errors import CapacityExceeded, HvkubeError, InvalidInput
+from core.models import VM, Template, VMPool, VMState
+from core.probes import wait_ready
+from core.store import utcnow
+
+if TYPE_CHECKING:
+    from core.engine import Engine, ProgressFn, ProvisionReport
+
+
+class _TierPlan:
+    """Which tier each newly built VM is parked in: hot first, then warm, then cold."""
+
+    def __init__(self, pool: VMPool, existing: list[VM]) -> None:
+        paused = sum(1 for vm in existing if vm.state is VMState.PAUSED)
+        saved = sum(1 for vm in existing if vm.state is VMState.SAVED)
+        self.hot = max(0, pool.hot_count - paused)
+        self.warm = max(0, pool.warm_count - saved)
+        self._lock = threading.Lock()
+
+    def next_tier(self) -> VMState:
+        with self._lock:
+            if self.hot > 0:
+                self.hot -= 1
+                return VMState.PAUSED
+            if self.warm > 0:
+                self.warm -= 1
+                return VMState.SAVED
+            return VMState.OFF
+
+
+class _MemoryGate:
+    """Admit a boot only while measured use plus boots in flight stays under the ceiling."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.cond = threading.Condition()
+        self.in_flight_mb = 0
+
+    def figures(self) -> tuple[int, int, int]:
+        cap = self.engine.backend.capacity()
+        ceiling = int(cap.total_memory_mb * self.engine.settings.memory_ceiling)
+        return cap.total_memory_mb, cap.total_memory_mb - cap.free_memory_mb, ceiling
+
+    def refusal(self, memory_mb: int) -> CapacityExceeded:
+        total, used, ceiling = self.figures()
+        return CapacityExceeded(
+            f"host memory: {used} of {total} MB in use; a VM of {memory_mb} MB would pass the "
+            f"{self.engine.settings.memory_ceiling:.0%} ceiling ({ceiling} MB). "
+            "Save or delete VMs, lower the pool's hot count, or add memory"
+        )
+
+    def admit(self, memory_mb: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self.cond:
+            while True:
+                _, used, ceiling = self.figures()
+                if used + self.in_flight_mb + memory_mb <= ceiling:
+                    self.in_flight_mb += memory_mb
+                    return
+                if self.in_flight_mb == 0 or time.monotonic() >= deadline:
+                    raise self.refusal(memory_mb)
+                self.cond.wait(timeout=0.25)
+
+    def done(self, memory_mb: int) -> None:
+        with self.cond:
+            self.in_flight_mb -= memory_mb
+            self.cond.notify_all()
+
+    def changed(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+
+def _free_names(pool: str, taken: set[str], count: int) -> list[str]:
+    from core.engine import vm_name_for
+
+    names: list[str] = []
+    index = 1
+    while len(names) < count:
+        name = vm_name_for(pool, index)
+        if name not in taken:
+            names.append(name)
+        index += 1
+    return names
+
+
+def provision_pool(
+    engine: Engine,
+    name: str,
+    parallelism: int | None = None,
+    progress: ProgressFn | None = None,
+) -> ProvisionReport:
+    """Build the VMs the pool is missing; replace VMs that are gone or in error."""
+    from core.engine import ProvisionReport
+
+    pool = engine.get_pool(name)
+    tpl = engine.get_template(pool.template)
+    workers = parallelism or engine.settings.provision_parallelism
+    if not 1 <= workers <= 64:
+        raise InvalidInput(f"--parallel must be between 1 and 64, got {workers}")
+    engine._mutating("provision a pool")
+    started = time.perf_counter()
+
+    for vm in engine.list_vms(pool=name):
+        if vm.state in {VMState.MISSING, VMState.ERROR} and not vm.held:
+            _notify(progress, vm.name, "replace", vm.error or vm.state.value)
+            try:
+                engine.delete_vm(vm.name)
+            except HvkubeError:
+                engine.t.VM.delete_by_id(vm.name)
+
+    existing = engine.list_vms(pool=name)
+    missing = max(0, pool.desired_count - len(existing))
+    report = ProvisionReport(pool=name, requested=missing)
+    if missing == 0:
+        return report
+    if pool.max_per_host is not None and len(existing) + missing > pool.max_per_host:
+        raise CapacityExceeded(
+            f"pool {name!r} may have at most {pool.max_per_host} VMs on this host"
+        )
+    gate = _MemoryGate(engine)
+    _, used, ceiling = gate.figures()
+    if used + tpl.memory_mb > ceiling:
+        raise gate.refusal(tpl.memory_mb)
+
+    names = _free_names(name, {vm.name for vm in existing}, missing)
+    # Intent first: every VM about to be built is in the store as PROVISIONING.
+    owner = engine_owner()
+    with engine.store.write():
+        for vm_name in names:
+            engine.t.VM.create(
+                name=vm_name,
+                template=tpl.name,
+                pool=name,
+                state=VMState.PROVISIONING.value,
+                disk_path=engine.backend.disk_path_for(vm_name, tpl.disk_path),
+                rdp_port=tpl.rdp_port,
+                memory_mb=tpl.memory_mb,
+                op_owner=owner,
+                op_kind="provision",
+                op_started_at=utcnow(),
+            )
+    plan = _TierPlan(pool, existing)
+
+    def build(vm_name: str) -> None:
+        try:
+            _build_one(engine, vm_name, tpl, plan, gate, progress)
+            report.created.append(vm_name)
+        except HvkubeError as exc:
+            report.failed[vm_name] = str(exc)
+            _notify(progress, vm_name, "failed", str(exc))
+            engine._fail(vm_name, exc)
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(names))) as executor:
+        list(executor.map(build, names))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def engine_owner() -> str:
+    from core.engine import process_owner
+
+    return process_owner()
+
+
+def _notify(progress: ProgressFn | None, vm: str, step: str, detail: str = "") -> None:
+    if progress is not None:
+        progress(vm, step, detail)
+
+
+def _build_one(
+    engine: Engine,
+    vm_name: str,
+    tpl: Template,
+    plan: _TierPlan,
+    gate: _MemoryGate,
+    progress: ProgressFn | None,
+) -> None:
+    backend = engine.backend
+    row = engine.get_vm(vm_name)
+    disk = row.disk_path or backend.disk_path_for(vm_name, tpl.disk_path)
+    with engine.step("provision", vm_name, row.pool):
+        _notify(progress, vm_name, "disk", disk)
+        backend.create_differencing_disk(tpl.disk_path, disk)
+        _notify(progress, vm_name, "create")
+        backend.create_vm(vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu)
+        gate.admit(tpl.memory_mb, engine.settings.op_timeout_s)
+        try:
+            _notify(progress, vm_name, "boot")
+            with engine.step("first_boot", vm_name, row.pool):
+                backend.start(vm_name)
+        finally:
+            gate.done(tpl.memory_mb)
+        _notify(progress, vm_name, "wait_ready")
+        how = wait_ready(backend, vm_name, tpl.probe, engine.settings.ready_timeout_s)
+        _notify(progress, vm_name, "checkpoint", how)
+        with engine.step("checkpoint", vm_name, row.pool):
+            backend.checkpoint(vm_name, CLEAN_CHECKPOINT)
+        ip = backend.ip_address(vm_name)
+        tier = plan.next_tier()
+        _notify(progress, vm_name, "park", tier.value)
+        if tier is VMState.PAUSED:
+            backend.pause(vm_name)
+        elif tier is VMState.SAVED:
+            backend.save(vm_name)
+        else:
+            backend.stop(vm_name, force=True)
+        gate.changed()
+        engine._finish(vm_name, tier, ip=ip, error=None)
+    _notify(progress, vm_name, "ready", tier.value)
+
+
+def scale_pool(
+    engine: Engine, name: str, count: int, progress: ProgressFn | None = None
+) -> ProvisionReport:
+    """Set the pool's size, then build the missing VMs or remove surplus idle ones."""
+    from core.engine import ProvisionReport
+
+    pool = engine.update_pool(name, count=count)
+    vms = engine.list_vms(pool=name)
+    surplus = len(vms) - pool.desired_count
+    if surplus <= 0:
+        return provision_pool(engine, name, progress=progress)
+    rank = {
+        VMState.MISSING: 0,
+        VMState.ERROR: 1,
+        VMState.OFF: 2,
+        VMState.SAVED: 3,
+        VMState.PAUSED: 4,
+        VMState.RUNNING: 5,
+    }
+    idle = [vm for vm in vms if not vm.held and not vm.state.transitional]
+    idle.sort(key=lambda vm: (rank.get(vm.state, 9), [-ord(c) for c in vm.name]))
+    report = ProvisionReport(pool=name, requested=0)
+    for vm in idle[:surplus]:
+        _notify(progress, vm.name, "remove", vm.state.value)
+        try:
+            engine.delete_vm(vm.name)
+        except HvkubeError as exc:
+            report.failed[vm.name] = str(exc)
+    return report

@@ -1,0 +1,189 @@
+"""Reconcile: make the store and the host agree after a crash or outside changes.
+
+Half-done steps whose process is gone are finished or rolled back; VMs
+deleted outside hvkube are marked MISSING; VMs on the host with a pool's name
+prefix that the store does not know are reported (or removed on request);
+VMs still held by agents that have ended are released.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from core.backends.base import CLEAN_CHECKPOINT
+from core.errors import HvkubeError
+from core.models import VM, AgentStatus, HostState, HostVM, VMState
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+
+class ReconcileReport(BaseModel):
+    checked: int = 0
+    fixed: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    orphans: list[str] = Field(default_factory=list)
+    orphans_removed: list[str] = Field(default_factory=list)
+    busy: list[str] = Field(default_factory=list)
+    agents_failed: list[int] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        return not self.errors and not self.orphans
+
+
+def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
+    from core.engine import owner_alive, process_owner
+
+    engine._mutating("reconcile")
+    report = ReconcileReport()
+    me = process_owner()
+    host_vms = {vm.name: vm for vm in engine.backend.list_vms()}
+
+    with engine.step("reconcile", None, None):
+        for vm in engine.list_vms():
+            report.checked += 1
+            row = engine.t.VM.get_or_none(engine.t.VM.name == vm.name)
+            if row is None:
+                continue
+            owner = row.op_owner
+            if vm.state.transitional and owner != me and owner_alive(owner):
+                report.busy.append(vm.name)
+                continue
+            try:
+                note = _settle(engine, vm, row.op_kind, host_vms.get(vm.name))
+            except HvkubeError as exc:
+                engine._fail(vm.name, exc)
+                report.errors.append(f"{vm.name}: {exc}")
+                continue
+            if note == "missing":
+                report.missing.append(vm.name)
+            elif note:
+                report.fixed.append(f"{vm.name}: {note}")
+
+        _settle_agents(engine, report)
+
+        known = {vm.name for vm in engine.list_vms()}
+        pools = [p.name for p in engine.list_pools()]
+        for name in sorted(host_vms):
+            if name in known:
+                continue
+            if any(re.fullmatch(re.escape(p) + r"-\d{3,}", name) for p in pools):
+                if remove_orphans:
+                    try:
+                        engine.backend.remove(name)
+                        report.orphans_removed.append(name)
+                    except HvkubeError as exc:
+                        report.errors.append(f"{name}: {exc}")
+                        report.orphans.append(name)
+                else:
+                    report.orphans.append(name)
+    return report
+
+
+def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) -> str | None:
+    """Bring one VM row in line with the host. Returns what was done, if anything."""
+    name = vm.name
+    backend = engine.backend
+    if vm.state is VMState.PROVISIONING:
+        # Roll back: a half-built VM is removed; provisioning builds it anew.
+        engine._remove_from_host(name, vm.disk_path)
+        engine.t.VM.delete_by_id(name)
+        return "half-provisioned VM rolled back"
+    if vm.state is VMState.DELETING:
+        engine._remove_from_host(name, vm.disk_path)
+        engine.t.VM.delete_by_id(name)
+        return "deletion finished"
+    if host is None:
+        if vm.state is VMState.MISSING:
+            return None
+        engine._finish(
+            name,
+            VMState.MISSING,
+            holder=None,
+            agent_id=None,
+            error="the VM is no longer on the host (deleted outside hvkube?)",
+        )
+        return "missing"
+    if host.state is HostState.UNKNOWN:
+        engine._finish(name, VMState.ERROR, raw_state=host.raw_state, error="unknown host state")
+        return f"host reports unknown state {host.raw_state!r}"
+    if host.state.transitional:
+        return None  # the host is still working on it; look again next time
+
+    mapped = engine._state_from_host(host)
+    assert mapped is not None
+    held_by_agent = vm.agent_id is not None and _agent_active(engine, vm.agent_id)
+
+    if vm.state is VMState.RESUMING and op_kind == "acquire" and not held_by_agent:
+        # The process that claimed it died before handing it over: nobody has it.
+        if mapped in {VMState.RUNNING, VMState.PAUSED}:
+            backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
+            mapped = _mapped_now(engine, name, VMState.SAVED)
+        engine._finish(name, mapped, holder=None, agent_id=None, error=None)
+        return f"interrupted acquire rolled back ({mapped.value})"
+    if vm.state is VMState.RESETTING:
+        backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
+        final = _mapped_now(engine, name, VMState.SAVED)
+        engine._finish(name, final, holder=None, agent_id=None, error=None)
+        return "interrupted reset finished"
+    if vm.state is VMState.SAVING:
+        if mapped in {VMState.RUNNING, VMState.PAUSED}:
+            backend.save(name)
+        release = op_kind == "release"
+        fields = {"holder": None, "agent_id": None} if release else {}
+        engine._finish(name, _mapped_now(engine, name, VMState.SAVED), error=None, **fields)
+        return "interrupted save finished"
+    if vm.state.transitional:
+        engine._finish(name, mapped, error=None)
+        return f"interrupted {vm.state.value} settled as {mapped.value}"
+    if vm.state in {VMState.MISSING, VMState.ERROR} and mapped is not None:
+        if vm.state is VMState.MISSING:
+            engine._finish(name, mapped, error=None, raw_state=None)
+            return f"found again on the host ({mapped.value})"
+        return None
+    if mapped != vm.state:
+        engine._finish(name, mapped, raw_state=None)
+        return f"store said {vm.state.value}, host says {mapped.value}"
+    return None
+
+
+def _mapped_now(engine: Engine, name: str, default: VMState) -> VMState:
+    host = engine.backend.get_vm(name)
+    return (engine._state_from_host(host) if host else None) or default
+
+
+def _agent_active(engine: Engine, agent_id: int) -> bool:
+    row = engine.t.Agent.get_or_none(engine.t.Agent.id == agent_id)
+    return row is not None and not AgentStatus(row.status).finished
+
+
+def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
+    t = engine.t
+    # VMs held for agents that have ended go back by their pool's policy.
+    for row in t.VM.select().where(t.VM.agent_id.is_null(False)):
+        if not _agent_active(engine, row.agent_id) and row.holder is not None:
+            try:
+                engine.release(row.name, holder=row.holder)
+                report.fixed.append(f"{row.name}: released from ended agent {row.agent_id}")
+            except HvkubeError as exc:
+                report.errors.append(f"{row.name}: {exc}")
+    # Running agents whose VM is no longer theirs cannot go on.
+    for agent in t.Agent.select().where(t.Agent.status.in_(["scheduled", "running"])):
+        vm_row = t.VM.get_or_none(t.VM.name == agent.vm) if agent.vm else None
+        if vm_row is None or vm_row.agent_id != agent.id:
+            from core.models import AgentResult
+            from core.store import utcnow
+
+            t.Agent.update(
+                status=AgentStatus.FAILED.value,
+                finished_at=utcnow(),
+                result=AgentResult(
+                    success=False, error="its VM was lost while hvkube was not running"
+                ).model_dump(),
+            ).where(t.Agent.id == agent.id).execute()
+            report.agents_failed.append(agent.id)

@@ -1,0 +1,408 @@
+"""The store: peewee tables over one SQLite file (PostgreSQL-ready).
+
+Everything SQLite-specific lives in `_sqlite_database` below and nowhere
+else: the SQL the engine runs is plain peewee that PostgreSQL also accepts.
+Models are built per Store (no global database binding), so one process can
+hold several stores and every thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from core.errors import HvkubeError
+from core.models import (
+    VM,
+    Agent,
+    AgentResult,
+    AgentStatus,
+    Event,
+    ReadinessProbe,
+    ReleasePolicy,
+    Task,
+    Template,
+    VMPool,
+    VMState,
+)
+
+SCHEMA_VERSION = 2
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _as_utc(value: datetime | str | None) -> datetime | None:
+    """Rows hold naive UTC; models hand out aware datetimes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _as_utc_required(value: datetime | str) -> datetime:
+    result = _as_utc(value)
+    assert result is not None
+    return result
+
+
+class JSONField(pw.TextField):
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+@dataclass
+class Tables:
+    # Typed Any: the classes are built per database in make_tables, so a type checker
+    # cannot see their fields.
+    Meta: Any
+    Template: Any
+    Pool: Any
+    VM: Any
+    Agent: Any
+    Event: Any
+    Lease: Any
+
+    def all(self) -> list[Any]:
+        return [self.Meta, self.Template, self.Pool, self.VM, self.Agent, self.Event, self.Lease]
+
+
+def make_tables(db: pw.Database) -> Tables:
+    class Base(pw.Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    class MetaRow(Base):
+        key = pw.CharField(primary_key=True, max_length=64)
+        value = pw.TextField()
+
+        class Meta:
+            table_name = "meta"
+
+    class TemplateRow(Base):
+        name = pw.CharField(primary_key=True, max_length=64)
+        disk_path = pw.TextField()
+        memory_mb = pw.IntegerField()
+        cpus = pw.IntegerField()
+        gpu = pw.BooleanField(default=False)
+        software = JSONField(default=list)
+        rdp_port = pw.IntegerField(default=3389)
+        mcp_endpoint = pw.TextField(null=True)
+        probe = JSONField(null=True)
+        created_at = pw.DateTimeField(default=utcnow)
+
+        class Meta:
+            table_name = "template"
+
+    class PoolRow(Base):
+        name = pw.CharField(primary_key=True, max_length=64)
+        template = pw.ForeignKeyField(
+            TemplateRow, column_name="template", field="name", on_delete="RESTRICT"
+        )
+        desired_count = pw.IntegerField()
+        warm_count = pw.IntegerField(default=0)
+        hot_count = pw.IntegerField(default=0)
+        max_per_host = pw.IntegerField(null=True)
+        release_policy = pw.CharField(max_length=16, default="reset")
+        created_at = pw.DateTimeField(default=utcnow)
+
+        class Meta:
+            table_name = "pool"
+
+    class VMRow(Base):
+        name = pw.CharField(primary_key=True, max_length=100)
+        template = pw.ForeignKeyField(
+            TemplateRow, column_name="template", field="name", on_delete="RESTRICT"
+        )
+        pool = pw.ForeignKeyField(
+            PoolRow, column_name="pool", field="name", null=True, on_delete="SET NULL"
+        )
+        state = pw.CharField(max_length=24)
+        disk_path = pw.TextField(null=True)
+        saved_state_path = pw.TextField(null=True)
+        ip = pw.CharField(max_length=64, null=True)
+        rdp_port = pw.IntegerField(default=3389)
+        memory_mb = pw.IntegerField(default=0)
+        created_at = pw.DateTimeField(default=utcnow)
+        last_resumed_at = pw.DateTimeField(null=True)
+        last_resume_ms = pw.FloatField(null=True)
+        agent_id = pw.IntegerField(null=True)
+        holder = pw.CharField(max_length=128, null=True)
+        op_owner = pw.CharField(max_length=128, null=True)
+        op_kind = pw.CharField(max_length=24, null=True)
+        op_started_at = pw.DateTimeField(null=True)
+        error = pw.TextField(null=True)
+        raw_state = pw.CharField(max_length=64, null=True)
+
+        class Meta:
+            table_name = "vm"
+            indexes = ((("pool", "state"), False),)
+
+    class AgentRow(Base):
+        id = pw.AutoField()
+        pool = pw.CharField(max_length=64, index=True)
+        workflow = pw.CharField(max_length=128)
+        input = JSONField(default=dict)
+        timeout_s = pw.IntegerField(default=600)
+        requires_gpu = pw.BooleanField(default=False)
+        exec_command = pw.TextField(null=True)
+        status = pw.CharField(max_length=16, index=True)
+        vm = pw.CharField(max_length=100, null=True)
+        created_at = pw.DateTimeField(default=utcnow)
+        started_at = pw.DateTimeField(null=True)
+        finished_at = pw.DateTimeField(null=True)
+        result = JSONField(null=True)
+        wait_reason = pw.TextField(null=True)
+
+        class Meta:
+            table_name = "agent"
+
+    class EventRow(Base):
+        id = pw.AutoField()
+        vm = pw.CharField(max_length=100, null=True, index=True)
+        pool = pw.CharField(max_length=64, null=True)
+        kind = pw.CharField(max_length=32)
+        started_at = pw.DateTimeField(default=utcnow)
+        duration_ms = pw.FloatField(default=0.0)
+        ok = pw.BooleanField(default=True)
+        error = pw.TextField(null=True)
+
+        class Meta:
+            table_name = "event"
+            indexes = ((("pool", "kind"), False),)
+
+    class LeaseRow(Base):
+        """Who may act as the controller (or hold an API lease) until `expires_at`."""
+
+        name = pw.CharField(primary_key=True, max_length=128)
+        holder = pw.CharField(max_length=128)
+        expires_at = pw.DateTimeField()
+        data = JSONField(null=True)
+
+        class Meta:
+            table_name = "lease"
+
+    return Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow)
+
+
+# --- SQLite-specific: the one place ------------------------------------------------------------
+
+
+def _sqlite_database(path: Path, busy_timeout_s: float) -> pw.Database:
+    """SQLite with WAL (readers never block the writer), a busy timeout so that
+    writers queue instead of failing with "database is locked", and foreign keys."""
+    return pw.SqliteDatabase(
+        str(path),
+        pragmas={
+            "journal_mode": "wal",
+            "busy_timeout": int(busy_timeout_s * 1000),
+            "foreign_keys": 1,
+            "synchronous": "normal",
+        },
+        timeout=busy_timeout_s,
+        check_same_thread=False,
+    )
+
+
+def _sqlite_data_version(db: pw.Database) -> int:
+    """Changes whenever another connection commits (PRAGMA data_version)."""
+    return int(db.execute_sql("PRAGMA data_version").fetchone()[0])
+
+
+@contextmanager
+def _sqlite_write_transaction(db: pw.Database) -> Iterator[None]:
+    # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that
+    # reads and then writes can fail with SQLITE_BUSY under WAL, which the busy
+    # timeout does not retry.
+    with db.atomic("IMMEDIATE"):
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+MIGRATIONS: dict[int, Callable[[Store], None]] = {}
+
+
+def migration(version: int) -> Callable[[Callable[[Store], None]], Callable[[Store], None]]:
+    def register(fn: Callable[[Store], None]) -> Callable[[Store], None]:
+        MIGRATIONS[version] = fn
+        return fn
+
+    return register
+
+
+@migration(1)
+def _create_base_tables(store: Store) -> None:
+    t = store.t
+    store.db.create_tables([t.Meta, t.Template, t.Pool, t.VM, t.Agent, t.Event])
+
+
+@migration(2)
+def _add_leases(store: Store) -> None:
+    store.db.create_tables([store.t.Lease])
+
+
+class Store:
+    """One database: tables, schema migrations, and the conversions to models."""
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        if str(self.path) != ":memory:":
+            self._prepare_file(self.path)
+        self.db = _sqlite_database(self.path, busy_timeout_s)
+        self.t = make_tables(self.db)
+        self.db.connect(reuse_if_open=True)
+        self.migrate()
+
+    @staticmethod
+    def _prepare_file(path: Path) -> None:
+        """Create the folder and the file readable by their owner only."""
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        if not path.exists():
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        elif path.is_dir():
+            raise HvkubeError(f"database path {path} is a folder; give a file path")
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        if not self.db.table_exists("meta"):
+            return 0
+        row = self.t.Meta.get_or_none(self.t.Meta.key == "schema_version")
+        return int(row.value) if row else 0
+
+    def migrate(self) -> None:
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise HvkubeError(
+                f"database {self.path} has schema version {current}, newer than this hvkube "
+                f"({SCHEMA_VERSION}); upgrade hvkube"
+            )
+        if current == SCHEMA_VERSION:
+            return
+        with self.write():
+            current = self.schema_version()  # another process may have migrated meanwhile
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](self)
+                self.t.Meta.insert(key="schema_version", value=str(version)).on_conflict(
+                    conflict_target=[self.t.Meta.key], update={self.t.Meta.value: str(version)}
+                ).execute()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """A write transaction that holds the write lock from its first statement."""
+        with _sqlite_write_transaction(self.db):
+            yield
+
+    def data_version(self) -> int:
+        return _sqlite_data_version(self.db)
+
+    def file_mode(self) -> int:
+        return stat.S_IMODE(self.path.stat().st_mode)
+
+    # -- conversions ---------------------------------------------------------------------------
+
+    @staticmethod
+    def template_model(row: Any) -> Template:
+        return Template(
+            name=row.name,
+            disk_path=row.disk_path,
+            memory_mb=row.memory_mb,
+            cpus=row.cpus,
+            gpu=row.gpu,
+            software=row.software or [],
+            rdp_port=row.rdp_port,
+            mcp_endpoint=row.mcp_endpoint,
+            probe=ReadinessProbe(**(row.probe or {})),
+            created_at=_as_utc(row.created_at),
+        )
+
+    @staticmethod
+    def pool_model(row: Any) -> VMPool:
+        return VMPool(
+            name=row.name,
+            template=row.template_id,
+            desired_count=row.desired_count,
+            warm_count=row.warm_count,
+            hot_count=row.hot_count,
+            max_per_host=row.max_per_host,
+            release_policy=ReleasePolicy(row.release_policy),
+            created_at=_as_utc(row.created_at),
+        )
+
+    @staticmethod
+    def vm_model(row: Any) -> VM:
+        return VM(
+            name=row.name,
+            template=row.template_id,
+            pool=row.pool_id,
+            state=VMState(row.state),
+            disk_path=row.disk_path,
+            saved_state_path=row.saved_state_path,
+            ip=row.ip,
+            rdp_port=row.rdp_port,
+            memory_mb=row.memory_mb,
+            created_at=_as_utc(row.created_at),
+            last_resumed_at=_as_utc(row.last_resumed_at),
+            last_resume_ms=row.last_resume_ms,
+            agent_id=row.agent_id,
+            holder=row.holder,
+            error=row.error,
+            raw_state=row.raw_state,
+        )
+
+    @staticmethod
+    def agent_model(row: Any) -> Agent:
+        return Agent(
+            id=row.id,
+            pool=row.pool,
+            task=Task(
+                workflow=row.workflow,
+                input=row.input or {},
+                timeout_s=row.timeout_s,
+                requires_gpu=row.requires_gpu,
+                exec_command=row.exec_command,
+            ),
+            status=AgentStatus(row.status),
+            vm=row.vm,
+            created_at=_as_utc_required(row.created_at),
+            started_at=_as_utc(row.started_at),
+            finished_at=_as_utc(row.finished_at),
+            result=AgentResult(**row.result) if row.result else None,
+            wait_reason=row.wait_reason,
+        )
+
+    @staticmethod
+    def event_model(row: Any) -> Event:
+        return Event(
+            id=row.id,
+            vm=row.vm,
+            pool=row.pool,
+            kind=row.kind,
+            started_at=_as_utc_required(row.started_at),
+            duration_ms=row.duration_ms,
+            ok=row.ok,
+            error=row.error,
+        )
