@@ -108,6 +108,13 @@ def test_documented_hyperv_settings() -> None:
     assert re.search(r"Restore-VMSnapshot [^\n]*-Confirm:\$false", CODE)
     assert "84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47" in CODE  # heartbeat matched by ID
     assert "NetworkAddressIPv4" in CODE  # KVP fallback
-    for wmi in ("GetVirtualSystemThumbnailImage", "TypeText", "TypeKey", "TypeCtrlAltDel",
-                "SetAbsolutePosition", "ClickButton", "CurrentHorizontalResolution"):
+    for wmi in (
+        "GetVirtualSystemThumbnailImage",
+        "TypeText",
+        "TypeKey",
+        "TypeCtrlAltDel",
+        "SetAbsolutePosition",
+        "ClickButton",
+        "CurrentHorizontalResolution",
+    ):
         assert wmi in CODE, wmi

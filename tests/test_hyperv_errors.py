@@ -50,7 +50,7 @@ CASES: list[tuple[str, dict[str, Any], type[BackendError]]] = [
     (
         "vm_save",
         {
-            "message": "The operation cannot be performed while the object is in its current state.",
+            "message": "The operation cannot be performed while the object is in its state.",
             "fqid": "InvalidState,Microsoft.HyperV.PowerShell.Commands.SaveVM",
             "category": "InvalidOperation",
             "type": VEX,
@@ -136,8 +136,11 @@ CASES: list[tuple[str, dict[str, Any], type[BackendError]]] = [
     ),
     (
         "vm_new",
-        {"message": "Sequence contains more than one element", "fqid": "InvalidOperation,"
-         "Microsoft.HyperV.PowerShell.Commands.NewVM", "category": "InvalidOperation"},
+        {
+            "message": "Sequence contains more than one element",
+            "fqid": "InvalidOperation,Microsoft.HyperV.PowerShell.Commands.NewVM",
+            "category": "InvalidOperation",
+        },
         BackendError,
     ),
 ]
@@ -175,7 +178,7 @@ def test_permission_error_keeps_the_message_and_says_what_to_do() -> None:
 
 def test_missing_module_says_how_to_install_it() -> None:
     record = ErrorRecord.from_json(
-        {"message": "The term 'Hyper-V\\Get-VM' is not recognized", "fqid": "CommandNotFoundException"}
+        {"message": "The term 'Get-VM' is not recognized", "fqid": "CommandNotFoundException"}
     )
     exc = to_error(record, "vm_list", None)
     assert isinstance(exc, Unsupported)
@@ -183,7 +186,8 @@ def test_missing_module_says_how_to_install_it() -> None:
 
 
 def test_unknown_records_keep_everything_raw() -> None:
-    exc = to_error(ErrorRecord.from_json({"message": "boom", "fqid": "Weird,Thing"}), "vm_save", "a")
+    record = ErrorRecord.from_json({"message": "boom", "fqid": "Weird,Thing"})
+    exc = to_error(record, "vm_save", "a")
     assert type(exc) is BackendError
     assert exc.message == "boom"
     assert exc.raw is not None and "Weird,Thing" in exc.raw

@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
+from hyperv_helpers import fake_backend
 
 from core.backends.hyperv.transport import DISPATCHER, MARK_REQUEST
 from core.engine import Engine
 from core.errors import InvalidInput
 from core.settings import Settings
 from core.store import Store
-from hyperv_helpers import fake_backend
 
 HOSTILE = [
     "x'; Remove-VM -Name * -Force; '",

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from hyperv_helpers import fake_backend, fake_command, make_running_vm
 
 from core.backends import fakeps
 from core.backends.hyperv import HyperVBackend
@@ -19,7 +20,6 @@ from core.backends.hyperv.transport import (
 )
 from core.errors import InvalidVMState, OperationTimeout, Unsupported, VMNotFoundInHost
 from core.models import HostState
-from hyperv_helpers import fake_backend, fake_command, make_running_vm
 
 
 @pytest.fixture
@@ -113,7 +113,9 @@ def test_windows_powershell_51_shapes(tmp_path: Path) -> None:
         assert [(v.name, v.state, v.checkpoints) for v in vms] == [
             ("p-001", HostState.RUNNING, ["clean"])
         ]
-        assert backend.ip_address("p-001", ).startswith("172.")  # type: ignore[union-attr]
+        assert backend.ip_address(
+            "p-001",
+        ).startswith("172.")  # type: ignore[union-attr]
         assert backend.heartbeat_ok("p-001")
         backend.save("p-001")
         vm = backend.get_vm("p-001")
