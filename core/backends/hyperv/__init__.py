@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +31,10 @@ from core.backends.hyperv.transport import (
     SessionPool,
     dispatcher_argv,
 )
-from core.errors import BackendError, InvalidInput, Unsupported
+from core.errors import BackendError, InvalidInput
 from core.imaging import rgb565_to_png
 from core.models import HostCapacity, HostVM
+from core.remote import vmconnect_command
 from core.settings import Settings
 
 DEFAULT_VM_DIR = "C:\\ProgramData\\hvkube\\vms"
@@ -287,40 +285,7 @@ class HyperVBackend:
 
     def console(self, name: str) -> subprocess.Popen[bytes]:
         """Open Hyper-V's console window for the VM (vmconnect.exe, Windows only)."""
-        exe = shutil.which("vmconnect.exe") or shutil.which("vmconnect")
-        if sys.platform != "win32" or exe is None:
-            raise Unsupported(
-                "the VM console needs vmconnect.exe, which comes with the Hyper-V management "
-                "tools on Windows; it is not available on this machine",
-                vm=name,
-                operation="console",
-            )
-        return subprocess.Popen([exe, "localhost", name])
-
-
-def rdp_command(ip: str, port: int = 3389) -> list[str]:
-    """The platform's RDP client command for ip:port, or Unsupported saying why there is none."""
-    target = f"{ip}:{port}" if port != 3389 else ip
-    if sys.platform == "win32":
-        exe = shutil.which("mstsc.exe") or os.path.join(
-            os.environ.get("SYSTEMROOT", "C:\\Windows"), "System32", "mstsc.exe"
-        )
-        return [exe, f"/v:{target}"]
-    if sys.platform == "darwin":
-        return ["open", f"rdp://full%20address=s:{ip}:{port}"]
-    for client in ("xfreerdp3", "xfreerdp", "wlfreerdp"):
-        exe = shutil.which(client)
-        if exe:
-            return [exe, f"/v:{ip}:{port}"]
-    for client in ("remmina", "krdc"):
-        exe = shutil.which(client)
-        if exe:
-            return [exe, f"rdp://{ip}:{port}"]
-    raise Unsupported(
-        "no RDP client found: install FreeRDP (xfreerdp) or Remmina, or connect by hand to "
-        f"{ip}:{port}",
-        operation="rdp",
-    )
+        return subprocess.Popen(vmconnect_command(name))
 
 
 def from_settings(settings: Settings) -> HyperVBackend:
@@ -334,4 +299,4 @@ def from_settings(settings: Settings) -> HyperVBackend:
     )
 
 
-__all__ = ["HyperVBackend", "from_settings", "rdp_command"]
+__all__ = ["HyperVBackend", "from_settings"]
