@@ -106,12 +106,18 @@ variable "allowed_ip" {
   description = "The only source allowed to reach the host over RDP: one IPv4 address or CIDR, e.g. 203.0.113.7/32."
 
   validation {
-    condition = (
-      !contains(["*", "0.0.0.0", "0.0.0.0/0", "::/0", "internet", "any"], lower(trimspace(var.allowed_ip)))
-      && !endswith(trimspace(var.allowed_ip), "/0")
-      && (can(cidrhost(var.allowed_ip, 0)) || can(cidrhost("${var.allowed_ip}/32", 0)))
-    )
-    error_message = "allowed_ip must be a specific IPv4 address or CIDR; *, 0.0.0.0/0, Internet and Any are refused."
+    condition     = !contains(["*", "0.0.0.0", "0.0.0.0/0", "::/0", "internet", "any"], lower(trimspace(var.allowed_ip)))
+    error_message = "allowed_ip must not open RDP to everybody: *, 0.0.0.0/0, Internet and Any are refused."
+  }
+
+  validation {
+    condition     = !endswith(trimspace(var.allowed_ip), "/0")
+    error_message = "allowed_ip must not be a /0 network."
+  }
+
+  validation {
+    condition     = can(cidrhost(var.allowed_ip, 0)) || can(cidrhost("${var.allowed_ip}/32", 0))
+    error_message = "allowed_ip must be one IPv4 address (203.0.113.7) or CIDR (203.0.113.0/28)."
   }
 }
 
