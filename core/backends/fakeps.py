@@ -223,8 +223,8 @@ class FakeHost:
             return None
         return items
 
-    def _record(self, name: str) -> dict[str, Any]:
-        raw = self.sim.raw_state()["vms"][name]
+    def _record(self, name: str, vms: dict[str, Any] | None = None) -> dict[str, Any]:
+        raw = (vms if vms is not None else self.sim.raw_state()["vms"])[name]
         state = raw["state"]
         running = state in {"Running", "Paused"}
         uptime = max(0.0, time.time() - raw["booted_at"]) if running and raw["booted_at"] else 0.0
@@ -277,7 +277,8 @@ class FakeHost:
             }
         if op == "vm_list":
             prefix = p.get("Prefix") or None
-            return self._list([self._record(vm.name) for vm in sim.list_vms(prefix)])
+            vms = sim.raw_state()["vms"]
+            return self._list([self._record(vm.name, vms) for vm in sim.list_vms(prefix)])
         if op == "vm_get":
             return self._record(p["Name"]) if sim.get_vm(p["Name"]) is not None else None
         if op == "disk_new_diff":
