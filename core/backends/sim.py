@@ -35,7 +35,6 @@ from core.errors import (
     Unsupported,
     VMNotFoundInHost,
 )
-from core.imaging import text_card
 from core.models import HostCapacity, HostState, HostVM
 from core.settings import Settings
 
@@ -636,6 +635,8 @@ class SimHost:
         with self._locked(write=False) as state:
             vm = self._vm(state, name, "screenshot")
             vm_state = vm["state"]
+        from core.imaging import text_card  # Pillow loads only when a picture is asked for
+
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if vm_state == "Off":
             return text_card([name, "Off", stamp], background=(0, 0, 0))
