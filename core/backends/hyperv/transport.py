@@ -115,6 +115,7 @@ class PowerShellSession:
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._stderr_reader: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -150,7 +151,8 @@ class PowerShellSession:
             ) from None
         proc = self._proc
         threading.Thread(target=self._read_stdout, args=(proc,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(proc,), daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, args=(proc,), daemon=True)
+        self._stderr_reader.start()
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
             line = self._next_line(deadline, "session_start")
@@ -222,8 +224,9 @@ class PowerShellSession:
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = proc.wait(timeout=2)
-        # Let the stderr reader catch up with what the process wrote before it ended.
-        time.sleep(0.05)
+        # The process has ended: its stderr reader reaches EOF once it has read everything.
+        if self._stderr_reader is not None:
+            self._stderr_reader.join(timeout=2)
         detail = self.stderr_text()
         text = f"the PowerShell session ended during '{op}' (exit code {code})"
         if detail:
