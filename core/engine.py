@@ -784,11 +784,21 @@ class Engine:
             claimed = self._claim(pool, holder, agent_id)
         vm = claimed
         tpl = self.get_template(vm.template)
-        try:
-            resume_ms, address = self._bring_up(vm, tpl)
-        except HvkubeError as exc:
-            self._fail(vm.name, exc)
-            raise
+        while True:
+            try:
+                resume_ms, address = self._bring_up(vm, tpl)
+                break
+            except VMNotFoundInHost as exc:
+                # Deleted outside hvkube: it is marked missing (reconcile reports it,
+                # provisioning replaces it) and another VM is handed out instead.
+                self._fail(vm.name, exc)
+                claimed = self._claim(pool, holder, agent_id)
+                if claimed is None:
+                    raise
+                vm = claimed
+            except HvkubeError as exc:
+                self._give_back(vm, exc)
+                raise
         return AcquiredVM(
             name=vm.name,
             pool=pool,
@@ -801,6 +811,26 @@ class Engine:
             from_state=vm.state,
             holder=holder,
         )
+
+    def _give_back(self, vm: VM, exc: HvkubeError) -> None:
+        """After a failed acquire of `vm` (as it was when claimed). When the host still shows
+        it in that state, the start was refused before anything happened (out of memory, no
+        permission, a lost or hung session): it goes back to the pool, free, with the error
+        noted. Otherwise it goes to ERROR, out of circulation, for the controller to replace."""
+        host = None
+        with suppress(HvkubeError):
+            host = self.backend.get_vm(vm.name)
+        if host is not None and self._state_from_host(host) is vm.state:
+            self._finish(
+                vm.name,
+                vm.state,
+                holder=None,
+                agent_id=None,
+                error=str(exc)[:2000],
+                raw_state=None,
+            )
+        else:
+            self._fail(vm.name, exc)
 
     def release(
         self, name: str, policy: ReleasePolicy | str | None = None, holder: str | None = None

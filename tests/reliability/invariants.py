@@ -17,17 +17,9 @@ from core.reconcile import ReconcileReport
 from .journal import Journal
 
 
-def _sim_of(engine: Engine) -> Any:
-    """The simulated host behind the engine (directly, or behind the fake PowerShell host)."""
-    from core.backends.sim import SimHost
-
-    backend = engine.backend
-    if isinstance(backend, SimHost):
-        return backend
-    return getattr(engine, "_reliability_sim", None)
-
-
-def check_store_and_host(engine: Engine, report: ReconcileReport | None = None) -> list[str]:
+def check_store_and_host(
+    engine: Engine, report: ReconcileReport | None = None, sim: Any = None
+) -> list[str]:
     """Store and host agree: every VM on each side is on the other (or reported), no VM is in a
     transitional state on either side, states match, and no disk is left behind."""
     out: list[str] = []
@@ -60,8 +52,11 @@ def check_store_and_host(engine: Engine, report: ReconcileReport | None = None) 
         if name not in orphans_reported:
             out.append(f"{name}: on the host but neither in the store nor reported")
 
-    sim = _sim_of(engine)
-    if sim is not None:
+    from core.backends.sim import SimHost
+
+    # The simulated host's disks (the engine's own, or the one behind the fake PowerShell host).
+    sim = sim if sim is not None else engine.backend
+    if isinstance(sim, SimHost):
         raw = sim.raw_state()
         used = {vm["disk"] for vm in raw["vms"].values()}
         for disk in sorted(set(raw["disks"]) - used):
@@ -142,9 +137,11 @@ def check_invariants(
     engine: Engine,
     journal: Journal | None = None,
     report: ReconcileReport | None = None,
+    sim: Any = None,
 ) -> list[str]:
-    """Every invariant at once; one line per violation."""
-    out = check_store_and_host(engine, report)
+    """Every invariant at once; one line per violation. `sim`: the simulated host behind a
+    fake PowerShell host, so that its disks are checked too."""
+    out = check_store_and_host(engine, report, sim)
     out += check_holders_and_agents(engine)
     if journal is not None:
         out += check_journal(engine, journal)
