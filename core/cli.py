@@ -21,7 +21,7 @@ from rich.console import Console
 from core.engine import Engine
 from core.errors import HvkubeError, InvalidInput
 from core.models import AgentResult, AgentStatus, ReadinessProbe, ReleasePolicy, VMState
-from core.names import NAME_RULE, parse_json_object
+from core.names import NAME_RULE, is_utf8, parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
 from core.settings import Settings, load_settings
 
@@ -1054,6 +1054,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         and any(p.name == "ui" for p in entry_points(group="hvkube.commands"))
     ):
         argv = [*argv, "ui"]
+    # Invalid UTF-8 on the command line reaches Python as lone surrogates, which can be
+    # neither stored nor printed: refuse it before anything else looks at it.
+    for index, arg in enumerate(argv, start=1):
+        if not is_utf8(arg):
+            sys.stderr.write(
+                f"hvkube: error: argument {index} ({ascii(arg)[:60]}) is not valid UTF-8 text\n"
+            )
+            return 2
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:

@@ -77,6 +77,8 @@ def check_path_text(path: object, what: str = "path") -> str:
         raise InvalidInput(f"{what} is {len(path)} characters long; the limit is 1024")
     if any(ord(c) < 32 or ord(c) == 127 for c in path):
         raise InvalidInput(f"{what} contains a control character")
+    if not is_utf8(path):
+        raise InvalidInput(f"{what} is not valid UTF-8 text")
     parts = re.split(r"[\\/]+", path)
     if ".." in parts:
         raise InvalidInput(f"{what} {path!r} contains '..'; give the path without it")
@@ -85,20 +87,49 @@ def check_path_text(path: object, what: str = "path") -> str:
     return path
 
 
+MAX_JSON_DEPTH = 64
+
+
+def is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates: how Python shows invalid UTF-8 bytes of a
+    command line or file name. Such text cannot be stored or printed as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def parse_json_object(text: str, what: str = "--input") -> dict[str, Any]:
     """Parse user JSON, which must be an object, before anything is written."""
     if len(text) > 1_000_000:
         raise InvalidInput(f"{what} is larger than 1 MB")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"{what} is not valid UTF-8 text") from None
+    if not is_utf8(text):
+        raise InvalidInput(f"{what} is not valid UTF-8 text")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:  # deeper than Python's parser goes
+        raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from None
     if not isinstance(value, dict):
         raise InvalidInput(f'{what} must be a JSON object like \'{{"key": "value"}}\'')
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    if not is_utf8(json.dumps(value, ensure_ascii=False)):  # "\udcff" escapes decode to these
+        raise InvalidInput(f"{what} holds text that is not valid UTF-8 (a lone surrogate)")
     return value
