@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -74,7 +74,7 @@ HOSTILE = [
     "p>q",
     "\u202eevil",
     "\ufeffbp",
-    "ｂｐ",
+    "\uff42\uff50",  # full-width letters
     "名前",
     "\udcff\udcfe",
     "bp\udc80",
