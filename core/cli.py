@@ -762,12 +762,22 @@ def _sim(ctx: Context) -> Any:
     return inner
 
 
+def _sim_to_change(ctx: Context, what: str) -> Any:
+    """The simulated host, for a command that changes it: refused in read-only mode."""
+    from core.errors import ReadOnlyMode
+
+    host = _sim(ctx)
+    if ctx.settings.readonly:
+        raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
+    return host
+
+
 def cmd_sim_fault(args: argparse.Namespace, ctx: Context) -> int:
     from core.names import check_name
 
     if args.vm is not None:
         check_name(args.vm, "--vm")
-    host = _sim(ctx)
+    host = _sim_to_change(ctx, "inject a fault")
     try:
         host.inject_fault(args.kind, vm=args.vm, op=args.op, seconds=args.seconds)
     except ValueError as exc:
@@ -787,7 +797,7 @@ def cmd_sim_faults(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_sim_clear(args: argparse.Namespace, ctx: Context) -> int:
-    count = _sim(ctx).clear_faults()
+    count = _sim_to_change(ctx, "clear faults").clear_faults()
     _done(ctx, {"cleared": count}, f"{count} pending fault(s) cleared")
     return 0
 

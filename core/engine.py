@@ -144,6 +144,7 @@ class Engine:
         ok: bool = True,
         error: str | None = None,
     ) -> None:
+        self._mutating("record an event")
         duration_ms = (time.perf_counter() - started) * 1000.0
         self.store.insert_event(kind, vm, pool, duration_ms, ok, error)
 
@@ -155,7 +156,7 @@ class Engine:
             yield
         except BaseException as exc:
             message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
-            with suppress(pw.PeeweeException):
+            with suppress(pw.PeeweeException, ReadOnlyMode):
                 self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
             raise
         self.record_event(kind, vm, pool, started)
@@ -972,6 +973,8 @@ class Engine:
         return self.get_agent(agent_id)
 
     def release_agent_vm(self, agent_id: int, vm_name: str) -> None:
+        # Refused here, not only in release(), whose errors are swallowed below.
+        self._mutating("release an agent's VM")
         row = self.t.VM.get_or_none(self.t.VM.name == vm_name)
         if row is None or row.agent_id != agent_id or row.holder is None:
             return

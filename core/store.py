@@ -20,7 +20,7 @@ from typing import Any
 
 import peewee as pw
 
-from core.errors import HvkubeError
+from core.errors import HvkubeError, InvalidInput
 from core.models import (
     VM,
     Agent,
@@ -302,13 +302,16 @@ class Store:
     @staticmethod
     def _prepare_file(path: Path) -> None:
         """Create the folder and the file readable by their owner only."""
+        text = str(path)
+        if "\x00" in text or not text.strip():
+            raise InvalidInput(f"database path {text!r} is not a usable file name")
         if not path.parent.exists():
             path.parent.mkdir(parents=True, mode=0o700)
         if not path.exists():
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         elif path.is_dir():
-            raise HvkubeError(f"database path {path} is a folder; give a file path")
+            raise InvalidInput(f"database path {path} is a folder; give a file path")
 
     def close(self) -> None:
         if not self.db.is_closed():
