@@ -49,6 +49,13 @@ class Settings(BaseModel):
         description="PowerShell command line for the Hyper-V backend",
     )
     vm_dir: str = Field(default="", description="where VM disks and saved states go")
+    qemu_dir: str = Field(
+        default="", description="qemu backend: VM directories (default beside db)"
+    )
+    qemu_accel: Literal["auto", "kvm", "tcg"] = Field(
+        default="auto", description="qemu backend: accelerator (auto = probe KVM, else TCG)"
+    )
+    qemu_binary: str = Field(default="qemu-system-x86_64", description="qemu backend: emulator")
     readonly: bool = Field(default=False, description="refuse every change")
     provision_parallelism: int = Field(default=8, ge=1, le=64)
     memory_ceiling: float = Field(default=0.8, gt=0, le=1, description="host memory cap")
