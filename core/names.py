@@ -90,6 +90,10 @@ def parse_json_object(text: str, what: str = "--input") -> dict[str, Any]:
     if len(text) > 1_000_000:
         raise InvalidInput(f"{what} is larger than 1 MB")
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid UTF-8 text") from None
+    try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(

@@ -221,7 +221,7 @@ def _build_one(
         else:
             backend.stop(vm_name, force=True)
         gate.changed()
-        engine._finish(vm_name, tier, ip=ip, error=None)
+        engine._finish(vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None)
     _notify(progress, vm_name, "ready", tier.value)
 
 

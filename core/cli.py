@@ -1,0 +1,1009 @@
+"""`hvkube`: the headless command line over the engine.
+
+Exit codes: 0 done, 1 the operation failed, 2 bad input (nothing changed).
+Commands from other packages (the dashboard's `ui` and `demo`) plug in through
+the `hvkube.commands` entry point group, so core never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from core.engine import Engine
+from core.errors import HvkubeError, InvalidInput
+from core.models import AgentResult, AgentStatus, ReadinessProbe, ReleasePolicy, VMState
+from core.names import NAME_RULE, parse_json_object
+from core.output import ago, key_values, ms, print_json, styled, table
+from core.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, "Context"], int]
+# Piped output is not cut to 80 columns: scripts and grep see whole lines.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
+err_console = Console(stderr=True, highlight=False)
+
+
+class Context:
+    """What a command handler gets: settings, output mode, and a lazily opened engine."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        flags = {
+            "db": getattr(args, "db", None),
+            "backend": getattr(args, "backend", None),
+            "readonly": True if getattr(args, "readonly", False) else None,
+        }
+        loaded = load_settings(flags)
+        self.settings: Settings = loaded.settings
+        self.sources = loaded.sources
+        self.json: bool = bool(getattr(args, "json", False))
+        self.verbose: bool = bool(getattr(args, "verbose", False))
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from core import open_engine
+
+            self._engine = open_engine(self.settings)
+            if self._engine.backend.simulated and not self.json:
+                err_console.print(
+                    f"[dim]simulated host ({self._engine.backend.name}); "
+                    f"database {self.settings.db_path()}[/]"
+                )
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"hvkube: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value != value or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more seconds")
+    return value
+
+
+def _probe(text: str) -> ReadinessProbe:
+    if text == "heartbeat":
+        return ReadinessProbe(kind="heartbeat")
+    if text.startswith("tcp:") and text[4:].isdigit() and 0 < int(text[4:]) < 65536:
+        return ReadinessProbe(kind="tcp", port=int(text[4:]))
+    if text.startswith("http:") and text[5:].startswith(("http://", "https://")):
+        return ReadinessProbe(kind="http", url=text[5:])
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a probe; use heartbeat, tcp:PORT or http:URL (URL may hold {{ip}})"
+    )
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def cmd_template_create(args: argparse.Namespace, ctx: Context) -> int:
+    tpl = ctx.engine.create_template(
+        args.name,
+        args.vhdx,
+        memory_mb=args.memory_mb,
+        cpus=args.cpus,
+        gpu=args.gpu,
+        software=args.software or [],
+        rdp_port=args.rdp_port,
+        mcp_endpoint=args.mcp_endpoint,
+        probe=args.probe,
+    )
+    if ctx.json:
+        print_json(tpl)
+    else:
+        console.print(f"template [bold]{tpl.name}[/] created ({tpl.memory_mb} MB, {tpl.cpus} CPUs)")
+    return 0
+
+
+def cmd_template_list(args: argparse.Namespace, ctx: Context) -> int:
+    templates = ctx.engine.list_templates()
+    if ctx.json:
+        print_json(templates)
+        return 0
+    pools = ctx.engine.list_pools()
+    rows = [
+        (
+            t.name,
+            t.disk_path,
+            t.memory_mb,
+            t.cpus,
+            "yes" if t.gpu else "no",
+            ", ".join(p.name for p in pools if p.template == t.name) or "-",
+        )
+        for t in templates
+    ]
+    table(console, ["NAME", "DISK", "MEMORY MB", "CPUS", "GPU", "POOLS"], rows, "Templates")
+    return 0
+
+
+def cmd_template_show(args: argparse.Namespace, ctx: Context) -> int:
+    t = ctx.engine.get_template(args.name)
+    if ctx.json:
+        print_json(t)
+        return 0
+    key_values(
+        console,
+        [
+            ("name", t.name),
+            ("disk", t.disk_path),
+            ("memory", f"{t.memory_mb} MB"),
+            ("cpus", t.cpus),
+            ("gpu", "yes" if t.gpu else "no"),
+            ("software", ", ".join(t.software)),
+            ("rdp port", t.rdp_port),
+            ("mcp endpoint", t.mcp_endpoint),
+            ("readiness", t.probe.kind + (f" {t.probe.port or t.probe.url or ''}")),
+            ("created", t.created_at),
+        ],
+    )
+    return 0
+
+
+def cmd_template_delete(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.engine.delete_template(args.name)
+    _done(ctx, {"deleted": args.name}, f"template {args.name} deleted")
+    return 0
+
+
+def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
+    pool = ctx.engine.create_pool(
+        args.name,
+        args.template,
+        args.count,
+        warm=args.warm,
+        hot=args.hot,
+        release=args.release,
+        max_per_host=args.max_per_host,
+    )
+    if ctx.json:
+        print_json(pool)
+    else:
+        console.print(
+            f"pool [bold]{pool.name}[/] created: {pool.desired_count} VMs of {pool.template} "
+            f"({pool.hot_count} hot, {pool.warm_count} warm), release={pool.release_policy.value}."
+            f" Next: hvkube pool provision {pool.name}"
+        )
+    return 0
+
+
+def _pool_summary(engine: Engine, name: str) -> dict[str, Any]:
+    pool = engine.get_pool(name)
+    counts = engine.pool_counts(name)
+    acquires = [e.duration_ms for e in engine.events(pool=name, kind="resume", limit=200) if e.ok]
+    acquires.sort()
+    median = acquires[len(acquires) // 2] if acquires else None
+    return {
+        **pool.model_dump(mode="json"),
+        "counts": counts,
+        "median_resume_ms": median,
+    }
+
+
+def cmd_pool_list(args: argparse.Namespace, ctx: Context) -> int:
+    summaries = [_pool_summary(ctx.engine, p.name) for p in ctx.engine.list_pools()]
+    if ctx.json:
+        print_json(summaries)
+        return 0
+    rows = []
+    for s in summaries:
+        c = s["counts"]
+        rows.append(
+            (
+                s["name"],
+                s["template"],
+                s["desired_count"],
+                f"{c.get('paused', 0)}/{s['hot_count']}",
+                f"{c.get('saved', 0)}/{s['warm_count']}",
+                c.get("off", 0),
+                c.get("running", 0),
+                c.get("error", 0) + c.get("missing", 0),
+                s["release_policy"],
+                ms(s["median_resume_ms"]),
+            )
+        )
+    table(
+        console,
+        [
+            "NAME",
+            "TEMPLATE",
+            "DESIRED",
+            "HOT",
+            "WARM",
+            "COLD",
+            "RUNNING",
+            "ERROR",
+            "RELEASE",
+            "P50",
+        ],
+        rows,
+        "Pools",
+    )
+    return 0
+
+
+def cmd_pool_status(args: argparse.Namespace, ctx: Context) -> int:
+    summary = _pool_summary(ctx.engine, args.name)
+    vms = ctx.engine.list_vms(pool=args.name)
+    if ctx.json:
+        print_json({**summary, "vms": vms})
+        return 0
+    c = summary["counts"]
+    key_values(
+        console,
+        [
+            ("pool", summary["name"]),
+            ("template", summary["template"]),
+            ("desired", summary["desired_count"]),
+            ("hot (paused)", f"{c.get('paused', 0)} of {summary['hot_count']}"),
+            ("warm (saved)", f"{c.get('saved', 0)} of {summary['warm_count']}"),
+            ("cold (off)", c.get("off", 0)),
+            ("running", c.get("running", 0)),
+            ("held", c.get("held", 0)),
+            ("error/missing", c.get("error", 0) + c.get("missing", 0)),
+            ("release", summary["release_policy"]),
+            ("median resume", ms(summary["median_resume_ms"])),
+        ],
+    )
+    _vm_table(vms)
+    return 0
+
+
+def _progress_printer(ctx: Context, total: int) -> tuple[Callable[[str, str, str], None], Any]:
+    """A progress bar on a terminal, plain lines otherwise (and nothing with --json)."""
+    if ctx.json:
+        return (lambda vm, step, detail: None), None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[last]}"),
+            console=err_console,
+        )
+        task = progress.add_task("provisioning", total=total, last="")
+
+        def on_step(vm: str, step: str, detail: str) -> None:
+            last = f"{vm}: {step} {detail}".strip()
+            advance = 1 if step in {"ready", "failed"} else 0
+            progress.update(task, advance=advance, last=last)
+
+        return on_step, progress
+
+    def plain(vm: str, step: str, detail: str) -> None:
+        if step not in {"boot", "ready", "failed", "replace", "remove"}:
+            return
+        err_console.print(f"{vm}: {step} {detail}".rstrip(), soft_wrap=True)
+
+    return plain, None
+
+
+def _provision_report(ctx: Context, report: Any) -> int:
+    if ctx.json:
+        print_json(
+            {
+                "pool": report.pool,
+                "requested": report.requested,
+                "created": sorted(report.created),
+                "failed": report.failed,
+                "seconds": round(report.seconds, 3),
+            }
+        )
+    elif report.requested == 0 and not report.failed:
+        console.print(f"pool {report.pool} already has its VMs")
+    else:
+        console.print(
+            f"pool {report.pool}: {len(report.created)} of {report.requested} VM(s) ready "
+            f"in {report.seconds:.1f}s"
+        )
+        for vm, why in sorted(report.failed.items()):
+            err_console.print(f"[red]{vm}: {why}[/]")
+    return 1 if report.failed else 0
+
+
+def cmd_pool_provision(args: argparse.Namespace, ctx: Context) -> int:
+    pool = ctx.engine.get_pool(args.name)
+    have = len(ctx.engine.list_vms(pool=args.name))
+    on_step, progress = _progress_printer(ctx, max(0, pool.desired_count - have))
+    if progress is not None:
+        with progress:
+            report = ctx.engine.provision_pool(args.name, args.parallel, on_step)
+    else:
+        report = ctx.engine.provision_pool(args.name, args.parallel, on_step)
+    return _provision_report(ctx, report)
+
+
+def cmd_pool_scale(args: argparse.Namespace, ctx: Context) -> int:
+    on_step, progress = _progress_printer(ctx, args.count)
+    if progress is not None:
+        with progress:
+            report = ctx.engine.scale_pool(args.name, args.count, on_step)
+    else:
+        report = ctx.engine.scale_pool(args.name, args.count, on_step)
+    if not ctx.json:
+        console.print(f"pool {args.name} scaled to {args.count}")
+    return _provision_report(ctx, report)
+
+
+def cmd_pool_edit(args: argparse.Namespace, ctx: Context) -> int:
+    pool = ctx.engine.update_pool(
+        args.name, count=args.count, warm=args.warm, hot=args.hot, release=args.release
+    )
+    _done(
+        ctx,
+        pool,
+        f"pool {pool.name}: {pool.desired_count} VMs, {pool.hot_count} hot, "
+        f"{pool.warm_count} warm, release={pool.release_policy.value}",
+    )
+    return 0
+
+
+def cmd_pool_delete(args: argparse.Namespace, ctx: Context) -> int:
+    removed = ctx.engine.delete_pool(args.name, with_vms=args.with_vms)
+    _done(
+        ctx,
+        {"deleted": args.name, "vms_removed": removed},
+        f"pool {args.name} deleted ({removed} VM(s) removed)",
+    )
+    return 0
+
+
+def _vm_table(vms: Sequence[Any]) -> None:
+    rows = [
+        (
+            vm.name,
+            vm.pool,
+            styled(vm.state.value),
+            vm.holder and (f"agent {vm.agent_id}" if vm.agent_id else vm.holder),
+            vm.ip,
+            vm.memory_mb,
+            ago(vm.last_resumed_at),
+            ms(vm.last_resume_ms),
+            (vm.error or "")[:60],
+        )
+        for vm in vms
+    ]
+    table(
+        console,
+        ["NAME", "POOL", "STATE", "HELD BY", "IP", "MB", "RESUMED", "RESUME", "ERROR"],
+        rows,
+        "VMs",
+    )
+
+
+def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
+    state = None
+    if args.state:
+        try:
+            state = VMState(args.state)
+        except ValueError:
+            raise InvalidInput(
+                f"--state {args.state!r} is not a VM state; use one of "
+                + ", ".join(s.value for s in VMState)
+            ) from None
+    vms = ctx.engine.list_vms(pool=args.pool, state=state)
+    if ctx.json:
+        print_json(vms)
+    else:
+        _vm_table(vms)
+    return 0
+
+
+def cmd_vm_info(args: argparse.Namespace, ctx: Context) -> int:
+    vm = ctx.engine.get_vm(args.name)
+    host = ctx.engine.backend.get_vm(args.name)
+    if ctx.json:
+        print_json({**vm.model_dump(mode="json"), "host": host})
+        return 0
+    key_values(
+        console,
+        [
+            ("name", vm.name),
+            ("pool", vm.pool),
+            ("template", vm.template),
+            ("state", styled(vm.state.value)),
+            ("host state", host.raw_state if host else "not on host"),
+            ("held by", vm.holder),
+            ("agent", vm.agent_id),
+            ("ip", vm.ip),
+            ("rdp port", vm.rdp_port),
+            ("mcp endpoint", ctx.engine.mcp_endpoint(vm)),
+            ("memory", f"{vm.memory_mb} MB"),
+            ("disk", vm.disk_path),
+            ("checkpoints", ", ".join(host.checkpoints) if host else None),
+            ("created", vm.created_at),
+            ("last resumed", vm.last_resumed_at),
+            ("last resume", ms(vm.last_resume_ms)),
+            ("error", vm.error),
+        ],
+    )
+    return 0
+
+
+def _vm_action(method: str, verb: str) -> Handler:
+    def handler(args: argparse.Namespace, ctx: Context) -> int:
+        kwargs = {"force": args.force} if hasattr(args, "force") and method == "stop_vm" else {}
+        vm = getattr(ctx.engine, method)(args.name, **kwargs)
+        _done(ctx, vm, f"{args.name}: {verb} ({vm.state.value})")
+        return 0
+
+    return handler
+
+
+def cmd_vm_delete(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.engine.delete_vm(args.name, force=args.force)
+    _done(ctx, {"deleted": args.name}, f"VM {args.name} deleted with its files")
+    return 0
+
+
+def cmd_vm_ip(args: argparse.Namespace, ctx: Context) -> int:
+    ip = ctx.engine.vm_ip(args.name)
+    if ctx.json:
+        print_json({"name": args.name, "ip": ip})
+    else:
+        console.print(ip or "-")
+    return 0 if ip else 1
+
+
+def cmd_vm_screenshot(args: argparse.Namespace, ctx: Context) -> int:
+    out = Path(args.output)
+    if out.is_dir():
+        raise InvalidInput(f"-o {args.output!r} is a folder; give a file name such as screen.png")
+    if not out.parent.exists():
+        raise InvalidInput(f"-o {args.output!r}: folder {out.parent} does not exist")
+    data = ctx.engine.screenshot(args.name)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    _done(ctx, {"name": args.name, "path": str(out), "bytes": len(data)}, f"saved {out}")
+    return 0
+
+
+def cmd_acquire(args: argparse.Namespace, ctx: Context) -> int:
+    vm = ctx.engine.acquire(args.pool, wait_s=args.wait)
+    if ctx.json:
+        print_json(vm)
+        return 0
+    key_values(
+        console,
+        [
+            ("vm", vm.name),
+            ("ip", vm.ip),
+            ("rdp port", vm.rdp_port),
+            ("mcp endpoint", vm.mcp_endpoint),
+            ("resume", f"{ms(vm.resume_ms)} (from {vm.from_state.value})"),
+            ("lease", vm.holder),
+        ],
+    )
+    return 0
+
+
+def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
+    policy = args.policy
+    vm = ctx.engine.release(args.name, policy=policy)
+    if vm is None:
+        _done(ctx, {"name": args.name, "destroyed": True}, f"{args.name}: destroyed")
+    else:
+        _done(ctx, vm, f"{args.name}: released ({vm.state.value})")
+    return 0
+
+
+def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
+    data = parse_json_object(args.input) if args.input is not None else {}
+    agent = ctx.engine.submit_agent(
+        args.pool,
+        args.workflow,
+        data,
+        timeout_s=args.timeout,
+        requires_gpu=args.gpu,
+        exec_command=args.exec_command,
+    )
+    if args.wait:
+        from core.waiting import wait_for_agent
+
+        agent = wait_for_agent(ctx.engine, agent.id, args.wait_timeout)
+        if ctx.json:
+            print_json(agent)
+        else:
+            _agent_details(agent)
+        return 0 if agent.status is AgentStatus.COMPLETED else 1
+    _done(ctx, agent, f"agent {agent.id} queued on pool {agent.pool} ({agent.task.workflow})")
+    return 0
+
+
+def _agent_details(a: Any) -> None:
+    key_values(
+        console,
+        [
+            ("id", a.id),
+            ("workflow", a.task.workflow),
+            ("pool", a.pool),
+            ("status", styled(a.status.value)),
+            ("vm", a.vm),
+            ("input", a.task.input),
+            ("timeout", f"{a.task.timeout_s}s"),
+            ("gpu", "yes" if a.task.requires_gpu else "no"),
+            ("exec", a.task.exec_command),
+            ("created", a.created_at),
+            ("started", a.started_at),
+            ("finished", a.finished_at),
+            ("waiting because", a.wait_reason),
+            ("result", a.result.model_dump_json() if a.result else None),
+        ],
+    )
+
+
+def cmd_agent_list(args: argparse.Namespace, ctx: Context) -> int:
+    status = None
+    if args.status:
+        try:
+            status = AgentStatus(args.status)
+        except ValueError:
+            raise InvalidInput(
+                f"--status {args.status!r} is not one of " + ", ".join(s.value for s in AgentStatus)
+            ) from None
+    agents = ctx.engine.list_agents(status=status, pool=args.pool, limit=args.limit)
+    if ctx.json:
+        print_json(agents)
+        return 0
+    rows = [
+        (
+            a.id,
+            a.task.workflow,
+            a.pool,
+            styled(a.status.value),
+            a.vm,
+            ago(a.created_at),
+            ms(a.result.duration_ms) if a.result else "-",
+        )
+        for a in agents
+    ]
+    table(console, ["ID", "WORKFLOW", "POOL", "STATUS", "VM", "AGE", "DURATION"], rows, "Agents")
+    return 0
+
+
+def cmd_agent_show(args: argparse.Namespace, ctx: Context) -> int:
+    agent = ctx.engine.get_agent(args.id)
+    if ctx.json:
+        print_json(agent)
+    else:
+        _agent_details(agent)
+    return 0
+
+
+def cmd_agent_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    agent = ctx.engine.cancel_agent(args.id)
+    _done(ctx, agent, f"agent {agent.id} cancelled")
+    return 0
+
+
+def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
+    output = parse_json_object(args.output, "--output") if args.output is not None else None
+    for shot in args.screenshot or []:
+        if not Path(shot).is_file():
+            raise InvalidInput(f"--screenshot {shot!r} is not a file")
+    result = AgentResult(
+        success=args.failed is None,
+        output=output,
+        error=args.failed,
+        screenshots=[str(Path(s).resolve()) for s in args.screenshot or []],
+    )
+    status = AgentStatus.COMPLETED if args.failed is None else AgentStatus.FAILED
+    agent = ctx.engine.finish_agent(args.id, status, result)
+    _done(ctx, agent, f"agent {agent.id} {agent.status.value}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
+    events = ctx.engine.events(vm=args.vm, pool=args.pool, limit=args.limit)
+    if ctx.json:
+        print_json(events)
+        return 0
+    rows = [
+        (
+            e.started_at.strftime("%H:%M:%S"),
+            e.kind,
+            e.vm,
+            e.pool,
+            ms(e.duration_ms),
+            "[green]ok[/]" if e.ok else "[red]failed[/]",
+            (e.error or "")[:70],
+        )
+        for e in events
+    ]
+    table(console, ["TIME", "STEP", "VM", "POOL", "TOOK", "RESULT", "ERROR"], rows, "Events")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, ctx: Context) -> int:
+    report = ctx.engine.reconcile(remove_orphans=args.remove_orphans)
+    if ctx.json:
+        print_json(report)
+        return 0 if not report.errors else 1
+    console.print(f"checked {report.checked} VM(s)")
+    for line in report.fixed:
+        console.print(f"  fixed: {line}")
+    for name in report.missing:
+        console.print(f"  [red]missing from host[/]: {name}")
+    for name in report.orphans:
+        console.print(
+            f"  [yellow]on host but not in store[/]: {name} (reconcile --remove-orphans removes it)"
+        )
+    for name in report.orphans_removed:
+        console.print(f"  removed orphan: {name}")
+    for agent_id in report.agents_failed:
+        console.print(f"  agent {agent_id} failed: its VM was lost")
+    for line in report.busy:
+        console.print(f"  busy (another process is working on it): {line}")
+    for line in report.errors:
+        err_console.print(f"  [red]error[/]: {line}")
+    if not (report.fixed or report.missing or report.orphans or report.errors):
+        console.print("store and host agree")
+    return 0 if not report.errors else 1
+
+
+def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
+    values = ctx.settings.model_dump()
+    values["db"] = str(ctx.settings.db_path())
+    if ctx.json:
+        print_json({k: {"value": v, "source": ctx.sources[k]} for k, v in values.items()})
+        return 0
+    from core.settings import config_path
+
+    rows = [(k, v, ctx.sources[k]) for k, v in values.items()]
+    table(console, ["SETTING", "VALUE", "FROM"], rows, "Settings")
+    console.print(f"[dim]config file: {config_path()}[/]")
+    return 0
+
+
+def _sim(ctx: Context) -> Any:
+    from core.backends.sim import SimHost
+
+    backend = ctx.engine.backend
+    inner = getattr(backend, "sim", backend)
+    if not isinstance(inner, SimHost):
+        raise InvalidInput("fault injection needs the simulated host (--backend sim)")
+    return inner
+
+
+def cmd_sim_fault(args: argparse.Namespace, ctx: Context) -> int:
+    from core.names import check_name
+
+    if args.vm is not None:
+        check_name(args.vm, "--vm")
+    host = _sim(ctx)
+    try:
+        host.inject_fault(args.kind, vm=args.vm, op=args.op, seconds=args.seconds)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    _done(ctx, {"fault": args.kind, "vm": args.vm, "op": args.op}, f"fault {args.kind} injected")
+    return 0
+
+
+def cmd_sim_faults(args: argparse.Namespace, ctx: Context) -> int:
+    faults = _sim(ctx).faults()
+    if ctx.json:
+        print_json(faults)
+    else:
+        rows = [(f["kind"], f.get("vm"), f.get("op"), f.get("seconds")) for f in faults]
+        table(console, ["KIND", "VM", "OPERATION", "SECONDS"], rows, "Faults")
+    return 0
+
+
+def cmd_sim_clear(args: argparse.Namespace, ctx: Context) -> int:
+    count = _sim(ctx).clear_faults()
+    _done(ctx, {"cleared": count}, f"{count} pending fault(s) cleared")
+    return 0
+
+
+def _done(ctx: Context, value: Any, text: str) -> None:
+    if ctx.json:
+        print_json(value)
+    else:
+        console.print(text)
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--db", metavar="PATH", default=default, help="database file (env HVKUBE_DB)"
+    )
+    group.add_argument(
+        "--backend",
+        choices=["sim", "hyperv", "qemu"],
+        default=default,
+        help="hypervisor: sim (simulated host), hyperv, qemu (env HVKUBE_BACKEND)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print JSON for scripts",
+    )
+    group.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="show tracebacks on internal errors",
+    )
+    group.add_argument(
+        "--readonly",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="refuse every change (env HVKUBE_READONLY=1)",
+    )
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="hvkube",
+        description=(
+            "Keep pools of Windows VMs ready for UI-automation agents: cloned from a template, "
+            "checkpointed clean, parked Saved, handed out with a 2-5 s resume. With no command, "
+            "opens the dashboard."
+        ),
+        epilog=f"Names of templates, pools and VMs: {NAME_RULE}. Exit codes: 0 done, "
+        "1 the operation failed, 2 bad input (nothing changed).",
+    )
+    _global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def sub(
+        group: Any, name: str, handler: Handler | None, help_text: str, **kw: Any
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(
+            name, help=help_text, description=help_text, **kw
+        )
+        _global_options(p, top=False)
+        if handler is not None:
+            p.set_defaults(handler=handler)
+        return p
+
+    # templates
+    tpl = sub(commands, "template", None, "register and inspect golden templates")
+    tpl_cmds = tpl.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    p = sub(tpl_cmds, "create", cmd_template_create, "register a template disk")
+    p.add_argument("--name", required=True, help="template name")
+    p.add_argument("--vhdx", required=True, metavar="PATH", help="template disk on the host")
+    p.add_argument("--memory-mb", type=_positive_int, default=4096, help="memory (default 4096)")
+    p.add_argument("--cpus", type=_positive_int, default=2, help="virtual CPUs (default 2)")
+    p.add_argument("--gpu", action="store_true", help="VMs get a GPU partition")
+    p.add_argument("--software", action="append", metavar="NAME", help="installed software")
+    p.add_argument("--rdp-port", type=_positive_int, default=3389, help="guest RDP port")
+    p.add_argument("--mcp-endpoint", metavar="PATTERN", help="e.g. http://{ip}:8080/mcp")
+    p.add_argument(
+        "--probe",
+        type=_probe,
+        default=ReadinessProbe(),
+        help="readiness: heartbeat (default), tcp:PORT or http:URL",
+    )
+    sub(tpl_cmds, "list", cmd_template_list, "list templates")
+    p = sub(tpl_cmds, "show", cmd_template_show, "show one template")
+    p.add_argument("name")
+    p = sub(tpl_cmds, "delete", cmd_template_delete, "delete a template no pool uses")
+    p.add_argument("name")
+
+    # pools
+    pool = sub(commands, "pool", None, "create, provision and scale pools")
+    pool_cmds = pool.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    p = sub(pool_cmds, "create", cmd_pool_create, "declare a pool of VMs from a template")
+    p.add_argument("--name", required=True)
+    p.add_argument("--template", required=True)
+    p.add_argument("--count", type=_positive_int, required=True, help="VMs in all")
+    p.add_argument("--warm", type=_positive_int, default=0, help="kept Saved (2-5 s to resume)")
+    p.add_argument("--hot", type=_positive_int, default=0, help="kept Paused (ms, holds RAM)")
+    p.add_argument(
+        "--release",
+        choices=[r.value for r in ReleasePolicy],
+        default="reset",
+        help="what release does (default reset: back to the clean checkpoint)",
+    )
+    p.add_argument("--max-per-host", type=_positive_int, help="cap on VMs of this pool")
+    sub(pool_cmds, "list", cmd_pool_list, "list pools with their tiers")
+    p = sub(pool_cmds, "status", cmd_pool_status, "a pool's counts and VMs")
+    p.add_argument("name")
+    p = sub(pool_cmds, "provision", cmd_pool_provision, "build the pool's missing VMs")
+    p.add_argument("name")
+    p.add_argument("--parallel", type=_positive_int, help="VMs built at once (default 8)")
+    p = sub(pool_cmds, "scale", cmd_pool_scale, "change the pool's size and build or remove VMs")
+    p.add_argument("name")
+    p.add_argument("--count", type=_positive_int, required=True)
+    p = sub(pool_cmds, "edit", cmd_pool_edit, "change counts or release policy")
+    p.add_argument("name")
+    p.add_argument("--count", type=_positive_int)
+    p.add_argument("--warm", type=_positive_int)
+    p.add_argument("--hot", type=_positive_int)
+    p.add_argument("--release", choices=[r.value for r in ReleasePolicy])
+    p = sub(pool_cmds, "delete", cmd_pool_delete, "delete a pool")
+    p.add_argument("name")
+    p.add_argument("--with-vms", action="store_true", help="also delete its VMs and their files")
+
+    # VMs
+    vm = sub(commands, "vm", None, "inspect and drive single VMs")
+    vm_cmds = vm.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    p = sub(vm_cmds, "list", cmd_vm_list, "list VMs")
+    p.add_argument("--pool")
+    p.add_argument("--state", help="only VMs in this state")
+    p = sub(vm_cmds, "info", cmd_vm_info, "everything about one VM")
+    p.add_argument("name")
+    for name, method, verb, help_text in (
+        ("resume", "resume_vm", "running", "start or resume (falls back to clean if broken)"),
+        ("save", "save_vm", "saved", "save memory to disk (warm)"),
+        ("pause", "pause_vm", "paused", "pause, keeping memory in RAM (hot)"),
+        ("reset", "reset_vm", "reset to clean", "restore the clean checkpoint (ends Saved)"),
+    ):
+        p = sub(vm_cmds, name, _vm_action(method, verb), help_text)
+        p.add_argument("name")
+    p = sub(vm_cmds, "stop", _vm_action("stop_vm", "stopped"), "shut down (--force: turn off)")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="turn off instead of shutting down")
+    p = sub(vm_cmds, "delete", cmd_vm_delete, "delete a VM with its disk and saved state")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="even when it is held")
+    p = sub(vm_cmds, "ip", cmd_vm_ip, "the VM's IP address (refreshed)")
+    p.add_argument("name")
+    p = sub(vm_cmds, "screenshot", cmd_vm_screenshot, "save the VM's screen as PNG")
+    p.add_argument("name")
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+
+    # acquire / release
+    p = sub(commands, "acquire", cmd_acquire, "take a ready VM from a pool and resume it")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS", help="wait for one")
+    p = sub(commands, "release", cmd_release, "give a VM back (default: the pool's policy)")
+    p.add_argument("name")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--reset", dest="policy", action="store_const", const="reset")
+    how.add_argument("--save", dest="policy", action="store_const", const="save")
+    how.add_argument("--destroy", dest="policy", action="store_const", const="destroy")
+
+    # agents
+    agent = sub(commands, "agent", None, "queue and follow agents")
+    agent_cmds = agent.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    p = sub(agent_cmds, "submit", cmd_agent_submit, "queue an agent on a pool")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--workflow", required=True)
+    p.add_argument("--input", metavar="JSON", help="JSON object handed to the agent")
+    p.add_argument("--timeout", type=_positive_int, default=600, metavar="S")
+    p.add_argument("--gpu", action="store_true", help="needs a GPU template's pool")
+    p.add_argument(
+        "--exec",
+        dest="exec_command",
+        metavar="COMMAND",
+        help="command the controller runs with HVKUBE_VM_* variables",
+    )
+    p.add_argument("--wait", action="store_true", help="block until it ends; print its result")
+    p.add_argument("--wait-timeout", type=_seconds, default=None, metavar="S")
+    p = sub(agent_cmds, "list", cmd_agent_list, "list agents")
+    p.add_argument("--status")
+    p.add_argument("--pool")
+    p.add_argument("--limit", type=_positive_int, default=100)
+    p = sub(agent_cmds, "show", cmd_agent_show, "one agent with its result")
+    p.add_argument("id", type=_positive_int)
+    p = sub(agent_cmds, "cancel", cmd_agent_cancel, "cancel an agent (its VM is released)")
+    p.add_argument("id", type=_positive_int)
+    p = sub(agent_cmds, "complete", cmd_agent_complete, "report an agent's result")
+    p.add_argument("id", type=_positive_int)
+    p.add_argument("--output", metavar="JSON")
+    p.add_argument("--failed", metavar="REASON")
+    p.add_argument("--screenshot", action="append", metavar="FILE")
+
+    p = sub(commands, "events", cmd_events, "lifecycle steps, newest first")
+    p.add_argument("--vm")
+    p.add_argument("--pool")
+    p.add_argument("--limit", type=_positive_int, default=50)
+
+    p = sub(commands, "reconcile", cmd_reconcile, "make store and host agree after a crash")
+    p.add_argument(
+        "--remove-orphans", action="store_true", help="delete host VMs of our pools not in store"
+    )
+
+    cfg = sub(commands, "config", None, "effective settings")
+    cfg_cmds = cfg.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    sub(cfg_cmds, "show", cmd_config_show, "each setting with where it came from")
+
+    from core.backends.sim import FAULT_KINDS
+
+    sim = sub(commands, "sim", None, "the simulated host: inject faults")
+    sim_cmds = sim.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    p = sub(
+        sim_cmds,
+        "fault",
+        cmd_sim_fault,
+        "inject a fault: " + "; ".join(f"{k}: {v}" for k, v in FAULT_KINDS.items()),
+    )
+    p.add_argument("kind", choices=sorted(FAULT_KINDS))
+    p.add_argument("--vm", help="the VM it applies to")
+    p.add_argument("--op", help="the operation it applies to (start, save, ...)")
+    p.add_argument("--seconds", type=_seconds, help="how long a hang lasts")
+    sub(sim_cmds, "faults", cmd_sim_faults, "list pending faults")
+    sub(sim_cmds, "clear", cmd_sim_clear, "clear pending faults and repair saved states")
+
+    for plugin in entry_points(group="hvkube.commands"):
+        register = plugin.load()
+        register(commands, sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    no_command = not any(a for a in argv if not a.startswith("-"))
+    asks_help = "-h" in argv or "--help" in argv
+    # No command: the dashboard, when it is installed.
+    if (
+        no_command
+        and not asks_help
+        and any(p.name == "ui" for p in entry_points(group="hvkube.commands"))
+    ):
+        argv = [*argv, "ui"]
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    ctx: Context | None = None
+    try:
+        ctx = Context(args)
+        return handler(args, ctx)
+    except HvkubeError as exc:
+        sys.stderr.write(f"hvkube: error: {exc.message}\n")
+        if getattr(args, "verbose", False) and exc.detail:
+            sys.stderr.write(f"{exc.detail}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("hvkube: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: one line by default, the traceback with --verbose
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        sys.stderr.write(
+            f"hvkube: internal error: {type(exc).__name__}: {exc} (rerun with --verbose)\n"
+        )
+        return 1
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
