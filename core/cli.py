@@ -58,6 +58,13 @@ class Context:
                     f"[dim]simulated host ({self._engine.backend.name}); "
                     f"database {self.settings.db_path()}[/]"
                 )
+            describe = getattr(self._engine.backend, "describe", None)
+            if describe is not None and not self.json:
+                info = describe()
+                err_console.print(
+                    f"[dim]{info['backend']} host: accelerator {info['accel']} "
+                    f"({info['accel_reason']}); VMs in {info['vm_dir']}[/]"
+                )
         return self._engine
 
     def close(self) -> None:
