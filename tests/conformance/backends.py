@@ -8,6 +8,7 @@ this machine (when it is). Add a backend by adding a `BackendCase`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Callable
@@ -79,11 +80,24 @@ def _qemu_missing() -> str | None:
     return None
 
 
+@functools.cache
+def qemu_accel() -> str:
+    """The accelerator for the suite's VMs: probed once (and cached per host boot)."""
+    from core.backends.qemu import boot_files_for, default_test_guest
+    from core.backends.qemu.accel import choose_accel
+
+    setting = os.environ.get("HVKUBE_QEMU_ACCEL", "auto")
+    cache = default_test_guest().parent
+    guest = boot_files_for(default_test_guest())
+    return choose_accel(setting, "qemu-system-x86_64", cache, guest).accel
+
+
 def _qemu_settings(root: Path) -> Settings:
     return Settings(
         db=str(root / "hvkube.db"),
         backend="qemu",
         qemu_dir=str(root / "vms"),
+        qemu_accel=qemu_accel(),  # type: ignore[arg-type]
         op_timeout_s=120.0,
         ready_timeout_s=180.0,
         provision_parallelism=2,
@@ -124,7 +138,7 @@ QEMU = BackendCase(
     damage_saved_state=_qemu_damage,
     screen_size=(720, 400),
     env=lambda s: _settings_env(
-        s, ["db", "backend", "qemu_dir", "op_timeout_s", "ready_timeout_s"]
+        s, ["db", "backend", "qemu_dir", "qemu_accel", "op_timeout_s", "ready_timeout_s"]
     ),
     cleanup=_qemu_cleanup,
 )

@@ -26,9 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def make_pool(engine: Engine, case: BackendCase, root: Path, count: int, warm: int, hot: int = 0):
-    engine.create_template(
-        "tpl", case.template_disk(root), memory_mb=case.memory_mb, cpus=1
-    )
+    engine.create_template("tpl", case.template_disk(root), memory_mb=case.memory_mb, cpus=1)
     engine.create_pool(POOL, "tpl", count=count, warm=warm, hot=hot)
     report = engine.provision_pool(POOL)
     assert report.failed == {}
