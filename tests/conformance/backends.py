@@ -80,13 +80,17 @@ def _qemu_missing() -> str | None:
     return None
 
 
+# Read at import: the suite's autouse fixture clears HVKUBE_* variables for each test.
+QEMU_ACCEL = os.environ.get("HVKUBE_QEMU_ACCEL", "auto")
+
+
 @functools.cache
 def qemu_accel() -> str:
     """The accelerator for the suite's VMs: probed once (and cached per host boot)."""
     from core.backends.qemu import boot_files_for, default_test_guest
     from core.backends.qemu.accel import choose_accel
 
-    setting = os.environ.get("HVKUBE_QEMU_ACCEL", "auto")
+    setting = QEMU_ACCEL
     cache = default_test_guest().parent
     guest = boot_files_for(default_test_guest())
     return choose_accel(setting, "qemu-system-x86_64", cache, guest).accel
