@@ -62,6 +62,7 @@ from core.models import HostCapacity, HostState, HostVM
 from core.settings import Settings
 
 GUEST_PORT = 3389
+MAX_BANDWIDTH = 64 << 30  # bytes per second
 SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no screen
 
 # QMP run states mapped to host states by name.
@@ -776,6 +777,9 @@ class QemuBackend:
         tmp = target.with_name(f".{target.name}.tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        # The default bandwidth cap (128 MiB/s) is for live migration over a network; the
+        # VM is stopped and the target is a local file, so let it go as fast as it can.
+        qmp.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
         qmp.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(tmp))}"})
         status = self._wait_migration(qmp, name, op)
         if status != "completed":
