@@ -29,7 +29,7 @@ for tool in apt-get apt-cache dpkg cpio gzip qemu-img; do
     command -v "$tool" >/dev/null 2>&1 || { echo "missing tool: $tool" >&2; exit 1; }
 done
 BUSYBOX="${HVKUBE_BUSYBOX:-/bin/busybox}"
-if ! [ -x "$BUSYBOX" ] || "$BUSYBOX" 2>/dev/null | head -n 1 | grep -qv BusyBox; then
+if ! [ -x "$BUSYBOX" ] || ! "$BUSYBOX" --help 2>&1 | head -n 1 | grep -q BusyBox; then
     echo "no busybox at $BUSYBOX; install busybox-static" >&2
     exit 1
 fi
