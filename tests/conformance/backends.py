@@ -34,7 +34,7 @@ class BackendCase:
     # Environment for a subprocess that opens the same engine (HVKUBE_* variables).
     env: Callable[[Settings], dict[str, str]] = field(default=lambda s: {})
     # Ends whatever the backend left running under `root` (never other processes).
-    cleanup: Callable[[Path], None] = field(default=lambda root: None)
+    cleanup: Callable[[Engine, Path], None] = field(default=lambda engine, root: None)
 
 
 def _settings_env(settings: Settings, names: list[str]) -> dict[str, str]:
@@ -122,16 +122,19 @@ def _qemu_damage(engine: Engine, vm: str) -> None:
     os.truncate(path, os.path.getsize(path) // 2)
 
 
-def _qemu_cleanup(root: Path) -> None:
+def _qemu_cleanup(engine: Engine, root: Path) -> None:
+    # Through the engine's backend first: it reaps the QEMU processes it started.
+    for vm in engine.backend.list_vms():
+        with contextlib.suppress(Exception):
+            engine.backend.remove(vm.name)
     from core.backends.qemu import QemuBackend
 
     vms = root / "vms"
-    if not vms.is_dir():
-        return
-    backend = QemuBackend(vms, state_dir=root, accel="tcg")
-    for vm in backend.list_vms():
-        with contextlib.suppress(Exception):
-            backend.remove(vm.name)
+    if vms.is_dir():
+        backend = QemuBackend(vms, state_dir=root, accel="tcg")
+        for vm in backend.list_vms():
+            with contextlib.suppress(Exception):
+                backend.remove(vm.name)
 
 
 QEMU = BackendCase(

@@ -38,8 +38,10 @@ def engine(case: BackendCase, root: Path, monkeypatch: pytest.MonkeyPatch) -> It
     try:
         yield eng
     finally:
-        eng.close()
-        case.cleanup(root)
+        try:
+            case.cleanup(eng, root)
+        finally:
+            eng.close()
 
 
 def engine_env(case: BackendCase, engine: Engine, root: Path) -> dict[str, str]:

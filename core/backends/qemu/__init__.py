@@ -335,13 +335,31 @@ class QemuBackend:
             return None
         return pid
 
+    def _process_gone(self, pid: int) -> bool:
+        """Has process `pid` exited? Our own children are reaped here."""
+        with self._children_lock:
+            child = self._children.get(pid)
+            if child is not None:
+                if child.poll() is None:
+                    return False
+                del self._children[pid]
+                return True
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:
+            return False
+
     def _wait_exit(self, files: VMFiles, pid: int, timeout_s: float) -> bool:
+        """Wait until the process has really exited (QEMU drops its pidfile a bit earlier,
+        and only an exited process has released the disk image's locks)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._pid(files) != pid:
+            if self._process_gone(pid):
                 return True
-            time.sleep(0.02)
-        return self._pid(files) != pid
+            time.sleep(0.01)
+        return self._process_gone(pid)
 
     def _kill(self, files: VMFiles) -> None:
         """End the VM's QEMU process: `quit` over QMP, then SIGKILL."""
