@@ -56,6 +56,9 @@ class Settings(BaseModel):
         default="auto", description="qemu backend: accelerator (auto = probe KVM, else TCG)"
     )
     qemu_binary: str = Field(default="qemu-system-x86_64", description="qemu backend: emulator")
+    hyperv_switch: str = Field(default="Default Switch", description="Hyper-V virtual switch")
+    hyperv_sessions: int = Field(default=4, ge=1, le=32, description="PowerShell sessions")
+    hyperv_dynamic_memory: bool = Field(default=False, description="dynamic memory for new VMs")
     readonly: bool = Field(default=False, description="refuse every change")
     provision_parallelism: int = Field(default=8, ge=1, le=64)
     memory_ceiling: float = Field(default=0.8, gt=0, le=1, description="host memory cap")
