@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.backends.base import InputBackend
 from core.backends.qemu import QemuBackend, default_test_guest
 from core.errors import InvalidVMState, SavedStateCorrupt
 from core.models import HostState
@@ -84,8 +85,15 @@ def test_keyboard_and_screen(backend: QemuBackend) -> None:
     while "HVKUBE-KEY Typed Text!" not in serial_text(backend, name):
         assert time.monotonic() < deadline, "typed line not reported by the guest"
         time.sleep(0.1)
+    backend.send_key(name, "x")
+    backend.send_key(name, "enter")
+    while "HVKUBE-KEY x" not in serial_text(backend, name):
+        assert time.monotonic() < deadline, "pressed key not reported by the guest"
+        time.sleep(0.1)
+    backend.click(name, 100, 100)  # the USB tablet takes it; nothing to see in a text console
     image = Image.open(io.BytesIO(backend.screenshot(name)))
     assert image.format == "PNG" and image.size == (720, 400)
+    assert isinstance(backend, InputBackend)
 
 
 def test_checkpoint_restores_to_saved_and_damage_is_detected(backend: QemuBackend) -> None:

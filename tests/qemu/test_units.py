@@ -8,7 +8,7 @@ import pytest
 
 from core.backends import make_backend
 from core.backends.base import Backend, Capability
-from core.backends.qemu import QemuBackend, VMFiles, _qcode_for, boot_files_for
+from core.backends.qemu import QemuBackend, VMFiles, _chord_for, _qcode_for, boot_files_for
 from core.backends.qemu.accel import choose_accel
 from core.errors import InvalidInput, Unsupported, VMNotFoundInHost
 from core.models import HostState
@@ -33,6 +33,18 @@ def test_keyboard_mapping() -> None:
     assert _qcode_for("\n") == ("ret", False)
     with pytest.raises(InvalidInput):
         _qcode_for("é")
+
+
+def test_key_names_and_chords() -> None:
+    assert _chord_for("enter") == ["ret"]
+    assert _chord_for("F5") == ["f5"]
+    assert _chord_for("A") == ["shift", "a"]
+    assert _chord_for("ctrl+alt+del") == ["ctrl", "alt", "delete"]
+    assert _chord_for("ctrl-alt-delete") == ["ctrl", "alt", "delete"]
+    assert _chord_for("win+r") == ["meta_l", "r"]
+    for bad in ("", "ctrl+nothing", "0x0D"):
+        with pytest.raises(InvalidInput):
+            _chord_for(bad)
 
 
 def test_boot_files_by_convention(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -63,6 +64,7 @@ from core.settings import Settings
 
 GUEST_PORT = 3389
 MAX_BANDWIDTH = 64 << 30  # bytes per second
+VIEWERS = ("remote-viewer", "vncviewer")
 SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no screen
 
 # QMP run states mapped to host states by name.
@@ -106,6 +108,64 @@ _PLAIN = {
     "/": "slash",
     "`": "grave_accent",
 }
+
+
+_KEY_NAMES = {
+    "enter": "ret",
+    "return": "ret",
+    "tab": "tab",
+    "esc": "esc",
+    "escape": "esc",
+    "backspace": "backspace",
+    "space": "spc",
+    "delete": "delete",
+    "del": "delete",
+    "insert": "insert",
+    "home": "home",
+    "end": "end",
+    "pageup": "pgup",
+    "pagedown": "pgdn",
+    "left": "left",
+    "right": "right",
+    "up": "up",
+    "down": "down",
+    "win": "meta_l",
+    "lwin": "meta_l",
+    "rwin": "meta_r",
+    "apps": "menu",
+    "menu": "menu",
+    "shift": "shift",
+    "ctrl": "ctrl",
+    "alt": "alt",
+    "capslock": "caps_lock",
+    "printscreen": "print",
+    "pause": "pause",
+    **{f"f{i}": f"f{i}" for i in range(1, 13)},
+}
+KEY_HELP = (
+    "a letter, digit or symbol, a name such as enter, tab, esc, backspace, delete, up, f5, "
+    "win, or names joined by '+' such as ctrl+alt+del"
+)
+
+
+def _chord_for(key: str) -> list[str]:
+    """The qcodes pressed together for a key name, a character or a '+' chord."""
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInput(f"key is empty; give {KEY_HELP}")
+    text = key.strip()
+    if len(text) == 1:
+        qcode, shift = _qcode_for(text)
+        return ["shift", qcode] if shift else [qcode]
+    chord: list[str] = []
+    for part in text.lower().replace("-", "+").split("+"):
+        part = part.strip()
+        if part in _KEY_NAMES:
+            chord.append(_KEY_NAMES[part])
+        elif len(part) == 1 and part.isascii() and part.isalnum():
+            chord.append(part)
+        else:
+            raise InvalidInput(f"unknown key {text[:40]!r}; give {KEY_HELP}")
+    return chord
 
 
 def _qcode_for(char: str) -> tuple[str, bool]:
@@ -194,6 +254,7 @@ class VMFiles:
         self.qmp = sock_dir / "qmp.sock"
         self.console = sock_dir / "console.sock"
         self.qga = sock_dir / "qga.sock"
+        self.vnc = sock_dir / "vnc.sock"
 
 
 class QemuBackend:
@@ -233,6 +294,9 @@ class QemuBackend:
         self._accel_lock = threading.Lock()
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._children_lock = threading.Lock()
+        self.viewer = next((v for v in VIEWERS if shutil.which(v)), None)
+        if self.viewer is None:  # a console needs a viewer on this host
+            self.capabilities = self.capabilities - {Capability.CONSOLE}
         self.lock_dir = self.root / ".locks"
         self.lock_dir.mkdir(exist_ok=True)
 
@@ -375,7 +439,7 @@ class QemuBackend:
         self._cleanup_process_files(files)
 
     def _cleanup_process_files(self, files: VMFiles) -> None:
-        for path in (files.pidfile, files.qmp, files.console, files.qga):
+        for path in (files.pidfile, files.qmp, files.console, files.qga, files.vnc):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -655,6 +719,9 @@ class QemuBackend:
             "qemu-xhci,id=xhci0",
             "-device",
             "usb-tablet,bus=xhci0.0",
+            # The screen, for a console viewer; served on a unix socket only.
+            "-vnc",
+            f"unix:{files.vnc}",
             "-pidfile",
             str(files.pidfile),
         ]
@@ -1075,13 +1142,19 @@ class QemuBackend:
     def _key(qcode: str, down: bool) -> dict[str, Any]:
         return {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
 
-    def send_keys(self, name: str, keys: list[str]) -> None:
-        """Press a chord of keys given as QEMU qcodes (e.g. ["ctrl", "alt", "delete"])."""
-        events = [self._key(k, True) for k in keys] + [self._key(k, False) for k in reversed(keys)]
+    def send_key(self, name: str, key: str) -> None:
+        """Press and release a key or a chord: a name (enter, f5, win), a character, or
+        names joined by '+' (ctrl+alt+del)."""
+        chord = _chord_for(key)
+        events = [self._key(k, True) for k in chord] + [
+            self._key(k, False) for k in reversed(chord)
+        ]
         self._send_events(name, [events])
 
     def send_text(self, name: str, text: str) -> None:
         """Type `text` on the emulated keyboard (US layout)."""
+        if not isinstance(text, str) or text == "":
+            raise InvalidInput("text to type is empty")
         groups: list[list[dict[str, Any]]] = []
         for char in text:
             qcode, shift = _qcode_for(char)
@@ -1091,9 +1164,20 @@ class QemuBackend:
             groups.append(events)
         self._send_events(name, groups)
 
-    def mouse_click(self, name: str, x: int, y: int, button: str = "left") -> None:
-        """Move the (absolute) pointer to screen pixel (x, y) and click `button`."""
-        width, height = SCREEN_SIZE
+    def _screen_size(self, name: str) -> tuple[int, int]:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(self.screenshot(name))) as image:
+            return image.size
+
+    def click(self, name: str, x: int, y: int, button: str = "left") -> None:
+        """Move the (absolute, USB tablet) pointer to screen pixel (x, y) and click."""
+        if button not in {"left", "right", "middle"}:
+            raise InvalidInput(f"--button {button!r} is not one of left, right, middle")
+        for value, what in ((x, "X"), (y, "Y")):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
+                raise InvalidInput(f"{what} must be a pixel from 0 to 16384, got {value!r}")
+        width, height = self._screen_size(name)
         ax = max(0, min(0x7FFF, x * 0x7FFF // max(1, width - 1)))
         ay = max(0, min(0x7FFF, y * 0x7FFF // max(1, height - 1)))
         events = [
@@ -1103,6 +1187,20 @@ class QemuBackend:
             {"type": "btn", "data": {"down": False, "button": button}},
         ]
         self._send_events(name, [events])
+
+    def console(self, name: str) -> subprocess.Popen[bytes]:
+        """Open a VNC viewer on the VM's screen (QEMU serves VNC on a unix socket)."""
+        files = self.files(name)
+        self._config(name, "console")
+        if self.viewer is None:
+            raise Unsupported(
+                f"no VNC viewer found (install {' or '.join(VIEWERS)}); the screen is served "
+                f"on {files.vnc}",
+                vm=name,
+                operation="console",
+            )
+        target = f"vnc+unix://{files.vnc}" if "remote-viewer" in self.viewer else str(files.vnc)
+        return subprocess.Popen([self.viewer, target], start_new_session=True)
 
     def console_exchange(self, name: str, line: str, expect: str, timeout_s: float = 10.0) -> str:
         """Send a line on the serial console and return what comes back until `expect`."""
