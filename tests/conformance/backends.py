@@ -64,6 +64,44 @@ SIM = BackendCase(
 )
 
 
+# -- hyperv over the fake PowerShell host ------------------------------------------------------
+
+
+def _hyperv_settings(root: Path) -> Settings:
+    from core.backends.hyperv.transport import python_fake_command
+
+    return Settings(
+        db=str(root / "hvkube.db"),
+        backend="hyperv",
+        powershell=python_fake_command("--state-dir", str(root / "host"), "--sim-scale", "0"),
+        hyperv_sessions=2,
+        op_timeout_s=30.0,
+        ready_timeout_s=30.0,
+    )
+
+
+def _hyperv_damage(engine: Engine, vm: str) -> None:
+    from core.backends.sim import SimHost
+
+    # The fake PowerShell host answers from this simulated host's state.
+    SimHost(Path(engine.settings.db_path()).parent / "host", scale=0).inject_fault(
+        "corrupt-saved-state", vm=vm
+    )
+
+
+HYPERV = BackendCase(
+    name="hyperv",
+    missing=lambda: None,
+    settings=_hyperv_settings,
+    template_disk=lambda root: "C:\\templates\\win11.vhdx",
+    damage_saved_state=_hyperv_damage,
+    screen_size=(640, 400),
+    env=lambda s: _settings_env(
+        s, ["db", "backend", "powershell", "hyperv_sessions", "op_timeout_s", "ready_timeout_s"]
+    ),
+)
+
+
 # -- qemu --------------------------------------------------------------------------------------
 
 
@@ -150,7 +188,7 @@ QEMU = BackendCase(
     cleanup=_qemu_cleanup,
 )
 
-CASES: list[BackendCase] = [SIM, QEMU]
+CASES: list[BackendCase] = [SIM, HYPERV, QEMU]
 
 
 def case_ids(case: Any) -> str:
