@@ -8,8 +8,9 @@ import pytest
 
 from core.backends import make_backend
 from core.backends.base import Backend, Capability
-from core.backends.qemu import QemuBackend, VMFiles, _chord_for, _qcode_for, boot_files_for
+from core.backends.qemu import QemuBackend, VMFiles, boot_files_for
 from core.backends.qemu.accel import choose_accel
+from core.backends.qemu.keys import chord_for, qcode_for
 from core.errors import InvalidInput, Unsupported, VMNotFoundInHost
 from core.models import HostState
 from core.settings import Settings
@@ -25,26 +26,26 @@ def test_factory_builds_a_backend_beside_the_database(tmp_path: Path) -> None:
 
 
 def test_keyboard_mapping() -> None:
-    assert _qcode_for("a") == ("a", False)
-    assert _qcode_for("A") == ("a", True)
-    assert _qcode_for("!") == ("1", True)
-    assert _qcode_for("<") == ("comma", True)
-    assert _qcode_for(">") == ("dot", True)
-    assert _qcode_for("\n") == ("ret", False)
+    assert qcode_for("a") == ("a", False)
+    assert qcode_for("A") == ("a", True)
+    assert qcode_for("!") == ("1", True)
+    assert qcode_for("<") == ("comma", True)
+    assert qcode_for(">") == ("dot", True)
+    assert qcode_for("\n") == ("ret", False)
     with pytest.raises(InvalidInput):
-        _qcode_for("é")
+        qcode_for("é")
 
 
 def test_key_names_and_chords() -> None:
-    assert _chord_for("enter") == ["ret"]
-    assert _chord_for("F5") == ["f5"]
-    assert _chord_for("A") == ["shift", "a"]
-    assert _chord_for("ctrl+alt+del") == ["ctrl", "alt", "delete"]
-    assert _chord_for("ctrl-alt-delete") == ["ctrl", "alt", "delete"]
-    assert _chord_for("win+r") == ["meta_l", "r"]
+    assert chord_for("enter") == ["ret"]
+    assert chord_for("F5") == ["f5"]
+    assert chord_for("A") == ["shift", "a"]
+    assert chord_for("ctrl+alt+del") == ["ctrl", "alt", "delete"]
+    assert chord_for("ctrl-alt-delete") == ["ctrl", "alt", "delete"]
+    assert chord_for("win+r") == ["meta_l", "r"]
     for bad in ("", "ctrl+nothing", "0x0D"):
         with pytest.raises(InvalidInput):
-            _chord_for(bad)
+            chord_for(bad)
 
 
 def test_boot_files_by_convention(tmp_path: Path) -> None:

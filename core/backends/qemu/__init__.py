@@ -46,6 +46,7 @@ import psutil
 
 from core.backends.base import Capability
 from core.backends.qemu.accel import READY_MARKER, AccelChoice, BootFiles, choose_accel
+from core.backends.qemu.keys import chord_for, qcode_for
 from core.backends.qemu.qmp import QMPClient
 from core.errors import (
     BackendError,
@@ -90,93 +91,6 @@ _OP_STATES = {
     "checkpoint": "Saving",
     "restore": "Stopping",
 }
-# The qcode and whether Shift is held, for each character `send_text` can type.
-_SHIFTED = dict(zip('!@#$%^&*()_+{}|:"<>?~', "1234567890-=[]\\;',./`", strict=True))
-_PLAIN = {
-    " ": "spc",
-    "\n": "ret",
-    "\t": "tab",
-    "-": "minus",
-    "=": "equal",
-    "[": "bracket_left",
-    "]": "bracket_right",
-    "\\": "backslash",
-    ";": "semicolon",
-    "'": "apostrophe",
-    ",": "comma",
-    ".": "dot",
-    "/": "slash",
-    "`": "grave_accent",
-}
-
-
-_KEY_NAMES = {
-    "enter": "ret",
-    "return": "ret",
-    "tab": "tab",
-    "esc": "esc",
-    "escape": "esc",
-    "backspace": "backspace",
-    "space": "spc",
-    "delete": "delete",
-    "del": "delete",
-    "insert": "insert",
-    "home": "home",
-    "end": "end",
-    "pageup": "pgup",
-    "pagedown": "pgdn",
-    "left": "left",
-    "right": "right",
-    "up": "up",
-    "down": "down",
-    "win": "meta_l",
-    "lwin": "meta_l",
-    "rwin": "meta_r",
-    "apps": "menu",
-    "menu": "menu",
-    "shift": "shift",
-    "ctrl": "ctrl",
-    "alt": "alt",
-    "capslock": "caps_lock",
-    "printscreen": "print",
-    "pause": "pause",
-    **{f"f{i}": f"f{i}" for i in range(1, 13)},
-}
-KEY_HELP = (
-    "a letter, digit or symbol, a name such as enter, tab, esc, backspace, delete, up, f5, "
-    "win, or names joined by '+' such as ctrl+alt+del"
-)
-
-
-def _chord_for(key: str) -> list[str]:
-    """The qcodes pressed together for a key name, a character or a '+' chord."""
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidInput(f"key is empty; give {KEY_HELP}")
-    text = key.strip()
-    if len(text) == 1:
-        qcode, shift = _qcode_for(text)
-        return ["shift", qcode] if shift else [qcode]
-    chord: list[str] = []
-    for part in text.lower().replace("-", "+").split("+"):
-        part = part.strip()
-        if part in _KEY_NAMES:
-            chord.append(_KEY_NAMES[part])
-        elif len(part) == 1 and part.isascii() and part.isalnum():
-            chord.append(part)
-        else:
-            raise InvalidInput(f"unknown key {text[:40]!r}; give {KEY_HELP}")
-    return chord
-
-
-def _qcode_for(char: str) -> tuple[str, bool]:
-    if char.isascii() and char.isalnum():
-        return char.lower(), char.isupper()
-    if char in _PLAIN:
-        return _PLAIN[char], False
-    if char in _SHIFTED:
-        base = _SHIFTED[char]
-        return _PLAIN.get(base, base), True
-    raise InvalidInput(f"cannot type {char!r} with the emulated keyboard")
 
 
 def _now_iso() -> str:
@@ -671,60 +585,48 @@ class QemuBackend:
         port: int,
         boot: BootFiles | None,
     ) -> list[str]:
-        argv = [
-            "-name",
-            f"hvkube-{files.name},process=hvkube-{files.name}",
-            "-machine",
-            "q35",
-            "-accel",
-            accel,
-            "-m",
-            str(memory_mb),
-            "-smp",
-            str(cpus),
-            "-nodefaults",
-            "-no-user-config",
-            "-vga",
-            "std",
-            "-display",
-            "none",
-            "-blockdev",
-            f"driver=file,filename={files.disk},node-name=disk0-file",
-            "-blockdev",
-            "driver=qcow2,file=disk0-file,node-name=disk0",
-            "-device",
-            "virtio-blk-pci,drive=disk0,bootindex=1",
+        sock = files.sock_dir
+        options: list[tuple[str, str]] = [
+            ("-name", f"hvkube-{files.name},process=hvkube-{files.name}"),
+            ("-machine", "q35"),
+            ("-accel", accel),
+            ("-m", str(memory_mb)),
+            ("-smp", str(cpus)),
+            ("-vga", "std"),
+            ("-display", "none"),
+            ("-blockdev", f"driver=file,filename={files.disk},node-name=disk0-file"),
+            ("-blockdev", "driver=qcow2,file=disk0-file,node-name=disk0"),
+            ("-device", "virtio-blk-pci,drive=disk0,bootindex=1"),
             # User-mode networking: no traffic leaves the host (restrict=on); one TCP port
             # on the loopback interface is forwarded to the guest's RDP port.
-            "-netdev",
-            f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
-            "-device",
-            "virtio-net-pci,netdev=net0,romfile=",
-            "-chardev",
-            f"socket,id=ser0,path={files.console},server=on,wait=off,"
-            f"logfile={files.serial},logappend=on",
-            "-serial",
-            "chardev:ser0",
-            "-chardev",
-            f"socket,id=qmp0,path={files.qmp},server=on,wait=off",
-            "-mon",
-            "chardev=qmp0,mode=control",
-            "-device",
-            "virtio-serial-pci,id=vser0",
-            "-chardev",
-            f"socket,id=qga0,path={files.qga},server=on,wait=off",
-            "-device",
-            "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
-            "-device",
-            "qemu-xhci,id=xhci0",
-            "-device",
-            "usb-tablet,bus=xhci0.0",
+            (
+                "-netdev",
+                f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
+            ),
+            ("-device", "virtio-net-pci,netdev=net0,romfile="),
+            # Serial console on a socket, everything it prints kept in serial.log.
+            (
+                "-chardev",
+                f"socket,id=ser0,path={sock / 'console.sock'},server=on,wait=off,"
+                f"logfile={files.serial},logappend=on",
+            ),
+            ("-serial", "chardev:ser0"),
+            ("-chardev", f"socket,id=qmp0,path={sock / 'qmp.sock'},server=on,wait=off"),
+            ("-mon", "chardev=qmp0,mode=control"),
+            # The guest agent's channel.
+            ("-device", "virtio-serial-pci,id=vser0"),
+            ("-chardev", f"socket,id=qga0,path={sock / 'qga.sock'},server=on,wait=off"),
+            ("-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"),
+            # An absolute pointer, so clicks land where they are aimed.
+            ("-device", "qemu-xhci,id=xhci0"),
+            ("-device", "usb-tablet,bus=xhci0.0"),
             # The screen, for a console viewer; served on a unix socket only.
-            "-vnc",
-            f"unix:{files.vnc}",
-            "-pidfile",
-            str(files.pidfile),
+            ("-vnc", f"unix:{sock / 'vnc.sock'}"),
+            ("-pidfile", str(files.pidfile)),
         ]
+        argv = ["-nodefaults", "-no-user-config"]
+        for option, value in options:
+            argv += [option, value]
         if boot is not None:
             argv += ["-kernel", boot.kernel, "-append", boot.append]
             if boot.initrd:
@@ -1145,7 +1047,7 @@ class QemuBackend:
     def send_key(self, name: str, key: str) -> None:
         """Press and release a key or a chord: a name (enter, f5, win), a character, or
         names joined by '+' (ctrl+alt+del)."""
-        chord = _chord_for(key)
+        chord = chord_for(key)
         events = [self._key(k, True) for k in chord] + [
             self._key(k, False) for k in reversed(chord)
         ]
@@ -1157,7 +1059,7 @@ class QemuBackend:
             raise InvalidInput("text to type is empty")
         groups: list[list[dict[str, Any]]] = []
         for char in text:
-            qcode, shift = _qcode_for(char)
+            qcode, shift = qcode_for(char)
             events = [self._key(qcode, True), self._key(qcode, False)]
             if shift:
                 events = [self._key("shift", True), *events, self._key("shift", False)]
