@@ -17,6 +17,8 @@ def case(request: pytest.FixtureRequest) -> BackendCase:
     backend_case: BackendCase = request.param
     reason = backend_case.missing()
     if reason is not None:
+        if os.environ.get("HVKUBE_REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail(f"{backend_case.name} is required here but missing: {reason}")
         pytest.skip(f"{backend_case.name}: {reason}")
     return backend_case
 
