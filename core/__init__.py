@@ -43,8 +43,14 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
         settings = load_settings(overrides).settings
     elif overrides:
         settings = settings.model_copy(update=overrides)
-    backend = make_backend(settings)
+    # The store first: a bad database path is refused before the backend creates anything
+    # beside it.
     store = Store(settings.db_path())
+    try:
+        backend = make_backend(settings)
+    except BaseException:
+        store.close()
+        raise
     return Engine(store, backend, settings)
 
 

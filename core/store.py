@@ -305,13 +305,19 @@ class Store:
         text = str(path)
         if "\x00" in text or not text.strip():
             raise InvalidInput(f"database path {text!r} is not a usable file name")
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, mode=0o700)
-        if not path.exists():
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-        elif path.is_dir():
-            raise InvalidInput(f"database path {path} is a folder; give a file path")
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, mode=0o700)
+            if not path.exists():
+                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+                os.close(fd)
+            elif path.is_dir():
+                raise InvalidInput(f"database path {path} is a folder; give a file path")
+        except OSError as exc:  # too long, not a folder, no permission, read-only disk, ...
+            shown = text if len(text) <= 200 else text[:200] + "..."
+            raise InvalidInput(
+                f"database path {shown!r} cannot be used: {exc.strerror or exc}"
+            ) from None
 
     def close(self) -> None:
         if not self.db.is_closed():
