@@ -414,8 +414,12 @@ class Engine:
         holder: str | None = None,
         op: str | None = None,
         known: VM | None = None,
+        idle_only: bool = False,
     ) -> VM:
-        """Record the intent (transitional state and owner) with one conditional UPDATE."""
+        """Record the intent (transitional state and owner) with one conditional UPDATE.
+
+        `idle_only`: only while nobody holds the VM (the controller's tier moves and
+        removals must never touch a VM an agent has just claimed)."""
         vm = known or self.get_vm(name)
         where = f'"state" NOT IN ({", ".join("?" * len(_TRANSITIONAL))})'
         params: list[Any] = list(_TRANSITIONAL)
@@ -425,6 +429,8 @@ class Engine:
         if holder is not None:
             where += ' AND "holder" = ?'
             params.append(holder)
+        if idle_only:
+            where += ' AND "holder" IS NULL'
         changed = self.store.update_vm(
             name,
             {
@@ -439,6 +445,8 @@ class Engine:
         )
         if changed != 1:
             now = self.get_vm(name)
+            if idle_only and now.held:
+                raise Conflict(f"VM {name!r} is held by {now.holder}; leaving it alone")
             if now.state.transitional:
                 raise Conflict(f"VM {name!r} is busy ({now.state.value}); try again shortly")
             allowed_text = ", ".join(sorted(s.value for s in allowed or set()))
@@ -583,7 +591,8 @@ class Engine:
         self._mutating("delete a VM")
         if vm.held and not force:
             raise Conflict(f"VM {name!r} is held by {vm.holder}; release it first")
-        self._begin(name, VMState.DELETING)
+        # Not forced: the VM must still be free when the intent is recorded.
+        self._begin(name, VMState.DELETING, idle_only=not force)
         with self.step("delete", name, vm.pool):
             try:
                 self._remove_from_host(name, vm.disk_path)
