@@ -18,7 +18,6 @@ from core.api.auth import load_or_create_token
 from core.api.server import is_loopback
 from core.engine import Engine
 from core.errors import HvkubeError
-from tests.conftest import Server, dump
 
 PollLimit = 20.0
 
@@ -43,7 +42,7 @@ def acquire(client: httpx.Client, pool: str, **extra: Any) -> dict[str, Any]:
 # -- auth --------------------------------------------------------------------------------------
 
 
-def test_health_needs_no_token(server: Server) -> None:
+def test_health_needs_no_token(server: Any) -> None:
     r = httpx.get(f"{server.url}/health")
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
@@ -54,21 +53,21 @@ def test_health_needs_no_token(server: Server) -> None:
     [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Basic dXNlcjpwYXNz"}],
 )
 @pytest.mark.parametrize("path", ["/api/v1/pools", "/api/v1/vms/x", "/openapi.json", "/nowhere"])
-def test_401_without_a_valid_token(server: Server, headers: dict[str, str], path: str) -> None:
+def test_401_without_a_valid_token(server: Any, headers: dict[str, str], path: str) -> None:
     r = httpx.get(f"{server.url}{path}", headers=headers)
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == "Bearer"
     assert r.json()["code"] == "unauthorized"
 
 
-def test_401_comes_before_input_checks(server: Server) -> None:
-    before = dump(server.db)
+def test_401_comes_before_input_checks(server: Any, dump: Callable[[], list[str]]) -> None:
+    before = dump()
     r = httpx.post(f"{server.url}/api/v1/acquire", json={"wait_seconds": -1})
     assert r.status_code == 401
-    assert dump(server.db) == before
+    assert dump() == before
 
 
-def test_token_file_is_owner_only(server: Server) -> None:
+def test_token_file_is_owner_only(server: Any) -> None:
     path = server.data_dir / "api-token"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(server.token) >= 32
@@ -145,21 +144,21 @@ def test_rust_client_fields(client: httpx.Client, new_pool: Callable[..., str]) 
 
 
 def test_release_by_another_lease_is_refused(
-    client: httpx.Client, new_pool: Callable[..., str], server: Server
+    client: httpx.Client, new_pool: Callable[..., str], server: Any, dump: Callable[[], list[str]]
 ) -> None:
     pool = new_pool(2)
     a = acquire(client, pool)
     b = acquire(client, pool)
-    before = dump(server.db)
+    before = dump()
     r = client.post(f"/api/v1/vms/{a['name']}/release", json={"lease_id": b["lease_id"]})
     assert r.status_code == 422 and r.json()["field"] == "lease_id"
-    assert dump(server.db) == before
+    assert dump() == before
     for vm in (a, b):
         assert client.post(f"/api/v1/vms/{vm['name']}/release").status_code == 200
 
 
 def test_destroy_on_release(
-    client: httpx.Client, new_pool: Callable[..., str], engine: Engine
+    client: httpx.Client, new_pool: Callable[..., str], api_engine: Engine
 ) -> None:
     pool = new_pool(1)
     vm = acquire(client, pool)
@@ -170,11 +169,11 @@ def test_destroy_on_release(
         "destroyed": True,
         "vm": None,
     }
-    assert engine.list_vms(pool=pool) == []
+    assert api_engine.list_vms(pool=pool) == []
 
 
 def test_expired_lease_releases_the_vm(
-    client: httpx.Client, new_pool: Callable[..., str], engine: Engine
+    client: httpx.Client, new_pool: Callable[..., str], api_engine: Engine
 ) -> None:
     pool = new_pool(1, release="save")
     vm = acquire(client, pool, lease_seconds=1)
@@ -187,7 +186,7 @@ def test_expired_lease_releases_the_vm(
     assert after["state"] == "saved"  # the pool's policy
     assert client.get(f"/api/v1/leases/{vm['lease_id']}").status_code == 404
     assert client.post(f"/api/v1/leases/{vm['lease_id']}/renew").status_code == 404
-    kinds = [e.kind for e in engine.events(vm=vm["name"], limit=20)]
+    kinds = [e.kind for e in api_engine.events(vm=vm["name"], limit=20)]
     assert "lease_expired" in kinds and "release_save" in kinds
     # and the VM can be had again
     again = acquire(client, pool)
@@ -196,22 +195,22 @@ def test_expired_lease_releases_the_vm(
 
 
 def test_no_vm_free_is_503_with_retry_after(
-    client: httpx.Client, new_pool: Callable[..., str], server: Server
+    client: httpx.Client, new_pool: Callable[..., str], server: Any, dump: Callable[[], list[str]]
 ) -> None:
     pool = new_pool(1)
     vm = acquire(client, pool)
-    before = dump(server.db)
+    before = dump()
     for wait in (0, 0.3):
         r = client.post("/api/v1/acquire", json={"pool": pool, "wait_seconds": wait})
         assert r.status_code == 503
         assert int(r.headers["retry-after"]) > 0
         assert r.json()["code"] == "no_vm_available"
-    assert dump(server.db) == before  # the refused acquires left no lease behind
+    assert dump() == before  # the refused acquires left no lease behind
     client.post(f"/api/v1/vms/{vm['name']}/release")
 
 
 def test_waiting_acquire_gets_a_released_vm(
-    client: httpx.Client, new_pool: Callable[..., str], server: Server
+    client: httpx.Client, new_pool: Callable[..., str], server: Any
 ) -> None:
     pool = new_pool(1)
     held = acquire(client, pool)
@@ -233,7 +232,7 @@ def test_waiting_acquire_gets_a_released_vm(
     client.post(f"/api/v1/vms/{held['name']}/release")
 
 
-def test_concurrent_clients_never_share_a_vm(server: Server, new_pool: Callable[..., str]) -> None:
+def test_concurrent_clients_never_share_a_vm(server: Any, new_pool: Callable[..., str]) -> None:
     pool = new_pool(3)
     holders: dict[str, str] = {}
     lock = threading.Lock()
@@ -298,15 +297,16 @@ def test_concurrent_clients_never_share_a_vm(server: Server, new_pool: Callable[
 def test_bad_input_is_422_naming_the_field_and_changes_nothing(
     client: httpx.Client,
     new_pool: Callable[..., str],
-    server: Server,
+    server: Any,
     path: str,
     body: dict[str, Any] | bytes | None,
     field: str | None,
+    dump: Callable[[], list[str]],
 ) -> None:
     pool = new_pool(1)
     vm = acquire(client, pool)
     path = path.replace("VM", vm["name"]).replace("POOL", pool).replace("LEASE", vm["lease_id"])
-    before = dump(server.db)
+    before = dump()
     if isinstance(body, bytes):
         r = client.post(
             path,
@@ -325,40 +325,42 @@ def test_bad_input_is_422_naming_the_field_and_changes_nothing(
         assert error["field"] == field
         assert field in error["message"]
     assert "\n" not in error["message"]
-    assert dump(server.db) == before
+    assert dump() == before
     client.post(f"/api/v1/vms/{vm['name']}/release")
 
 
-def test_body_that_is_not_json(client: httpx.Client, server: Server) -> None:
-    before = dump(server.db)
+def test_body_that_is_not_json(
+    client: httpx.Client, server: Any, dump: Callable[[], list[str]]
+) -> None:
+    before = dump()
     r = client.post(
         "/api/v1/acquire", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert r.status_code == 422 and r.json()["code"] == "invalid_input"
-    assert dump(server.db) == before
+    assert dump() == before
 
 
 def test_engine_refusal_is_400_and_changes_nothing(
-    client: httpx.Client, new_pool: Callable[..., str], server: Server
+    client: httpx.Client, new_pool: Callable[..., str], server: Any, dump: Callable[[], list[str]]
 ) -> None:
     pool = new_pool(1)
-    before = dump(server.db)
+    before = dump()
     r = client.post("/api/v1/agents", json={"pool": pool, "workflow": "w", "requires_gpu": True})
     assert r.status_code == 400
     assert r.json()["code"] == "invalid_input" and "GPU" in r.json()["message"]
-    assert dump(server.db) == before
+    assert dump() == before
 
 
 def test_exec_command_is_refused_by_default(
-    client: httpx.Client, new_pool: Callable[..., str], server: Server
+    client: httpx.Client, new_pool: Callable[..., str], server: Any, dump: Callable[[], list[str]]
 ) -> None:
     pool = new_pool(1)
-    before = dump(server.db)
+    before = dump()
     r = client.post(
         "/api/v1/agents", json={"pool": pool, "workflow": "w", "exec_command": "rm -rf /"}
     )
     assert r.status_code == 403 and r.json()["field"] == "exec_command"
-    assert dump(server.db) == before
+    assert dump() == before
 
 
 @pytest.mark.parametrize(
@@ -377,11 +379,13 @@ def test_unknown_objects_are_404(client: httpx.Client, path: str) -> None:
     assert r.status_code == 404 and r.json()["code"] == "not_found"
 
 
-def test_unknown_pool_on_acquire_is_404(client: httpx.Client, server: Server) -> None:
-    before = dump(server.db)
+def test_unknown_pool_on_acquire_is_404(
+    client: httpx.Client, server: Any, dump: Callable[[], list[str]]
+) -> None:
+    before = dump()
     r = client.post("/api/v1/acquire", json={"pool": "nosuchpool"})
     assert r.status_code == 404 and r.json()["code"] == "not_found"
-    assert dump(server.db) == before
+    assert dump() == before
 
 
 # -- reads and VM actions ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 
 from core import open_engine
 from core.engine import Engine
+from core.settings import Settings
 
 STARTUP_LIMIT_S = 30.0
 
@@ -92,9 +93,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
-def engine(server: Server) -> Iterator[Engine]:
+def api_engine(server: Server) -> Iterator[Engine]:
     """The same store and simulated host as the server, opened in the test process."""
-    eng = open_engine(db=str(server.db), backend="sim", sim_scale=0.0)
+    eng = open_engine(Settings(db=str(server.db), backend="sim", sim_scale=0.0))
     if not eng.list_templates():
         eng.create_template(
             "win11", "C:\\templates\\win11.vhdx", mcp_endpoint="http://{ip}:8080/mcp"
@@ -115,23 +116,28 @@ _pool_numbers = itertools.count(1)
 
 
 @pytest.fixture()
-def new_pool(engine: Engine) -> Callable[..., str]:
+def new_pool(api_engine: Engine) -> Callable[..., str]:
     """Make and provision a pool of `count` warm VMs; returns its name."""
 
     def make(count: int = 2, release: str = "reset") -> str:
         name = f"p{next(_pool_numbers)}"
-        engine.create_pool(name, "win11", count, warm=count, release=release)
-        report = engine.provision_pool(name)
+        api_engine.create_pool(name, "win11", count, warm=count, release=release)
+        report = api_engine.provision_pool(name)
         assert not report.failed, report.failed
         return name
 
     return make
 
 
-def dump(db: Path) -> list[str]:
-    """Every row of the database as SQL text, for before/after comparisons."""
-    con = sqlite3.connect(db)
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
+@pytest.fixture()
+def dump(server: Server) -> Callable[[], list[str]]:
+    """Every row of the server's database as SQL text, for before/after comparisons."""
+
+    def read() -> list[str]:
+        con = sqlite3.connect(server.db)
+        try:
+            return list(con.iterdump())
+        finally:
+            con.close()
+
+    return read
