@@ -14,10 +14,10 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
@@ -25,7 +25,7 @@ from fastapi.security import HTTPBearer
 
 from core.api import errors
 from core.api.auth import BearerAuth, load_or_create_token, token_path
-from core.api.errors import ErrorBodyDoc, FieldError, Forbidden
+from core.api.errors import ClientGone, ErrorBodyDoc, FieldError, Forbidden
 from core.api.leases import ApiLeases, new_lease_id
 from core.api.schemas import (
     AcquireRequest,
@@ -51,6 +51,10 @@ from core.store import Store
 
 log = logging.getLogger("hvkube.api")
 T = TypeVar("T")
+# A waiting acquire is woken at once by a release through this server; it also polls,
+# for VMs freed by other processes, first after POLL_FIRST_S, backing off to POLL_MAX_S.
+POLL_FIRST_S = 0.25
+POLL_MAX_S = 2.0
 
 try:
     VERSION = version("hvkube")
@@ -64,37 +68,57 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 class Waiters:
-    """Acquires waiting on a pool, first come first woken, one per freed VM."""
+    """Acquires asleep on a pool, woken first come first served, one per freed VM.
+
+    Everything here runs on the event loop (no locks needed). A VM freed while nobody
+    sleeps is kept as a `spare` wake-up, so a waiter that failed its claim just before
+    the release tries again at once instead of sleeping through it.
+    """
+
+    SPARE_LIMIT = 64
 
     def __init__(self) -> None:
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}
+        self._sleeping: dict[str, deque[asyncio.Future[None]]] = {}
+        self._spare: dict[str, int] = {}
 
-    def enter(self, pool: str) -> asyncio.Future[None]:
+    def has_sleepers(self, pool: str) -> bool:
+        return bool(self._sleeping.get(pool))
+
+    def take_spare(self, pool: str) -> bool:
+        if self._spare.get(pool, 0) > 0:
+            self._spare[pool] -= 1
+            return True
+        return False
+
+    def sleep(self, pool: str) -> asyncio.Future[None]:
         ticket: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(pool, deque()).append(ticket)
+        self._sleeping.setdefault(pool, deque()).append(ticket)
         return ticket
 
-    def leave(self, pool: str, ticket: asyncio.Future[None], consumed: bool) -> None:
-        queue = self._queues.get(pool)
+    def leave(self, pool: str, ticket: asyncio.Future[None], woke: bool) -> None:
+        queue = self._sleeping.get(pool)
         if queue is not None:
             with contextlib.suppress(ValueError):
                 queue.remove(ticket)
             if not queue:
-                del self._queues[pool]
-        if ticket.done() and not consumed:
-            self.notify(pool)  # woken but did not use it: pass it on
+                del self._sleeping[pool]
+        if ticket.done() and not woke:
+            self.notify(pool)  # woken but gone (cancelled): pass it on
         ticket.cancel()
 
     def notify(self, pool: str | None) -> None:
-        queue = self._queues.get(pool or "")
+        if pool is None:
+            return
+        queue = self._sleeping.get(pool)
         while queue:
             ticket = queue.popleft()
             if not ticket.done():
                 ticket.set_result(None)
                 return
+        self._spare[pool] = min(self.SPARE_LIMIT, self._spare.get(pool, 0) + 1)
 
-    def waiting(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+    def sleepers(self) -> int:
+        return sum(len(q) for q in self._sleeping.values())
 
 
 @dataclass
@@ -105,25 +129,62 @@ class ApiState:
     allow_exec: bool
     waiters: Waiters = field(default_factory=Waiters)
 
-    async def acquire_waiting(self, pool: str, lease_id: str, wait_s: float) -> AcquiredVM:
+    def try_acquire(
+        self, pool: str, lease_id: str, first: bool, expiry_s: float, claim: bool = True
+    ) -> AcquiredVM | None:
+        """One non-blocking claim (the first try also records the lease); None when no VM is
+        free. Runs in a worker thread."""
+        if first:
+            self.leases.open(lease_id, pool, expiry_s)
+        if not claim:
+            return None
+        try:
+            return self.engine.acquire(pool, 0.0, lease_id)
+        except NoVMAvailable:
+            return None
+
+    async def acquire_waiting(
+        self,
+        pool: str,
+        lease_id: str,
+        wait_s: float,
+        expiry_s: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> AcquiredVM:
+        """Claim without blocking; between tries, sleep (no thread held) until a release
+        through this server wakes us, or a poll is due (for VMs freed by other processes).
+        A newcomer queues behind waiters already asleep, so the longest waiter is served
+        first. Stops when the wait is over, or when `gone` says the client disconnected."""
         deadline = time.monotonic() + wait_s
-        delay = 0.05
-        while True:
-            ticket = self.waiters.enter(pool)
-            consumed = False
-            try:
+        delay = POLL_FIRST_S
+        claim = not (wait_s > 0 and self.waiters.has_sleepers(pool))
+        vm = await run(self.try_acquire, pool, lease_id, True, expiry_s, claim)
+        while vm is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                await run(self.no_vm, pool)
+            if gone is not None and await gone():
+                raise ClientGone("the client disconnected while waiting for a VM")
+            if not self.waiters.take_spare(pool):
+                ticket = self.waiters.sleep(pool)
+                woke = False
                 try:
-                    return await run(self.engine.acquire, pool, 0.0, lease_id)
-                except NoVMAvailable:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(ticket), min(delay, remaining))
-                    consumed = True
-                delay = 0.05 if consumed else min(1.0, delay * 1.5)
-            finally:
-                self.waiters.leave(pool, ticket, consumed)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(ticket), min(delay, remaining))
+                        woke = True
+                finally:
+                    self.waiters.leave(pool, ticket, woke)
+                delay = POLL_FIRST_S if woke else min(POLL_MAX_S, delay * 1.5)
+            vm = await run(self.try_acquire, pool, lease_id, False, expiry_s)
+        return vm
+
+    def no_vm(self, pool: str) -> NoReturn:
+        counts = self.engine.pool_counts(pool)
+        raise NoVMAvailable(
+            f"no free VM in pool {pool!r} ({counts.get('held', 0)} held, "
+            f"{sum(v for k, v in counts.items() if k != 'held')} in all); "
+            "wait longer (wait_seconds), or scale the pool"
+        )
 
 
 def get_state(request: Request) -> ApiState:
@@ -190,7 +251,7 @@ def _list_pools(engine: Engine) -> list[PoolOut]:
 
 def _release(
     st: ApiState, name: str, policy: ReleasePolicy | None, lease_id: str | None
-) -> tuple[VM | None, str | None]:
+) -> tuple[VMOut | None, str | None]:
     vm = st.engine.get_vm(name)
     if lease_id is not None and vm.holder != lease_id:
         raise FieldError("lease_id", f"VM {name!r} is not held by lease {lease_id[:64]!r}")
@@ -198,7 +259,7 @@ def _release(
     after = st.engine.release(name, policy=policy, holder=holder)
     if holder is not None:
         st.leases.drop(holder)
-    return after, vm.pool
+    return (_vm_out(st.engine, after) if after is not None else None), vm.pool
 
 
 def _events(
@@ -277,19 +338,21 @@ async def screenshot(name: VMName, st: State) -> Response:
     responses=NO_VM,
     summary="take a ready VM from a pool, resumed, under a lease",
 )
-async def acquire(body: AcquireRequest, st: State) -> AcquireResponse:
+async def acquire(body: AcquireRequest, st: State, request: Request) -> AcquireResponse:
     pool = body.pool_to_use()
     seconds = body.lease_seconds or st.lease_seconds
     lease_id = new_lease_id()
     # The lease row comes first; until the claim is answered it lasts the wait plus a lease.
-    await run(st.leases.open, lease_id, pool, seconds, body.wait_seconds + seconds + 60.0)
+    expiry_s = body.wait_seconds + seconds + 60.0
     try:
-        vm = await st.acquire_waiting(pool, lease_id, body.wait_seconds)
+        vm = await st.acquire_waiting(
+            pool, lease_id, body.wait_seconds, expiry_s, request.is_disconnected
+        )
+        lease = await run(st.leases.bind, lease_id, vm.name, pool, seconds)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await run(st.leases.abandon, lease_id)
         raise
-    lease = await run(st.leases.bind, lease_id, vm.name, pool, seconds)
     return AcquireResponse(
         name=vm.name,
         pool=vm.pool,
@@ -324,10 +387,9 @@ async def renew_lease(lease_id: LeaseId, st: State, body: RenewRequest | None = 
 )
 async def release(name: VMName, st: State, body: ReleaseRequest | None = None) -> ReleaseResponse:
     body = body or ReleaseRequest()
-    after, pool = await run(_release, st, name, body.chosen(), body.lease_id)
+    out, pool = await run(_release, st, name, body.chosen(), body.lease_id)
     _vm_changed(st, pool)
-    out = await run(_vm_out, st.engine, after) if after is not None else None
-    return ReleaseResponse(name=name, vm_name=name, destroyed=after is None, vm=out)
+    return ReleaseResponse(name=name, vm_name=name, destroyed=out is None, vm=out)
 
 
 def _vm_action(method: str, summary: str) -> None:

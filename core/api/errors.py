@@ -54,6 +54,12 @@ class Forbidden(HvkubeError):
         self.field = field
 
 
+class ClientGone(HvkubeError):
+    """The client went away while its request waited; nobody reads the answer."""
+
+    code = "client_gone"
+
+
 class LeaseExpired(Conflict):
     code = "lease_expired"
 
@@ -78,6 +84,7 @@ STATUS: list[tuple[type[HvkubeError], int]] = [
     (Unsupported, 501),
     (OperationTimeout, 504),
     (BackendError, 502),
+    (ClientGone, 499),
 ]
 
 

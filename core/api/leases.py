@@ -86,7 +86,7 @@ class ApiLeases:
             lease_seconds=float(data.get("seconds", 0.0)),
         )
 
-    def open(self, lease_id: str, pool: str, seconds: float, first_expiry_s: float) -> None:
+    def open(self, lease_id: str, pool: str, first_expiry_s: float) -> None:
         """Record the lease before any VM is claimed for it (the pool must exist)."""
         self.engine.get_pool(pool)
         if self.engine.readonly:
@@ -95,7 +95,7 @@ class ApiLeases:
             name=ROW_PREFIX + lease_id,
             holder=lease_id,
             expires_at=utcnow() + timedelta(seconds=first_expiry_s),
-            data={"pool": pool, "vm": None, "seconds": seconds},
+            data={"pool": pool, "vm": None, "seconds": 0.0},
         )
 
     def bind(self, lease_id: str, vm: str, pool: str, seconds: float) -> Lease:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -230,6 +232,27 @@ def test_waiting_acquire_gets_a_released_vm(
     assert got and got[0].status_code == 200, got and got[0].text
     assert got[0].json()["name"] == held["name"]
     client.post(f"/api/v1/vms/{held['name']}/release")
+
+
+def test_a_waiter_that_disconnects_stops_waiting(
+    client: httpx.Client, new_pool: Callable[..., str], server: Any
+) -> None:
+    pool = new_pool(1)
+    held = acquire(client, pool)
+
+    def api_leases_of_pool() -> int:
+        con = sqlite3.connect(server.db)
+        try:
+            rows = con.execute("SELECT data FROM lease WHERE name LIKE 'api:%'").fetchall()
+        finally:
+            con.close()
+        return sum(1 for (data,) in rows if json.loads(data)["pool"] == pool)
+
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/api/v1/acquire", json={"pool": pool, "wait_seconds": 60}, timeout=0.5)
+    wait_until(lambda: api_leases_of_pool() == 1, "the departed waiter to give up its lease")
+    assert client.post(f"/api/v1/vms/{held['name']}/release").status_code == 200
+    assert client.get(f"/api/v1/vms/{held['name']}").json()["holder"] is None
 
 
 def test_concurrent_clients_never_share_a_vm(server: Any, new_pool: Callable[..., str]) -> None:
