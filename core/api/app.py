@@ -519,13 +519,15 @@ def make_api(
         engine = await run(factory)
         st = ApiState(engine, ApiLeases(engine), lease_seconds, allow_exec)
         app.state.api = st
-        sweeper = asyncio.create_task(_sweep(st, sweep_seconds))
+        # A read-only server changes nothing, expired leases included.
+        sweeper = None if engine.readonly else asyncio.create_task(_sweep(st, sweep_seconds))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             engine.close()
 
     app = FastAPI(

@@ -16,10 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
+from core import open_engine
 from core.api.auth import load_or_create_token
 from core.api.server import is_loopback
 from core.engine import Engine
 from core.errors import HvkubeError
+from core.settings import Settings
+from tests.api.conftest import start_server, stop_server
 
 PollLimit = 20.0
 
@@ -510,3 +513,60 @@ def test_core_does_not_import_the_web_stack() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_lease_outlives_a_server_restart(tmp_path: Path) -> None:
+    """The server stops while a VM is leased; the next server still expires the lease."""
+    first = start_server(tmp_path / "data", "--sweep-seconds", "0.2")
+    try:
+        with open_engine(Settings(db=str(first.db), backend="sim", sim_scale=0.0)) as engine:
+            engine.create_template("win11", "C:\\templates\\win11.vhdx")
+            engine.create_pool("rp", "win11", 1, warm=1)
+            assert not engine.provision_pool("rp").failed
+        headers = {"Authorization": f"Bearer {first.token}"}
+        r = httpx.post(
+            f"{first.url}/api/v1/acquire",
+            json={"pool": "rp", "lease_seconds": 2},
+            headers=headers,
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        vm = r.json()
+    finally:
+        stop_server(first)
+    second = start_server(tmp_path / "data", "--sweep-seconds", "0.2")
+    try:
+        assert second.token == first.token  # the token file is kept
+        headers = {"Authorization": f"Bearer {second.token}"}
+
+        def released() -> bool:
+            got = httpx.get(f"{second.url}/api/v1/vms/{vm['name']}", headers=headers).json()
+            return got["holder"] is None
+
+        wait_until(released, "the new server to expire the old lease")
+        lease = httpx.get(f"{second.url}/api/v1/leases/{vm['lease_id']}", headers=headers)
+        assert lease.status_code == 404
+    finally:
+        stop_server(second)
+
+
+def test_a_read_only_server_refuses_changes(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "data", "--readonly")
+    try:
+        with open_engine(Settings(db=str(srv.db), backend="sim", sim_scale=0.0)) as engine:
+            engine.create_template("win11", "C:\\templates\\win11.vhdx")
+            engine.create_pool("ro", "win11", 1, warm=1)
+            assert not engine.provision_pool("ro").failed
+        headers = {"Authorization": f"Bearer {srv.token}"}
+        with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as c:
+            assert c.get("/api/v1/pools/ro").status_code == 200
+            for path, body in (
+                ("/api/v1/acquire", {"pool": "ro"}),
+                ("/api/v1/vms/ro-001/resume", None),
+                ("/api/v1/agents", {"pool": "ro", "workflow": "w"}),
+            ):
+                r = c.post(path, json=body)
+                assert r.status_code == 403 and r.json()["code"] == "read_only", r.text
+            assert c.get("/api/v1/vms/ro-001").json()["holder"] is None
+    finally:
+        stop_server(srv)
