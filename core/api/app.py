@@ -25,7 +25,7 @@ from fastapi.security import HTTPBearer
 
 from core.api import errors
 from core.api.auth import BearerAuth, load_or_create_token, token_path
-from core.api.errors import ClientGone, ErrorBodyDoc, FieldError, Forbidden
+from core.api.errors import ClientGone, ErrorBodyDoc, FieldError, Forbidden, LeaseExpired
 from core.api.leases import ApiLeases, new_lease_id
 from core.api.schemas import (
     AcquireRequest,
@@ -159,6 +159,8 @@ class ApiState:
         delay = POLL_FIRST_S
         claim = not (wait_s > 0 and self.waiters.has_sleepers(pool))
         vm = await run(self.try_acquire, pool, lease_id, True, expiry_s, claim)
+        if vm is not None:
+            self.waiters.take_spare(pool)  # a newcomer took a VM freed while nobody slept
         while vm is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -254,6 +256,10 @@ def _release(
 ) -> tuple[VMOut | None, str | None]:
     vm = st.engine.get_vm(name)
     if lease_id is not None and vm.holder != lease_id:
+        if vm.holder is None:
+            raise LeaseExpired(
+                f"VM {name!r} is not acquired; lease {lease_id[:64]!r} was released or expired"
+            )
         raise FieldError("lease_id", f"VM {name!r} is not held by lease {lease_id[:64]!r}")
     holder = lease_id or vm.holder
     after = st.engine.release(name, policy=policy, holder=holder)

@@ -191,6 +191,8 @@ def test_expired_lease_releases_the_vm(
     assert after["state"] == "saved"  # the pool's policy
     assert client.get(f"/api/v1/leases/{vm['lease_id']}").status_code == 404
     assert client.post(f"/api/v1/leases/{vm['lease_id']}/renew").status_code == 404
+    late = client.post(f"/api/v1/vms/{vm['name']}/release", json={"lease_id": vm["lease_id"]})
+    assert late.status_code == 409 and late.json()["code"] == "lease_expired"
     kinds = [e.kind for e in api_engine.events(vm=vm["name"], limit=20)]
     assert "lease_expired" in kinds and "release_save" in kinds
     # and the VM can be had again
