@@ -24,6 +24,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def exposure_warning(host: str, tls: bool) -> str | None:
+    """The warning printed when the API listens beyond this machine without TLS."""
+    if is_loopback(host) or tls:
+        return None
+    return (
+        f"warning: serving on {host}, beyond this machine, without TLS: the bearer token "
+        "and all traffic travel in clear. Put a TLS proxy in front, or use --tls-cert/--tls-key"
+    )
+
+
 def bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket ourselves, so that port 0 gives a port we can print."""
     try:
@@ -71,11 +81,9 @@ def serve(
     bound_port = sock.getsockname()[1]
     scheme = "https" if tls_cert else "http"
     shown = f"[{host}]" if ":" in host else host
-    if not is_loopback(host) and tls_cert is None:
-        say(
-            f"warning: serving on {host}, beyond this machine, without TLS: the bearer token "
-            "and all traffic travel in clear. Put a TLS proxy in front, or use --tls-cert/--tls-key"
-        )
+    warning = exposure_warning(host, tls=tls_cert is not None)
+    if warning:
+        say(warning)
     say(f"hvkube API on {scheme}://{shown}:{bound_port} (bearer token in {path})")
     config = uvicorn.Config(
         app,

@@ -18,7 +18,7 @@ import pytest
 
 from core import open_engine
 from core.api.auth import load_or_create_token
-from core.api.server import is_loopback
+from core.api.server import exposure_warning, is_loopback
 from core.engine import Engine
 from core.errors import HvkubeError
 from core.settings import Settings
@@ -87,9 +87,13 @@ def test_token_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         load_or_create_token(path)
 
 
-def test_loopback_detection() -> None:
+def test_loopback_detection_and_the_exposure_warning() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+    assert exposure_warning("127.0.0.1", tls=False) is None
+    assert exposure_warning("0.0.0.0", tls=True) is None
+    warning = exposure_warning("0.0.0.0", tls=False)
+    assert warning is not None and "without TLS" in warning
 
 
 def test_openapi_document(client: httpx.Client) -> None:
