@@ -86,6 +86,7 @@ class Figures:
     errors: dict[str, int] = field(default_factory=dict)
     double_allocations: int = 0
     peak_threads: int = 0
+    server_cpu_s: float = 0.0
 
 
 def setup(db: Path, vms: int) -> None:
@@ -168,10 +169,14 @@ async def client_loop(
 
 
 async def watch_threads(pid: int, deadline: float, figures: Figures) -> None:
+    """The server's peak thread count, and the CPU time it used during the run."""
     proc = psutil.Process(pid)
+    before = proc.cpu_times()
     while time.monotonic() < deadline:
         figures.peak_threads = max(figures.peak_threads, proc.num_threads())
         await asyncio.sleep(0.5)
+    after = proc.cpu_times()
+    figures.server_cpu_s = (after.user + after.system) - (before.user + before.system)
 
 
 async def load(
@@ -240,6 +245,12 @@ def main() -> int:
         "double_allocations": figures.double_allocations,
         "errors": figures.errors,
         "server_peak_threads": figures.peak_threads,
+        # On a shared, loaded machine the server's CPU time is the steadier measure of its cost.
+        "server_cpu_ms_per_request": round(figures.server_cpu_s * 1000.0 / requests, 2)
+        if requests
+        else None,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -255,7 +266,9 @@ def main() -> int:
             f"p99 {result['release_p99_ms']} ms\n"
             f"  double allocations:  {figures.double_allocations}\n"
             f"  errors:              {figures.errors or 'none'}\n"
-            f"  server threads, peak: {figures.peak_threads}"
+            f"  server threads, peak: {figures.peak_threads}\n"
+            f"  server CPU per request: {result['server_cpu_ms_per_request']} ms\n"
+            f"  machine: {result['cpus']} CPUs, load average {result['load_average_1m']}"
         )
     return 0 if figures.double_allocations == 0 and not figures.errors else 1
 
