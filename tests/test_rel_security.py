@@ -273,3 +273,53 @@ def test_read_only_cli_refuses_changes_beyond_the_engine(
     if code == 2:
         assert "read-only" in err
     assert dump(populated) == before
+
+
+# -- the HTTP API's token ------------------------------------------------------------------
+
+
+def test_the_api_token_is_the_owners_only_and_never_logged(tmp_path: Path) -> None:
+    import httpx
+    from api.conftest import start_server, stop_server
+
+    data = tmp_path / "api"
+    with open_engine(db=str(data / "hvkube.db"), backend="sim", sim_scale=0) as engine:
+        engine.create_template("w", "C:\\w.vhdx", memory_mb=2048)
+        engine.create_pool("p", "w", count=1, warm=1)
+        engine.provision_pool("p")
+    wrong = "wrong-token-8d1f6e2b9a"
+    server = start_server(data, "--access-log")
+    try:
+        assert mode(data / "api-token") == 0o600 and mode(data) == 0o700
+        auth = {"Authorization": f"Bearer {server.token}"}
+        with httpx.Client(base_url=server.url, headers=auth, timeout=30) as http:
+            got = http.post("/api/v1/acquire", json={"pool": "p"})
+            assert got.status_code == 200, got.text
+            agent = http.post(
+                "/api/v1/agents",
+                json={"pool": "p", "workflow": "wf", "input": {"password": INPUT_SECRET}},
+            )
+            assert agent.status_code == 201, agent.text
+            bodies = [got.text, agent.text, http.get("/api/v1/events").text]
+            released = http.post(f"/api/v1/vms/{got.json()['name']}/release", json={})
+            bodies.append(released.text)
+            refused = httpx.get(
+                f"{server.url}/api/v1/vms", headers={"Authorization": f"Bearer {wrong}"}
+            )
+            assert refused.status_code == 401
+            bodies.append(refused.text)
+            count("inputs tried", 5)
+    finally:
+        stop_server(server)
+    log = server.log.read_text(errors="replace")
+    assert "/api/v1/acquire" in log  # the access log was on
+    for text in [log, *bodies]:
+        assert server.token not in text
+        assert wrong not in text
+    assert INPUT_SECRET not in log
+    con = sqlite3.connect(data / "hvkube.db")
+    try:
+        rows = "\n".join(map(str, con.execute("SELECT * FROM event").fetchall()))
+    finally:
+        con.close()
+    assert server.token not in rows and INPUT_SECRET not in rows
