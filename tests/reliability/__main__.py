@@ -1,6 +1,6 @@
 """The full reliability run, with the figures for docs/RELIABILITY.md:
 
-    .venv/bin/python -m tests.reliability                  # 120 trials, 200 examples a command
+    .venv/bin/python -m tests.reliability                  # 120 trials, 100 examples a command
     .venv/bin/python -m tests.reliability --trials 30 --examples 40   # quicker
 
 1. crash trials (SIGKILL at seeded random moments, reconcile, invariants, restart);
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
     parser.add_argument("--trials", type=int, default=120, help="crash trials (default 120)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the trials (default 1)")
-    parser.add_argument("--examples", type=int, default=200, help="hostile inputs a command")
+    parser.add_argument("--examples", type=int, default=100, help="hostile inputs a command")
     parser.add_argument("--parallel", type=int, default=2, help="trials and test workers at once")
     parser.add_argument("--skip-tests", action="store_true", help="crash trials only")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
