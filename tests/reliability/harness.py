@@ -7,6 +7,7 @@ Each trial has its own data folder; trials are independent and can run in parall
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import signal
@@ -47,12 +48,24 @@ class Scenario:
     release: str = "reset"
 
 
+def controller_available() -> bool:
+    """`hvkube run` (the controller) exists in this build."""
+    return importlib.util.find_spec("core.controller") is not None
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
         Scenario("provision", 5, 2, 1, False, ("provision",), (0.0, 1.2)),
         Scenario("acquire-release", 4, 3, 1, True, ("agents", "agents"), (0.1, 2.0)),
         Scenario("scale-down", 6, 3, 1, True, ("scale", "agents"), (0.1, 2.0)),
+        # The controller keeps the pool at size and tiers and runs the agents submitted
+        # meanwhile; the pool starts empty, so kills land in builds and in agents' runs.
+        *(
+            [Scenario("controller", 3, 1, 1, False, ("controller", "submit"), (0.3, 3.0))]
+            if controller_available()
+            else []
+        ),
     )
 }
 

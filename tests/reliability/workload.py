@@ -6,8 +6,11 @@ then works until it is killed (or, for provisioning, until the pool is built).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import sys
+import time
 from pathlib import Path
 
 from core import open_engine
@@ -88,11 +91,41 @@ def provision(engine: Engine, journal: JournalWriter, rng: random.Random, worker
     journal.write("provisioned")
 
 
-KINDS = {"agents": agents, "scale": scale, "provision": provision}
+def submit(engine: Engine, journal: JournalWriter, rng: random.Random, worker: str) -> None:
+    """Agents for the controller to run: commands that succeed, fail, take a while, or wait
+    for an outside completion; some are cancelled while they run."""
+    n = 0
+    while True:
+        n += 1
+        key = f"wf-{worker}-{n}"
+        command = rng.choice(["true", "sleep 0.05", "sleep 0.3", "exit 1", None])
+        journal.write("intent", key=key)
+        agent = engine.submit_agent(POOL, key, {"n": n}, timeout_s=60, exec_command=command)
+        journal.write("submitted", key=key, id=agent.id)
+        time.sleep(rng.uniform(0.0, 0.15))
+        if rng.random() < 0.3:
+            running = engine.list_agents(status=AgentStatus.RUNNING, pool=POOL, limit=50)
+            if running:
+                with contextlib.suppress(Conflict):
+                    engine.cancel_agent(rng.choice(running).id)
+
+
+def controller(db: str, scale_text: str) -> int:
+    """`hvkube run`: the controller, as an operator starts it."""
+    from core.cli import main as cli
+
+    os.environ["HVKUBE_SIM_SCALE"] = scale_text
+    print("go", flush=True)
+    return cli(["--db", db, "--backend", "sim", "run", "--tick", "0.05", "--grace", "0.2"])
+
+
+KINDS = {"agents": agents, "scale": scale, "provision": provision, "submit": submit}
 
 
 def main(argv: list[str]) -> int:
     kind, db, folder, seed, worker, scale_text = argv
+    if kind == "controller":
+        return controller(db, scale_text)
     rng = random.Random(seed)
     journal = JournalWriter(Path(folder) / f"journal-{worker}.jsonl", worker)
     with open_engine(db=db, backend="sim", sim_scale=float(scale_text)) as engine:
