@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hyperv_helpers import fake_backend, sim_host
@@ -234,4 +235,30 @@ def test_permission_denied_by_the_host_says_so(hv: Rig) -> None:
         hv.engine.release(got.name, policy="save")
     assert type(info.value).__name__ == "PermissionDenied"
     assert "permission" in info.value.message
+    hv.consistent()
+
+
+@pytest.mark.parametrize(
+    ("op", "call"),
+    [
+        ("vm_start", lambda e: e.acquire("web")),
+        ("checkpoint_restore", lambda e: e.release(e.acquire("web").name)),
+        ("vm_save", lambda e: e.save_vm(e.resume_vm("web-002").name)),
+    ],
+    ids=["acquire", "release", "save"],
+)
+def test_session_dying_after_the_host_acted_takes_the_vm_out_of_the_pool(
+    hv: Rig, op: str, call: Any
+) -> None:
+    """The worst case: the host did the work, the answer was lost. hvkube cannot know what
+    happened, so the VM goes to ERROR with the reason (never back to the pool as if nothing
+    happened), no one holds it, and provisioning replaces it."""
+    hv.session_fault("die-after", op)
+    with pytest.raises(BackendError) as info:
+        call(hv.engine)
+    assert "session ended" in info.value.message
+    broken = [vm for vm in hv.engine.list_vms() if vm.state is VMState.ERROR]
+    assert len(broken) == 1 and not broken[0].held and broken[0].error
+    hv.consistent()
+    assert hv.engine.provision_pool("web").created == [broken[0].name]
     hv.consistent()

@@ -13,7 +13,8 @@ It can imitate Windows PowerShell 5.1 (`--ps51`: a BOM, CLIXML noise on
 stderr, enums as integers, `\\/Date(ms)\\/` dates, a bare object where a list
 was expected), localised messages (`--localized`), and faults: `--fault
 KIND[:OP]` on every matching call, or one-shot faults queued with `inject()`.
-Fault kinds: die (exit mid-call), hang (never answer), garbage (a broken
+Fault kinds: die (exit mid-call), die-after (exit once the operation is done, before
+answering: the host changed and the caller cannot know), hang (never answer), garbage (a broken
 frame), noise (stray lines and a forged frame before the real answer).
 """
 
@@ -47,7 +48,7 @@ from core.errors import (
     VMNotFoundInHost,
 )
 
-FAULT_KINDS = ("die", "hang", "garbage", "noise")
+FAULT_KINDS = ("die", "die-after", "hang", "garbage", "noise")
 FAULTS_FILE = "fakeps-faults.json"
 INPUT_FILE = "fakeps-input.jsonl"
 
@@ -590,6 +591,8 @@ def serve(host: FakeHost, ops: dict[str, list[str]], args: argparse.Namespace) -
                     "type": "System.Management.Automation.ParameterBindingException",
                 },
             }
+        if fault == "die-after":
+            os._exit(3)
         out.line(f"HVKUBE-RES {rid} " + _dumps(message, host.ps51))
     return 0
 
