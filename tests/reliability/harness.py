@@ -46,6 +46,7 @@ class Scenario:
     workers: tuple[str, ...]  # workload kinds, one process each
     window: tuple[float, float]  # kill between these many seconds after the workers start
     release: str = "reset"
+    backend: str = "sim"  # the workers' backend: sim, or hyperv over the fake PowerShell host
 
 
 def controller_available() -> bool:
@@ -59,6 +60,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("provision", 5, 2, 1, False, ("provision",), (0.0, 1.2)),
         Scenario("acquire-release", 4, 3, 1, True, ("agents", "agents"), (0.1, 2.0)),
         Scenario("scale-down", 6, 3, 1, True, ("scale", "agents"), (0.1, 2.0)),
+        Scenario("acquire-hyperv", 3, 2, 1, True, ("agents",), (0.2, 3.0), backend="hyperv"),
         # The controller keeps the pool at size and tiers and runs the agents submitted
         # meanwhile; the pool starts empty, so kills land in builds and in agents' runs.
         *(
@@ -153,6 +155,7 @@ def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) 
                     f"{seed}:{trial}:{index}",
                     f"w{index}",
                     str(SCALE),
+                    sc.backend,
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -1,7 +1,7 @@
 """The work a crash trial kills: run in a child process, it prints "go" once the engine is open,
 then works until it is killed (or, for provisioning, until the pool is built).
 
-    python -c BOOT KIND DB FOLDER SEED WORKER SCALE
+    python -c BOOT KIND DB FOLDER SEED WORKER SCALE BACKEND
 """
 
 from __future__ import annotations
@@ -122,13 +122,31 @@ def controller(db: str, scale_text: str) -> int:
 KINDS = {"agents": agents, "scale": scale, "provision": provision, "submit": submit}
 
 
+def _open(db: str, folder: str, scale_text: str, backend: str) -> Engine:
+    if backend == "sim":
+        return open_engine(db=db, backend="sim", sim_scale=float(scale_text))
+    from core.backends.hyperv.transport import python_fake_command
+
+    # The Hyper-V backend's real sessions, framing and parsing, over the fake host.
+    command = python_fake_command("--state-dir", folder, "--sim-scale", scale_text)
+    return open_engine(
+        db=db,
+        backend="hyperv",
+        powershell=command,
+        hyperv_sessions=2,
+        op_timeout_s=60,
+        ready_timeout_s=60,
+    )
+
+
 def main(argv: list[str]) -> int:
-    kind, db, folder, seed, worker, scale_text = argv
+    kind, db, folder, seed, worker, scale_text, backend = argv
     if kind == "controller":
         return controller(db, scale_text)
     rng = random.Random(seed)
     journal = JournalWriter(Path(folder) / f"journal-{worker}.jsonl", worker)
-    with open_engine(db=db, backend="sim", sim_scale=float(scale_text)) as engine:
+    with _open(db, folder, scale_text, backend) as engine:
+        engine.backend.list_vms()  # a PowerShell session is up before the clock starts
         print("go", flush=True)
         KINDS[kind](engine, journal, rng, worker)
     return 0
