@@ -47,6 +47,7 @@ class Scenario:
     window: tuple[float, float]  # kill between these many seconds after the workers start
     release: str = "reset"
     backend: str = "sim"  # the workers' backend: sim, or hyperv over the fake PowerShell host
+    then_reconcile: bool = False  # then a reconcile, killed too
 
 
 def controller_available() -> bool:
@@ -61,6 +62,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("acquire-release", 4, 3, 1, True, ("agents", "agents"), (0.1, 2.0)),
         Scenario("scale-down", 6, 3, 1, True, ("scale", "agents"), (0.1, 2.0)),
         Scenario("acquire-hyperv", 3, 2, 1, True, ("agents",), (0.2, 3.0), backend="hyperv"),
+        Scenario(
+            "reconcile-killed", 4, 3, 1, True, ("agents", "scale"), (0.1, 1.5), then_reconcile=True
+        ),
         # The controller keeps the pool at size and tiers and runs the agents submitted
         # meanwhile; the pool starts empty, so kills land in builds and in agents' runs.
         *(
@@ -128,44 +132,45 @@ def _restart(engine: Engine, sc: Scenario, result: TrialResult) -> None:
         result.violations.append("after restart: an agent is still running")
 
 
-def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) -> TrialResult:
-    """One trial, reproducible from (seed, trial): the scenario, the workers' seeds and the
-    moments of the kills all come from one seeded generator."""
-    started = time.monotonic()
-    rng = random.Random(f"{seed}:{trial}")
-    names = sorted(SCENARIOS)
-    sc = SCENARIOS[scenario or names[trial % len(names)]]
-    result = TrialResult(trial=trial, scenario=sc.name, seed=f"{seed}:{trial}")
-    folder.mkdir(parents=True, exist_ok=True)
+def _phase(
+    sc: Scenario,
+    kinds: tuple[str, ...],
+    window: tuple[float, float],
+    rng: random.Random,
+    seed: int,
+    trial: int,
+    folder: Path,
+    result: TrialResult,
+) -> None:
+    """Start one process per kind of work, wait until each has begun, then SIGKILL each at
+    its own seeded moment within `window` (unless it has finished)."""
     db = str(folder / "hvkube.db")
-    _setup(db, sc)
-
-    procs = []
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for index, kind in enumerate(sc.workers):
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    BOOT,
-                    kind,
-                    db,
-                    str(folder),
-                    f"{seed}:{trial}:{index}",
-                    f"w{index}",
-                    str(SCALE),
-                    sc.backend,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                cwd=REPO,
-            )
+    first = result.workers
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                BOOT,
+                kind,
+                db,
+                str(folder),
+                f"{seed}:{trial}:{first + index}",
+                f"w{first + index}",
+                str(SCALE),
+                sc.backend,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
         )
-    result.workers = len(procs)
-    delays = [rng.uniform(*sc.window) for _ in procs]
+        for index, kind in enumerate(kinds)
+    ]
+    result.workers += len(procs)
+    delays = [rng.uniform(*window) for _ in procs]
     for proc in procs:
         assert proc.stdout is not None
         proc.stdout.readline()  # "go": the engine is open, the work begins now
@@ -179,7 +184,25 @@ def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) 
         _, err = proc.communicate(timeout=120)
         if proc.returncode not in (0, -signal.SIGKILL):
             tail = err.strip().splitlines()[-1:] or ["(no output)"]
-            result.violations.append(f"worker {index} ({sc.workers[index]}) crashed: {tail[0]}")
+            result.violations.append(f"worker {first + index} ({kinds[index]}) crashed: {tail[0]}")
+
+
+def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) -> TrialResult:
+    """One trial, reproducible from (seed, trial): the scenario, the workers' seeds and the
+    moments of the kills all come from one seeded generator."""
+    started = time.monotonic()
+    rng = random.Random(f"{seed}:{trial}")
+    names = sorted(SCENARIOS)
+    sc = SCENARIOS[scenario or names[trial % len(names)]]
+    result = TrialResult(trial=trial, scenario=sc.name, seed=f"{seed}:{trial}")
+    folder.mkdir(parents=True, exist_ok=True)
+    db = str(folder / "hvkube.db")
+    _setup(db, sc)
+
+    _phase(sc, sc.workers, sc.window, rng, seed, trial, folder, result)
+    if sc.then_reconcile:
+        # A reconcile that is itself killed: the next one must still finish its work.
+        _phase(sc, ("reconcile",), (0.0, 0.4), rng, seed, trial, folder, result)
 
     # Restart: a new process reconciles and checks.
     with open_engine(db=db, backend="sim", sim_scale=0) as engine:

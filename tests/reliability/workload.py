@@ -119,7 +119,18 @@ def controller(db: str, scale_text: str) -> int:
     return cli(["--db", db, "--backend", "sim", "run", "--tick", "0.05", "--grace", "0.2"])
 
 
-KINDS = {"agents": agents, "scale": scale, "provision": provision, "submit": submit}
+def reconcile(engine: Engine, journal: JournalWriter, rng: random.Random, worker: str) -> None:
+    report = engine.reconcile()
+    journal.write("reconciled", fixed=len(report.fixed))
+
+
+KINDS = {
+    "agents": agents,
+    "scale": scale,
+    "provision": provision,
+    "submit": submit,
+    "reconcile": reconcile,
+}
 
 
 def _open(db: str, folder: str, scale_text: str, backend: str) -> Engine:
