@@ -184,8 +184,11 @@ def _agent_active(engine: Engine, agent_id: int) -> bool:
 
 def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
     t = engine.t
+    # Every loop below reads its rows in full before writing: a write while a read is still
+    # open fails at once ("database is locked", not retried) when another process committed
+    # meanwhile.
     # VMs held for agents that have ended go back by their pool's policy.
-    for row in t.VM.select().where(t.VM.agent_id.is_null(False)):
+    for row in list(t.VM.select().where(t.VM.agent_id.is_null(False))):
         if not _agent_active(engine, row.agent_id) and row.holder is not None:
             try:
                 engine.release(row.name, holder=row.holder)
@@ -193,7 +196,7 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
             except HvkubeError as exc:
                 report.errors.append(f"{row.name}: {exc}")
     # Running agents whose VM is no longer theirs cannot go on.
-    for agent in t.Agent.select().where(t.Agent.status.in_(["scheduled", "running"])):
+    for agent in list(t.Agent.select().where(t.Agent.status.in_(["scheduled", "running"]))):
         vm_row = t.VM.get_or_none(t.VM.name == agent.vm) if agent.vm else None
         if vm_row is None or vm_row.agent_id != agent.id:
             from core.models import AgentResult

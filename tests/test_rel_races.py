@@ -38,3 +38,37 @@ def test_a_vm_claimed_while_being_scaled_away_is_not_deleted(db_path: Path) -> N
         assert vm.holder == "agent-lease" and vm.state is VMState.RUNNING
         assert scaler.backend.get_vm("p-001") is not None
         assert check_invariants(scaler) == []
+
+
+def test_reconcile_goes_on_while_another_process_writes(db_path: Path) -> None:
+    """Reconcile releases VMs held for ended agents while another process writes. Found by
+    the `reconcile-twice` crash trials: it read the rows lazily and wrote while the read was
+    still open, and SQLite refuses to turn such a read into a write once another connection
+    has committed ("database is locked", which no busy timeout waits out)."""
+    from core.models import AgentStatus
+    from core.store import Store, utcnow
+
+    with open_engine(db=str(db_path), backend="sim", sim_scale=0) as engine:
+        engine.create_template("t", r"C:\T\t.vhdx", memory_mb=2048)
+        engine.create_pool("p", "t", count=3, warm=3)
+        engine.provision_pool("p")
+        for _ in range(3):
+            agent = engine.submit_agent("p", "wf")
+            engine.acquire("p", holder=f"agent-{agent.id}", agent_id=agent.id)
+        # The agents end without their VMs being released (their process died).
+        engine.t.Agent.update(status=AgentStatus.COMPLETED.value, finished_at=utcnow()).execute()
+        other = Store(db_path)
+        release = Engine.release
+
+        def release_while_another_writes(self: Engine, *args: object, **kw: object):  # type: ignore[no-untyped-def]
+            other.insert_event("elsewhere", None, None, 0.0, True, None)  # commits at once
+            return release(self, *args, **kw)  # type: ignore[arg-type]
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Engine, "release", release_while_another_writes)
+            report = engine.reconcile()
+        other.close()
+        assert report.errors == []
+        assert sum("released from ended agent" in line for line in report.fixed) == 3
+        assert all(not vm.held for vm in engine.list_vms())
+        assert check_invariants(engine) == []

@@ -7,6 +7,7 @@ Each trial has its own data folder; trials are independent and can run in parall
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -47,7 +48,8 @@ class Scenario:
     window: tuple[float, float]  # kill between these many seconds after the workers start
     release: str = "reset"
     backend: str = "sim"  # the workers' backend: sim, or hyperv over the fake PowerShell host
-    then_reconcile: bool = False  # then a reconcile, killed too
+    then: tuple[str, ...] = ()  # a second round of work once the first is killed
+    then_window: tuple[float, float] = (0.0, 0.4)
 
 
 def controller_available() -> bool:
@@ -62,8 +64,21 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("acquire-release", 4, 3, 1, True, ("agents", "agents"), (0.1, 2.0)),
         Scenario("scale-down", 6, 3, 1, True, ("scale", "agents"), (0.1, 2.0)),
         Scenario("acquire-hyperv", 3, 2, 1, True, ("agents",), (0.2, 3.0), backend="hyperv"),
+        # A reconcile that is itself killed: the next one must still finish its work.
         Scenario(
-            "reconcile-killed", 4, 3, 1, True, ("agents", "scale"), (0.1, 1.5), then_reconcile=True
+            "reconcile-killed", 4, 3, 1, True, ("agents", "scale"), (0.1, 1.5), then=("reconcile",)
+        ),
+        # Two operators (or an operator and the controller) reconciling at once.
+        Scenario(
+            "reconcile-twice",
+            4,
+            3,
+            1,
+            True,
+            ("agents", "agents"),
+            (0.1, 1.5),
+            then=("reconcile", "reconcile"),
+            then_window=(120.0, 120.0),
         ),
         # The controller keeps the pool at size and tiers and runs the agents submitted
         # meanwhile; the pool starts empty, so kills land in builds and in agents' runs.
@@ -127,7 +142,9 @@ def _restart(engine: Engine, sc: Scenario, result: TrialResult) -> None:
     again = engine.reconcile()
     if again.fixed or again.errors:
         result.violations.append(f"a second reconcile still had work: {again.fixed + again.errors}")
-    result.violations += [f"after restart: {v}" for v in check_invariants(engine, None, again)]
+    result.violations += [
+        f"after restart: {v}" for v in check_invariants(engine, None, again, errors_allowed=False)
+    ]
     if any(a.status is AgentStatus.RUNNING for a in engine.list_agents(limit=1_000_000)):
         result.violations.append("after restart: an agent is still running")
 
@@ -176,13 +193,15 @@ def _phase(
         proc.stdout.readline()  # "go": the engine is open, the work begins now
     begun = time.monotonic()
     for delay, proc in sorted(zip(delays, procs, strict=True), key=lambda pair: pair[0]):
-        time.sleep(max(0.0, begun + delay - time.monotonic()))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, begun + delay - time.monotonic()))
         if proc.poll() is None:
             result.killed_mid_work += 1
             os.kill(proc.pid, signal.SIGKILL)
     for index, proc in enumerate(procs):
         _, err = proc.communicate(timeout=120)
         if proc.returncode not in (0, -signal.SIGKILL):
+            (folder / f"worker-{first + index}.err").write_text(err)
             tail = err.strip().splitlines()[-1:] or ["(no output)"]
             result.violations.append(f"worker {first + index} ({kinds[index]}) crashed: {tail[0]}")
 
@@ -200,9 +219,8 @@ def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) 
     _setup(db, sc)
 
     _phase(sc, sc.workers, sc.window, rng, seed, trial, folder, result)
-    if sc.then_reconcile:
-        # A reconcile that is itself killed: the next one must still finish its work.
-        _phase(sc, ("reconcile",), (0.0, 0.4), rng, seed, trial, folder, result)
+    if sc.then:
+        _phase(sc, sc.then, sc.then_window, rng, seed, trial, folder, result)
 
     # Restart: a new process reconciles and checks.
     with open_engine(db=db, backend="sim", sim_scale=0) as engine:
@@ -215,7 +233,7 @@ def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) 
         result.agents = len(journal.submitted)
         result.violations += [f"reconcile error: {e}" for e in report.errors]
         result.violations += [f"{b}: busy after every process ended" for b in report.busy]
-        result.violations += check_invariants(engine, journal, report)
+        result.violations += check_invariants(engine, journal, report, errors_allowed=False)
         _restart(engine, sc, result)
     result.seconds = time.monotonic() - started
     return result

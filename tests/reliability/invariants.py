@@ -18,7 +18,10 @@ from .journal import Journal
 
 
 def check_store_and_host(
-    engine: Engine, report: ReconcileReport | None = None, sim: Any = None
+    engine: Engine,
+    report: ReconcileReport | None = None,
+    sim: Any = None,
+    errors_allowed: bool = True,
 ) -> list[str]:
     """Store and host agree: every VM on each side is on the other (or reported), no VM is in a
     transitional state on either side, states match, and no disk is left behind."""
@@ -44,6 +47,8 @@ def check_store_and_host(
         if vm.state is VMState.ERROR:
             if not vm.error:
                 out.append(f"{name}: in error without a reason")
+            elif not errors_allowed:
+                out.append(f"{name}: in error with no fault injected: {vm.error}")
             continue
         mapped = engine._state_from_host(on_host)
         if mapped is not vm.state:
@@ -138,10 +143,12 @@ def check_invariants(
     journal: Journal | None = None,
     report: ReconcileReport | None = None,
     sim: Any = None,
+    errors_allowed: bool = True,
 ) -> list[str]:
     """Every invariant at once; one line per violation. `sim`: the simulated host behind a
-    fake PowerShell host, so that its disks are checked too."""
-    out = check_store_and_host(engine, report, sim)
+    fake PowerShell host, so that its disks are checked too. `errors_allowed=False` where no
+    fault was injected: a crash alone must never leave a VM broken."""
+    out = check_store_and_host(engine, report, sim, errors_allowed)
     out += check_holders_and_agents(engine)
     if journal is not None:
         out += check_journal(engine, journal)
