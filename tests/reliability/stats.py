@@ -1,6 +1,6 @@
 """Figures for the reliability report: tests count what they inject and try.
 
-When HVKUBE_RELIABILITY_STATS names a file, each count is appended to it as a JSON line
+When RELIABILITY_STATS_FILE names a file, each count is appended to it as a JSON line
 (pytest-xdist workers append to the same file); otherwise counting costs nothing.
 """
 
@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-ENV = "HVKUBE_RELIABILITY_STATS"
+ENV = "RELIABILITY_STATS_FILE"  # not HVKUBE_*: the tests clear those
 
 
 def count(kind: str, n: int = 1) -> None:
