@@ -13,14 +13,13 @@ different VMs overlap the way they do on a real host.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,106 @@ FAULT_KINDS = {
     "fail": "the next operation of the given kind (or any) fails with an error",
     "permission-denied": "the next operation fails as if the user were not a Hyper-V admin",
 }
+
+
+class _Rows(MutableMapping[str, Any]):
+    """A table of JSON rows, loaded on demand and written back only when changed."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str) -> None:
+        self.conn = conn
+        self.table = table
+        self.loaded: dict[str, tuple[str | None, Any]] = {}
+        self.deleted: set[str] = set()
+        self.complete = False
+
+    def _load_all(self) -> None:
+        if self.complete:
+            return
+        for key, text in self.conn.execute(f"SELECT key, data FROM {self.table} ORDER BY key"):
+            if key not in self.loaded and key not in self.deleted:
+                self.loaded[key] = (text, json.loads(text))
+        self.complete = True
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.deleted:
+            raise KeyError(key)
+        if key not in self.loaded:
+            row = self.conn.execute(
+                f"SELECT data FROM {self.table} WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(key)
+            self.loaded[key] = (row[0], json.loads(row[0]))
+        return self.loaded[key][1]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.deleted.discard(key)
+        original = self.loaded[key][0] if key in self.loaded else None
+        self.loaded[key] = (original, value)
+
+    def __delitem__(self, key: str) -> None:
+        self[key]
+        del self.loaded[key]
+        self.deleted.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return iter(sorted(self.loaded))
+
+    def __len__(self) -> int:
+        self._load_all()
+        return len(self.loaded)
+
+    def flush(self) -> None:
+        for key in self.deleted:
+            self.conn.execute(f"DELETE FROM {self.table} WHERE key = ?", (key,))
+        for key, (original, value) in self.loaded.items():
+            text = json.dumps(value, sort_keys=True)
+            if text != original:
+                self.conn.execute(
+                    f"INSERT OR REPLACE INTO {self.table} (key, data) VALUES (?, ?)", (key, text)
+                )
+
+
+class _SimState:
+    """The host's state inside one transaction: `state["vms"]`, `state["faults"]`, ..."""
+
+    _META_DEFAULTS: dict[str, Any] = {"faults": [], "next_ip": 10}
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.tables = {"vms": _Rows(conn, "vm"), "disks": _Rows(conn, "disk")}
+        self.meta = _Rows(conn, "meta")
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.tables:
+            return self.tables[key]
+        try:
+            return self.meta[key]
+        except KeyError:
+            if key in self._META_DEFAULTS:
+                value = json.loads(json.dumps(self._META_DEFAULTS[key]))
+                self.meta[key] = value
+                return value
+            raise
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.meta[key] = value
+
+    def setdefault(self, key: str, value: Any) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            self.meta[key] = value
+            return value
+
+    def flush(self) -> None:
+        for rows in (*self.tables.values(), self.meta):
+            rows.flush()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {key: dict(rows.items()) for key, rows in self.tables.items()}
+        out.update(dict(self.meta.items()))
+        return out
 
 
 def _now_iso() -> str:
@@ -88,52 +187,61 @@ class SimHost:
         self.vm_dir = vm_dir.rstrip("\\/")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = self.state_dir / "sim-host.json"
-        self.lock_path = self.state_dir / "sim-host.lock"
+        self.path = self.state_dir / "sim-host.db"
         self.scale = max(0.0, float(scale))
         self.op_timeout_s = op_timeout_s
-        self._thread_lock = threading.Lock()
-        self._cache: tuple[int, int, dict[str, Any]] | None = None
+        self._local = threading.local()
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        self._create_schema()
         with self._locked() as state:
             state.setdefault("total_memory_mb", total_memory_mb)
             state.setdefault("logical_cpus", logical_cpus)
 
-    # -- persistence ---------------------------------------------------------------------------
+    # -- persistence ------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=wal")
+            conn.execute("PRAGMA synchronous=normal")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    def _create_schema(self) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("vm", "disk", "meta"):
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, data TEXT NOT NULL)"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @contextlib.contextmanager
-    def _locked(self, write: bool = True) -> Iterator[dict[str, Any]]:
-        """Hold the host lock (threads and processes) with the state loaded."""
-        with self._thread_lock:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-                state = self._load()
-                before = json.dumps(state, sort_keys=True) if write else ""
-                yield state
-                if write and json.dumps(state, sort_keys=True) != before:
-                    self._store(state)
-            finally:
-                os.close(fd)
+    def _locked(self, write: bool = True) -> Iterator[_SimState]:
+        """One transaction on the host's state; writers take the lock up front.
 
-    def _load(self) -> dict[str, Any]:
+        Changes are kept even when the block raises: a consumed fault stays consumed.
+        """
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        state = _SimState(conn)
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return {"vms": {}, "disks": {}, "faults": [], "next_ip": 10}
-        if self._cache and self._cache[:2] == (st.st_mtime_ns, st.st_size):
-            return json.loads(json.dumps(self._cache[2]))
-        state: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
-        self._cache = (st.st_mtime_ns, st.st_size, state)
-        return json.loads(json.dumps(state))
-
-    def _store(self, state: dict[str, Any]) -> None:
-        # Write then rename: a process killed mid-write leaves the old file whole.
-        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".sim-host.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, sort_keys=True)
-        os.replace(tmp, self.path)
-        st = self.path.stat()
-        self._cache = (st.st_mtime_ns, st.st_size, json.loads(json.dumps(state)))
+            yield state
+            if write:
+                state.flush()
+        except BaseException:
+            if write:
+                state.flush()
+            conn.execute("COMMIT")
+            raise
+        conn.execute("COMMIT")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -141,7 +249,7 @@ class SimHost:
         if self.scale > 0 and seconds > 0:
             time.sleep(seconds * self.scale)
 
-    def _vm(self, state: dict[str, Any], name: str, op: str) -> dict[str, Any]:
+    def _vm(self, state: _SimState, name: str, op: str) -> dict[str, Any]:
         vm = state["vms"].get(name)
         if vm is None:
             raise VMNotFoundInHost(
@@ -151,9 +259,7 @@ class SimHost:
             )
         return vm
 
-    def _take_fault(
-        self, state: dict[str, Any], op: str, name: str | None
-    ) -> dict[str, Any] | None:
+    def _take_fault(self, state: _SimState, op: str, name: str | None) -> dict[str, Any] | None:
         for fault in state["faults"]:
             if fault["kind"] not in {"hang", "fail", "permission-denied"}:
                 continue
@@ -165,7 +271,7 @@ class SimHost:
             return fault
         return None
 
-    def _apply_op_faults(self, state: dict[str, Any], op: str, name: str | None) -> float:
+    def _apply_op_faults(self, state: _SimState, op: str, name: str | None) -> float:
         """Raise for an injected failure; return how long to hang (0 for none)."""
         fault = self._take_fault(state, op, name)
         if fault is None:
@@ -197,10 +303,13 @@ class SimHost:
         allowed: set[str],
         during: str,
         duration: Callable[[dict[str, Any]], float],
-        finish: Callable[[dict[str, Any], dict[str, Any]], None],
-        check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        finish: Callable[[_SimState, dict[str, Any]], None],
+        check: Callable[[_SimState, dict[str, Any]], None] | None = None,
     ) -> None:
-        """Validate, mark the host state as `during`, sleep unlocked, then apply `finish`."""
+        """Validate, show the host state as `during`, sleep unlocked, then apply `finish`.
+
+        With no time to take (scale 0) it is one transaction.
+        """
         with self._locked() as state:
             vm = self._vm(state, name, op)
             hang = self._apply_op_faults(state, op, name)
@@ -213,28 +322,30 @@ class SimHost:
                 )
             if check is not None:
                 check(state, vm)
-            seconds = duration(vm)
+            seconds = duration(vm) * self.scale
+            if not hang and seconds <= 0.01:
+                finish(state, vm)
+                return
             previous = vm["state"]
-            if seconds * self.scale > 0.01:
-                vm["state"] = during
+            vm["state"] = during
         if hang:
             with self._locked() as state:
                 if name in state["vms"]:
                     state["vms"][name]["state"] = previous
             self._hang(op, name, hang)
-        self._sleep(seconds)
+        time.sleep(seconds)
         with self._locked() as state:
             vm = self._vm(state, name, op)
             finish(state, vm)
 
-    def _memory_in_use(self, state: dict[str, Any]) -> int:
+    def _memory_in_use(self, state: _SimState) -> int:
         return sum(
             vm["memory_mb"]
             for vm in state["vms"].values()
             if vm["state"] not in {"Off", "Saved", "Saving"}
         )
 
-    def _check_memory(self, state: dict[str, Any], vm: dict[str, Any]) -> None:
+    def _check_memory(self, state: _SimState, vm: dict[str, Any]) -> None:
         oom = any(f["kind"] == "out-of-memory" for f in state["faults"])
         free = 0 if oom else state["total_memory_mb"] - self._memory_in_use(state)
         if vm["memory_mb"] > free:
@@ -334,7 +445,7 @@ class SimHost:
         # Reading the saved memory back at about 2 GB/s, plus fixed overhead.
         return 0.4 + vm["memory_mb"] / 2048.0
 
-    def _assign_ip(self, state: dict[str, Any], vm: dict[str, Any], fresh: bool) -> None:
+    def _assign_ip(self, state: _SimState, vm: dict[str, Any], fresh: bool) -> None:
         if vm.get("ip") is None or fresh:
             n = state["next_ip"]
             state["next_ip"] = n + 1
@@ -344,7 +455,7 @@ class SimHost:
         def duration(vm: dict[str, Any]) -> float:
             return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
 
-        def check(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def check(state: _SimState, vm: dict[str, Any]) -> None:
             self._check_memory(state, vm)
             if vm["state"] == "Saved" and not vm["saved_state_ok"]:
                 raise SavedStateCorrupt(
@@ -353,11 +464,9 @@ class SimHost:
                     vm=name,
                     operation="start",
                 )
+            vm["resume_from"] = vm["state"]
 
-        resumed = {"value": False}
-
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            resumed["value"] = vm.get("resume_from") == "Saved"
+        def finish(state: _SimState, vm: dict[str, Any]) -> None:
             ip_change = [
                 f for f in state["faults"] if f["kind"] == "ip-change" and f.get("vm") == name
             ]
@@ -370,13 +479,10 @@ class SimHost:
             vm["state"] = "Running"
             vm.pop("resume_from", None)
 
-        with self._locked() as state:
-            vm = self._vm(state, name, "start")
-            vm["resume_from"] = vm["state"]
         self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, finish, check=check)
 
     def save(self, name: str) -> None:
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def finish(state: _SimState, vm: dict[str, Any]) -> None:
             vm["state"] = "Saved"
             vm["saved_state_ok"] = True
 
@@ -390,13 +496,13 @@ class SimHost:
         )
 
     def pause(self, name: str) -> None:
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def finish(state: _SimState, vm: dict[str, Any]) -> None:
             vm["state"] = "Paused"
 
         self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05, finish)
 
     def unpause(self, name: str) -> None:
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def finish(state: _SimState, vm: dict[str, Any]) -> None:
             vm["state"] = "Running"
 
         self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02, finish)
@@ -414,7 +520,7 @@ class SimHost:
                     operation="stop",
                 )
 
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def finish(state: _SimState, vm: dict[str, Any]) -> None:
             vm["state"] = "Off"
             vm["ip"] = None
             vm["booted_at"] = None
@@ -455,7 +561,7 @@ class SimHost:
             vm["checkpoints"][checkpoint] = {"restores_to": restores_to, "at": _now_iso()}
 
     def restore_checkpoint(self, name: str, checkpoint: str) -> None:
-        def check(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def check(state: _SimState, vm: dict[str, Any]) -> None:
             if checkpoint not in vm["checkpoints"]:
                 raise VMNotFoundInHost(
                     f"'{name}' has no checkpoint named '{checkpoint}'",
@@ -463,7 +569,7 @@ class SimHost:
                     operation="restore",
                 )
 
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def finish(state: _SimState, vm: dict[str, Any]) -> None:
             target = vm["checkpoints"][checkpoint]["restores_to"]
             vm["state"] = target
             vm["saved_state_ok"] = True
@@ -568,7 +674,7 @@ class SimHost:
 
     def raw_state(self) -> dict[str, Any]:
         with self._locked(write=False) as state:
-            return state
+            return state.as_dict()
 
 
 def from_settings(settings: Settings) -> SimHost:
