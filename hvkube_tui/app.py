@@ -118,6 +118,7 @@ class HvkubeApp(App[None]):
         self.ticks: list[TickStats] = []
         self.started_at = time.perf_counter()
         self.first_paint_s: float | None = None
+        self.polls = 0  # poll cycles done (tests wait on it)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._applied = threading.Event()
@@ -172,7 +173,7 @@ class HvkubeApp(App[None]):
                 f"config [keys]: unknown action(s) {', '.join(unknown)}; known: "
                 f"{', '.join(sorted(known))}",
                 severity="warning",
-                timeout=10,
+                timeout=30,
             )
         self.set_keymap({k: v for k, v in overrides.items() if k in known})
 
@@ -213,6 +214,7 @@ class HvkubeApp(App[None]):
                     self.post_message(
                         Invoke(partial(self._apply, shown, rows, read_ms, snap is not None))
                     )
+            self.polls += 1
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
@@ -273,38 +275,56 @@ class HvkubeApp(App[None]):
     # -- header, crumbs, detail, thumbnail -------------------------------------------------
 
     def _header_text(self) -> Text:
+        """Backend, host memory and totals; shorter wordings when the terminal is narrow."""
+        width = self.size.width or 120
+        for verbose in (2, 1, 0, -1):
+            text = self._header_variant(verbose)
+            if text.cell_len <= width:
+                return text
+        return text
+
+    def _header_variant(self, verbose: int) -> Text:
         snap = self.snapshot
-        text = Text()
-        text.append(" hvkube ", style="bold reverse")
-        if self.banner:
-            text.append(f" {self.banner}", style="bold magenta")
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f" hvkube{' ' + self.banner if self.banner else ''} ", style="bold reverse")
         backend = snap.backend if snap else self.engine.backend.name
         simulated = snap.simulated if snap else getattr(self.engine.backend, "simulated", False)
-        text.append(f"  {backend}")
+        text.append(f" {backend}")
         if simulated:
             text.append(" (simulated)", style="magenta")
         if snap and snap.capacity:
             cap = snap.capacity
             used = (cap.total_memory_mb - cap.free_memory_mb) / 1024
-            text.append(
-                f"  mem {used:.1f}G used {cap.free_memory_mb / 1024:.1f}G free", style="default"
-            )
+            free = cap.free_memory_mb / 1024
+            if verbose >= 2:
+                text.append(f"  host memory {used:.1f}G used, {free:.1f}G free")
+            else:
+                text.append(f"  mem {used:.0f}G used {free:.0f}G free")
         if snap:
             states: dict[str, int] = {}
             for vm in snap.vms.values():
                 states[vm["state"]] = states.get(vm["state"], 0) + 1
-            running = states.get("running", 0)
             errors = states.get("error", 0) + states.get("missing", 0)
             queued = snap.agent_counts.get("pending", 0) + snap.agent_counts.get("scheduled", 0)
-            text.append(f"  {len(snap.vms)} VMs {running} run")
+            running_agents = snap.agent_counts.get("running", 0)
+            if verbose >= 1:
+                text.append(f"  VMs {states.get('running', 0)} running")
+            else:
+                text.append(f"  VMs {states.get('running', 0)} run")
             if errors:
-                text.append(f" {errors} err", style="bold red")
-            text.append(
-                f"  agents {queued} queued {snap.agent_counts.get('running', 0)} run",
-            )
+                text.append(
+                    f" {errors} err" if verbose <= 0 else f", {errors} error", style="bold red"
+                )
+            if verbose >= 1:
+                text.append(f"  agents {queued} queued, {running_agents} running")
+            elif verbose == 0:
+                text.append(f"  agents {queued} queued {running_agents} run")
         if self.readonly:
-            text.append("  READ-ONLY", style="bold reverse red")
+            text.append("  READ-ONLY ", style="bold reverse red")
         return text
+
+    def on_resize(self) -> None:
+        self.query_one("#header", Static).update(self._header_text())
 
     def _update_crumbs(self) -> None:
         snap = self.snapshot
