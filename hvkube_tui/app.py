@@ -43,7 +43,6 @@ from hvkube_tui.data import (
     DataReader,
     Row,
     Snapshot,
-    all_rows,
     ms_text,
     system_clock,
 )
@@ -73,6 +72,8 @@ class TickStats:
     apply_ms: float  # on the UI thread: diff and update
     changed: bool  # a new snapshot (not just clock-driven text)
     cells: int  # table cells touched
+    read_cpu_ms: float = 0.0  # CPU time of the reader thread for this tick
+    apply_cpu_ms: float = 0.0  # CPU time of the UI thread for this tick
 
 
 class HvkubeApp(App[None]):
@@ -112,6 +113,8 @@ class HvkubeApp(App[None]):
         self.snapshot: Snapshot | None = None
         self.rows: dict[str, dict[str, Row]] = {}
         self.busy: dict[tuple[str, str], str] = {}
+        self._stale: set[str] = set()
+        self._force_read = False  # set when another view is shown: read its rows now
         self.filters: dict[str, str] = {}
         self.prompt_mode: str | None = None
         self.loaded = threading.Event()
@@ -196,23 +199,35 @@ class HvkubeApp(App[None]):
         while not worker.is_cancelled and not self._stop.is_set():
             if not self._modal_open() and self._applied.is_set():
                 started = time.perf_counter()
+                started_cpu = time.thread_time()
+                shown_anew = self._force_read
+                if shown_anew:
+                    self._force_read, force = False, True
                 try:
-                    snap = reader.poll(force=force)
+                    snap = reader.poll(force=force, views={self.view})
                 except Exception as exc:  # a locked or vanished database: say so, keep polling
                     self.post_message(Invoke(partial(self._read_failed, exc)))
                     snap = None
                 force = False
-                due = time.monotonic() - formatted_at >= self.clock_refresh
-                if snap is not None or (last is not None and due):
+                clock_due = shown_anew or time.monotonic() - formatted_at >= self.clock_refresh
+                if snap is not None or (last is not None and clock_due):
                     shown = snap or last
                     assert shown is not None
-                    rows = all_rows(shown, self.clock())
-                    formatted_at = time.monotonic()
+                    rows = reader.format(
+                        shown, self.clock(), clock={self.view} if clock_due else set()
+                    )
+                    if clock_due:
+                        formatted_at = time.monotonic()
                     read_ms = (time.perf_counter() - started) * 1000.0
+                    read_cpu_ms = (time.thread_time() - started_cpu) * 1000.0
                     last = shown
                     self._applied.clear()
                     self.post_message(
-                        Invoke(partial(self._apply, shown, rows, read_ms, snap is not None))
+                        Invoke(
+                            partial(
+                                self._apply, shown, rows, read_ms, snap is not None, read_cpu_ms
+                            )
+                        )
                     )
             self.polls += 1
             self._wake.wait(self.poll_interval)
@@ -230,16 +245,22 @@ class HvkubeApp(App[None]):
         self._wake.set()
 
     def _apply(
-        self, snap: Snapshot, rows: dict[str, dict[str, Row]], read_ms: float, new: bool
+        self,
+        snap: Snapshot,
+        rows: dict[str, dict[str, Row]],
+        read_ms: float,
+        new: bool,
+        read_cpu_ms: float = 0.0,
     ) -> None:
         started = time.perf_counter()
+        started_cpu = time.thread_time()
         try:
             self.snapshot = snap
             self.rows = rows
-            cells = 0
+            # Only the table on screen is brought up to date; the others when shown.
+            self._stale = set(VIEWS) - {self.view}
             with self.batch_update():
-                for view in VIEWS:
-                    cells += self._sync(view)
+                cells = self._sync(self.view)
                 self.query_one("#header", Static).update(self._header_text())
                 self._update_crumbs()
                 self._update_detail()
@@ -247,7 +268,14 @@ class HvkubeApp(App[None]):
                 self.first_paint_s = time.perf_counter() - self.started_at
                 self.loaded.set()
             self.ticks.append(
-                TickStats(read_ms, (time.perf_counter() - started) * 1000.0, new, cells)
+                TickStats(
+                    read_ms,
+                    (time.perf_counter() - started) * 1000.0,
+                    new,
+                    cells,
+                    read_cpu_ms,
+                    (time.thread_time() - started_cpu) * 1000.0,
+                )
             )
             del self.ticks[:-1000]
         finally:
@@ -301,9 +329,7 @@ class HvkubeApp(App[None]):
             else:
                 text.append(f"  mem {used:.0f}G used {free:.0f}G free")
         if snap:
-            states: dict[str, int] = {}
-            for vm in snap.vms.values():
-                states[vm["state"]] = states.get(vm["state"], 0) + 1
+            states = snap.vm_states
             errors = states.get("error", 0) + states.get("missing", 0)
             queued = snap.agent_counts.get("pending", 0) + snap.agent_counts.get("scheduled", 0)
             running_agents = snap.agent_counts.get("running", 0)
@@ -332,12 +358,7 @@ class HvkubeApp(App[None]):
         for view in VIEWS:
             count = ""
             if snap is not None:
-                total = (
-                    sum(snap.agent_counts.values())
-                    if view == "agents"
-                    else len(getattr(snap, view))
-                )
-                count = f" {total}"
+                count = f" {snap.count(view)}"
             label = f" {VIEW_TITLES[view]}{count} "
             text.append(label, style="bold reverse cyan" if view == self.view else "dim")
             text.append(" ")
@@ -419,6 +440,12 @@ class HvkubeApp(App[None]):
         if view not in VIEWS:
             return
         self.view = view
+        if view in self._stale:
+            self._stale.discard(view)
+            self._sync(view)
+        if view in ("vms", "agents"):
+            self._force_read = True
+            self.refresh_now()
         self.query_one("#views", ContentSwitcher).current = view
         self._hide_prompt()
         self._show_detail_widgets()

@@ -12,6 +12,7 @@ and snapshots can fix it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,11 +20,9 @@ from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
-import peewee as pw
-
 from core.engine import Engine
 from core.errors import HvkubeError
-from core.models import HostCapacity
+from core.models import TRANSITIONAL_STATES, HostCapacity
 
 Clock = Callable[[], datetime]
 # A cell: plain text, or (text, style name) for coloured cells.
@@ -37,6 +36,7 @@ CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
 ACTIVE_AGENT = ("pending", "scheduled", "running")
 
 VIEWS = ("pools", "templates", "vms", "agents", "events")
+ALL = frozenset(VIEWS)
 
 COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "pools": (
@@ -110,9 +110,50 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+VM_FIELDS = (
+    "name",
+    "template",
+    "pool",
+    "state",
+    "ip",
+    "rdp_port",
+    "memory_mb",
+    "last_resumed_at",
+    "last_resume_ms",
+    "agent_id",
+    "holder",
+    "error",
+    "raw_state",
+)
+AGENT_FIELDS = (
+    "id",
+    "pool",
+    "workflow",
+    "status",
+    "vm",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "wait_reason",
+    "result",
+)
+EVENT_FIELDS = ("id", "vm", "pool", "kind", "started_at", "duration_ms", "ok", "error")
+FIELDS = {"vms": VM_FIELDS, "agents": AGENT_FIELDS, "events": EVENT_FIELDS}
+TIMES = frozenset(
+    {"created_at", "last_resumed_at", "started_at", "finished_at"}
+)  # parsed from text on demand
+CLOCK_VIEWS = ("vms", "agents")  # views with text that changes as time passes
+
+
+def _columns(fields: tuple[str, ...]) -> str:
+    return ", ".join(f'"{f}"' for f in fields)
+
+
 @dataclass
 class Snapshot:
-    """Everything the views need, read in one go."""
+    """Everything the views need, read in one go. VMs, agents and events are kept as the
+    raw row tuples the database returned (cheap to read and to compare); `record()` turns
+    one into a dict for the detail pane and the formatting."""
 
     version: int
     backend: str
@@ -121,15 +162,50 @@ class Snapshot:
     capacity: HostCapacity | None
     templates: dict[str, dict[str, Any]]
     pools: dict[str, dict[str, Any]]
-    vms: dict[str, dict[str, Any]]
-    agents: dict[str, dict[str, Any]]
-    events: dict[str, dict[str, Any]]
+    raw: dict[str, dict[str, tuple[Any, ...]]]
     agent_counts: dict[str, int] = field(default_factory=dict)
+    vm_states: dict[str, int] = field(default_factory=dict)
     read_ms: float = 0.0
 
+    def count(self, view: str) -> int:
+        if view == "pools":
+            return len(self.pools)
+        if view == "templates":
+            return len(self.templates)
+        if view == "agents":
+            return sum(self.agent_counts.values())
+        if view == "vms":
+            return sum(self.vm_states.values())
+        return len(self.raw[view])
+
     def record(self, view: str, key: str) -> dict[str, Any] | None:
-        table: dict[str, dict[str, Any]] = getattr(self, view)
-        return table.get(key)
+        if view == "pools":
+            return self.pools.get(key)
+        if view == "templates":
+            return self.templates.get(key)
+        row = self.raw[view].get(key)
+        if row is None:
+            return None
+        return to_record(view, row)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def to_record(view: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(FIELDS[view], row, strict=True))
+    for name in TIMES.intersection(record):
+        record[name] = _parse_time(record[name])
+    if view == "agents" and isinstance(record["result"], str):
+        record["result"] = json.loads(record["result"])
+    if view == "events":
+        record["ok"] = bool(record["ok"])
+    return record
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -139,24 +215,36 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class DataReader:
-    """Reads snapshots for one dashboard. Call it from a single thread: SQLite's
-    data_version is per connection, and the store gives each thread its own."""
+    """Reads snapshots for one dashboard, and formats them into rows incrementally.
+
+    Call it from a single thread: SQLite's data_version is per connection, and the store
+    gives each thread its own. Reads are plain SQL on the store's connection (building
+    peewee queries costs more Python than the database takes to answer)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.last_version: int | None = None
         self._capacity: HostCapacity | None = None
         self._capacity_at = 0.0
+        self._raw: dict[str, dict[str, tuple[Any, ...]]] = {v: {} for v in VIEWS}
+        self._agents: dict[int, tuple[Any, ...]] = {}
+        self._agent_top: int | None = None
+        self._agent_active: list[int] = []
+        self._agent_rows: dict[str, tuple[Any, ...]] | None = None
+        self._event_rows: dict[str, tuple[Any, ...]] | None = None
+        self._event_top = 0
+        self._latencies: dict[str, list[float]] = {}
+        self._vms: dict[str, tuple[Any, ...]] | None = None
+        self._rows: dict[str, dict[str, Row]] = {v: {} for v in VIEWS}
 
-    def changed(self) -> bool:
-        return self.engine.store.data_version() != self.last_version
-
-    def poll(self, force: bool = False) -> Snapshot | None:
-        """A new snapshot when the database changed (or `force`), else None."""
+    def poll(self, force: bool = False, views: frozenset[str] | set[str] = ALL) -> Snapshot | None:
+        """A new snapshot when the database changed (or `force`), else None. The rows of
+        VMs and agents are only read for the views in `views` (the one on screen): the
+        others keep their last rows until they are shown."""
         version = self.engine.store.data_version()
         if not force and version == self.last_version:
             return None
-        snapshot = self.read(version)
+        snapshot = self.read(version, views)
         self.last_version = version
         return snapshot
 
@@ -170,123 +258,96 @@ class DataReader:
             self._capacity_at = now
         return self._capacity
 
-    def refresh_capacity(self) -> None:
-        self._capacity_at = 0.0
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        store = self.engine.store
+        return list(store.db.execute_sql(sql.replace("?", store.db.param), params).fetchall())
 
-    def read(self, version: int | None = None) -> Snapshot:
+    def read(self, version: int | None = None, views: frozenset[str] | set[str] = ALL) -> Snapshot:
         started = time.perf_counter()
         engine = self.engine
-        t = engine.store.t
+        db = engine.store.db
         if version is None:
             version = engine.store.data_version()
-        with engine.store.db.atomic():  # one consistent read (a deferred read transaction)
+        with db.atomic():  # one consistent view (a read transaction)
             templates = {
-                r["name"]: r
-                for r in t.Template.select(
-                    t.Template.name,
-                    t.Template.disk_path,
-                    t.Template.memory_mb,
-                    t.Template.cpus,
-                    t.Template.gpu,
-                    t.Template.software,
-                    t.Template.rdp_port,
-                    t.Template.mcp_endpoint,
+                name: {
+                    "name": name,
+                    "disk_path": disk,
+                    "memory_mb": memory,
+                    "cpus": cpus,
+                    "gpu": bool(gpu),
+                    "software": json.loads(software) if software else [],
+                    "rdp_port": rdp,
+                    "pools": [],
+                }
+                for name, disk, memory, cpus, gpu, software, rdp in self._all(
+                    'SELECT "name", "disk_path", "memory_mb", "cpus", "gpu", "software", '
+                    '"rdp_port" FROM "template" ORDER BY "name"'
                 )
-                .order_by(t.Template.name)
-                .dicts()
             }
             pools = {
-                r["name"]: r
-                for r in t.Pool.select(
-                    t.Pool.name,
-                    t.Pool.template.alias("template"),
-                    t.Pool.desired_count,
-                    t.Pool.warm_count,
-                    t.Pool.hot_count,
-                    t.Pool.max_per_host,
-                    t.Pool.release_policy,
+                name: {
+                    "name": name,
+                    "template": template,
+                    "desired_count": desired,
+                    "warm_count": warm,
+                    "hot_count": hot,
+                    "max_per_host": max_per_host,
+                    "release_policy": release,
+                    "counts": {},
+                    "vm_count": 0,
+                    "latencies": [],
+                }
+                for name, template, desired, warm, hot, max_per_host, release in self._all(
+                    'SELECT "name", "template", "desired_count", "warm_count", "hot_count", '
+                    '"max_per_host", "release_policy" FROM "pool" ORDER BY "name"'
                 )
-                .order_by(t.Pool.name)
-                .dicts()
             }
-            vms = {
-                r["name"]: r
-                for r in t.VM.select(
-                    t.VM.name,
-                    t.VM.template.alias("template"),
-                    t.VM.pool.alias("pool"),
-                    t.VM.state,
-                    t.VM.ip,
-                    t.VM.rdp_port,
-                    t.VM.memory_mb,
-                    t.VM.disk_path,
-                    t.VM.created_at,
-                    t.VM.last_resumed_at,
-                    t.VM.last_resume_ms,
-                    t.VM.agent_id,
-                    t.VM.holder,
-                    t.VM.error,
-                    t.VM.raw_state,
-                    t.VM.op_kind,
+            if "vms" in views or self._vms is None:
+                self._vms = {
+                    row[0]: row
+                    for row in self._all(f'SELECT {_columns(VM_FIELDS)} FROM "vm" ORDER BY "name"')
+                }
+            vms = self._vms
+            by_pool_state = self._all(
+                'SELECT "pool", "state", COUNT(*) FROM "vm" GROUP BY "pool", "state"'
+            )
+            agents = (
+                self._read_agents()
+                if "agents" in views or self._agent_rows is None
+                else self._agent_rows
+            )
+            agent_counts = {
+                status: int(n)
+                for status, n in self._all(
+                    'SELECT "status", COUNT(*) FROM "agent" GROUP BY "status"'
                 )
-                .order_by(t.VM.name)
-                .dicts()
             }
-            agent_fields = (
-                t.Agent.id,
-                t.Agent.pool,
-                t.Agent.workflow,
-                t.Agent.status,
-                t.Agent.vm,
-                t.Agent.created_at,
-                t.Agent.started_at,
-                t.Agent.finished_at,
-                t.Agent.wait_reason,
-                t.Agent.result,
-                t.Agent.timeout_s,
-            )
-            agent_rows = list(
-                t.Agent.select(*agent_fields).order_by(t.Agent.id.desc()).limit(AGENT_LIMIT).dicts()
-            )
-            oldest_shown = agent_rows[-1]["id"] if agent_rows else 0
-            agent_rows += list(
-                t.Agent.select(*agent_fields)
-                .where(t.Agent.status.in_(ACTIVE_AGENT) & (t.Agent.id < oldest_shown))
-                .order_by(t.Agent.id.desc())
-                .dicts()
-            )
-            agents = {str(r["id"]): r for r in agent_rows}
-            agent_counts: dict[str, int] = {
-                status: n
-                for status, n in t.Agent.select(t.Agent.status, pw.fn.COUNT(t.Agent.id))
-                .group_by(t.Agent.status)
-                .tuples()
-            }
-            events = {
-                str(r["id"]): r
-                for r in t.Event.select().order_by(t.Event.id.desc()).limit(EVENT_LIMIT).dicts()
-            }
+            events, new_events = self._read_events()
             for name, pool in pools.items():
+                if name in self._latencies and name not in new_events:
+                    pool["latencies"] = self._latencies[name]
+                    continue
                 latencies = [
-                    ms
-                    for (ms,) in t.Event.select(t.Event.duration_ms)
-                    .where((t.Event.pool == name) & (t.Event.kind == "resume") & t.Event.ok)
-                    .order_by(t.Event.id.desc())
-                    .limit(LATENCY_WINDOW)
-                    .tuples()
+                    float(ms)
+                    for (ms,) in self._all(
+                        'SELECT "duration_ms" FROM "event" WHERE "pool" = ? AND "kind" = ? '
+                        'AND "ok" = ? ORDER BY "id" DESC LIMIT ?',
+                        (name, "resume", True, LATENCY_WINDOW),
+                    )
                 ]
                 latencies.reverse()  # oldest first, for the sparkline
-                pool["latencies"] = latencies
-                pool["counts"] = {}
-                pool["vm_count"] = 0
-        for vm in vms.values():
-            pool = pools.get(vm["pool"]) if vm["pool"] else None
-            if pool is not None:
-                counts = pool["counts"]
-                counts[vm["state"]] = counts.get(vm["state"], 0) + 1
-                pool["vm_count"] += 1
-        for tpl in templates.values():
-            tpl["pools"] = [p["name"] for p in pools.values() if p["template"] == tpl["name"]]
+                pool["latencies"] = self._latencies[name] = latencies
+        vm_states: dict[str, int] = {}
+        for pool_name, state, n in by_pool_state:
+            vm_states[state] = vm_states.get(state, 0) + int(n)
+            owner = pools.get(pool_name) if pool_name else None
+            if owner is not None:
+                owner["counts"][state] = owner["counts"].get(state, 0) + int(n)
+                owner["vm_count"] += int(n)
+        for pool in pools.values():
+            if pool["template"] in templates:
+                templates[pool["template"]]["pools"].append(pool["name"])
         return Snapshot(
             version=version,
             backend=engine.backend.name,
@@ -295,12 +356,107 @@ class DataReader:
             capacity=self._host_capacity(),
             templates=templates,
             pools=pools,
-            vms=vms,
-            agents=agents,
-            events=events,
+            raw={"vms": vms, "agents": agents, "events": events},
             agent_counts=agent_counts,
+            vm_states=vm_states,
             read_ms=(time.perf_counter() - started) * 1000.0,
         )
+
+    def _read_agents(self) -> dict[str, tuple[Any, ...]]:
+        """The newest agents and every unfinished one. A finished agent never changes again
+        (the engine refuses to end one twice), so after the first read only new agents and
+        the ones that were unfinished last time are read."""
+        cols = _columns(AGENT_FIELDS)
+        if self._agent_top is None:
+            rows = self._all(
+                f'SELECT {cols} FROM "agent" ORDER BY "id" DESC LIMIT ?', (AGENT_LIMIT,)
+            )
+            oldest = rows[-1][0] if rows else 0
+            rows += self._all(
+                f'SELECT {cols} FROM "agent" WHERE "status" IN (?, ?, ?) AND "id" < ? '
+                'ORDER BY "id" DESC',
+                (*ACTIVE_AGENT, oldest),
+            )
+            fresh = rows
+        else:
+            # Two queries, not one with OR: each uses its index (primary key, status).
+            fresh = self._all(f'SELECT {cols} FROM "agent" WHERE "id" > ?', (self._agent_top,))
+            fresh += self._all(
+                f'SELECT {cols} FROM "agent" WHERE "status" IN (?, ?, ?) AND "id" <= ?',
+                (*ACTIVE_AGENT, self._agent_top),
+            )
+            seen = {row[0] for row in fresh}
+            was_active = [i for i in self._agent_active if i not in seen]
+            for start in range(0, len(was_active), 500):
+                chunk = was_active[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                fresh += self._all(
+                    f'SELECT {cols} FROM "agent" WHERE "id" IN ({marks})', tuple(chunk)
+                )
+        cache = self._agents
+        fresh = [row for row in fresh if cache.get(row[0]) != row]  # only what changed
+        for row in fresh:
+            cache[row[0]] = row
+        if fresh:
+            ids = sorted(cache, reverse=True)  # newest first, as shown
+            keep = set(ids[:AGENT_LIMIT])
+            keep.update(i for i in ids[AGENT_LIMIT:] if cache[i][3] in ACTIVE_AGENT)
+            self._agents = cache = {i: cache[i] for i in ids if i in keep}
+        self._agent_top = max(cache, default=self._agent_top or 0)
+        self._agent_active = [i for i, row in cache.items() if row[3] in ACTIVE_AGENT]
+        if self._agent_rows is None or fresh:
+            self._agent_rows = {str(i): row for i, row in cache.items()}
+        return self._agent_rows
+
+    def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
+        """The newest events. Events are only ever added, so only new ones are read."""
+        fresh = self._all(
+            f'SELECT {_columns(EVENT_FIELDS)} FROM "event" WHERE "id" > ? ORDER BY "id" DESC '
+            "LIMIT ?",
+            (self._event_top, EVENT_LIMIT),
+        )
+        if fresh or self._event_rows is None:
+            merged = {str(row[0]): row for row in fresh}
+            for key, row in (self._event_rows or {}).items():
+                if len(merged) >= EVENT_LIMIT:
+                    break
+                merged[key] = row
+            self._event_rows = merged
+            self._event_top = (
+                max(self._event_top, *(row[0] for row in fresh)) if fresh else self._event_top
+            )
+        pools = {row[2] for row in fresh if row[3] == "resume" and row[2]}
+        return self._event_rows, pools
+
+    def format(
+        self, snap: Snapshot, now: datetime, clock: frozenset[str] | set[str] = frozenset()
+    ) -> dict[str, dict[str, Row]]:
+        """Rows of every view. Only rows whose data changed are formatted again, plus, for
+        the views in `clock`, the rows whose text depends on the time (ages, uptimes)."""
+        result: dict[str, dict[str, Row]] = {}
+        for view in VIEWS:
+            if view in ("pools", "templates"):
+                result[view] = format_rows(view, snap, now)
+                continue
+            raw = snap.raw[view]
+            before_raw = self._raw[view]
+            before = self._rows[view]
+            if view in clock and view in CLOCK_VIEWS:
+                rows = {k: format_row(view, to_record(view, r), now) for k, r in raw.items()}
+            elif raw is before_raw or raw == before_raw:
+                rows = before
+            else:
+                changed = {key for key, _ in raw.items() - before_raw.items()}
+                rows = {
+                    key: format_row(view, to_record(view, row), now)
+                    if key in changed or key not in before
+                    else before[key]
+                    for key, row in raw.items()
+                }
+            self._raw[view] = raw
+            self._rows[view] = rows
+            result[view] = rows
+        return result
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -349,14 +505,12 @@ def mb_text(mb: int | None) -> str:
     return f"{mb / 1024:.1f}G" if mb >= 1024 else f"{mb}M"
 
 
-def state_cell(state: str) -> Cell:
-    from core.models import VMState
+_TRANSITIONAL = frozenset(s.value for s in TRANSITIONAL_STATES)
 
-    try:
-        transitional = VMState(state).transitional
-    except ValueError:
-        transitional = False
-    return (state, TRANSITIONAL_STYLE if transitional else STATE_STYLES.get(state, ""))
+
+def state_cell(state: str) -> Cell:
+    style = TRANSITIONAL_STYLE if state in _TRANSITIONAL else STATE_STYLES.get(state, "")
+    return (state, style)
 
 
 def pool_median(pool: dict[str, Any]) -> float | None:
@@ -370,6 +524,7 @@ def format_rows(view: str, snap: Snapshot, now: datetime) -> dict[str, Row]:
     if view == "pools":
         for name, p in snap.pools.items():
             c = p["counts"]
+            errors = c.get("error", 0) + c.get("missing", 0)
             rows[name] = (
                 name,
                 p["template"],
@@ -378,7 +533,7 @@ def format_rows(view: str, snap: Snapshot, now: datetime) -> dict[str, Row]:
                 f"{c.get('saved', 0)}/{p['warm_count']}",
                 str(c.get("off", 0)),
                 str(c.get("running", 0)),
-                (str(n), "bold red") if (n := c.get("error", 0) + c.get("missing", 0)) else "0",
+                (str(errors), "bold red") if errors else "0",
                 ms_text(pool_median(p)),
                 (sparkline_text(p["latencies"]), "cyan"),
             )
@@ -392,51 +547,53 @@ def format_rows(view: str, snap: Snapshot, now: datetime) -> dict[str, Row]:
                 ", ".join(tp["pools"]) or "-",
                 tp["disk_path"],
             )
-    elif view == "vms":
-        for name, vm in snap.vms.items():
-            running = vm["state"] in ("running", "paused")
-            rows[name] = (
-                name,
-                vm["pool"] or "-",
-                state_cell(vm["state"]),
-                str(vm["agent_id"])
-                if vm["agent_id"] is not None
-                else ("held" if vm["holder"] else "-"),
-                vm["ip"] or "-",
-                mb_text(vm["memory_mb"]),
-                since(vm["last_resumed_at"], now) if running else "-",
-                ms_text(vm["last_resume_ms"]),
-            )
-    elif view == "agents":
-        for key, a in snap.agents.items():
-            started = _aware(a["started_at"])
-            finished = _aware(a["finished_at"])
-            took = None
-            if started is not None:
-                took = ((finished or now) - started).total_seconds()
-            rows[key] = (
-                key,
-                a["workflow"],
-                a["pool"],
-                (a["status"], STATE_STYLES.get(a["status"], "")),
-                a["vm"] or "-",
-                since(a["created_at"], now),
-                duration_text(took),
-            )
-    elif view == "events":
-        for key, e in snap.events.items():
-            at = _aware(e["started_at"])
-            error = (e["error"] or "").splitlines()[0][:60] if e["error"] else ""
-            rows[key] = (
-                key,
-                at.strftime("%H:%M:%S") if at else "-",
-                e["kind"],
-                e["vm"] or "-",
-                e["pool"] or "-",
-                ms_text(e["duration_ms"]),
-                ("ok", "green") if e["ok"] else (f"failed: {error}", "red"),
-            )
+    else:
+        for key, raw in snap.raw[view].items():
+            rows[key] = format_row(view, to_record(view, raw), now)
     return rows
+
+
+def format_row(view: str, r: dict[str, Any], now: datetime) -> Row:
+    if view == "vms":
+        running = r["state"] in ("running", "paused")
+        agent = (
+            str(r["agent_id"]) if r["agent_id"] is not None else ("held" if r["holder"] else "-")
+        )
+        return (
+            r["name"],
+            r["pool"] or "-",
+            state_cell(r["state"]),
+            agent,
+            r["ip"] or "-",
+            mb_text(r["memory_mb"]),
+            since(r["last_resumed_at"], now) if running else "-",
+            ms_text(r["last_resume_ms"]),
+        )
+    if view == "agents":
+        started, finished = r["started_at"], r["finished_at"]
+        took = None
+        if started is not None:
+            took = ((finished or now) - started).total_seconds()
+        return (
+            str(r["id"]),
+            r["workflow"],
+            r["pool"],
+            (r["status"], STATE_STYLES.get(r["status"], "")),
+            r["vm"] or "-",
+            since(r["created_at"], now),
+            duration_text(took),
+        )
+    at = r["started_at"]
+    error = r["error"].splitlines()[0][:60] if r["error"] else ""
+    return (
+        str(r["id"]),
+        at.strftime("%H:%M:%S") if at else "-",
+        r["kind"],
+        r["vm"] or "-",
+        r["pool"] or "-",
+        ms_text(r["duration_ms"]),
+        ("ok", "green") if r["ok"] else (f"failed: {error}", "red"),
+    )
 
 
 def all_rows(snap: Snapshot, now: datetime) -> dict[str, dict[str, Row]]:

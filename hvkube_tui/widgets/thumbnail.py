@@ -56,9 +56,5 @@ def png_to_halfblocks(data: bytes, cols: int, rows: int) -> Text:
 class Thumbnail(Static):
     """Shows the selected VM's screen; the app feeds it PNG bytes from a worker."""
 
-    DEFAULT_CSS = """
-    Thumbnail { width: 34; height: 100%; }
-    """
-
     def show_text(self, message: str) -> None:
         self.update(Text(message, style="dim"))
