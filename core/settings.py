@@ -49,12 +49,23 @@ class Settings(BaseModel):
         description="PowerShell command line for the Hyper-V backend",
     )
     vm_dir: str = Field(default="", description="where VM disks and saved states go")
+    qemu_dir: str = Field(
+        default="", description="qemu backend: VM directories (default beside db)"
+    )
+    qemu_accel: Literal["auto", "kvm", "tcg"] = Field(
+        default="auto", description="qemu backend: accelerator (auto = probe KVM, else TCG)"
+    )
+    qemu_binary: str = Field(default="qemu-system-x86_64", description="qemu backend: emulator")
+    hyperv_switch: str = Field(default="Default Switch", description="Hyper-V virtual switch")
+    hyperv_sessions: int = Field(default=4, ge=1, le=32, description="PowerShell sessions")
+    hyperv_dynamic_memory: bool = Field(default=False, description="dynamic memory for new VMs")
     readonly: bool = Field(default=False, description="refuse every change")
     provision_parallelism: int = Field(default=8, ge=1, le=64)
     memory_ceiling: float = Field(default=0.8, gt=0, le=1, description="host memory cap")
     op_timeout_s: float = Field(default=600.0, gt=0, description="per-operation timeout")
     ready_timeout_s: float = Field(default=600.0, gt=0, description="boot readiness wait")
     keys: dict[str, str] = Field(default_factory=dict, description="dashboard key overrides")
+    api_token_file: str = Field(default="", description="HTTP API token file (beside the db)")
 
     def db_path(self) -> Path:
         return Path(self.db) if self.db else data_dir() / "hvkube.db"

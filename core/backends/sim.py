@@ -35,7 +35,6 @@ from core.errors import (
     Unsupported,
     VMNotFoundInHost,
 )
-from core.imaging import text_card
 from core.models import HostCapacity, HostState, HostVM
 from core.settings import Settings
 
@@ -257,6 +256,9 @@ class SimHost:
                 vm=name,
                 operation=op,
             )
+        pending = vm.get("pending")
+        if pending and pending["until"] <= time.time():
+            self._complete(state, vm, pending["op"], pending["args"])
         return vm
 
     def _take_fault(self, state: _SimState, op: str, name: str | None) -> dict[str, Any] | None:
@@ -303,13 +305,13 @@ class SimHost:
         allowed: set[str],
         during: str,
         duration: Callable[[dict[str, Any]], float],
-        finish: Callable[[_SimState, dict[str, Any]], None],
         check: Callable[[_SimState, dict[str, Any]], None] | None = None,
+        args: dict[str, Any] | None = None,
     ) -> None:
-        """Validate, show the host state as `during`, sleep unlocked, then apply `finish`.
-
-        With no time to take (scale 0) it is one transaction.
-        """
+        """Validate, then run `op` for its duration: the VM shows `during` meanwhile, and the
+        operation's end is recorded with the VM so that it completes even if this process
+        dies. With no time to take (scale 0) it is one transaction."""
+        args = args or {}
         with self._locked() as state:
             vm = self._vm(state, name, op)
             hang = self._apply_op_faults(state, op, name)
@@ -323,20 +325,19 @@ class SimHost:
             if check is not None:
                 check(state, vm)
             seconds = duration(vm) * self.scale
-            if not hang and seconds <= 0.01:
-                finish(state, vm)
+            if hang:
+                pass
+            elif seconds <= 0.01:
+                self._complete(state, vm, op, args)
                 return
-            previous = vm["state"]
-            vm["state"] = during
+            else:
+                vm["state"] = during
+                vm["pending"] = {"op": op, "args": args, "until": time.time() + seconds}
         if hang:
-            with self._locked() as state:
-                if name in state["vms"]:
-                    state["vms"][name]["state"] = previous
             self._hang(op, name, hang)
         time.sleep(seconds)
         with self._locked() as state:
-            vm = self._vm(state, name, op)
-            finish(state, vm)
+            self._vm(state, name, op)  # completes the pending operation
 
     def _memory_in_use(self, state: _SimState) -> int:
         return sum(
@@ -360,13 +361,14 @@ class SimHost:
     # -- Backend protocol ----------------------------------------------------------------------
 
     def _host_vm(self, vm: dict[str, Any]) -> HostVM:
+        shown = self._final_state(vm)
         uptime = 0.0
-        if vm["state"] in {"Running", "Paused"} and vm.get("booted_at"):
+        if shown in {"Running", "Paused"} and vm.get("booted_at"):
             uptime = max(0.0, time.time() - vm["booted_at"])
         return HostVM(
             name=vm["name"],
-            state=HostState.from_name(vm["state"]),
-            raw_state=vm["state"],
+            state=HostState.from_name(shown),
+            raw_state=shown,
             memory_mb=vm["memory_mb"],
             uptime_s=uptime,
             checkpoints=sorted(vm["checkpoints"]),
@@ -451,6 +453,62 @@ class SimHost:
             state["next_ip"] = n + 1
             vm["ip"] = f"172.20.{(n // 250) % 250}.{n % 250 + 2}"
 
+    def _complete(
+        self, state: _SimState, vm: dict[str, Any], op: str, args: dict[str, Any]
+    ) -> None:
+        """Apply the end of an operation. Stored with the VM while the operation runs, so the
+        host finishes it even when the caller's process dies, as Hyper-V would."""
+        vm.pop("pending", None)
+        if op == "start":
+            ip_change = [
+                f for f in state["faults"] if f["kind"] == "ip-change" and f.get("vm") == vm["name"]
+            ]
+            for fault in ip_change:
+                state["faults"].remove(fault)
+            self._assign_ip(state, vm, fresh=bool(ip_change))
+            if vm.get("resume_from") != "Saved" or not vm.get("booted_at"):
+                vm["booted_at"] = time.time()
+            vm["booted"] = True
+            vm["state"] = "Running"
+            vm.pop("resume_from", None)
+        elif op == "save":
+            vm["state"] = "Saved"
+            vm["saved_state_ok"] = True
+        elif op == "pause":
+            vm["state"] = "Paused"
+        elif op == "unpause":
+            vm["state"] = "Running"
+        elif op == "stop":
+            vm["state"] = "Off"
+            vm["ip"] = None
+            vm["booted_at"] = None
+        elif op == "restore":
+            target = vm["checkpoints"][args["checkpoint"]]["restores_to"]
+            vm["state"] = target
+            vm["saved_state_ok"] = True
+            vm["booted_at"] = None
+            if target == "Off":
+                vm["ip"] = None
+        else:  # pragma: no cover - a programming error
+            raise ValueError(op)
+
+    @staticmethod
+    def _final_state(vm: dict[str, Any]) -> str:
+        """The state a VM shows once its pending operation (if any) is over."""
+        pending = vm.get("pending")
+        if not pending or pending["until"] > time.time():
+            return str(vm["state"])
+        op = pending["op"]
+        if op == "restore":
+            return str(vm["checkpoints"][pending["args"]["checkpoint"]]["restores_to"])
+        return {
+            "start": "Running",
+            "save": "Saved",
+            "pause": "Paused",
+            "unpause": "Running",
+            "stop": "Off",
+        }[op]
+
     def start(self, name: str) -> None:
         def duration(vm: dict[str, Any]) -> float:
             return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
@@ -466,46 +524,22 @@ class SimHost:
                 )
             vm["resume_from"] = vm["state"]
 
-        def finish(state: _SimState, vm: dict[str, Any]) -> None:
-            ip_change = [
-                f for f in state["faults"] if f["kind"] == "ip-change" and f.get("vm") == name
-            ]
-            for fault in ip_change:
-                state["faults"].remove(fault)
-            self._assign_ip(state, vm, fresh=bool(ip_change))
-            if vm.get("resume_from") != "Saved" or not vm.get("booted_at"):
-                vm["booted_at"] = time.time()
-            vm["booted"] = True
-            vm["state"] = "Running"
-            vm.pop("resume_from", None)
-
-        self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, finish, check=check)
+        self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, check=check)
 
     def save(self, name: str) -> None:
-        def finish(state: _SimState, vm: dict[str, Any]) -> None:
-            vm["state"] = "Saved"
-            vm["saved_state_ok"] = True
-
         self._transition(
             name,
             "save",
             {"Running", "Paused"},
             "Saving",
             lambda vm: 0.3 + vm["memory_mb"] / 1536.0,
-            finish,
         )
 
     def pause(self, name: str) -> None:
-        def finish(state: _SimState, vm: dict[str, Any]) -> None:
-            vm["state"] = "Paused"
-
-        self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05, finish)
+        self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05)
 
     def unpause(self, name: str) -> None:
-        def finish(state: _SimState, vm: dict[str, Any]) -> None:
-            vm["state"] = "Running"
-
-        self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02, finish)
+        self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02)
 
     def stop(self, name: str, force: bool = False) -> None:
         with self._locked() as state:
@@ -519,16 +553,8 @@ class SimHost:
                     vm=name,
                     operation="stop",
                 )
-
-        def finish(state: _SimState, vm: dict[str, Any]) -> None:
-            vm["state"] = "Off"
-            vm["ip"] = None
-            vm["booted_at"] = None
-
         allowed = {"Running", "Paused", "Saved"} if force else {"Running"}
-        self._transition(
-            name, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0, finish
-        )
+        self._transition(name, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0)
 
     def remove(self, name: str) -> None:
         with self._locked() as state:
@@ -569,22 +595,14 @@ class SimHost:
                     operation="restore",
                 )
 
-        def finish(state: _SimState, vm: dict[str, Any]) -> None:
-            target = vm["checkpoints"][checkpoint]["restores_to"]
-            vm["state"] = target
-            vm["saved_state_ok"] = True
-            vm["booted_at"] = None
-            if target == "Off":
-                vm["ip"] = None
-
         self._transition(
             name,
             "restore",
             {"Running", "Off", "Saved", "Paused"},
             "Stopping",
             lambda vm: 2.0,
-            finish,
             check=check,
+            args={"checkpoint": checkpoint},
         )
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
@@ -617,6 +635,8 @@ class SimHost:
         with self._locked(write=False) as state:
             vm = self._vm(state, name, "screenshot")
             vm_state = vm["state"]
+        from core.imaging import text_card  # Pillow loads only when a picture is asked for
+
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if vm_state == "Off":
             return text_card([name, "Off", stamp], background=(0, 0, 0))

@@ -346,8 +346,8 @@ function Install-Hvkube {
         Write-Log '  no wheel URL given; keeping the installed hvkube'
     }
     if (-not (Test-Path $HvkubeExe)) { throw "the wheel did not install $HvkubeExe" }
-    [Environment]::SetEnvironmentVariable('HVKUBE_HOME', $HvkubeHome, 'Machine')
-    $env:HVKUBE_HOME = $HvkubeHome
+    [Environment]::SetEnvironmentVariable('HVKUBE_DATA_DIR', $HvkubeHome, 'Machine')
+    $env:HVKUBE_DATA_DIR = $HvkubeHome
     Add-MachinePath (Join-Path $VenvDir 'Scripts')
 }
 
@@ -505,7 +505,7 @@ function Install-HvkubeService {
   <workingdirectory>$HvkubeHome</workingdirectory>
   <depend>vmms</depend>
   <startmode>Automatic</startmode>
-  <env name="HVKUBE_HOME" value="$HvkubeHome"/>
+  <env name="HVKUBE_DATA_DIR" value="$HvkubeHome"/>
   <env name="PYTHONUNBUFFERED" value="1"/>
   <stoptimeout>60 sec</stoptimeout>
   <onfailure action="restart" delay="10 sec"/>
