@@ -39,6 +39,8 @@ def cmd_demo(args: argparse.Namespace, ctx: Any) -> int:
             settings,
             background=partial(demo_activity, settings),
             title="demo",
+            # The demo's folder goes away on exit; screenshots (p) stay where the user is.
+            screenshot_dir=Path.cwd() / "hvkube-screenshots",
         )
         app.run()
     finally:
