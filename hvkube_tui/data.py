@@ -208,6 +208,13 @@ def to_record(view: str, row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
+def _ticking(view: str, row: tuple[Any, ...]) -> bool:
+    """Does this row show a time that moves (an uptime, an age)?"""
+    if view == "vms":
+        return bool(row[3] in ("running", "paused"))
+    return True
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -442,7 +449,12 @@ class DataReader:
             before_raw = self._raw[view]
             before = self._rows[view]
             if view in clock and view in CLOCK_VIEWS:
-                rows = {k: format_row(view, to_record(view, r), now) for k, r in raw.items()}
+                rows = {
+                    key: format_row(view, to_record(view, row), now)
+                    if key not in before or before_raw.get(key) != row or _ticking(view, row)
+                    else before[key]
+                    for key, row in raw.items()
+                }
             elif raw is before_raw or raw == before_raw:
                 rows = before
             else:
