@@ -55,6 +55,24 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _owner() -> str:
+    from core.engine import process_owner
+
+    return process_owner()
+
+
+def _roll_back_abandoned(state: dict[str, Any]) -> None:
+    """An operation whose calling process died is cancelled with it, as a WMI job is: the
+    VM goes back to the state it had before, instead of staying Starting forever."""
+    from core.engine import owner_alive
+
+    for vm in state["vms"].values():
+        op = vm.get("op")
+        if op and op.get("owner") != _owner() and not owner_alive(op.get("owner")):
+            vm["state"] = op.get("previous", vm["state"])
+            del vm["op"]
+
+
 def _stable_fraction(text: str) -> float:
     """A number in [0, 1) fixed by `text`: varied but reproducible timings."""
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
@@ -109,6 +127,7 @@ class SimHost:
                 fcntl.flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
                 state = self._load()
                 before = json.dumps(state, sort_keys=True) if write else ""
+                _roll_back_abandoned(state)
                 yield state
                 if write and json.dumps(state, sort_keys=True) != before:
                     self._store(state)
@@ -217,14 +236,17 @@ class SimHost:
             previous = vm["state"]
             if seconds * self.scale > 0.01:
                 vm["state"] = during
+                vm["op"] = {"owner": _owner(), "previous": previous}
         if hang:
             with self._locked() as state:
                 if name in state["vms"]:
                     state["vms"][name]["state"] = previous
+                    state["vms"][name].pop("op", None)
             self._hang(op, name, hang)
         self._sleep(seconds)
         with self._locked() as state:
             vm = self._vm(state, name, op)
+            vm.pop("op", None)
             finish(state, vm)
 
     def _memory_in_use(self, state: dict[str, Any]) -> int:
