@@ -442,7 +442,7 @@ class Controller:
         mapped = engine._state_from_host(host)
         if mapped is None:
             return
-        if vm.held and vm.state is VMState.RUNNING and vm.agent_id is not None:
+        if vm.held and vm.agent_id is not None and vm.state is not VMState.ERROR:
             self._check_running(vm, host, mapped)
             return
         if vm.held or mapped == vm.state or vm.state is VMState.ERROR:
@@ -456,23 +456,24 @@ class Controller:
         engine's fallbacks: clean checkpoint, then cold boot); if that fails, fail the agent."""
         engine = self.engine
         t = self.t
-        if mapped is VMState.RUNNING:
+        if mapped is VMState.RUNNING and vm.state is VMState.RUNNING:
             try:
                 engine.vm_ip(vm.name)  # refreshed in the store when DHCP moved it
             except HvkubeError as exc:
                 log.warning("%s: IP check failed: %s", vm.name, exc)
             return
+        agent = t.Agent.get_or_none(t.Agent.id == vm.agent_id)
+        if agent is None or agent.status != AgentStatus.RUNNING.value or agent.vm != vm.name:
+            return  # not (or no longer) running there: reconcile releases it
         log.warning("%s stopped under agent %s (%s); resuming", vm.name, vm.agent_id, mapped)
         changed = (
             t.VM.update(state=mapped.value)
             .where(
-                (t.VM.name == vm.name)
-                & (t.VM.state == VMState.RUNNING.value)
-                & (t.VM.holder == vm.holder)
+                (t.VM.name == vm.name) & (t.VM.state == vm.state.value) & (t.VM.holder == vm.holder)
             )
             .execute()
         )
-        if changed != 1:
+        if changed != 1 or mapped is VMState.RUNNING:
             return
         try:
             engine.resume_vm(vm.name)

@@ -139,7 +139,8 @@ class Scheduler:
             headroom -= mem * max(0, len(started) - hot)
             reason = None
             if pending_pools[name] > len(started):
-                reason = self._wait_reason(name, info, hot + other, by_memory, used, ceiling, cap)
+                short_of_memory = other > by_memory
+                reason = self._wait_reason(name, info, short_of_memory, used, ceiling, cap)
                 report.waiting[name] = reason
             self._set_wait_reason(name, reason)
         return report
@@ -171,13 +172,12 @@ class Scheduler:
         self,
         pool: str,
         info: PoolInfo,
-        ready: int,
-        by_memory: int,
+        short_of_memory: bool,
         used: int,
         ceiling: int,
         cap: Any,
     ) -> str:
-        if ready > 0 and by_memory == 0:
+        if short_of_memory:
             return (
                 f"host full: {used} of {cap.total_memory_mb} MB in use, ceiling {ceiling} MB; "
                 f"a VM of pool {pool} needs {info.template.memory_mb} MB to resume"
