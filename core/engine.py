@@ -30,6 +30,7 @@ from core.errors import (
     Conflict,
     HvkubeError,
     InvalidInput,
+    InvalidVMState,
     NotFound,
     NoVMAvailable,
     ReadOnlyMode,
@@ -37,6 +38,7 @@ from core.errors import (
     VMNotFoundInHost,
 )
 from core.models import (
+    READY_TIERS,
     VM,
     AcquiredVM,
     Agent,
@@ -86,6 +88,10 @@ def owner_alive(owner: str | None) -> bool:
         return int(psutil.Process(pid).create_time()) == started
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+_TRANSITIONAL = tuple(sorted(s.value for s in VMState if s.transitional))
+_READY = tuple(s.value for s in READY_TIERS)
 
 
 def vm_name_for(pool: str, index: int) -> str:
@@ -139,9 +145,7 @@ class Engine:
         error: str | None = None,
     ) -> None:
         duration_ms = (time.perf_counter() - started) * 1000.0
-        self.t.Event.create(
-            vm=vm, pool=pool, kind=kind, duration_ms=duration_ms, ok=ok, error=error
-        )
+        self.store.insert_event(kind, vm, pool, duration_ms, ok, error)
 
     @contextmanager
     def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[None]:
@@ -202,7 +206,7 @@ class Engine:
 
     def get_template(self, name: str) -> Template:
         check_name(name, "template name")
-        row = self.t.Template.get_or_none(self.t.Template.name == name)
+        row = self.store.fetch_one('SELECT * FROM "template" WHERE "name" = ?', (name,))
         if row is None:
             raise NotFound(f"no template named {name!r}; see 'hvkube template list'")
         return Store.template_model(row)
@@ -296,7 +300,7 @@ class Engine:
 
     def get_pool(self, name: str) -> VMPool:
         check_name(name, "pool name")
-        row = self.t.Pool.get_or_none(self.t.Pool.name == name)
+        row = self.store.fetch_one('SELECT * FROM "pool" WHERE "name" = ?', (name,))
         if row is None:
             raise NotFound(f"no pool named {name!r}; see 'hvkube pool list'")
         return Store.pool_model(row)
@@ -375,7 +379,7 @@ class Engine:
 
     def get_vm(self, name: str) -> VM:
         check_name(name, "VM name")
-        row = self.t.VM.get_or_none(self.t.VM.name == name)
+        row = self.store.fetch_one('SELECT * FROM "vm" WHERE "name" = ?', (name,))
         if row is None:
             raise NotFound(f"no VM named {name!r}; see 'hvkube vm list'")
         return Store.vm_model(row)
@@ -390,10 +394,14 @@ class Engine:
         return [Store.vm_model(r) for r in query]
 
     def mcp_endpoint(self, vm: VM) -> str | None:
-        tpl = self.t.Template.get_or_none(self.t.Template.name == vm.template)
-        if tpl is None or not tpl.mcp_endpoint or not vm.ip:
+        if not vm.ip:
             return None
-        return str(tpl.mcp_endpoint).replace("{ip}", vm.ip)
+        row = self.store.fetch_one(
+            'SELECT "mcp_endpoint" FROM "template" WHERE "name" = ?', (vm.template,)
+        )
+        if row is None or not row["mcp_endpoint"]:
+            return None
+        return str(row["mcp_endpoint"]).replace("{ip}", vm.ip)
 
     # -- VMs: state changes --------------------------------------------------------------------
 
@@ -404,32 +412,35 @@ class Engine:
         allowed: set[VMState] | None = None,
         holder: str | None = None,
         op: str | None = None,
+        known: VM | None = None,
         idle_only: bool = False,
     ) -> VM:
         """Record the intent (transitional state and owner) with one conditional UPDATE.
 
         `idle_only`: only while nobody holds the VM (the controller's tier moves and
         removals must never touch a VM an agent has just claimed)."""
-        vm = self.get_vm(name)
-        where = (self.t.VM.name == name) & self.t.VM.state.not_in(
-            [s.value for s in VMState if s.transitional]
-        )
+        vm = known or self.get_vm(name)
+        where = f'"state" NOT IN ({", ".join("?" * len(_TRANSITIONAL))})'
+        params: list[Any] = list(_TRANSITIONAL)
         if allowed is not None:
-            where &= self.t.VM.state.in_([s.value for s in allowed])
+            where += f' AND "state" IN ({", ".join("?" * len(allowed))})'
+            params += sorted(s.value for s in allowed)
         if holder is not None:
-            where &= self.t.VM.holder == holder
+            where += ' AND "holder" = ?'
+            params.append(holder)
         if idle_only:
-            where &= self.t.VM.holder.is_null()
-        changed = (
-            self.t.VM.update(
-                state=doing.value,
-                op_owner=process_owner(),
-                op_kind=op or doing.value,
-                op_started_at=utcnow(),
-                error=None,
-            )
-            .where(where)
-            .execute()
+            where += ' AND "holder" IS NULL'
+        changed = self.store.update_vm(
+            name,
+            {
+                "state": doing.value,
+                "op_owner": process_owner(),
+                "op_kind": op or doing.value,
+                "op_started_at": utcnow(),
+                "error": None,
+            },
+            where,
+            tuple(params),
         )
         if changed != 1:
             now = self.get_vm(name)
@@ -445,7 +456,7 @@ class Engine:
         fields.setdefault("op_owner", None)
         fields.setdefault("op_kind", None)
         fields.setdefault("op_started_at", None)
-        self.t.VM.update(state=state.value, **fields).where(self.t.VM.name == name).execute()
+        self.store.update_vm(name, {"state": state.value, **fields})
 
     def _fail(self, name: str, exc: BaseException, *, keep_holder: bool = False) -> None:
         """Record a failed step: the VM goes to ERROR (or MISSING) with the message."""
@@ -622,25 +633,29 @@ class Engine:
 
     # -- bringing a VM up ----------------------------------------------------------------------
 
-    def _bring_up(self, vm: VM) -> float:
-        """Start `vm` (its row already says RESUMING) from its prior state. Returns ms."""
+    def _bring_up(self, vm: VM, tpl: Template | None = None) -> tuple[float, str | None]:
+        """Start `vm` (its row already says RESUMING) from `vm.state`, the state it was in
+        before. Returns the milliseconds the resume took and the VM's IP address."""
         name = vm.name
         started = time.perf_counter()
-        tpl = self.get_template(vm.template)
+        tpl = tpl or self.get_template(vm.template)
         with self.step("resume", name, vm.pool):
-            host = self.backend.get_vm(name)
-            if host is None:
-                raise VMNotFoundInHost(f"VM {name!r} is no longer on the host", vm=name)
-            if host.state == HostState.PAUSED:
-                self.backend.unpause(name)
-            elif host.state == HostState.SAVED:
-                self._resume_saved(vm)
-            elif host.state == HostState.OFF:
-                self._ensure_memory(tpl.memory_mb)
-                self.backend.start(name)
-                wait_ready(self.backend, name, tpl.probe, self.settings.ready_timeout_s)
-            elif host.state != HostState.RUNNING:
-                raise Conflict(f"VM {name!r} is {host.raw_state} on the host; cannot resume it")
+            try:
+                self._start_from(vm, vm.state, tpl)
+            except InvalidVMState:
+                # The store's idea of the VM was stale: act on what the host says.
+                host = self.backend.get_vm(name)
+                if host is None:
+                    raise VMNotFoundInHost(
+                        f"VM {name!r} is no longer on the host", vm=name
+                    ) from None
+                actual = self._state_from_host(host)
+                if actual is None:
+                    raise Conflict(
+                        f"VM {name!r} is {host.raw_state} on the host; cannot resume it"
+                    ) from None
+                if actual is not VMState.RUNNING:
+                    self._start_from(vm, actual, tpl)
         resume_ms = (time.perf_counter() - started) * 1000.0
         ip = self._refresh_ip(name)
         self._finish(
@@ -652,13 +667,24 @@ class Engine:
             error=None,
             raw_state=None,
         )
-        return resume_ms
+        return resume_ms, ip
 
-    def _resume_saved(self, vm: VM) -> None:
+    def _start_from(self, vm: VM, state: VMState, tpl: Template) -> None:
+        if state is VMState.PAUSED:
+            self.backend.unpause(vm.name)
+        elif state is VMState.SAVED:
+            self._resume_saved(vm, tpl)
+        elif state is VMState.RUNNING:
+            return
+        else:
+            self._ensure_memory(tpl.memory_mb)
+            self.backend.start(vm.name)
+            wait_ready(self.backend, vm.name, tpl.probe, self.settings.ready_timeout_s)
+
+    def _resume_saved(self, vm: VM, tpl: Template) -> None:
         """Resume from Saved; when the saved state is broken, fall back to the clean checkpoint,
         and when that fails too, to a cold boot with a new clean checkpoint."""
         name = vm.name
-        tpl = self.get_template(vm.template)
         try:
             self.backend.start(name)
             return
@@ -710,45 +736,39 @@ class Engine:
 
     # -- acquire and release -------------------------------------------------------------------
 
-    def _claim(self, pool: str, holder: str, agent_id: int | None) -> tuple[str, VMState] | None:
-        """One atomic claim: hot first, then warm, then cold."""
-        order = pw.Case(
-            self.t.VM.state,
-            [(VMState.PAUSED.value, 0), (VMState.SAVED.value, 1)],
-            2,
+    def _claim(self, pool: str, holder: str, agent_id: int | None) -> VM | None:
+        """One atomic claim: hot first, then warm, then cold. Returns the VM as it was."""
+        candidates = self.store.fetch_all(
+            'SELECT "name", "state", "template", "rdp_port" FROM "vm" '
+            'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN (?, ?, ?) '
+            'ORDER BY CASE "state" WHEN ? THEN 0 WHEN ? THEN 1 ELSE 2 END, "name" LIMIT 16',
+            (pool, *_READY, VMState.PAUSED.value, VMState.SAVED.value),
         )
-        candidates = list(
-            self.t.VM.select(self.t.VM.name, self.t.VM.state)
-            .where(
-                (self.t.VM.pool == pool)
-                & self.t.VM.state.in_(
-                    [s.value for s in (VMState.PAUSED, VMState.SAVED, VMState.OFF)]
-                )
-                & self.t.VM.holder.is_null()
-            )
-            .order_by(order, self.t.VM.name)
-            .limit(16)
-            .tuples()
-        )
-        for name, state in candidates:
-            changed = (
-                self.t.VM.update(
-                    holder=holder,
-                    agent_id=agent_id,
-                    state=VMState.RESUMING.value,
-                    op_owner=process_owner(),
-                    op_kind="acquire",
-                    op_started_at=utcnow(),
-                )
-                .where(
-                    (self.t.VM.name == name)
-                    & (self.t.VM.state == state)
-                    & self.t.VM.holder.is_null()
-                )
-                .execute()
+        owner = process_owner()
+        for name, state, template, rdp_port in candidates:
+            changed = self.store.update_vm(
+                name,
+                {
+                    "holder": holder,
+                    "agent_id": agent_id,
+                    "state": VMState.RESUMING.value,
+                    "op_owner": owner,
+                    "op_kind": "acquire",
+                    "op_started_at": utcnow(),
+                },
+                '"state" = ? AND "holder" IS NULL',
+                (state,),
             )
             if changed == 1:
-                return name, VMState(state)
+                return VM(
+                    name=name,
+                    template=template,
+                    pool=pool,
+                    state=VMState(state),
+                    rdp_port=rdp_port,
+                    holder=holder,
+                    agent_id=agent_id,
+                )
         return None
 
     def acquire(
@@ -761,13 +781,14 @@ class Engine:
         """Claim a ready VM of `pool` and resume it. Waits up to `wait_s` for one to free up."""
         if wait_s < 0 or wait_s > 86400:
             raise InvalidInput(f"--wait must be between 0 and 86400 seconds, got {wait_s:g}")
-        self.get_pool(pool)
+        check_name(pool, "pool name")
         self._mutating("acquire a VM")
         holder = holder or f"lease-{secrets.token_hex(6)}"
         deadline = time.monotonic() + wait_s
         delay = 0.02
         claimed = self._claim(pool, holder, agent_id)
         while claimed is None:
+            self.get_pool(pool)  # an unknown pool is bad input, not an empty pool
             if time.monotonic() >= deadline:
                 counts = self.pool_counts(pool)
                 raise NoVMAvailable(
@@ -778,22 +799,23 @@ class Engine:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(0.5, delay * 1.5)
             claimed = self._claim(pool, holder, agent_id)
-        name, from_state = claimed
-        vm = self.get_vm(name)
+        vm = claimed
+        tpl = self.get_template(vm.template)
         try:
-            resume_ms = self._bring_up(vm.model_copy(update={"state": from_state}))
+            resume_ms, address = self._bring_up(vm, tpl)
         except HvkubeError as exc:
-            self._fail(name, exc)
+            self._fail(vm.name, exc)
             raise
-        vm = self.get_vm(name)
         return AcquiredVM(
-            name=name,
+            name=vm.name,
             pool=pool,
-            ip=vm.ip,
+            ip=address,
             rdp_port=vm.rdp_port,
-            mcp_endpoint=self.mcp_endpoint(vm),
+            mcp_endpoint=tpl.mcp_endpoint.replace("{ip}", address)
+            if tpl.mcp_endpoint and address
+            else None,
             resume_ms=resume_ms,
-            from_state=from_state,
+            from_state=vm.state,
             holder=holder,
         )
 
@@ -809,26 +831,32 @@ class Engine:
         if holder is not None and vm.holder != holder:
             raise Conflict(f"VM {name!r} is held by someone else ({vm.holder})")
         if chosen is None:
-            chosen = self.get_pool(vm.pool).release_policy if vm.pool else ReleasePolicy.RESET
+            row = self.store.fetch_one(
+                'SELECT "release_policy" FROM "pool" WHERE "name" = ?', (vm.pool,)
+            )
+            chosen = ReleasePolicy(row["release_policy"]) if row else ReleasePolicy.RESET
         if chosen is ReleasePolicy.DESTROY:
             self.delete_vm(name, force=True)
             return None
         doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
-        self._begin(name, doing, holder=vm.holder, op="release")
+        self._begin(name, doing, holder=vm.holder, op="release", known=vm)
         with self.step(f"release_{chosen.value}", name, vm.pool):
             try:
-                host = self.backend.get_vm(name)
                 if chosen is ReleasePolicy.RESET:
                     self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
-                elif host is not None and host.state in {HostState.RUNNING, HostState.PAUSED}:
-                    self.backend.save(name)
+                else:
+                    host = self.backend.get_vm(name)
+                    if host is not None and host.state in {HostState.RUNNING, HostState.PAUSED}:
+                        self.backend.save(name)
                 host = self.backend.get_vm(name)
             except HvkubeError as exc:
                 self._fail(name, exc)
                 raise
         final = (self._state_from_host(host) if host else None) or VMState.SAVED
         self._finish(name, final, holder=None, agent_id=None, error=None)
-        return self.get_vm(name)
+        return vm.model_copy(
+            update={"state": final, "holder": None, "agent_id": None, "error": None}
+        )
 
     # -- events --------------------------------------------------------------------------------
 

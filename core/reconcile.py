@@ -8,6 +8,7 @@ VMs still held by agents that have ended are released.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING
 
@@ -70,7 +71,7 @@ def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
 
         known = {vm.name for vm in engine.list_vms()}
         pools = [p.name for p in engine.list_pools()]
-        for name in sorted(host_vms):
+        for name in sorted(vm.name for vm in engine.backend.list_vms()):
             if name in known:
                 continue
             if any(re.fullmatch(re.escape(p) + r"-\d{3,}", name) for p in pools):
@@ -114,7 +115,9 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
         engine._finish(name, VMState.ERROR, raw_state=host.raw_state, error="unknown host state")
         return f"host reports unknown state {host.raw_state!r}"
     if host.state.transitional:
-        return None  # the host is still working on it; look again next time
+        host = _wait_until_settled(engine, name)
+        if host is None or host.state.transitional:
+            return None  # the host is still working on it; look again next time
 
     mapped = engine._state_from_host(host)
     assert mapped is not None
@@ -151,6 +154,23 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
         engine._finish(name, mapped, raw_state=None)
         return f"store said {vm.state.value}, host says {mapped.value}"
     return None
+
+
+def _wait_until_settled(engine: Engine, name: str) -> HostVM | None:
+    """A transitional host state ends by itself (the hypervisor finishes the operation
+    whoever asked for it): wait for that, within the operation timeout."""
+    from core.probes import poll
+
+    seen: list[HostVM | None] = []
+
+    def settled() -> bool:
+        vm = engine.backend.get_vm(name)
+        seen.append(vm)
+        return vm is None or not vm.state.transitional
+
+    with contextlib.suppress(HvkubeError):
+        poll(settled, min(120.0, engine.settings.op_timeout_s), "a settled host state", name)
+    return seen[-1] if seen else None
 
 
 def _mapped_now(engine: Engine, name: str, default: VMState) -> VMState:

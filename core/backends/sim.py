@@ -13,14 +13,13 @@ different VMs overlap the way they do on a real host.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from core.errors import (
     Unsupported,
     VMNotFoundInHost,
 )
-from core.imaging import text_card
 from core.models import HostCapacity, HostState, HostVM
 from core.settings import Settings
 
@@ -51,26 +49,108 @@ FAULT_KINDS = {
 }
 
 
+class _Rows(MutableMapping[str, Any]):
+    """A table of JSON rows, loaded on demand and written back only when changed."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str) -> None:
+        self.conn = conn
+        self.table = table
+        self.loaded: dict[str, tuple[str | None, Any]] = {}
+        self.deleted: set[str] = set()
+        self.complete = False
+
+    def _load_all(self) -> None:
+        if self.complete:
+            return
+        for key, text in self.conn.execute(f"SELECT key, data FROM {self.table} ORDER BY key"):
+            if key not in self.loaded and key not in self.deleted:
+                self.loaded[key] = (text, json.loads(text))
+        self.complete = True
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.deleted:
+            raise KeyError(key)
+        if key not in self.loaded:
+            row = self.conn.execute(
+                f"SELECT data FROM {self.table} WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(key)
+            self.loaded[key] = (row[0], json.loads(row[0]))
+        return self.loaded[key][1]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.deleted.discard(key)
+        original = self.loaded[key][0] if key in self.loaded else None
+        self.loaded[key] = (original, value)
+
+    def __delitem__(self, key: str) -> None:
+        self[key]
+        del self.loaded[key]
+        self.deleted.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load_all()
+        return iter(sorted(self.loaded))
+
+    def __len__(self) -> int:
+        self._load_all()
+        return len(self.loaded)
+
+    def flush(self) -> None:
+        for key in self.deleted:
+            self.conn.execute(f"DELETE FROM {self.table} WHERE key = ?", (key,))
+        for key, (original, value) in self.loaded.items():
+            text = json.dumps(value, sort_keys=True)
+            if text != original:
+                self.conn.execute(
+                    f"INSERT OR REPLACE INTO {self.table} (key, data) VALUES (?, ?)", (key, text)
+                )
+
+
+class _SimState:
+    """The host's state inside one transaction: `state["vms"]`, `state["faults"]`, ..."""
+
+    _META_DEFAULTS: dict[str, Any] = {"faults": [], "next_ip": 10}
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.tables = {"vms": _Rows(conn, "vm"), "disks": _Rows(conn, "disk")}
+        self.meta = _Rows(conn, "meta")
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.tables:
+            return self.tables[key]
+        try:
+            return self.meta[key]
+        except KeyError:
+            if key in self._META_DEFAULTS:
+                value = json.loads(json.dumps(self._META_DEFAULTS[key]))
+                self.meta[key] = value
+                return value
+            raise
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.meta[key] = value
+
+    def setdefault(self, key: str, value: Any) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            self.meta[key] = value
+            return value
+
+    def flush(self) -> None:
+        for rows in (*self.tables.values(), self.meta):
+            rows.flush()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {key: dict(rows.items()) for key, rows in self.tables.items()}
+        out.update(dict(self.meta.items()))
+        return out
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _owner() -> str:
-    from core.engine import process_owner
-
-    return process_owner()
-
-
-def _roll_back_abandoned(state: dict[str, Any]) -> None:
-    """An operation whose calling process died is cancelled with it, as a WMI job is: the
-    VM goes back to the state it had before, instead of staying Starting forever."""
-    from core.engine import owner_alive
-
-    for vm in state["vms"].values():
-        op = vm.get("op")
-        if op and op.get("owner") != _owner() and not owner_alive(op.get("owner")):
-            vm["state"] = op.get("previous", vm["state"])
-            del vm["op"]
 
 
 def _stable_fraction(text: str) -> float:
@@ -106,53 +186,61 @@ class SimHost:
         self.vm_dir = vm_dir.rstrip("\\/")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = self.state_dir / "sim-host.json"
-        self.lock_path = self.state_dir / "sim-host.lock"
+        self.path = self.state_dir / "sim-host.db"
         self.scale = max(0.0, float(scale))
         self.op_timeout_s = op_timeout_s
-        self._thread_lock = threading.Lock()
-        self._cache: tuple[int, int, dict[str, Any]] | None = None
+        self._local = threading.local()
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+        self._create_schema()
         with self._locked() as state:
             state.setdefault("total_memory_mb", total_memory_mb)
             state.setdefault("logical_cpus", logical_cpus)
 
-    # -- persistence ---------------------------------------------------------------------------
+    # -- persistence ------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=wal")
+            conn.execute("PRAGMA synchronous=normal")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    def _create_schema(self) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table in ("vm", "disk", "meta"):
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, data TEXT NOT NULL)"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @contextlib.contextmanager
-    def _locked(self, write: bool = True) -> Iterator[dict[str, Any]]:
-        """Hold the host lock (threads and processes) with the state loaded."""
-        with self._thread_lock:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-                state = self._load()
-                before = json.dumps(state, sort_keys=True) if write else ""
-                _roll_back_abandoned(state)
-                yield state
-                if write and json.dumps(state, sort_keys=True) != before:
-                    self._store(state)
-            finally:
-                os.close(fd)
+    def _locked(self, write: bool = True) -> Iterator[_SimState]:
+        """One transaction on the host's state; writers take the lock up front.
 
-    def _load(self) -> dict[str, Any]:
+        Changes are kept even when the block raises: a consumed fault stays consumed.
+        """
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        state = _SimState(conn)
         try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return {"vms": {}, "disks": {}, "faults": [], "next_ip": 10}
-        if self._cache and self._cache[:2] == (st.st_mtime_ns, st.st_size):
-            return json.loads(json.dumps(self._cache[2]))
-        state: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
-        self._cache = (st.st_mtime_ns, st.st_size, state)
-        return json.loads(json.dumps(state))
-
-    def _store(self, state: dict[str, Any]) -> None:
-        # Write then rename: a process killed mid-write leaves the old file whole.
-        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".sim-host.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(state, fh, sort_keys=True)
-        os.replace(tmp, self.path)
-        st = self.path.stat()
-        self._cache = (st.st_mtime_ns, st.st_size, json.loads(json.dumps(state)))
+            yield state
+            if write:
+                state.flush()
+        except BaseException:
+            if write:
+                state.flush()
+            conn.execute("COMMIT")
+            raise
+        conn.execute("COMMIT")
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -160,7 +248,7 @@ class SimHost:
         if self.scale > 0 and seconds > 0:
             time.sleep(seconds * self.scale)
 
-    def _vm(self, state: dict[str, Any], name: str, op: str) -> dict[str, Any]:
+    def _vm(self, state: _SimState, name: str, op: str) -> dict[str, Any]:
         vm = state["vms"].get(name)
         if vm is None:
             raise VMNotFoundInHost(
@@ -168,11 +256,12 @@ class SimHost:
                 vm=name,
                 operation=op,
             )
+        pending = vm.get("pending")
+        if pending and pending["until"] <= time.time():
+            self._complete(state, vm, pending["op"], pending["args"])
         return vm
 
-    def _take_fault(
-        self, state: dict[str, Any], op: str, name: str | None
-    ) -> dict[str, Any] | None:
+    def _take_fault(self, state: _SimState, op: str, name: str | None) -> dict[str, Any] | None:
         for fault in state["faults"]:
             if fault["kind"] not in {"hang", "fail", "permission-denied"}:
                 continue
@@ -184,7 +273,7 @@ class SimHost:
             return fault
         return None
 
-    def _apply_op_faults(self, state: dict[str, Any], op: str, name: str | None) -> float:
+    def _apply_op_faults(self, state: _SimState, op: str, name: str | None) -> float:
         """Raise for an injected failure; return how long to hang (0 for none)."""
         fault = self._take_fault(state, op, name)
         if fault is None:
@@ -216,10 +305,13 @@ class SimHost:
         allowed: set[str],
         during: str,
         duration: Callable[[dict[str, Any]], float],
-        finish: Callable[[dict[str, Any], dict[str, Any]], None],
-        check: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+        check: Callable[[_SimState, dict[str, Any]], None] | None = None,
+        args: dict[str, Any] | None = None,
     ) -> None:
-        """Validate, mark the host state as `during`, sleep unlocked, then apply `finish`."""
+        """Validate, then run `op` for its duration: the VM shows `during` meanwhile, and the
+        operation's end is recorded with the VM so that it completes even if this process
+        dies. With no time to take (scale 0) it is one transaction."""
+        args = args or {}
         with self._locked() as state:
             vm = self._vm(state, name, op)
             hang = self._apply_op_faults(state, op, name)
@@ -232,31 +324,29 @@ class SimHost:
                 )
             if check is not None:
                 check(state, vm)
-            seconds = duration(vm)
-            previous = vm["state"]
-            if seconds * self.scale > 0.01:
+            seconds = duration(vm) * self.scale
+            if hang:
+                pass
+            elif seconds <= 0.01:
+                self._complete(state, vm, op, args)
+                return
+            else:
                 vm["state"] = during
-                vm["op"] = {"owner": _owner(), "previous": previous}
+                vm["pending"] = {"op": op, "args": args, "until": time.time() + seconds}
         if hang:
-            with self._locked() as state:
-                if name in state["vms"]:
-                    state["vms"][name]["state"] = previous
-                    state["vms"][name].pop("op", None)
             self._hang(op, name, hang)
-        self._sleep(seconds)
+        time.sleep(seconds)
         with self._locked() as state:
-            vm = self._vm(state, name, op)
-            vm.pop("op", None)
-            finish(state, vm)
+            self._vm(state, name, op)  # completes the pending operation
 
-    def _memory_in_use(self, state: dict[str, Any]) -> int:
+    def _memory_in_use(self, state: _SimState) -> int:
         return sum(
             vm["memory_mb"]
             for vm in state["vms"].values()
             if vm["state"] not in {"Off", "Saved", "Saving"}
         )
 
-    def _check_memory(self, state: dict[str, Any], vm: dict[str, Any]) -> None:
+    def _check_memory(self, state: _SimState, vm: dict[str, Any]) -> None:
         oom = any(f["kind"] == "out-of-memory" for f in state["faults"])
         free = 0 if oom else state["total_memory_mb"] - self._memory_in_use(state)
         if vm["memory_mb"] > free:
@@ -271,13 +361,14 @@ class SimHost:
     # -- Backend protocol ----------------------------------------------------------------------
 
     def _host_vm(self, vm: dict[str, Any]) -> HostVM:
+        shown = self._final_state(vm)
         uptime = 0.0
-        if vm["state"] in {"Running", "Paused"} and vm.get("booted_at"):
+        if shown in {"Running", "Paused"} and vm.get("booted_at"):
             uptime = max(0.0, time.time() - vm["booted_at"])
         return HostVM(
             name=vm["name"],
-            state=HostState.from_name(vm["state"]),
-            raw_state=vm["state"],
+            state=HostState.from_name(shown),
+            raw_state=shown,
             memory_mb=vm["memory_mb"],
             uptime_s=uptime,
             checkpoints=sorted(vm["checkpoints"]),
@@ -356,32 +447,21 @@ class SimHost:
         # Reading the saved memory back at about 2 GB/s, plus fixed overhead.
         return 0.4 + vm["memory_mb"] / 2048.0
 
-    def _assign_ip(self, state: dict[str, Any], vm: dict[str, Any], fresh: bool) -> None:
+    def _assign_ip(self, state: _SimState, vm: dict[str, Any], fresh: bool) -> None:
         if vm.get("ip") is None or fresh:
             n = state["next_ip"]
             state["next_ip"] = n + 1
             vm["ip"] = f"172.20.{(n // 250) % 250}.{n % 250 + 2}"
 
-    def start(self, name: str) -> None:
-        def duration(vm: dict[str, Any]) -> float:
-            return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
-
-        def check(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            self._check_memory(state, vm)
-            if vm["state"] == "Saved" and not vm["saved_state_ok"]:
-                raise SavedStateCorrupt(
-                    f"'{name}' could not restore its saved state: the saved state file is "
-                    "corrupt or was created on an incompatible host (0x80070570).",
-                    vm=name,
-                    operation="start",
-                )
-
-        resumed = {"value": False}
-
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            resumed["value"] = vm.get("resume_from") == "Saved"
+    def _complete(
+        self, state: _SimState, vm: dict[str, Any], op: str, args: dict[str, Any]
+    ) -> None:
+        """Apply the end of an operation. Stored with the VM while the operation runs, so the
+        host finishes it even when the caller's process dies, as Hyper-V would."""
+        vm.pop("pending", None)
+        if op == "start":
             ip_change = [
-                f for f in state["faults"] if f["kind"] == "ip-change" and f.get("vm") == name
+                f for f in state["faults"] if f["kind"] == "ip-change" and f.get("vm") == vm["name"]
             ]
             for fault in ip_change:
                 state["faults"].remove(fault)
@@ -391,37 +471,75 @@ class SimHost:
             vm["booted"] = True
             vm["state"] = "Running"
             vm.pop("resume_from", None)
-
-        with self._locked() as state:
-            vm = self._vm(state, name, "start")
-            vm["resume_from"] = vm["state"]
-        self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, finish, check=check)
-
-    def save(self, name: str) -> None:
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        elif op == "save":
             vm["state"] = "Saved"
             vm["saved_state_ok"] = True
+        elif op == "pause":
+            vm["state"] = "Paused"
+        elif op == "unpause":
+            vm["state"] = "Running"
+        elif op == "stop":
+            vm["state"] = "Off"
+            vm["ip"] = None
+            vm["booted_at"] = None
+        elif op == "restore":
+            target = vm["checkpoints"][args["checkpoint"]]["restores_to"]
+            vm["state"] = target
+            vm["saved_state_ok"] = True
+            vm["booted_at"] = None
+            if target == "Off":
+                vm["ip"] = None
+        else:  # pragma: no cover - a programming error
+            raise ValueError(op)
 
+    @staticmethod
+    def _final_state(vm: dict[str, Any]) -> str:
+        """The state a VM shows once its pending operation (if any) is over."""
+        pending = vm.get("pending")
+        if not pending or pending["until"] > time.time():
+            return str(vm["state"])
+        op = pending["op"]
+        if op == "restore":
+            return str(vm["checkpoints"][pending["args"]["checkpoint"]]["restores_to"])
+        return {
+            "start": "Running",
+            "save": "Saved",
+            "pause": "Paused",
+            "unpause": "Running",
+            "stop": "Off",
+        }[op]
+
+    def start(self, name: str) -> None:
+        def duration(vm: dict[str, Any]) -> float:
+            return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
+
+        def check(state: _SimState, vm: dict[str, Any]) -> None:
+            self._check_memory(state, vm)
+            if vm["state"] == "Saved" and not vm["saved_state_ok"]:
+                raise SavedStateCorrupt(
+                    f"'{name}' could not restore its saved state: the saved state file is "
+                    "corrupt or was created on an incompatible host (0x80070570).",
+                    vm=name,
+                    operation="start",
+                )
+            vm["resume_from"] = vm["state"]
+
+        self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, check=check)
+
+    def save(self, name: str) -> None:
         self._transition(
             name,
             "save",
             {"Running", "Paused"},
             "Saving",
             lambda vm: 0.3 + vm["memory_mb"] / 1536.0,
-            finish,
         )
 
     def pause(self, name: str) -> None:
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            vm["state"] = "Paused"
-
-        self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05, finish)
+        self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05)
 
     def unpause(self, name: str) -> None:
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            vm["state"] = "Running"
-
-        self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02, finish)
+        self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02)
 
     def stop(self, name: str, force: bool = False) -> None:
         with self._locked() as state:
@@ -435,16 +553,8 @@ class SimHost:
                     vm=name,
                     operation="stop",
                 )
-
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            vm["state"] = "Off"
-            vm["ip"] = None
-            vm["booted_at"] = None
-
         allowed = {"Running", "Paused", "Saved"} if force else {"Running"}
-        self._transition(
-            name, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0, finish
-        )
+        self._transition(name, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0)
 
     def remove(self, name: str) -> None:
         with self._locked() as state:
@@ -477,7 +587,7 @@ class SimHost:
             vm["checkpoints"][checkpoint] = {"restores_to": restores_to, "at": _now_iso()}
 
     def restore_checkpoint(self, name: str, checkpoint: str) -> None:
-        def check(state: dict[str, Any], vm: dict[str, Any]) -> None:
+        def check(state: _SimState, vm: dict[str, Any]) -> None:
             if checkpoint not in vm["checkpoints"]:
                 raise VMNotFoundInHost(
                     f"'{name}' has no checkpoint named '{checkpoint}'",
@@ -485,22 +595,14 @@ class SimHost:
                     operation="restore",
                 )
 
-        def finish(state: dict[str, Any], vm: dict[str, Any]) -> None:
-            target = vm["checkpoints"][checkpoint]["restores_to"]
-            vm["state"] = target
-            vm["saved_state_ok"] = True
-            vm["booted_at"] = None
-            if target == "Off":
-                vm["ip"] = None
-
         self._transition(
             name,
             "restore",
             {"Running", "Off", "Saved", "Paused"},
             "Stopping",
             lambda vm: 2.0,
-            finish,
             check=check,
+            args={"checkpoint": checkpoint},
         )
 
     def remove_checkpoint(self, name: str, checkpoint: str) -> None:
@@ -533,6 +635,8 @@ class SimHost:
         with self._locked(write=False) as state:
             vm = self._vm(state, name, "screenshot")
             vm_state = vm["state"]
+        from core.imaging import text_card  # Pillow loads only when a picture is asked for
+
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if vm_state == "Off":
             return text_card([name, "Off", stamp], background=(0, 0, 0))
@@ -590,7 +694,7 @@ class SimHost:
 
     def raw_state(self) -> dict[str, Any]:
         with self._locked(write=False) as state:
-            return state
+            return state.as_dict()
 
 
 def from_settings(settings: Settings) -> SimHost:

@@ -1,0 +1,126 @@
+"""Orchestrator overhead of acquire + release on the simulated host at scale 0.
+
+Single process: median and p99 of one acquire+release cycle over N cycles.
+Several processes: P processes acquiring and releasing from one pool at once;
+throughput, and a check that no VM was ever held by two processes at once (each
+process records when it held which VM; overlapping spans on one VM are double
+allocations).
+
+    python bench/acquire.py [--cycles 1000] [--processes 4] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core import open_engine
+from core.errors import NoVMAvailable
+
+
+def setup(db: str, vms: int) -> None:
+    with open_engine(db=db, backend="sim", sim_scale=0) as engine:
+        engine.create_template("bench", r"C:\templates\bench.vhdx", memory_mb=1024)
+        engine.create_pool("bench", "bench", count=vms, warm=vms)
+        report = engine.provision_pool("bench")
+        assert not report.failed, report.failed
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def single(db: str, cycles: int) -> list[float]:
+    timings: list[float] = []
+    with open_engine(db=db, backend="sim", sim_scale=0) as engine:
+        for _ in range(50):  # warm-up: connections, caches
+            engine.release(engine.acquire("bench").name)
+        for _ in range(cycles):
+            start = time.perf_counter()
+            vm = engine.acquire("bench")
+            engine.release(vm.name)
+            timings.append((time.perf_counter() - start) * 1000.0)
+    return timings
+
+
+def worker(db: str, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    spans: list[tuple[str, float, float]] = []
+    timeouts = 0
+    with open_engine(db=db, backend="sim", sim_scale=0) as engine:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                vm = engine.acquire("bench", wait_s=5)
+            except NoVMAvailable:
+                timeouts += 1
+                continue
+            # [acquire returned, release called]: inside the time this process held it
+            got = time.time()
+            before_release = time.time()
+            engine.release(vm.name)
+            spans.append((vm.name, got, before_release))
+    out.put((os.getpid(), spans, timeouts))
+
+
+def multi(db: str, processes: int, seconds: float) -> tuple[int, int, int]:
+    queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=worker, args=(db, seconds, queue)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    by_vm: dict[str, list[tuple[float, float, int]]] = {}
+    total = timeouts = 0
+    for pid, spans, waits in results:
+        timeouts += waits
+        total += len(spans)
+        for name, got, left in spans:
+            by_vm.setdefault(name, []).append((got, left, pid))
+    doubles = 0
+    for spans_of_vm in by_vm.values():
+        spans_of_vm.sort()
+        latest_end, latest_pid = float("-inf"), -1
+        for start, end, pid in spans_of_vm:
+            if start < latest_end and pid != latest_pid:
+                doubles += 1
+            if end > latest_end:
+                latest_end, latest_pid = end, pid
+    return total, timeouts, doubles
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="acquire+release overhead on the sim host")
+    parser.add_argument("--cycles", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--vms", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "bench.db")
+        setup(db, args.vms)
+        timings = single(db, args.cycles)
+        print(f"single process, {args.cycles} acquire+release cycles, pool of {args.vms}:")
+        print(
+            f"  median {statistics.median(timings):.3f} ms   "
+            f"p99 {percentile(timings, 0.99):.3f} ms   mean {statistics.fmean(timings):.3f} ms"
+        )
+        total, timeouts, doubles = multi(db, args.processes, args.seconds)
+        print(f"{args.processes} processes for {args.seconds:g} s on a pool of {args.vms}:")
+        print(
+            f"  {total} cycles, {total / args.seconds:.0f} cycles/s, "
+            f"{timeouts} acquires that timed out, {doubles} double allocations"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""core is the engine: importable and usable without the dashboard."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parent.parent / "core"
+
+
+def test_core_source_never_imports_the_dashboard() -> None:
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in {"textual", "hvkube_tui"}:
+                    offenders.append(f"{path.relative_to(CORE.parent)}:{node.lineno} {name}")
+    assert offenders == []
+
+
+def test_importing_the_engine_and_cli_loads_no_textual() -> None:
+    code = (
+        "import sys, core, core.cli, core.engine, core.provision, core.reconcile; "
+        "core.cli.build_parser(); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'hvkube_tui')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
