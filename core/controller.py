@@ -371,8 +371,11 @@ class Controller:
         pool = engine.get_pool(name)
         tpl = engine.get_template(pool.template)
         notes: list[str] = []
+        # The store first, then the host: a host state seen after the store's can only be
+        # newer, and every correction below is conditional on the store not having moved.
+        stored = engine.list_vms(pool=name)
         host = {vm.name: vm for vm in engine.backend.list_vms(prefix=f"{name}-")}
-        for vm in engine.list_vms(pool=name):
+        for vm in stored:
             self._check_vm(vm, host.get(vm.name))
         vms = engine.list_vms(pool=name)
         for vm in vms:
@@ -465,6 +468,10 @@ class Controller:
         agent = t.Agent.get_or_none(t.Agent.id == vm.agent_id)
         if agent is None or agent.status != AgentStatus.RUNNING.value or agent.vm != vm.name:
             return  # not (or no longer) running there: reconcile releases it
+        fresh = engine.backend.get_vm(vm.name)  # look again right before acting
+        if fresh is None or fresh.state.transitional:
+            return
+        mapped = engine._state_from_host(fresh) or mapped
         log.warning("%s stopped under agent %s (%s); resuming", vm.name, vm.agent_id, mapped)
         changed = (
             t.VM.update(state=mapped.value)
