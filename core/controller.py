@@ -156,6 +156,7 @@ class Controller:
         self.scheduler: Scheduler | None = None
         self._next_maintenance = 0.0
         self._next_timeouts = 0.0
+        self._pool_cache: dict[str, PoolInfo] | None = None
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -287,8 +288,11 @@ class Controller:
         wait until every job and agent started by this tick has finished."""
         assert self.scheduler is not None
         now = time.monotonic()
-        pools = self._pools()
-        if wait or now >= self._next_maintenance:
+        full = wait or now >= self._next_maintenance
+        if full or self._pool_cache is None:
+            self._pool_cache = self._pools()
+        pools = self._pool_cache
+        if full:
             self._next_maintenance = now + self.tick_s
             self._maintain(pools, wait)
             self.counts = self._count()
@@ -297,7 +301,7 @@ class Controller:
         if wait or now >= self._next_timeouts:
             self._next_timeouts = now + min(0.5, self.tick_s)
             self.scheduler.enforce_timeouts()
-        self.scheduler.schedule(pools)
+        self.scheduler.schedule(pools, full=full)
         if wait:
             while self.scheduler.busy():
                 time.sleep(0.01)

@@ -917,7 +917,7 @@ class Engine:
     def get_agent(self, agent_id: int) -> Agent:
         if isinstance(agent_id, bool) or not isinstance(agent_id, int) or agent_id < 1:
             raise InvalidInput(f"agent id must be a positive whole number, got {agent_id!r}")
-        row = self.t.Agent.get_or_none(self.t.Agent.id == agent_id)
+        row = self.store.fetch_one('SELECT * FROM "agent" WHERE "id" = ?', (agent_id,))
         if row is None:
             raise NotFound(f"no agent with id {agent_id}; see 'hvkube agent list'")
         return self._with_vm_details([Store.agent_model(row)])[0]
@@ -927,6 +927,13 @@ class Engine:
         names = {a.vm for a in agents if a.vm and a.status is AgentStatus.RUNNING}
         if not names:
             return agents
+        if len(agents) == 1 and agents[0].vm:
+            one = self.store.fetch_one(
+                'SELECT "ip", "rdp_port", "agent_id" FROM "vm" WHERE "name" = ?', (agents[0].vm,)
+            )
+            if one is None or one["agent_id"] != agents[0].id:
+                return agents
+            return [agents[0].model_copy(update={"ip": one["ip"], "rdp_port": one["rdp_port"]})]
         rows = {
             name: (ip, port, agent_id)
             for name, ip, port, agent_id in self.t.VM.select(
@@ -961,17 +968,15 @@ class Engine:
         self._mutating("finish an agent")
         if agent.status.finished:
             raise Conflict(f"agent {agent_id} has already ended ({agent.status.value})")
-        changed = (
-            self.t.Agent.update(
-                status=status.value,
-                finished_at=utcnow(),
-                result=result.model_dump() if result else None,
-            )
-            .where(
-                (self.t.Agent.id == agent_id)
-                & self.t.Agent.status.in_(["pending", "scheduled", "running"])
-            )
-            .execute()
+        changed = self.store.update_agent(
+            agent_id,
+            {
+                "status": status.value,
+                "finished_at": utcnow(),
+                "result": result.model_dump() if result else None,
+            },
+            '"status" IN (?, ?, ?)',
+            ("pending", "scheduled", "running"),
         )
         if changed != 1:
             raise Conflict(f"agent {agent_id} ended meanwhile")
@@ -980,12 +985,14 @@ class Engine:
         return self.get_agent(agent_id)
 
     def release_agent_vm(self, agent_id: int, vm_name: str) -> None:
-        row = self.t.VM.get_or_none(self.t.VM.name == vm_name)
-        if row is None or row.agent_id != agent_id or row.holder is None:
+        row = self.store.fetch_one(
+            'SELECT "agent_id", "holder" FROM "vm" WHERE "name" = ?', (vm_name,)
+        )
+        if row is None or row["agent_id"] != agent_id or row["holder"] is None:
             return
         # On failure the VM is left in ERROR with the reason; the controller replaces it.
         with suppress(HvkubeError):
-            self.release(vm_name, holder=row.holder)
+            self.release(vm_name, holder=row["holder"])
 
     def cancel_agent(self, agent_id: int) -> Agent:
         return self.finish_agent(

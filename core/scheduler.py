@@ -12,6 +12,7 @@ released by the pool's policy (`Engine.finish_agent`).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -20,8 +21,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-
-from peewee import fn
 
 from core.agent_exec import agent_env, run_command
 from core.errors import (
@@ -106,13 +105,18 @@ class Scheduler:
 
     # -- placing -----------------------------------------------------------------------------
 
-    def schedule(self, pools: dict[str, PoolInfo]) -> ScheduleReport:
-        """One pass: oldest pending agents first, as many as each pool has ready VMs for."""
+    def schedule(self, pools: dict[str, PoolInfo], full: bool = True) -> ScheduleReport:
+        """One pass: oldest pending agents first, as many as each pool has ready VMs for.
+
+        A `full` pass (once per tick) also fails agents that can never be placed and
+        updates the reasons shown for waiting; the quick passes between ticks, run
+        whenever an agent ends, only place agents."""
         report = ScheduleReport()
         if not self.dispatching:
             return report
         self._prune()
-        self._fail_unplaceable(pools, report)
+        if full:
+            self._fail_unplaceable(pools, report)
         free = self._free_vms()
         cap = self.engine.backend.capacity()
         ceiling = int(cap.total_memory_mb * self.engine.settings.memory_ceiling)
@@ -137,6 +141,8 @@ class Scheduler:
             report.dispatched += started
             room -= len(started)
             headroom -= mem * max(0, len(started) - hot)
+            if not full:
+                continue
             reason = None
             if pending_pools[name] > len(started):
                 short_of_memory = other > by_memory
@@ -146,25 +152,20 @@ class Scheduler:
         return report
 
     def _pending_pools(self) -> dict[str, int]:
-        t = self.t
-        query = (
-            t.Agent.select(t.Agent.pool, fn.COUNT(t.Agent.id))
-            .where(t.Agent.status == AgentStatus.PENDING.value)
-            .group_by(t.Agent.pool)
-            .tuples()
+        rows = self.engine.store.fetch_all(
+            'SELECT "pool", COUNT(*) FROM "agent" WHERE "status" = ? GROUP BY "pool"',
+            (AgentStatus.PENDING.value,),
         )
-        return {pool: int(n) for pool, n in query}
+        return {pool: int(n) for pool, n in rows}
 
     def _free_vms(self) -> dict[str, dict[str, int]]:
-        t = self.t
-        query = (
-            t.VM.select(t.VM.pool, t.VM.state, fn.COUNT(t.VM.name))
-            .where(t.VM.holder.is_null() & t.VM.state.in_(READY))
-            .group_by(t.VM.pool, t.VM.state)
-            .tuples()
+        rows = self.engine.store.fetch_all(
+            'SELECT "pool", "state", COUNT(*) FROM "vm" WHERE "holder" IS NULL '
+            'AND "state" IN (?, ?, ?) GROUP BY "pool", "state"',
+            READY,
         )
         free: dict[str, dict[str, int]] = {}
-        for pool, state, n in query:
+        for pool, state, n in rows:
             free.setdefault(pool, {})[state] = int(n)
         return free
 
@@ -237,30 +238,32 @@ class Scheduler:
     def _set_status(
         self, agent_id: int, before: AgentStatus, after: AgentStatus, **fields: Any
     ) -> bool:
-        t = self.t
-        changed = (
-            t.Agent.update(status=after.value, **fields)
-            .where((t.Agent.id == agent_id) & (t.Agent.status == before.value))
-            .execute()
+        """Move an agent from `before` to `after`, only if it is still `before`."""
+        changed = self.engine.store.update_agent(
+            agent_id, {"status": after.value, **fields}, '"status" = ?', (before.value,)
         )
-        return bool(changed == 1)
+        return changed == 1
 
     def _dispatch(self, pool: str, slots: int, memory_mb: int) -> list[int]:
         """Mark up to `slots` oldest pending agents of `pool` scheduled and start them."""
-        t = self.t
-        with self.engine.store.write():
+        store = self.engine.store
+        pending = AgentStatus.PENDING.value
+        with store.write():
             ids = [
-                agent_id
-                for (agent_id,) in t.Agent.select(t.Agent.id)
-                .where((t.Agent.pool == pool) & (t.Agent.status == AgentStatus.PENDING.value))
-                .order_by(t.Agent.id)
-                .limit(slots)
-                .tuples()
+                int(agent_id)
+                for (agent_id,) in store.fetch_all(
+                    'SELECT "id" FROM "agent" WHERE "pool" = ? AND "status" = ? '
+                    'ORDER BY "id" LIMIT ?',
+                    (pool, pending, slots),
+                )
             ]
             if ids:
-                t.Agent.update(status=AgentStatus.SCHEDULED.value, wait_reason=None).where(
-                    t.Agent.id.in_(ids) & (t.Agent.status == AgentStatus.PENDING.value)
-                ).execute()
+                marks = ", ".join("?" * len(ids))
+                store.execute(
+                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL '
+                    f'WHERE "status" = ? AND "id" IN ({marks})',
+                    (AgentStatus.SCHEDULED.value, pending, *ids),
+                )
         for agent_id in ids:
             with self._lock:
                 self._claiming[pool] = self._claiming.get(pool, 0) + 1
@@ -353,21 +356,26 @@ class Scheduler:
                 log.warning("agent %s: releasing %s failed: %s", agent_id, vm.name, exc)
             return
         log.info("agent %s running on %s (%s)", agent_id, vm.name, vm.ip)
-        row = self.t.Agent.get_or_none(self.t.Agent.id == agent_id)
-        if row is None or not row.exec_command:
+        row = engine.store.fetch_one(
+            'SELECT "exec_command", "input", "timeout_s" FROM "agent" WHERE "id" = ?',
+            (agent_id,),
+        )
+        if row is None or not row["exec_command"]:
             return  # completion comes from `hvkube agent complete` or the API
         self._exec(agent_id, row, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
 
     def _exec(
         self,
         agent_id: int,
-        row: Any,
+        row: dict[str, Any],
         vm_name: str,
         ip: str | None,
         rdp_port: int,
         mcp_endpoint: str | None,
     ) -> None:
-        env = agent_env(vm_name, ip, rdp_port, row.input or {}, agent_id, mcp_endpoint)
+        agent_input = json.loads(row["input"]) if row["input"] else {}
+        timeout_s = float(row["timeout_s"])
+        env = agent_env(vm_name, ip, rdp_port, agent_input, agent_id, mcp_endpoint)
         last_check = [time.monotonic()]
 
         def should_stop() -> bool:
@@ -377,12 +385,12 @@ class Scheduler:
             if now - last_check[0] < 0.5:
                 return False
             last_check[0] = now
-            status = (
-                self.t.Agent.select(self.t.Agent.status).where(self.t.Agent.id == agent_id).scalar()
+            now_row = self.engine.store.fetch_one(
+                'SELECT "status" FROM "agent" WHERE "id" = ?', (agent_id,)
             )
-            return status != AgentStatus.RUNNING.value
+            return now_row is None or now_row["status"] != AgentStatus.RUNNING.value
 
-        outcome = run_command(row.exec_command, env, float(row.timeout_s), should_stop)
+        outcome = run_command(row["exec_command"], env, timeout_s, should_stop)
         # When the controller stops, the command is killed and the agent runs again later.
         if (
             outcome.stopped
@@ -391,7 +399,7 @@ class Scheduler:
         ):
             self.engine.release_agent_vm(agent_id, vm_name)
             return
-        result = outcome.result(float(row.timeout_s))
+        result = outcome.result(timeout_s)
         status = AgentStatus.COMPLETED if result.success else AgentStatus.FAILED
         try:
             self.engine.finish_agent(agent_id, status, result)
