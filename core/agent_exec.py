@@ -10,8 +10,10 @@ process group on Windows) and the whole group is killed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -108,6 +110,40 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+# A command with none of these needs no shell: it is split into words and run directly,
+# which saves starting a shell for every agent. Anything else goes through the shell.
+_SHELL_CHARS = frozenset("|&;<>()$`\\\"' \t\n*?[]#~=%{}!")
+
+
+# Words the shell itself gives meaning to: such commands always go through the shell.
+_SHELL_WORDS = frozenset(
+    {
+        *("exit", "cd", "export", "set", "unset", "exec", "source", ".", "eval", "read"),
+        *("alias", "return", "shift", "trap", "wait", "ulimit", "umask", "time", "function"),
+        *("if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done"),
+        *("case", "esac"),
+    }
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _program(word: str, path: str) -> str | None:
+    return shutil.which(word, path=path)
+
+
+def _argv(command: str) -> list[str] | None:
+    """The command as words to run without a shell, when that changes nothing."""
+    if os.name != "posix":
+        return None
+    words = command.split()
+    if not words or words[0] in _SHELL_WORDS:
+        return None
+    if any(ch in _SHELL_CHARS for word in words for ch in word):
+        return None
+    program = _program(words[0], os.environ.get("PATH", os.defpath))
+    return [program, *words[1:]] if program else None
+
+
 def run_command(
     command: str,
     env: Mapping[str, str],
@@ -123,9 +159,10 @@ def run_command(
     else:  # pragma: no cover - Windows only
         kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     try:
+        argv = _argv(command)
         proc = subprocess.Popen(
-            command,
-            shell=True,
+            argv or command,
+            shell=argv is None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from core.agent_exec import agent_env, run_command
 from core.errors import (
     CapacityExceeded,
-    Conflict,
     HvkubeError,
     NotFound,
     NoVMAvailable,
@@ -286,13 +285,21 @@ class Scheduler:
         )
 
     def _run_agent(self, agent_id: int, pool: str, memory_mb: int) -> None:
+        freed = False
         try:
-            self._start_and_run(agent_id, pool, memory_mb)
+            freed = self._start_and_run(agent_id, pool, memory_mb)
         except Exception as exc:  # a bug must not leave the agent scheduled forever
             log.exception("agent %s: unexpected error", agent_id)
             self._end_after_error(agent_id, f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            self._wake()
+        # The VM this agent had is back in its pool: the pool's oldest waiting agent can take
+        # that place now, without waiting for a scheduling pass (same pool, same memory).
+        if freed and self.dispatching:
+            try:
+                if self._dispatch(pool, 1, memory_mb):
+                    return
+            except Exception:
+                log.exception("pool %s: dispatching the next agent failed", pool)
+        self._wake()
 
     def _end_after_error(self, agent_id: int, why: str) -> None:
         try:
@@ -304,7 +311,9 @@ class Scheduler:
         except HvkubeError:
             pass
 
-    def _start_and_run(self, agent_id: int, pool: str, memory_mb: int) -> None:
+    def _start_and_run(self, agent_id: int, pool: str, memory_mb: int) -> bool:
+        """Start the agent on a VM, and run its command if it has one. True when the agent
+        has ended here and its VM went back to the pool."""
         engine = self.engine
         holder = agent_holder(agent_id)
         try:
@@ -313,11 +322,11 @@ class Scheduler:
             self._claimed(pool, memory_mb)
             reason = str(exc) if not isinstance(exc, NoVMAvailable) else f"no VM ready: {exc}"
             self._requeue(agent_id, AgentStatus.SCHEDULED, reason)
-            return
+            return False
         except NotFound as exc:
             self._claimed(pool, memory_mb)
             self._end_after_error(agent_id, str(exc))
-            return
+            return False
         except HvkubeError as exc:
             # The VM failed to resume (the engine already fell back to its clean checkpoint
             # and to a cold boot); it is in ERROR and will be replaced. Try another VM.
@@ -338,7 +347,7 @@ class Scheduler:
                         success=False, error=f"{attempts} VMs failed to resume; last: {exc}"
                     ).model_dump(),
                 )
-            return
+            return False
         self._claimed(pool, memory_mb)
         self._attempts.pop(agent_id, None)
         started = self._set_status(
@@ -354,15 +363,15 @@ class Scheduler:
                 engine.release(vm.name, holder=holder)
             except HvkubeError as exc:
                 log.warning("agent %s: releasing %s failed: %s", agent_id, vm.name, exc)
-            return
+            return False
         log.info("agent %s running on %s (%s)", agent_id, vm.name, vm.ip)
         row = engine.store.fetch_one(
             'SELECT "exec_command", "input", "timeout_s" FROM "agent" WHERE "id" = ?',
             (agent_id,),
         )
         if row is None or not row["exec_command"]:
-            return  # completion comes from `hvkube agent complete` or the API
-        self._exec(agent_id, row, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
+            return False  # completion comes from `hvkube agent complete` or the API
+        return self._exec(agent_id, row, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
 
     def _exec(
         self,
@@ -372,7 +381,7 @@ class Scheduler:
         ip: str | None,
         rdp_port: int,
         mcp_endpoint: str | None,
-    ) -> None:
+    ) -> bool:
         agent_input = json.loads(row["input"]) if row["input"] else {}
         timeout_s = float(row["timeout_s"])
         env = agent_env(vm_name, ip, rdp_port, agent_input, agent_id, mcp_endpoint)
@@ -398,15 +407,21 @@ class Scheduler:
             and self._requeue(agent_id, AgentStatus.RUNNING, "requeued: the controller stopped")
         ):
             self.engine.release_agent_vm(agent_id, vm_name)
-            return
+            return False
         result = outcome.result(timeout_s)
         status = AgentStatus.COMPLETED if result.success else AgentStatus.FAILED
-        try:
-            self.engine.finish_agent(agent_id, status, result)
-        except Conflict:
-            # Ended meanwhile (cancelled, or failed by the timeout check): make sure its
-            # VM goes back.
-            self.engine.release_agent_vm(agent_id, vm_name)
+        # What Engine.finish_agent does, without reading the agent back: end it only if it is
+        # still running (it may have been cancelled or timed out meanwhile), then give its
+        # VM back by the pool's policy either way.
+        self._set_status(
+            agent_id,
+            AgentStatus.RUNNING,
+            status,
+            finished_at=utcnow(),
+            result=result.model_dump(),
+        )
+        self.engine.release_agent_vm(agent_id, vm_name)
+        return True
 
     # -- timeouts ----------------------------------------------------------------------------
 
