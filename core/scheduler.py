@@ -263,14 +263,19 @@ class Scheduler:
                     f'WHERE "status" = ? AND "id" IN ({marks})',
                     (AgentStatus.SCHEDULED.value, pending, *ids),
                 )
+        started: list[int] = []
         for agent_id in ids:
             with self._lock:
+                try:
+                    future = self.executor.submit(self._run_agent, agent_id, pool, memory_mb)
+                except RuntimeError:  # shutting down: the agent goes back to the queue
+                    self._requeue(agent_id, AgentStatus.SCHEDULED, "the controller is stopping")
+                    continue
+                self._futures[agent_id] = future
                 self._claiming[pool] = self._claiming.get(pool, 0) + 1
                 self._claiming_mb += memory_mb
-            self._futures[agent_id] = self.executor.submit(
-                self._run_agent, agent_id, pool, memory_mb
-            )
-        return ids
+            started.append(agent_id)
+        return started
 
     # -- one agent ---------------------------------------------------------------------------
 
