@@ -492,6 +492,69 @@ def cmd_vm_screenshot(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _input_backend(ctx: Context, name: str, capability: str, what: str) -> Any:
+    from core.backends.base import Capability, InputBackend
+    from core.errors import ReadOnlyMode, Unsupported
+
+    ctx.engine.get_vm(name)  # validates the name; the VM must be one of ours
+    backend = ctx.engine.backend
+    if Capability(capability) not in backend.capabilities or not isinstance(backend, InputBackend):
+        raise Unsupported(
+            f"the {backend.name} backend cannot {what}; it needs the Hyper-V backend "
+            "(--backend hyperv) on a Windows host",
+            vm=name,
+        )
+    if ctx.settings.readonly and capability == "input":
+        raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
+    return backend
+
+
+def cmd_vm_type(args: argparse.Namespace, ctx: Context) -> int:
+    _input_backend(ctx, args.name, "input", "type into a VM").send_text(args.name, args.text)
+    _done(
+        ctx,
+        {"name": args.name, "typed": len(args.text)},
+        f"{args.name}: typed {len(args.text)} characters",
+    )
+    return 0
+
+
+def cmd_vm_key(args: argparse.Namespace, ctx: Context) -> int:
+    _input_backend(ctx, args.name, "input", "press keys in a VM").send_key(args.name, args.key)
+    _done(ctx, {"name": args.name, "key": args.key}, f"{args.name}: pressed {args.key}")
+    return 0
+
+
+def cmd_vm_click(args: argparse.Namespace, ctx: Context) -> int:
+    backend = _input_backend(ctx, args.name, "input", "click in a VM")
+    backend.click(args.name, args.x, args.y, button=args.button)
+    value = {"name": args.name, "x": args.x, "y": args.y, "button": args.button}
+    _done(ctx, value, f"{args.name}: {args.button} click at {args.x},{args.y}")
+    return 0
+
+
+def cmd_vm_console(args: argparse.Namespace, ctx: Context) -> int:
+    backend = _input_backend(ctx, args.name, "console", "open a console")
+    proc = backend.console(args.name)
+    _done(ctx, {"name": args.name, "pid": proc.pid}, f"{args.name}: console opened")
+    return 0
+
+
+def cmd_vm_rdp(args: argparse.Namespace, ctx: Context) -> int:
+    import subprocess
+
+    from core.remote import rdp_command
+
+    vm = ctx.engine.get_vm(args.name)
+    ip = ctx.engine.vm_ip(args.name)
+    if not ip:
+        raise InvalidInput(f"VM {args.name!r} has no known IP address; is it running?")
+    command = rdp_command(ip, vm.rdp_port)
+    proc = subprocess.Popen(command)
+    _done(ctx, {"name": args.name, "command": command, "pid": proc.pid}, " ".join(command))
+    return 0
+
+
 def cmd_acquire(args: argparse.Namespace, ctx: Context) -> int:
     vm = ctx.engine.acquire(args.pool, wait_s=args.wait)
     if ctx.json:
@@ -931,6 +994,22 @@ def build_parser() -> Parser:
     p = sub(vm_cmds, "screenshot", cmd_vm_screenshot, "save the VM's screen as PNG")
     p.add_argument("name")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
+
+    p = sub(vm_cmds, "type", cmd_vm_type, "type ASCII text into the VM (from the host)")
+    p.add_argument("name")
+    p.add_argument("text")
+    p = sub(vm_cmds, "key", cmd_vm_key, "press a key: enter, tab, esc, f5, a, 0x0D, ctrl+alt+del")
+    p.add_argument("name")
+    p.add_argument("key")
+    p = sub(vm_cmds, "click", cmd_vm_click, "click at a pixel of the VM's screen")
+    p.add_argument("name")
+    p.add_argument("x", type=int)
+    p.add_argument("y", type=int)
+    p.add_argument("--button", choices=["left", "right"], default="left")
+    p = sub(vm_cmds, "console", cmd_vm_console, "open Hyper-V's console (vmconnect, Windows)")
+    p.add_argument("name")
+    p = sub(vm_cmds, "rdp", cmd_vm_rdp, "open this platform's RDP client at the VM's IP")
+    p.add_argument("name")
 
     # acquire / release
     p = sub(commands, "acquire", cmd_acquire, "take a ready VM from a pool and resume it")

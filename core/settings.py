@@ -49,6 +49,9 @@ class Settings(BaseModel):
         description="PowerShell command line for the Hyper-V backend",
     )
     vm_dir: str = Field(default="", description="where VM disks and saved states go")
+    hyperv_switch: str = Field(default="Default Switch", description="Hyper-V virtual switch")
+    hyperv_sessions: int = Field(default=4, ge=1, le=32, description="PowerShell sessions")
+    hyperv_dynamic_memory: bool = Field(default=False, description="dynamic memory for new VMs")
     readonly: bool = Field(default=False, description="refuse every change")
     provision_parallelism: int = Field(default=8, ge=1, le=64)
     memory_ceiling: float = Field(default=0.8, gt=0, le=1, description="host memory cap")

@@ -95,3 +95,23 @@ class Backend(Protocol):
     def saved_state_path(self, name: str) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class InputBackend(Protocol):
+    """Optional: backends with Capability.INPUT drive the guest's keyboard and mouse from the
+    host, and with Capability.CONSOLE open the hypervisor's console window."""
+
+    def send_text(self, name: str, text: str) -> None:
+        """Type ASCII text (chunked as the hypervisor needs)."""
+        ...
+
+    def send_key(self, name: str, key: str) -> None:
+        """Press and release one key: a name (enter, f5), a character, a code, ctrl+alt+del."""
+        ...
+
+    def click(self, name: str, x: int, y: int, button: str = "left") -> None: ...
+
+    def console(self, name: str) -> object:
+        """Start the hypervisor's console viewer for the VM; returns the started process."""
+        ...

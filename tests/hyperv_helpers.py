@@ -1,0 +1,39 @@
+"""Shared helpers for the Hyper-V backend tests: a backend over the fake PowerShell host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.backends.hyperv import HyperVBackend
+from core.backends.hyperv.transport import python_fake_command
+from core.backends.sim import SimHost
+
+
+def fake_command(state_dir: Path, *extra: str) -> str:
+    """The `powershell` setting that runs the fake host on `state_dir` at full speed."""
+    return python_fake_command("--state-dir", str(state_dir), "--sim-scale", "0", *extra)
+
+
+def fake_backend(
+    state_dir: Path, *extra: str, op_timeout_s: float = 20.0, sessions: int = 2
+) -> HyperVBackend:
+    return HyperVBackend(
+        fake_command(state_dir, *extra),
+        vm_dir="D:\\hvkube\\vms",
+        switch="Default Switch",
+        sessions=sessions,
+        op_timeout_s=op_timeout_s,
+        startup_timeout_s=30.0,
+    )
+
+
+def sim_host(state_dir: Path) -> SimHost:
+    """The same simulated host the fake PowerShell host answers from."""
+    return SimHost(state_dir, scale=0, vm_dir="D:\\hvkube\\vms")
+
+
+def make_running_vm(backend: HyperVBackend, name: str = "p-001", memory_mb: int = 1024) -> None:
+    disk = backend.disk_path_for(name, "C:\\templates\\win11.vhdx")
+    backend.create_differencing_disk("C:\\templates\\win11.vhdx", disk)
+    backend.create_vm(name, disk, memory_mb, 2, False)
+    backend.start(name)

@@ -1,0 +1,100 @@
+"""Windows PowerShell 5.1 and 7 output shapes are read alike; states map by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from core.backends.hyperv.parsing import (
+    HEARTBEAT_NAMES,
+    VM_STATE_NAMES,
+    as_list,
+    enum_name,
+    parse_date,
+    parse_seconds,
+    parse_vm,
+    pick_ipv4,
+)
+from core.models import HostState
+
+
+def test_states_map_by_name_and_51_integers_by_the_stable_table() -> None:
+    assert enum_name("Running", VM_STATE_NAMES) == "Running"
+    assert enum_name(2, VM_STATE_NAMES) == "Running"
+    assert enum_name(3, VM_STATE_NAMES) == "Off"  # not the other way round
+    assert enum_name("6", VM_STATE_NAMES) == "Saved"
+    assert enum_name({"value": 9, "Value": "Paused"}, VM_STATE_NAMES) == "Paused"
+    assert enum_name(6, HEARTBEAT_NAMES) == "OkApplicationsHealthy"
+
+
+@pytest.mark.parametrize("raw", [32783, "ComponentServicing", "RunningCritical", "Hibernated"])
+def test_unknown_and_version_dependent_states_are_kept_raw(raw: object) -> None:
+    vm = parse_vm({"Name": "a-001", "State": raw})
+    assert vm.state is HostState.UNKNOWN
+    assert vm.raw_state == str(raw)
+
+
+def test_transitional_states_stay_transitional() -> None:
+    for raw in ("Saving", 32773, "Starting", "Resuming", 32777, "Stopping", "Pausing"):
+        assert parse_vm({"Name": "a", "State": raw}).state.transitional, raw
+
+
+def test_dates_in_both_forms() -> None:
+    expected = datetime(2012, 1, 13, 8, 0, tzinfo=UTC)
+    assert parse_date("/Date(1326441600000)/") == expected
+    assert parse_date("\\/Date(1326441600000)\\/") == expected
+    assert parse_date("/Date(1326441600000+0100)/") == expected
+    assert parse_date("2012-01-13T08:00:00.0000000Z") == expected
+    assert parse_date("2012-01-13T09:00:00.1234567+01:00") == expected.replace(microsecond=123456)
+    assert parse_date(None) is None
+
+
+def test_durations_as_seconds_timespan_or_text() -> None:
+    assert parse_seconds(12.5) == 12.5
+    assert parse_seconds({"Ticks": 125_000_000, "TotalSeconds": 12.5}) == 12.5
+    assert parse_seconds({"Ticks": 125_000_000}) == 12.5
+    assert parse_seconds("1.02:03:04.5") == 86400 + 7384.5
+    assert parse_seconds(None) == 0.0
+
+
+def test_list_or_single_object() -> None:
+    assert as_list(None) == []
+    assert as_list({"Name": "a"}) == [{"Name": "a"}]
+    assert as_list("clean") == ["clean"]
+    assert as_list([1, 2]) == [1, 2]
+
+
+def test_vm_record_in_51_shape() -> None:
+    vm = parse_vm(
+        {
+            "Name": "p-001",
+            "State": 6,
+            "MemoryAssigned": 0,
+            "MemoryStartup": 4096 * 1024 * 1024,
+            "Uptime": {"Ticks": 0, "TotalSeconds": 0.0},
+            "Checkpoints": "clean",
+            "CreationTime": "/Date(1326441600000)/",
+        }
+    )
+    assert (vm.state, vm.raw_state, vm.memory_mb, vm.checkpoints) == (
+        HostState.SAVED,
+        "Saved",
+        4096,
+        ["clean"],
+    )
+
+
+def test_bad_records_are_refused() -> None:
+    with pytest.raises(ValueError):
+        parse_vm({"State": "Running"})
+    with pytest.raises(ValueError):
+        parse_vm("Running")  # type: ignore[arg-type]
+
+
+def test_ipv4_is_preferred_over_ipv6_and_apipa() -> None:
+    assert pick_ipv4(["fe80::1", "169.254.3.4", "10.0.0.7", "10.0.0.8"]) == "10.0.0.7"
+    assert pick_ipv4("172.20.0.5") == "172.20.0.5"
+    assert pick_ipv4(["fe80::1"]) is None
+    assert pick_ipv4(None) is None
+    assert pick_ipv4(["999.1.1.1", "1.2.3"]) is None

@@ -1,0 +1,223 @@
+"""The persistent session survives deaths, hangs and garbage; 5.1 output shapes are read."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from hyperv_helpers import fake_backend, fake_command, make_running_vm
+
+from core.backends import fakeps
+from core.backends.hyperv import HyperVBackend
+from core.backends.hyperv.transport import (
+    MalformedResponse,
+    PowerShellSession,
+    SessionLost,
+    SessionPool,
+    clean_stderr,
+    dispatcher_argv,
+)
+from core.errors import InvalidVMState, OperationTimeout, Unsupported, VMNotFoundInHost
+from core.models import HostState
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> HyperVBackend:
+    b = fake_backend(tmp_path, op_timeout_s=2.0, sessions=1)
+    yield b
+    b.close()
+
+
+def _pid(backend: HyperVBackend) -> int | None:
+    idle = backend.pool._idle
+    return idle[0].pid if idle else None
+
+
+def test_one_process_serves_many_calls(backend: HyperVBackend) -> None:
+    backend.list_vms()
+    first = _pid(backend)
+    for _ in range(20):
+        backend.get_vm("nope")
+    assert first is not None and _pid(backend) == first
+    assert backend.pool.restarts == 0
+
+
+def test_killed_mid_call_reports_clearly_and_the_next_call_works(
+    backend: HyperVBackend, tmp_path: Path
+) -> None:
+    make_running_vm(backend)
+    before = _pid(backend)
+    fakeps.inject(tmp_path, "die", op="vm_save")
+    with pytest.raises(SessionLost) as info:
+        backend.save("p-001")
+    assert "session ended during 'vm_save'" in info.value.message
+    # The CLIXML the process wrote on stderr is shown as plain text.
+    assert "The pipeline has been stopped." in info.value.message
+    assert backend.get_vm("p-001") is not None
+    assert _pid(backend) != before
+    backend.save("p-001")
+    assert backend.get_vm("p-001").state is HostState.SAVED  # type: ignore[union-attr]
+
+
+def test_read_only_calls_are_retried_on_a_fresh_session(
+    backend: HyperVBackend, tmp_path: Path
+) -> None:
+    make_running_vm(backend)
+    fakeps.inject(tmp_path, "die", op="vm_get")
+    vm = backend.get_vm("p-001")
+    assert vm is not None and vm.state is HostState.RUNNING
+    assert backend.pool.restarts == 1
+
+
+def test_hung_past_the_timeout_is_killed_and_replaced(
+    backend: HyperVBackend, tmp_path: Path
+) -> None:
+    make_running_vm(backend)
+    fakeps.inject(tmp_path, "hang", op="vm_pause")
+    with pytest.raises(OperationTimeout) as info:
+        backend.pause("p-001")
+    assert "did not answer 'vm_pause'" in info.value.message
+    assert info.value.vm == "p-001"
+    backend.pause("p-001")
+    assert backend.get_vm("p-001").state is HostState.PAUSED  # type: ignore[union-attr]
+
+
+def test_garbage_is_an_error_and_the_next_call_works(
+    backend: HyperVBackend, tmp_path: Path
+) -> None:
+    make_running_vm(backend)
+    fakeps.inject(tmp_path, "garbage", op="checkpoint_new")
+    with pytest.raises(MalformedResponse) as info:
+        backend.checkpoint("p-001", "clean")
+    assert "malformed response" in info.value.message
+    assert info.value.raw is not None and "this is not JSON" in info.value.raw
+    backend.checkpoint("p-001", "clean")
+    assert backend.get_vm("p-001").checkpoints == ["clean"]  # type: ignore[union-attr]
+
+
+def test_stray_output_and_forged_frames_are_ignored(backend: HyperVBackend, tmp_path: Path) -> None:
+    make_running_vm(backend)
+    fakeps.inject(tmp_path, "noise", op="vm_ip")
+    assert backend.ip_address("p-001") is not None  # not "forged"
+    session = backend.pool._idle[0]
+    assert any("forged" in line for line in session.noise)
+
+
+def test_windows_powershell_51_shapes(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path, "--ps51", "--localized")
+    try:
+        make_running_vm(backend)
+        backend.checkpoint("p-001", "clean")
+        vms = backend.list_vms(prefix="p-")  # one VM: a bare object, not a list
+        assert [(v.name, v.state, v.checkpoints) for v in vms] == [
+            ("p-001", HostState.RUNNING, ["clean"])
+        ]
+        assert backend.ip_address(
+            "p-001",
+        ).startswith("172.")  # type: ignore[union-attr]
+        assert backend.heartbeat_ok("p-001")
+        backend.save("p-001")
+        vm = backend.get_vm("p-001")
+        assert vm is not None and (vm.state, vm.raw_state) == (HostState.SAVED, "Saved")
+        # A localised message still maps to the right error.
+        with pytest.raises(InvalidVMState) as info:
+            backend.save("p-001")
+        assert "Échec" in info.value.message
+        assert backend.list_vms(prefix="none-") == []
+        session = backend.pool._idle[0]
+        assert session.info["ps"].startswith("5.1")
+    finally:
+        backend.close()
+
+
+def test_errors_come_back_typed(backend: HyperVBackend) -> None:
+    with pytest.raises(VMNotFoundInHost) as info:
+        backend.start("ghost-001")
+    assert info.value.vm == "ghost-001"
+    assert backend.pool.restarts == 0  # an error record is not a broken session
+
+
+def test_many_threads_share_a_small_pool(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path, sessions=3)
+    try:
+        make_running_vm(backend)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(10):
+                    assert backend.get_vm("p-001") is not None
+                    backend.capacity()
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert backend.pool._count <= 3
+        assert backend.pool.restarts == 0
+    finally:
+        backend.close()
+
+
+def test_same_key_operations_are_serialised() -> None:
+    pool = SessionPool(["unused"], size=1)
+    inside = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with pool.locked(["disk:c:\\a.vhdx", "vm:a"]):
+            order.append("first in")
+            inside.set()
+            release.wait()
+            order.append("first out")
+
+    def second() -> None:
+        inside.wait()
+        with pool.locked(["vm:a"]):
+            order.append("second in")
+
+    t1, t2 = threading.Thread(target=first), threading.Thread(target=second)
+    t1.start()
+    t2.start()
+    inside.wait()
+    # Another key is free meanwhile.
+    with pool.locked(["vm:b"]):
+        order.append("other key")
+    release.set()
+    t1.join()
+    t2.join()
+    assert order.index("first out") < order.index("second in")
+    assert order.index("other key") < order.index("first out")
+
+
+def test_missing_powershell_is_a_clear_error(tmp_path: Path) -> None:
+    backend = HyperVBackend("no-such-powershell-here.exe -NoProfile", op_timeout_s=2)
+    with pytest.raises(Unsupported) as info:
+        backend.list_vms()
+    assert "HVKUBE_POWERSHELL" in info.value.message
+    backend.close()
+
+
+def test_session_start_and_close(tmp_path: Path) -> None:
+    session = PowerShellSession(dispatcher_argv(fake_command(tmp_path)))
+    session.start()
+    assert session.info["protocol"] == 1 and "vm_start" in session.info["ops"]
+    assert session.call("ping", {}, 5.0)["pong"] is True
+    session.close()
+    assert not session.alive
+
+
+def test_clixml_on_stderr_is_reduced_to_text() -> None:
+    lines = [
+        "#< CLIXML",
+        '<Objs Version="1.1.0.1"><S S="Error">Access is denied._x000D__x000A_</S>'
+        '<S S="Error">Second line</S></Objs>',
+        "plain text",
+    ]
+    assert clean_stderr(lines) == "Access is denied. | Second line | plain text"
