@@ -157,6 +157,7 @@ class Controller:
         self._next_maintenance = 0.0
         self._next_timeouts = 0.0
         self._pool_cache: dict[str, PoolInfo] | None = None
+        self._no_heartbeat: set[str] = set()
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -466,8 +467,22 @@ class Controller:
         if mapped is VMState.RUNNING and vm.state is VMState.RUNNING:
             try:
                 engine.vm_ip(vm.name)  # refreshed in the store when DHCP moved it
+                beating = engine.backend.heartbeat_ok(vm.name)
             except HvkubeError as exc:
-                log.warning("%s: IP check failed: %s", vm.name, exc)
+                log.warning("%s: IP or heartbeat check failed: %s", vm.name, exc)
+                return
+            # An event when the guest's heartbeat goes missing, and when it is back.
+            if beating == (vm.name in self._no_heartbeat):
+                started = time.perf_counter()
+                if beating:
+                    self._no_heartbeat.discard(vm.name)
+                    engine.record_event("heartbeat", vm.name, vm.pool, started)
+                else:
+                    self._no_heartbeat.add(vm.name)
+                    log.warning("%s: no heartbeat from the guest", vm.name)
+                    engine.record_event(
+                        "heartbeat", vm.name, vm.pool, started, ok=False, error="no heartbeat"
+                    )
             return
         agent = t.Agent.get_or_none(t.Agent.id == vm.agent_id)
         if agent is None or agent.status != AgentStatus.RUNNING.value or agent.vm != vm.name:
