@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -46,16 +47,18 @@ def agents_per_second(folder: Path, agents: int, vms: int) -> tuple[float, float
             "SELECT COUNT(*) FROM \"agent\" WHERE \"status\" IN ('pending', 'scheduled', 'running')"
         )
         started = time.perf_counter()
+        cpu = time.process_time()
         thread.start()
         while engine.store.fetch_all(unfinished, ())[0][0]:  # a cheap look every 50 ms
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
+        cpu_ms = (time.process_time() - cpu) * 1000.0 / agents
         stop.set()
         thread.join()
         completed = t.Agent.select().where(t.Agent.status == AgentStatus.COMPLETED.value).count()
         held = t.VM.select().where(t.VM.holder.is_null(False)).count()
         assert held == 0, f"{held} VMs still held"
-        return agents / elapsed, agents / submit_s, completed
+        return agents / elapsed, agents / submit_s, completed, cpu_ms
 
 
 def provision_seconds(folder: Path, count: int, scale: float, parallelism: int) -> float:
@@ -82,11 +85,12 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hvkube-bench-") as tmp:
         folder = Path(tmp)
-        rate, submit_rate, completed = agents_per_second(folder, args.agents, args.vms)
+        rate, submit_rate, completed, cpu_ms = agents_per_second(folder, args.agents, args.vms)
         print(
             f"(a) {args.agents} agents (--exec true) on {args.vms} VMs at scale 0: "
-            f"{rate:.0f} agents/s end to end ({completed} completed; "
-            f"queued at {submit_rate:.0f}/s)  target >= 200/s: "
+            f"{rate:.0f} agents/s end to end ({completed} completed; queued at "
+            f"{submit_rate:.0f}/s; controller CPU {cpu_ms:.1f} ms per agent, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)  target >= 200/s: "
             f"{'met' if rate >= 200 else 'NOT met'}"
         )
         sequential = provision_seconds(folder, args.provision, args.scale, 1)

@@ -248,14 +248,12 @@ class Scheduler:
         store = self.engine.store
         pending = AgentStatus.PENDING.value
         with store.write():
-            ids = [
-                int(agent_id)
-                for (agent_id,) in store.fetch_all(
-                    'SELECT "id" FROM "agent" WHERE "pool" = ? AND "status" = ? '
-                    'ORDER BY "id" LIMIT ?',
-                    (pool, pending, slots),
-                )
-            ]
+            rows = store.fetch_all(
+                'SELECT "id", "exec_command", "input", "timeout_s" FROM "agent" '
+                'WHERE "pool" = ? AND "status" = ? ORDER BY "id" LIMIT ?',
+                (pool, pending, slots),
+            )
+            ids = [int(row[0]) for row in rows]
             if ids:
                 marks = ", ".join("?" * len(ids))
                 store.execute(
@@ -264,10 +262,11 @@ class Scheduler:
                     (AgentStatus.SCHEDULED.value, pending, *ids),
                 )
         started: list[int] = []
-        for agent_id in ids:
+        for agent_id, command, agent_input, timeout_s in rows:
+            task = {"exec_command": command, "input": agent_input, "timeout_s": timeout_s}
             with self._lock:
                 try:
-                    future = self.executor.submit(self._run_agent, agent_id, pool, memory_mb)
+                    future = self.executor.submit(self._run_agent, agent_id, pool, memory_mb, task)
                 except RuntimeError:  # shutting down: the agent goes back to the queue
                     self._requeue(agent_id, AgentStatus.SCHEDULED, "the controller is stopping")
                     continue
@@ -289,10 +288,10 @@ class Scheduler:
             agent_id, before, AgentStatus.PENDING, vm=None, started_at=None, wait_reason=reason
         )
 
-    def _run_agent(self, agent_id: int, pool: str, memory_mb: int) -> None:
+    def _run_agent(self, agent_id: int, pool: str, memory_mb: int, task: dict[str, Any]) -> None:
         freed = False
         try:
-            freed = self._start_and_run(agent_id, pool, memory_mb)
+            freed = self._start_and_run(agent_id, pool, memory_mb, task)
         except Exception as exc:  # a bug must not leave the agent scheduled forever
             log.exception("agent %s: unexpected error", agent_id)
             self._end_after_error(agent_id, f"internal error: {type(exc).__name__}: {exc}")
@@ -316,7 +315,9 @@ class Scheduler:
         except HvkubeError:
             pass
 
-    def _start_and_run(self, agent_id: int, pool: str, memory_mb: int) -> bool:
+    def _start_and_run(
+        self, agent_id: int, pool: str, memory_mb: int, task: dict[str, Any]
+    ) -> bool:
         """Start the agent on a VM, and run its command if it has one. True when the agent
         has ended here and its VM went back to the pool."""
         engine = self.engine
@@ -369,14 +370,10 @@ class Scheduler:
             except HvkubeError as exc:
                 log.warning("agent %s: releasing %s failed: %s", agent_id, vm.name, exc)
             return False
-        log.info("agent %s running on %s (%s)", agent_id, vm.name, vm.ip)
-        row = engine.store.fetch_one(
-            'SELECT "exec_command", "input", "timeout_s" FROM "agent" WHERE "id" = ?',
-            (agent_id,),
-        )
-        if row is None or not row["exec_command"]:
+        log.debug("agent %s running on %s (%s)", agent_id, vm.name, vm.ip)
+        if not task["exec_command"]:
             return False  # completion comes from `hvkube agent complete` or the API
-        return self._exec(agent_id, row, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
+        return self._exec(agent_id, task, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
 
     def _exec(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -296,9 +295,6 @@ class Store:
             self._prepare_file(self.path)
         self.db = _sqlite_database(self.path, busy_timeout_s)
         self._sql_cache: dict[str, str] = {}
-        # Threads of one process queue for the write lock here, in order, instead of in
-        # SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between tries.
-        self._write_lock = threading.RLock()
         self.t = make_tables(self.db)
         self.db.connect(reuse_if_open=True)
         self.migrate()
@@ -346,7 +342,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[None]:
         """A write transaction that holds the write lock from its first statement."""
-        with self._write_lock, _sqlite_write_transaction(self.db):
+        with _sqlite_write_transaction(self.db):
             yield
 
     def data_version(self) -> int:
@@ -376,9 +372,7 @@ class Store:
         return list(self.db.execute_sql(self.sql(text), params).fetchall())
 
     def execute(self, text: str, params: tuple[Any, ...]) -> int:
-        """One writing statement (its own transaction unless inside `write()`)."""
-        with self._write_lock:
-            return int(self.db.execute_sql(self.sql(text), params).rowcount)
+        return int(self.db.execute_sql(self.sql(text), params).rowcount)
 
     def update_vm(
         self, name: str, values: dict[str, Any], where: str = "", params: tuple[Any, ...] = ()
