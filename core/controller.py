@@ -358,7 +358,11 @@ class Controller:
             .tuples()
         }
         if any(owner != self.owner and not owner_alive(owner) for owner in owners):
-            self._startup()
+            from core.reconcile import reconcile
+
+            report = reconcile(self.engine, while_running=True)
+            for line in report.fixed:
+                log.info("reconcile: %s", line)
 
     # -- keeping one pool in shape -----------------------------------------------------------
 

@@ -38,7 +38,12 @@ class ReconcileReport(BaseModel):
         return not self.errors and not self.orphans
 
 
-def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
+def reconcile(
+    engine: Engine, remove_orphans: bool = False, *, while_running: bool = False
+) -> ReconcileReport:
+    """`while_running`: called by a controller that has steps and agents in flight in this
+    very process (to settle what another, dead process left): its own transitional VMs
+    count as busy, and agents are left alone."""
     from core.engine import owner_alive, process_owner
 
     engine._mutating("reconcile")
@@ -53,7 +58,7 @@ def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
             if row is None:
                 continue
             owner = row.op_owner
-            if vm.state.transitional and owner != me and owner_alive(owner):
+            if vm.state.transitional and (owner != me or while_running) and owner_alive(owner):
                 report.busy.append(vm.name)
                 continue
             try:
@@ -67,7 +72,8 @@ def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
             elif note:
                 report.fixed.append(f"{vm.name}: {note}")
 
-        _settle_agents(engine, report)
+        if not while_running:
+            _settle_agents(engine, report)
 
         known = {vm.name for vm in engine.list_vms()}
         pools = [p.name for p in engine.list_pools()]

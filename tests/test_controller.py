@@ -362,3 +362,28 @@ def test_wait_reason_clears_and_time_is_not_asserted(engine: Engine, pool: str) 
     assert all(engine.get_agent(i).status is AgentStatus.COMPLETED for i in ids)
     assert not any(vm.held for vm in engine.list_vms())
     assert tiers(engine, pool) == {"paused": 2, "saved": 3, "off": 1}
+
+
+def test_step_left_by_a_dead_process_is_settled_while_agents_run(
+    engine: Engine, pool: str, tmp_path: Path
+) -> None:
+    import socket
+
+    marker = tmp_path / "started"
+    agent = engine.submit_agent(pool, "wf", exec_command=f"touch {marker}; sleep 1; echo done")
+    with running(engine):
+        wait_for(marker.exists, "the agent's command to start")
+        victim = next(vm.name for vm in engine.list_vms(pool=pool) if vm.state is VMState.SAVED)
+        # A CLI that claimed this VM was killed before it resumed it.
+        engine.t.VM.update(
+            state=VMState.RESUMING.value,
+            holder="lease-dead",
+            op_owner=f"{socket.gethostname()}:999999:1",
+            op_kind="acquire",
+        ).where(engine.t.VM.name == victim).execute()
+        wait_for(lambda: not engine.get_vm(victim).held, "the dead claim to be rolled back")
+        wait_for(lambda: engine.get_agent(agent.id).status.finished, "the agent to end")
+    done = engine.get_agent(agent.id)
+    assert done.status is AgentStatus.COMPLETED, done.result
+    assert (done.result.output or {})["stdout"] == "done\n" if done.result else False
+    assert engine.get_vm(victim).state is VMState.SAVED
