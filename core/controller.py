@@ -544,11 +544,18 @@ class Controller:
                 if not self._memory_allows(tpl.memory_mb):
                     notes.append(f"hot tier short by {short}: host memory at its ceiling")
                     break
+                cold = not saved
                 name = saved.pop(0) if saved else off.pop(0)
-                ok = self._try(
-                    notes, f"resume {name}", lambda n=name: engine.resume_vm(n, idle_only=True)
-                ) and self._try(
-                    notes, f"pause {name}", lambda n=name: engine.pause_vm(n, idle_only=True)
+                # A cold VM is first restored to its clean checkpoint (Saved, seconds) rather
+                # than booted (a minute); then it is resumed and paused.
+                steps: list[tuple[str, Any]] = [
+                    *([("reset", engine.reset_vm)] if cold else []),
+                    ("resume", engine.resume_vm),
+                    ("pause", engine.pause_vm),
+                ]
+                ok = all(
+                    self._try(notes, f"{what} {name}", lambda f=fn, n=name: f(n, idle_only=True))
+                    for what, fn in steps
                 )
             if ok:
                 short -= 1

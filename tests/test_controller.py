@@ -77,6 +77,9 @@ def test_demote_and_promote_between_tiers(engine: Engine, pool: str) -> None:
     engine.update_pool(pool, hot=0, warm=1)
     once(engine)
     assert tiers(engine, pool) == {"saved": 1, "off": 5}
+    engine.update_pool(pool, hot=3, warm=0)  # hot from cold: restore clean, resume, pause
+    once(engine)
+    assert tiers(engine, pool) == {"paused": 3, "off": 3}
     kinds = [e.kind for e in engine.events(limit=10_000)]
     assert {"save", "pause", "resume", "reset", "stop"} <= set(kinds)
 
