@@ -59,6 +59,13 @@ class Context:
                     f"database {self.settings.db_path()}[/]",
                     soft_wrap=True,
                 )
+            describe = getattr(self._engine.backend, "describe", None)
+            if describe is not None and not self.json:
+                info = describe()
+                err_console.print(
+                    f"[dim]{info['backend']} host: accelerator {info['accel']} "
+                    f"({info['accel_reason']}); VMs in {info['vm_dir']}[/]"
+                )
         return self._engine
 
     def close(self) -> None:

@@ -221,7 +221,11 @@ def _build_one(
         else:
             backend.stop(vm_name, force=True)
         gate.changed()
-        engine._finish(vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None)
+        extra = {}
+        forwarded = getattr(backend, "forwarded_port", None)
+        if forwarded is not None:  # user-mode networking: the guest's RDP port on loopback
+            extra["rdp_port"] = forwarded(vm_name)
+        engine._finish(vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None, **extra)
     _notify(progress, vm_name, "ready", tier.value)
 
 

@@ -49,6 +49,13 @@ class Settings(BaseModel):
         description="PowerShell command line for the Hyper-V backend",
     )
     vm_dir: str = Field(default="", description="where VM disks and saved states go")
+    qemu_dir: str = Field(
+        default="", description="qemu backend: VM directories (default beside db)"
+    )
+    qemu_accel: Literal["auto", "kvm", "tcg"] = Field(
+        default="auto", description="qemu backend: accelerator (auto = probe KVM, else TCG)"
+    )
+    qemu_binary: str = Field(default="qemu-system-x86_64", description="qemu backend: emulator")
     hyperv_switch: str = Field(default="Default Switch", description="Hyper-V virtual switch")
     hyperv_sessions: int = Field(default=4, ge=1, le=32, description="PowerShell sessions")
     hyperv_dynamic_memory: bool = Field(default=False, description="dynamic memory for new VMs")
