@@ -12,6 +12,7 @@ released by the pool's policy (`Engine.finish_agent`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -422,7 +423,9 @@ class Scheduler:
             finished_at=utcnow(),
             result=result.model_dump(),
         )
-        self.engine.release_agent_vm(agent_id, vm_name)
+        # The holder names the agent: release refuses if the VM is no longer its own.
+        with contextlib.suppress(HvkubeError):
+            self.engine.release(vm_name, holder=agent_holder(agent_id))
         return True
 
     # -- timeouts ----------------------------------------------------------------------------
