@@ -718,6 +718,33 @@ def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
+    try:
+        from core.api.server import serve
+    except ModuleNotFoundError as exc:
+        raise InvalidInput(
+            f"the HTTP API needs {exc.name}; install it with: pip install 'hvkube[api]'"
+        ) from None
+    if not 0 <= args.port <= 65535:
+        raise InvalidInput(f"--port must be between 0 and 65535, got {args.port}")
+    if args.lease_seconds < 1:
+        raise InvalidInput(f"--lease-seconds must be at least 1, got {args.lease_seconds:g}")
+    if args.sweep_seconds <= 0:
+        raise InvalidInput("--sweep-seconds must be more than 0")
+    serve(
+        ctx.settings,
+        args.host,
+        args.port,
+        lease_seconds=args.lease_seconds,
+        sweep_seconds=args.sweep_seconds,
+        allow_exec=args.allow_exec,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        access_log=args.access_log,
+    )
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace, ctx: Context) -> int:
     report = ctx.engine.reconcile(remove_orphans=args.remove_orphans)
     if ctx.json:
@@ -1090,6 +1117,24 @@ def build_parser() -> Parser:
     )
     p.add_argument("--workers", type=_positive_int, default=32, help="agents started at once")
     p.add_argument("--status", action="store_true", help="show the controller's status and exit")
+
+    p = sub(commands, "serve", cmd_serve, "serve the HTTP API (see docs/api.md)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=_positive_int, default=8080, help="port (default 8080; 0: any)")
+    p.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=600.0,
+        metavar="S",
+        help="default lease of an acquired VM; unrenewed, it is released (default 600)",
+    )
+    p.add_argument("--sweep-seconds", type=_seconds, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--allow-exec", action="store_true", help="accept agents' exec_command over HTTP"
+    )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    p.add_argument("--access-log", action="store_true", help="log every request")
 
     cfg = sub(commands, "config", None, "effective settings")
     cfg_cmds = cfg.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)

@@ -65,6 +65,7 @@ class Settings(BaseModel):
     op_timeout_s: float = Field(default=600.0, gt=0, description="per-operation timeout")
     ready_timeout_s: float = Field(default=600.0, gt=0, description="boot readiness wait")
     keys: dict[str, str] = Field(default_factory=dict, description="dashboard key overrides")
+    api_token_file: str = Field(default="", description="HTTP API token file (beside the db)")
 
     def db_path(self) -> Path:
         return Path(self.db) if self.db else data_dir() / "hvkube.db"

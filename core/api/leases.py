@@ -1,0 +1,186 @@
+"""API leases: a VM acquired over HTTP is held for a time that the client renews.
+
+A lease is one row of the store's `lease` table, named `api:<lease id>`; the lease
+id is also the `holder` that the engine records on the VM, so the VM of a lease
+is always found from the VM table, even when the server stopped between claim
+and answer. The row is written *before* the claim, so no VM is ever held by an
+API lease that has no row (and so no expiry).
+
+An expired lease is released by the pool's policy. Expiring is claimed with one
+conditional UPDATE (the row's holder becomes `expiring`), so two servers on one
+database never both release it, and a renew can never revive a lease being expired.
+All methods block (database and backend calls): run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core.api.errors import LeaseExpired
+from core.api.schemas import Lease
+from core.engine import Engine
+from core.errors import Conflict, HvkubeError, NotFound, ReadOnlyMode
+from core.store import utcnow
+
+ROW_PREFIX = "api:"
+ID_PREFIX = "api-"
+EXPIRING = "expiring"
+# After a sweeper claims an expired lease, another sweeper may retry it after this long.
+RETRY_EXPIRY_S = 60.0
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _naive(value: datetime | str) -> datetime:
+    return _aware(value).replace(tzinfo=None)
+
+
+def new_lease_id() -> str:
+    return ID_PREFIX + secrets.token_hex(10)
+
+
+def valid_lease_id(lease_id: str) -> bool:
+    return (
+        lease_id.startswith(ID_PREFIX)
+        and len(lease_id) == len(ID_PREFIX) + 20
+        and all(c in "0123456789abcdef" for c in lease_id[len(ID_PREFIX) :])
+    )
+
+
+@dataclass
+class Expired:
+    lease_id: str
+    vm: str | None
+    pool: str | None
+
+
+class ApiLeases:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.t = engine.t
+
+    def _row(self, lease_id: str) -> Any:
+        if not valid_lease_id(lease_id):
+            raise NotFound(f"no lease {lease_id[:60]!r}; lease ids look like api-<20 hex digits>")
+        row = self.t.Lease.get_or_none(self.t.Lease.name == ROW_PREFIX + lease_id)
+        if row is None:
+            raise NotFound(f"no lease {lease_id!r}; it was released or has expired")
+        return row
+
+    @staticmethod
+    def _model(lease_id: str, row: Any) -> Lease:
+        data = row.data or {}
+        return Lease(
+            lease_id=lease_id,
+            vm_name=data.get("vm"),
+            pool=data.get("pool"),
+            expires_at=_aware(row.expires_at),
+            lease_seconds=float(data.get("seconds", 0.0)),
+        )
+
+    def open(self, lease_id: str, pool: str, first_expiry_s: float) -> None:
+        """Record the lease before any VM is claimed for it (the pool must exist)."""
+        self.engine.get_pool(pool)
+        if self.engine.readonly:
+            raise ReadOnlyMode("read-only mode: refusing to acquire a VM; run without --readonly")
+        self.t.Lease.create(
+            name=ROW_PREFIX + lease_id,
+            holder=lease_id,
+            expires_at=utcnow() + timedelta(seconds=first_expiry_s),
+            data={"pool": pool, "vm": None, "seconds": 0.0},
+        )
+
+    def bind(self, lease_id: str, vm: str, pool: str, seconds: float) -> Lease:
+        """The claim succeeded: the lease now names its VM and runs `seconds` from now."""
+        self.t.Lease.update(
+            expires_at=utcnow() + timedelta(seconds=seconds),
+            data={"pool": pool, "vm": vm, "seconds": seconds},
+        ).where(
+            (self.t.Lease.name == ROW_PREFIX + lease_id) & (self.t.Lease.holder == lease_id)
+        ).execute()
+        return self.get(lease_id)
+
+    def abandon(self, lease_id: str) -> None:
+        """The acquire did not finish: drop the lease, or let the sweeper release its VM now."""
+        with self.engine.store.write():
+            held = self.t.VM.select().where(self.t.VM.holder == lease_id).exists()
+            query = self.t.Lease.name == ROW_PREFIX + lease_id
+            if held:
+                self.t.Lease.update(expires_at=utcnow()).where(query).execute()
+            else:
+                self.t.Lease.delete().where(query).execute()
+
+    def drop(self, lease_id: str) -> None:
+        self.t.Lease.delete().where(self.t.Lease.name == ROW_PREFIX + lease_id).execute()
+
+    def get(self, lease_id: str) -> Lease:
+        return self._model(lease_id, self._row(lease_id))
+
+    def renew(self, lease_id: str, seconds: float | None) -> Lease:
+        with self.engine.store.write():
+            row = self._row(lease_id)
+            now = utcnow()
+            if row.holder != lease_id or _naive(row.expires_at) <= now:
+                raise LeaseExpired(
+                    f"lease {lease_id} has expired; its VM is released by the pool's policy. "
+                    "Acquire again"
+                )
+            data = dict(row.data or {})
+            if seconds is not None:
+                data["seconds"] = seconds
+            length = float(data.get("seconds", 0.0))
+            self.t.Lease.update(expires_at=now + timedelta(seconds=length), data=data).where(
+                (self.t.Lease.name == row.name) & (self.t.Lease.holder == lease_id)
+            ).execute()
+        return self.get(lease_id)
+
+    def due(self, limit: int = 100) -> list[str]:
+        """Ids of API leases past their expiry (including claimed ones whose retry is due)."""
+        rows = (
+            self.t.Lease.select(self.t.Lease.name)
+            .where(self.t.Lease.name.startswith(ROW_PREFIX) & (self.t.Lease.expires_at <= utcnow()))
+            .order_by(self.t.Lease.expires_at)
+            .limit(limit)
+            .tuples()
+        )
+        return [name[len(ROW_PREFIX) :] for (name,) in rows]
+
+    def expire(self, lease_id: str) -> Expired | None:
+        """Release the VM of an expired lease by pool policy. None when it is not ours to do."""
+        name = ROW_PREFIX + lease_id
+        with self.engine.store.write():
+            row = self.t.Lease.get_or_none(self.t.Lease.name == name)
+            if row is None or _naive(row.expires_at) > utcnow():
+                return None
+            claimed = (
+                self.t.Lease.update(
+                    holder=EXPIRING, expires_at=utcnow() + timedelta(seconds=RETRY_EXPIRY_S)
+                )
+                .where((self.t.Lease.name == name) & (self.t.Lease.expires_at == row.expires_at))
+                .execute()
+            )
+            if claimed != 1:
+                return None
+        started = time.perf_counter()
+        vm_row = self.t.VM.get_or_none(self.t.VM.holder == lease_id)
+        vm = vm_row.name if vm_row is not None else None
+        pool = vm_row.pool_id if vm_row is not None else (row.data or {}).get("pool")
+        if vm is not None:
+            try:
+                self.engine.release(vm, holder=lease_id)
+            except Conflict:
+                if self.t.VM.select().where(self.t.VM.holder == lease_id).exists():
+                    return None  # busy: another sweep retries after RETRY_EXPIRY_S
+            except HvkubeError:
+                pass  # the engine left the VM in ERROR with the reason; the lease is over
+        self.engine.record_event("lease_expired", vm, pool, started)
+        self.drop(lease_id)
+        return Expired(lease_id, vm, pool)

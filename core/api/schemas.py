@@ -1,0 +1,245 @@
+"""Request and response bodies of the HTTP API.
+
+Responses carry the fields the earlier Rust hvkube returned (`vm_name`,
+`ip_address`, `mcp_endpoint`, `resume_time_ms`) beside ours, and requests
+accept its fields (`pool_name` on acquire, `reset` on release). Unknown request
+fields are ignored so that such clients keep working.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from core.api.errors import FieldError
+from core.models import VM, Agent, Event, ReleasePolicy, VMPool, VMState
+from core.names import name_problem
+
+MAX_WAIT_S = 3600.0
+MAX_LEASE_S = 86400.0
+MAX_JSON_BYTES = 1_000_000
+
+
+def _valid_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(f"name {problem}")
+    return value
+
+
+# A template, pool, VM or workflow name (core.names): checked before anything is read or written.
+Name = Annotated[str, Field(min_length=1, max_length=48), AfterValidator(_valid_name)]
+
+
+class BadText(ValueError):
+    """A request text that cannot be stored; `field` is the top-level request field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _check_text(value: Any, where: str) -> None:
+    """Strings must be storable as UTF-8 (no lone surrogates) and free of NUL characters."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} is not valid UTF-8 text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, where)
+            _check_text(item, f"{where}.{key}" if isinstance(key, str) else where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{where}[{i}]")
+
+
+class RequestBody(BaseModel):
+    """Base of request bodies: unknown fields are ignored, text must be valid UTF-8."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_storable(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                try:
+                    _check_text(value, str(key))
+                except ValueError as exc:
+                    raise BadText(str(key), str(exc)) from None
+        return data
+
+
+# -- acquire and leases ------------------------------------------------------------------------
+
+
+class AcquireRequest(RequestBody):
+    pool: Name | None = Field(default=None, description="pool to take a VM from")
+    pool_name: Name | None = Field(
+        default=None, description="the same as `pool` (field name of the earlier Rust API)"
+    )
+    wait_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_WAIT_S,
+        allow_inf_nan=False,
+        description="how long to wait for a free VM; 503 with Retry-After after that",
+    )
+    lease_seconds: float | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_LEASE_S,
+        allow_inf_nan=False,
+        description="lease length; renew before it ends or the VM is released by pool policy "
+        "(default: the server's --lease-seconds)",
+    )
+
+    def pool_to_use(self) -> str:
+        """The pool, from `pool` or `pool_name`; a FieldError when neither or both differ."""
+        if self.pool is None and self.pool_name is None:
+            raise FieldError("pool", "pool is required (or pool_name)")
+        if self.pool is not None and self.pool_name is not None and self.pool != self.pool_name:
+            raise FieldError("pool_name", "pool and pool_name differ; give one of them")
+        name = self.pool or self.pool_name
+        assert name is not None
+        return name
+
+
+class Lease(BaseModel):
+    lease_id: str
+    vm_name: str | None
+    pool: str | None
+    expires_at: datetime
+    lease_seconds: float
+
+
+class AcquireResponse(BaseModel):
+    name: str
+    pool: str
+    ip: str | None
+    rdp_port: int
+    mcp_endpoint: str | None
+    resume_ms: float
+    from_state: VMState
+    lease_id: str
+    lease_expires_at: datetime
+    lease_seconds: float
+    # The earlier Rust API's names for the same values.
+    vm_name: str
+    ip_address: str | None
+    resume_time_ms: float
+
+
+class RenewRequest(RequestBody):
+    lease_seconds: float | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_LEASE_S,
+        allow_inf_nan=False,
+        description="new lease length from now (default: the lease's current length)",
+    )
+
+
+# -- VMs ---------------------------------------------------------------------------------------
+
+
+class ReleaseRequest(RequestBody):
+    policy: ReleasePolicy | None = Field(
+        default=None, description="reset, save or destroy (default: the pool's release policy)"
+    )
+    reset: bool | None = Field(
+        default=None,
+        description="earlier Rust API: true means policy reset, false means policy save",
+    )
+    lease_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="when given, the release is refused unless this lease holds the VM",
+    )
+
+    def chosen(self) -> ReleasePolicy | None:
+        """The policy from `policy` or the Rust-era `reset`; None means the pool's own."""
+        implied = None
+        if self.reset is not None:
+            implied = ReleasePolicy.RESET if self.reset else ReleasePolicy.SAVE
+        if self.policy is not None and implied is not None and implied is not self.policy:
+            raise FieldError("reset", f"policy {self.policy.value} and reset={self.reset} disagree")
+        return self.policy or implied
+
+
+class VMOut(VM):
+    mcp_endpoint: str | None = None
+    # The earlier Rust API's names for the same values.
+    vm_name: str
+    ip_address: str | None
+
+
+class ReleaseResponse(BaseModel):
+    name: str
+    vm_name: str
+    destroyed: bool
+    vm: VMOut | None = Field(description="the VM after release; null when destroyed")
+
+
+class PoolOut(VMPool):
+    counts: dict[str, int] = Field(description="VMs per state, plus `held`")
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+class AgentSubmit(RequestBody):
+    pool: Name
+    workflow: Name
+    input: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int = Field(default=600, ge=1, le=7 * 86400)
+    requires_gpu: bool = False
+    exec_command: str | None = Field(
+        default=None,
+        max_length=8192,
+        description="a command the controller runs for the agent; refused unless the server "
+        "was started with --allow-exec",
+    )
+
+    @model_validator(mode="after")
+    def _input_size(self) -> AgentSubmit:
+        if len(json.dumps(self.input)) > MAX_JSON_BYTES:
+            raise ValueError("input is larger than 1 MB")
+        return self
+
+
+class AgentComplete(RequestBody):
+    success: bool = True
+    output: dict[str, Any] | None = None
+    error: str | None = Field(default=None, max_length=10_000)
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31)
+    duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _output_size(self) -> AgentComplete:
+        if self.output is not None and len(json.dumps(self.output)) > MAX_JSON_BYTES:
+            raise ValueError("output is larger than 1 MB")
+        return self
+
+
+AgentOut = Agent
+
+
+# -- events, health, errors --------------------------------------------------------------------
+
+
+class EventPage(BaseModel):
+    events: list[Event] = Field(description="oldest first")
+    last_id: int | None = Field(description="pass as `since` to get the events after these")
+
+
+class Health(BaseModel):
+    status: str
+    version: str

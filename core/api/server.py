@@ -1,0 +1,100 @@
+"""Running the API with uvicorn (`hvkube serve`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from core.api.app import make_api
+from core.api.auth import load_or_create_token, token_path
+from core.errors import InvalidInput
+from core.settings import Settings
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str, tls: bool) -> str | None:
+    """The warning printed when the API listens beyond this machine without TLS."""
+    if is_loopback(host) or tls:
+        return None
+    return (
+        f"warning: serving on {host}, beyond this machine, without TLS: the bearer token "
+        "and all traffic travel in clear. Put a TLS proxy in front, or use --tls-cert/--tls-key"
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves, so that port 0 gives a port we can print."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidInput(f"--host {host!r} cannot be resolved: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    lease_seconds: float = 600.0,
+    sweep_seconds: float = 1.0,
+    allow_exec: bool = False,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    access_log: bool = False,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> None:
+    """Serve until interrupted (Ctrl+C or SIGTERM)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidInput("--tls-cert and --tls-key go together; give both or neither")
+    path = token_path(settings)
+    token = load_or_create_token(path)
+    app = make_api(
+        settings,
+        lease_seconds=lease_seconds,
+        sweep_seconds=sweep_seconds,
+        allow_exec=allow_exec,
+        token=token,
+    )
+    sock = bind(host, port)
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if tls_cert else "http"
+    shown = f"[{host}]" if ":" in host else host
+    warning = exposure_warning(host, tls=tls_cert is not None)
+    if warning:
+        say(warning)
+    say(f"hvkube API on {scheme}://{shown}:{bound_port} (bearer token in {path})")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=bound_port,
+        log_level="info",
+        access_log=access_log,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
