@@ -480,9 +480,10 @@ class Engine:
         allowed: set[VMState],
         action: Callable[[], None],
         done: VMState | Callable[[], VMState],
+        idle_only: bool = False,
         **done_fields: Any,
     ) -> VM:
-        vm = self._begin(name, doing, allowed)
+        vm = self._begin(name, doing, allowed, idle_only=idle_only)
         with self.step(kind, name, vm.pool):
             try:
                 action()
@@ -516,11 +517,14 @@ class Engine:
         }
         return mapping.get(host.state)
 
-    def resume_vm(self, name: str) -> VM:
+    def resume_vm(self, name: str, *, idle_only: bool = False) -> VM:
         """Bring a VM to Running from whatever ready state it is in, with fallback."""
         self._mutating("resume a VM")
         vm = self._begin(
-            name, VMState.RESUMING, {VMState.OFF, VMState.SAVED, VMState.PAUSED, VMState.ERROR}
+            name,
+            VMState.RESUMING,
+            {VMState.OFF, VMState.SAVED, VMState.PAUSED, VMState.ERROR},
+            idle_only=idle_only,
         )
         try:
             self._bring_up(vm)
@@ -529,7 +533,7 @@ class Engine:
             raise
         return self.get_vm(name)
 
-    def save_vm(self, name: str) -> VM:
+    def save_vm(self, name: str, *, idle_only: bool = False) -> VM:
         self._mutating("save a VM")
         return self._run(
             name,
@@ -538,10 +542,11 @@ class Engine:
             {VMState.RUNNING, VMState.PAUSED},
             lambda: self.backend.save(name),
             VMState.SAVED,
+            idle_only=idle_only,
             saved_state_path=None,
         )
 
-    def pause_vm(self, name: str) -> VM:
+    def pause_vm(self, name: str, *, idle_only: bool = False) -> VM:
         self._mutating("pause a VM")
         return self._run(
             name,
@@ -550,9 +555,10 @@ class Engine:
             {VMState.RUNNING},
             lambda: self.backend.pause(name),
             VMState.PAUSED,
+            idle_only=idle_only,
         )
 
-    def stop_vm(self, name: str, force: bool = False) -> VM:
+    def stop_vm(self, name: str, force: bool = False, *, idle_only: bool = False) -> VM:
         self._mutating("stop a VM")
         allowed = {VMState.RUNNING}
         if force:
@@ -564,16 +570,18 @@ class Engine:
             allowed,
             lambda: self.backend.stop(name, force=force),
             VMState.OFF,
+            idle_only=idle_only,
             ip=None,
         )
 
-    def reset_vm(self, name: str) -> VM:
+    def reset_vm(self, name: str, *, idle_only: bool = False) -> VM:
         """Restore the "clean" checkpoint: the VM ends Saved, ready to resume."""
         self._mutating("reset a VM")
         vm = self._begin(
             name,
             VMState.RESETTING,
             {VMState.RUNNING, VMState.PAUSED, VMState.SAVED, VMState.OFF, VMState.ERROR},
+            idle_only=idle_only,
         )
         with self.step("reset", name, vm.pool):
             try:
@@ -940,10 +948,38 @@ class Engine:
     def get_agent(self, agent_id: int) -> Agent:
         if isinstance(agent_id, bool) or not isinstance(agent_id, int) or agent_id < 1:
             raise InvalidInput(f"agent id must be a positive whole number, got {agent_id!r}")
-        row = self.t.Agent.get_or_none(self.t.Agent.id == agent_id)
+        row = self.store.fetch_one('SELECT * FROM "agent" WHERE "id" = ?', (agent_id,))
         if row is None:
             raise NotFound(f"no agent with id {agent_id}; see 'hvkube agent list'")
-        return Store.agent_model(row)
+        return self._with_vm_details([Store.agent_model(row)])[0]
+
+    def _with_vm_details(self, agents: list[Agent]) -> list[Agent]:
+        """Running agents get their VM's IP and RDP port (one query for all of them)."""
+        names = {a.vm for a in agents if a.vm and a.status is AgentStatus.RUNNING}
+        if not names:
+            return agents
+        if len(agents) == 1 and agents[0].vm:
+            one = self.store.fetch_one(
+                'SELECT "ip", "rdp_port", "agent_id" FROM "vm" WHERE "name" = ?', (agents[0].vm,)
+            )
+            if one is None or one["agent_id"] != agents[0].id:
+                return agents
+            return [agents[0].model_copy(update={"ip": one["ip"], "rdp_port": one["rdp_port"]})]
+        rows = {
+            name: (ip, port, agent_id)
+            for name, ip, port, agent_id in self.t.VM.select(
+                self.t.VM.name, self.t.VM.ip, self.t.VM.rdp_port, self.t.VM.agent_id
+            )
+            .where(self.t.VM.name.in_(sorted(names)))
+            .tuples()
+        }
+        out = []
+        for a in agents:
+            found = rows.get(a.vm or "")
+            if found is not None and found[2] == a.id and a.status is AgentStatus.RUNNING:
+                a = a.model_copy(update={"ip": found[0], "rdp_port": found[1]})
+            out.append(a)
+        return out
 
     def list_agents(
         self, status: AgentStatus | None = None, pool: str | None = None, limit: int = 1000
@@ -953,7 +989,7 @@ class Engine:
             query = query.where(self.t.Agent.status == status.value)
         if pool is not None:
             query = query.where(self.t.Agent.pool == pool)
-        return [Store.agent_model(r) for r in query]
+        return self._with_vm_details([Store.agent_model(r) for r in query])
 
     def finish_agent(
         self, agent_id: int, status: AgentStatus, result: AgentResult | None = None
@@ -963,17 +999,15 @@ class Engine:
         self._mutating("finish an agent")
         if agent.status.finished:
             raise Conflict(f"agent {agent_id} has already ended ({agent.status.value})")
-        changed = (
-            self.t.Agent.update(
-                status=status.value,
-                finished_at=utcnow(),
-                result=result.model_dump() if result else None,
-            )
-            .where(
-                (self.t.Agent.id == agent_id)
-                & self.t.Agent.status.in_(["pending", "scheduled", "running"])
-            )
-            .execute()
+        changed = self.store.update_agent(
+            agent_id,
+            {
+                "status": status.value,
+                "finished_at": utcnow(),
+                "result": result.model_dump() if result else None,
+            },
+            '"status" IN (?, ?, ?)',
+            ("pending", "scheduled", "running"),
         )
         if changed != 1:
             raise Conflict(f"agent {agent_id} ended meanwhile")
@@ -984,12 +1018,14 @@ class Engine:
     def release_agent_vm(self, agent_id: int, vm_name: str) -> None:
         # Refused here, not only in release(), whose errors are swallowed below.
         self._mutating("release an agent's VM")
-        row = self.t.VM.get_or_none(self.t.VM.name == vm_name)
-        if row is None or row.agent_id != agent_id or row.holder is None:
+        row = self.store.fetch_one(
+            'SELECT "agent_id", "holder" FROM "vm" WHERE "name" = ?', (vm_name,)
+        )
+        if row is None or row["agent_id"] != agent_id or row["holder"] is None:
             return
         # On failure the VM is left in ERROR with the reason; the controller replaces it.
         with suppress(HvkubeError):
-            self.release(vm_name, holder=row.holder)
+            self.release(vm_name, holder=row["holder"])
 
     def cancel_agent(self, agent_id: int) -> Agent:
         return self.finish_agent(

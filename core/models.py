@@ -201,6 +201,9 @@ class Agent(BaseModel):
     finished_at: datetime | None = None
     result: AgentResult | None = None
     wait_reason: str | None = None
+    # While the agent holds its VM: where to reach it (filled in from the VM's row).
+    ip: str | None = None
+    rdp_port: int | None = None
 
 
 class Event(BaseModel):

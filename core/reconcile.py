@@ -30,6 +30,7 @@ class ReconcileReport(BaseModel):
     orphans_removed: list[str] = Field(default_factory=list)
     busy: list[str] = Field(default_factory=list)
     agents_failed: list[int] = Field(default_factory=list)
+    agents_requeued: list[int] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
 
     @property
@@ -37,7 +38,12 @@ class ReconcileReport(BaseModel):
         return not self.errors and not self.orphans
 
 
-def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
+def reconcile(
+    engine: Engine, remove_orphans: bool = False, *, while_running: bool = False
+) -> ReconcileReport:
+    """`while_running`: called by a controller that has steps and agents in flight in this
+    very process (to settle what another, dead process left): its own transitional VMs
+    count as busy, and agents are left alone."""
     from core.engine import owner_alive, process_owner
 
     engine._mutating("reconcile")
@@ -52,7 +58,7 @@ def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
             if row is None:
                 continue
             owner = row.op_owner
-            if vm.state.transitional and owner != me and owner_alive(owner):
+            if vm.state.transitional and (owner != me or while_running) and owner_alive(owner):
                 report.busy.append(vm.name)
                 continue
             try:
@@ -66,7 +72,8 @@ def reconcile(engine: Engine, remove_orphans: bool = False) -> ReconcileReport:
             elif note:
                 report.fixed.append(f"{vm.name}: {note}")
 
-        _settle_agents(engine, report)
+        if not while_running:
+            _settle_agents(engine, report)
 
         known = {vm.name for vm in engine.list_vms()}
         pools = [p.name for p in engine.list_pools()]
@@ -183,30 +190,87 @@ def _agent_active(engine: Engine, agent_id: int) -> bool:
 
 
 def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
+    from core.engine import process_owner
+    from core.leases import active_holder
+    from core.models import AgentResult
+    from core.store import utcnow
+
     t = engine.t
     # Every loop below reads its rows in full before writing: a write while a read is still
     # open fails at once ("database is locked", not retried) when another process committed
     # meanwhile.
-    # VMs held for agents that have ended go back by their pool's policy.
-    for row in list(t.VM.select().where(t.VM.agent_id.is_null(False))):
-        if not _agent_active(engine, row.agent_id) and row.holder is not None:
-            try:
-                engine.release(row.name, holder=row.holder)
-                report.fixed.append(f"{row.name}: released from ended agent {row.agent_id}")
-            except HvkubeError as exc:
-                report.errors.append(f"{row.name}: {exc}")
-    # Running agents whose VM is no longer theirs cannot go on.
-    for agent in list(t.Agent.select().where(t.Agent.status.in_(["scheduled", "running"]))):
-        vm_row = t.VM.get_or_none(t.VM.name == agent.vm) if agent.vm else None
-        if vm_row is None or vm_row.agent_id != agent.id:
-            from core.models import AgentResult
-            from core.store import utcnow
+    # While another live process runs the controller, agents on their way to a VM or running
+    # a command are its business, not ours.
+    lease = active_holder(engine.store)
+    controller_elsewhere = lease is not None and lease.owner != process_owner()
 
+    def end(agent_id: int, status: str, why: str) -> bool:
+        changed = (
             t.Agent.update(
                 status=AgentStatus.FAILED.value,
                 finished_at=utcnow(),
-                result=AgentResult(
-                    success=False, error="its VM was lost while hvkube was not running"
-                ).model_dump(),
-            ).where(t.Agent.id == agent.id).execute()
-            report.agents_failed.append(agent.id)
+                wait_reason=None,
+                result=AgentResult(success=False, error=why).model_dump(),
+            )
+            .where((t.Agent.id == agent_id) & (t.Agent.status == status))
+            .execute()
+        )
+        if changed:
+            report.agents_failed.append(agent_id)
+        return bool(changed)
+
+    if not controller_elsewhere:
+        # Scheduled agents had not started: they go back to the queue (their VM, if one was
+        # already claimed, is released below).
+        for agent in list(t.Agent.select().where(t.Agent.status == AgentStatus.SCHEDULED.value)):
+            changed = (
+                t.Agent.update(
+                    status=AgentStatus.PENDING.value,
+                    vm=None,
+                    started_at=None,
+                    wait_reason="queued again: the controller stopped before it started",
+                )
+                .where((t.Agent.id == agent.id) & (t.Agent.status == AgentStatus.SCHEDULED.value))
+                .execute()
+            )
+            if changed:
+                report.agents_requeued.append(agent.id)
+        # A command the controller ran died with it: its outcome is unknown.
+        for agent in list(
+            t.Agent.select().where(
+                (t.Agent.status == AgentStatus.RUNNING.value) & t.Agent.exec_command.is_null(False)
+            )
+        ):
+            end(
+                agent.id,
+                AgentStatus.RUNNING.value,
+                "the controller stopped while the agent's command ran; its outcome is unknown",
+            )
+    # Running agents whose VM is no longer theirs cannot go on.
+    for agent in list(t.Agent.select().where(t.Agent.status == AgentStatus.RUNNING.value)):
+        vm_row = t.VM.get_or_none(t.VM.name == agent.vm) if agent.vm else None
+        if vm_row is None or vm_row.agent_id != agent.id:
+            end(agent.id, AgentStatus.RUNNING.value, "its VM was lost")
+    # VMs held for agents that have ended, or went back to the queue, return by their pool's
+    # policy; so do VMs claimed for a scheduled agent that is running elsewhere.
+    for row in list(t.VM.select().where(t.VM.agent_id.is_null(False) & t.VM.holder.is_null(False))):
+        agent = t.Agent.get_or_none(t.Agent.id == row.agent_id)
+        status = AgentStatus(agent.status) if agent is not None else None
+        keep = status is AgentStatus.RUNNING and agent.vm == row.name
+        keep = keep or (status is AgentStatus.SCHEDULED and agent.vm in (None, row.name))
+        if keep:
+            continue
+        if VMState(row.state).transitional and owner_busy(row.op_owner):
+            report.busy.append(row.name)
+            continue
+        try:
+            engine.release(row.name, holder=row.holder)
+            report.fixed.append(f"{row.name}: released from agent {row.agent_id}")
+        except HvkubeError as exc:
+            report.errors.append(f"{row.name}: {exc}")
+
+
+def owner_busy(owner: str | None) -> bool:
+    from core.engine import owner_alive, process_owner
+
+    return owner is not None and owner != process_owner() and owner_alive(owner)

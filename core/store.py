@@ -391,6 +391,18 @@ class Store:
         text = f'UPDATE "vm" SET {columns} WHERE "name" = ?' + (f" AND {where}" if where else "")
         return self.execute(text, (*map(_db_value, values.values()), name, *params))
 
+    def update_agent(
+        self, agent_id: int, values: dict[str, Any], where: str = "", params: tuple[Any, ...] = ()
+    ) -> int:
+        """UPDATE one agent row; `where` adds conditions (for conditional updates)."""
+        columns = ", ".join(f'"{column}" = ?' for column in values)
+        text = f'UPDATE "agent" SET {columns} WHERE "id" = ?' + (f" AND {where}" if where else "")
+        encoded = [
+            json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else _db_value(v)
+            for v in values.values()
+        ]
+        return self.execute(text, (*encoded, agent_id, *params))
+
     def insert_event(
         self,
         kind: str,
@@ -468,6 +480,8 @@ class Store:
 
     @staticmethod
     def agent_model(row: Any) -> Agent:
+        if isinstance(row, dict):
+            row = _RowView(row, json_fields=("input", "result"))
         return Agent(
             id=row.id,
             pool=row.pool,

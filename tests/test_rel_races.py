@@ -69,6 +69,6 @@ def test_reconcile_goes_on_while_another_process_writes(db_path: Path) -> None:
             report = engine.reconcile()
         other.close()
         assert report.errors == []
-        assert sum("released from ended agent" in line for line in report.fixed) == 3
+        assert sum("released from agent" in line for line in report.fixed) == 3
         assert all(not vm.held for vm in engine.list_vms())
         assert check_invariants(engine) == []

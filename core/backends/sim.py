@@ -103,9 +103,40 @@ class _Rows(MutableMapping[str, Any]):
         for key, (original, value) in self.loaded.items():
             text = json.dumps(value, sort_keys=True)
             if text != original:
-                self.conn.execute(
-                    f"INSERT OR REPLACE INTO {self.table} (key, data) VALUES (?, ?)", (key, text)
-                )
+                self.write_row(key, text, value)
+
+    def write_row(self, key: str, text: str, value: Any) -> None:
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {self.table} (key, data) VALUES (?, ?)", (key, text)
+        )
+
+
+def _held_mb(vm: dict[str, Any]) -> int:
+    """Host memory a VM holds: all of it unless it is Off or Saved."""
+    return 0 if vm["state"] in {"Off", "Saved", "Saving"} else int(vm["memory_mb"])
+
+
+class _VMRows(_Rows):
+    """VM rows also keep the memory each VM holds in a column, so the host's memory in use
+    is one SUM instead of decoding every VM."""
+
+    def write_row(self, key: str, text: str, value: Any) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO vm (key, data, held_mb) VALUES (?, ?, ?)",
+            (key, text, _held_mb(value)),
+        )
+
+    def memory_in_use(self) -> int:
+        total = int(self.conn.execute("SELECT COALESCE(SUM(held_mb), 0) FROM vm").fetchone()[0])
+        # Rows changed in this transaction and not written yet count as they are now.
+        for original, value in self.loaded.values():
+            if original is not None:
+                total -= _held_mb(json.loads(original))
+            total += _held_mb(value)
+        for key in self.deleted:
+            row = self.conn.execute("SELECT held_mb FROM vm WHERE key = ?", (key,)).fetchone()
+            total -= int(row[0]) if row else 0
+        return total
 
 
 class _SimState:
@@ -114,7 +145,8 @@ class _SimState:
     _META_DEFAULTS: dict[str, Any] = {"faults": [], "next_ip": 10}
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.tables = {"vms": _Rows(conn, "vm"), "disks": _Rows(conn, "disk")}
+        self.vms = _VMRows(conn, "vm")
+        self.tables: dict[str, _Rows] = {"vms": self.vms, "disks": _Rows(conn, "disk")}
         self.meta = _Rows(conn, "meta")
 
     def __getitem__(self, key: str) -> Any:
@@ -217,6 +249,13 @@ class SimHost:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, data TEXT NOT NULL)"
                 )
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(vm)")}
+            if "held_mb" not in columns:
+                conn.execute("ALTER TABLE vm ADD COLUMN held_mb INTEGER NOT NULL DEFAULT 0")
+                for key, text in conn.execute("SELECT key, data FROM vm").fetchall():
+                    conn.execute(
+                        "UPDATE vm SET held_mb = ? WHERE key = ?", (_held_mb(json.loads(text)), key)
+                    )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -340,11 +379,7 @@ class SimHost:
             self._vm(state, name, op)  # completes the pending operation
 
     def _memory_in_use(self, state: _SimState) -> int:
-        return sum(
-            vm["memory_mb"]
-            for vm in state["vms"].values()
-            if vm["state"] not in {"Off", "Saved", "Saving"}
-        )
+        return state.vms.memory_in_use()
 
     def _check_memory(self, state: _SimState, vm: dict[str, Any]) -> None:
         oom = any(f["kind"] == "out-of-memory" for f in state["faults"])

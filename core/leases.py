@@ -1,0 +1,152 @@
+"""Leases: at most one process acts as the controller of a database.
+
+A lease is one row (name, holder, expires_at, data). Every change to it is one
+conditional statement, so two processes can never both win:
+
+- take: INSERT ... ON CONFLICT (name) DO UPDATE ... WHERE the row is ours or has
+  expired; the statement changes one row only for the winner;
+- take over from a holder known to be dead: UPDATE ... WHERE holder = that holder;
+- renew: UPDATE ... WHERE holder = me (zero rows: the lease was lost);
+- release: UPDATE ... SET expires_at = now WHERE holder = me (the row stays, so
+  others can still read who ran last and when it stopped).
+
+`data` carries what others want to show: the holder's process, when it last
+ticked, and its counts (see core.controller.controller_status).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core.store import Store, utcnow
+
+CONTROLLER_LEASE = "controller"
+
+
+@dataclass
+class LeaseInfo:
+    name: str
+    holder: str
+    expires_at: datetime  # aware UTC
+    data: dict[str, Any]
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at <= datetime.now(UTC)
+
+    @property
+    def owner(self) -> str | None:
+        """The holding process as core.engine.process_owner names it, when recorded."""
+        owner = self.data.get("owner")
+        return owner if isinstance(owner, str) else None
+
+    @property
+    def alive(self) -> bool:
+        """Unexpired and, when the holder runs on this host, its process still exists."""
+        from core.engine import owner_alive
+
+        if self.expired:
+            return False
+        return owner_alive(self.owner) if self.owner else True
+
+
+def _expiry(ttl_s: float) -> datetime:
+    return utcnow() + timedelta(seconds=ttl_s)
+
+
+def _changes(store: Store, query: Any) -> int:
+    cursor = store.db.execute(query)
+    return int(cursor.rowcount)
+
+
+def try_take(
+    store: Store, name: str, holder: str, ttl_s: float, data: dict[str, Any] | None = None
+) -> bool:
+    """Take the lease when it is free, expired or already ours. True when we hold it."""
+    lease = store.t.Lease
+    now = utcnow()
+    expires = now + timedelta(seconds=ttl_s)
+    query = lease.insert(name=name, holder=holder, expires_at=expires, data=data or {}).on_conflict(
+        conflict_target=[lease.name],
+        update={lease.holder: holder, lease.expires_at: expires, lease.data: data or {}},
+        where=(lease.holder == holder) | (lease.expires_at < now),
+    )
+    with store.write():
+        return _changes(store, query) == 1
+
+
+def take_over(
+    store: Store,
+    name: str,
+    holder: str,
+    dead_holder: str,
+    ttl_s: float,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Take the lease from `dead_holder` (checked dead by the caller) before it expires.
+
+    Compare-and-swap on the holder: of several processes that saw the same dead
+    holder, only the first one's UPDATE matches."""
+    lease = store.t.Lease
+    query = lease.update(holder=holder, expires_at=_expiry(ttl_s), data=data or {}).where(
+        (lease.name == name) & (lease.holder == dead_holder)
+    )
+    with store.write():
+        return _changes(store, query) == 1
+
+
+def renew(
+    store: Store, name: str, holder: str, ttl_s: float, data: dict[str, Any] | None = None
+) -> bool:
+    """Extend our lease. False when it is no longer ours (someone took it over)."""
+    lease = store.t.Lease
+    fields: dict[str, Any] = {"expires_at": _expiry(ttl_s)}
+    if data is not None:
+        fields["data"] = data
+    query = lease.update(**fields).where((lease.name == name) & (lease.holder == holder))
+    return _changes(store, query) == 1
+
+
+def release(store: Store, name: str, holder: str, data: dict[str, Any] | None = None) -> bool:
+    """Give the lease up at once (it expires now); the row stays for status displays."""
+    lease = store.t.Lease
+    fields: dict[str, Any] = {"expires_at": utcnow()}
+    if data is not None:
+        fields["data"] = data
+    query = lease.update(**fields).where((lease.name == name) & (lease.holder == holder))
+    return _changes(store, query) == 1
+
+
+def read(store: Store, name: str) -> LeaseInfo | None:
+    row = store.t.Lease.get_or_none(store.t.Lease.name == name)
+    if row is None:
+        return None
+    expires = row.expires_at
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires)
+    return LeaseInfo(
+        name=row.name,
+        holder=row.holder,
+        expires_at=expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires,
+        data=row.data if isinstance(row.data, dict) else {},
+    )
+
+
+def acquire(
+    store: Store, name: str, holder: str, ttl_s: float, data: dict[str, Any] | None = None
+) -> bool:
+    """One attempt: take a free or expired lease, or one whose holder died on this host."""
+    if try_take(store, name, holder, ttl_s, data):
+        return True
+    current = read(store, name)
+    if current is None or current.alive or current.holder == holder:
+        return False
+    return take_over(store, name, holder, current.holder, ttl_s, data)
+
+
+def active_holder(store: Store, name: str = CONTROLLER_LEASE) -> LeaseInfo | None:
+    """The live holder of the lease, or None when nobody holds it."""
+    info = read(store, name)
+    return info if info is not None and info.alive else None

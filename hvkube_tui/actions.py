@@ -1,0 +1,161 @@
+"""The dashboard's actions: one table drives the key bindings, the footer, `?` help,
+the command palette and read-only mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+ALL_VIEWS = frozenset({"pools", "templates", "vms", "agents", "events"})
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    id: str  # binding id (the name used in the config file's [keys] table) and action name
+    key: str  # Textual key name
+    display: str  # how the key is shown
+    label: str  # short footer label
+    help: str  # one line for `?` help and the command palette
+    mutating: bool  # removed in read-only mode
+    views: frozenset[str] = ALL_VIEWS
+    show: bool = True
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("resume", "r", "r", "resume", "Resume the selected VM", True, frozenset({"vms"})),
+    ActionSpec("save", "s", "s", "save", "Save the selected VM (warm)", True, frozenset({"vms"})),
+    ActionSpec(
+        "reset",
+        "x",
+        "x",
+        "reset",
+        "Reset the selected VM to clean (confirm)",
+        True,
+        frozenset({"vms"}),
+    ),
+    ActionSpec(
+        "console",
+        "c",
+        "c",
+        "console",
+        "Open the VM's console (vmconnect)",
+        False,
+        frozenset({"vms"}),
+    ),
+    ActionSpec(
+        "capture",
+        "p",
+        "p",
+        "shot",
+        "Save the VM's screen to a PNG file",
+        False,
+        frozenset({"vms"}),
+    ),
+    ActionSpec(
+        "acquire",
+        "a",
+        "a",
+        "acquire",
+        "Acquire a VM from the selected pool",
+        True,
+        frozenset({"pools"}),
+    ),
+    ActionSpec(
+        "scale_up",
+        "plus",
+        "+",
+        "scale+",
+        "Scale the selected pool up by one",
+        True,
+        frozenset({"pools"}),
+    ),
+    ActionSpec(
+        "scale_down",
+        "minus",
+        "-",
+        "scale-",
+        "Scale the selected pool down by one",
+        True,
+        frozenset({"pools"}),
+    ),
+    ActionSpec(
+        "edit",
+        "e",
+        "e",
+        "edit",
+        "Edit the selected pool's counts and release policy",
+        True,
+        frozenset({"pools"}),
+    ),
+    ActionSpec(
+        "new",
+        "n",
+        "n",
+        "new",
+        "New pool (in Templates: new template)",
+        True,
+        frozenset({"pools", "templates"}),
+    ),
+    ActionSpec(
+        "delete",
+        "d",
+        "d",
+        "delete",
+        "Delete the selected pool, template or VM (confirm)",
+        True,
+        frozenset({"pools", "templates", "vms"}),
+    ),
+    ActionSpec("filter", "slash", "/", "filter", "Filter rows of this view", False),
+    ActionSpec("jump", "colon", ":", "view", "Jump to a view (:pools :templates :vms ...)", False),
+    ActionSpec("help", "question_mark", "?", "help", "Show keys and views", False),
+    ActionSpec("quit", "q", "q", "quit", "Quit", False),
+)
+BY_ID = {spec.id: spec for spec in ACTIONS}
+MUTATING = frozenset(spec.id for spec in ACTIONS if spec.mutating)
+
+VIEW_KEYS = (("1", "pools"), ("2", "templates"), ("3", "vms"), ("4", "agents"), ("5", "events"))
+VIEW_ALIASES = {
+    "pools": "pools",
+    "pool": "pools",
+    "po": "pools",
+    "templates": "templates",
+    "template": "templates",
+    "tpl": "templates",
+    "vms": "vms",
+    "vm": "vms",
+    "agents": "agents",
+    "agent": "agents",
+    "ag": "agents",
+    "events": "events",
+    "event": "events",
+    "ev": "events",
+}
+VIEW_TITLES = {
+    "pools": "Pools",
+    "templates": "Templates",
+    "vms": "VMs",
+    "agents": "Agents",
+    "events": "Events",
+}
+
+
+def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
+    result: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
+        Binding(
+            spec.key,
+            spec.id,
+            spec.label,
+            id=spec.id,
+            key_display=spec.display,
+            show=spec.show,
+            tooltip=spec.help,
+        )
+        for spec in ACTIONS
+    ]
+    result += [
+        Binding(key, f"show_view('{view}')", VIEW_TITLES[view], id=f"view_{view}", show=False)
+        for key, view in VIEW_KEYS
+    ]
+    result.append(Binding("escape", "clear", "clear filter", id="clear", show=False))
+    return result

@@ -1,0 +1,60 @@
+"""A VM's screen drawn in the terminal: each cell is `▀`, its foreground the upper
+pixel and its background the lower one, so a cell shows two pixels."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+HALF_BLOCK = "▀"
+
+
+def fit_size(image_size: tuple[int, int], cols: int, rows: int) -> tuple[int, int]:
+    """Pixel size (width, height) that fits cols x (2*rows) keeping the aspect ratio."""
+    width, height = image_size
+    if width <= 0 or height <= 0 or cols <= 0 or rows <= 0:
+        return (0, 0)
+    scale = min(cols / width, (2 * rows) / height)
+    return (max(1, round(width * scale)), max(2, round(height * scale)))
+
+
+def png_to_halfblocks(data: bytes, cols: int, rows: int) -> Text:
+    """Decode a PNG and draw it in at most `cols` x `rows` cells with half blocks."""
+    with Image.open(io.BytesIO(data)) as source:
+        image = source.convert("RGB")
+    width, height = fit_size(image.size, cols, rows)
+    if width == 0:
+        return Text()
+    if height % 2:
+        height += 1
+    small = image.resize((width, height), Image.Resampling.BOX)
+    pixels = small.load()
+    assert pixels is not None
+    text = Text(no_wrap=True, overflow="crop")
+    styles: dict[tuple[object, object], Style] = {}
+    for y in range(0, height, 2):
+        if y:
+            text.append("\n")
+        for x in range(width):
+            top = pixels[x, y]
+            bottom = pixels[x, y + 1]
+            style = styles.get((top, bottom))
+            if style is None:
+                style = Style(
+                    color="#{:02x}{:02x}{:02x}".format(*top[:3]),  # type: ignore[index]
+                    bgcolor="#{:02x}{:02x}{:02x}".format(*bottom[:3]),  # type: ignore[index]
+                )
+                styles[(top, bottom)] = style
+            text.append(HALF_BLOCK, style)
+    return text
+
+
+class Thumbnail(Static):
+    """Shows the selected VM's screen; the app feeds it PNG bytes from a worker."""
+
+    def show_text(self, message: str) -> None:
+        self.update(Text(message, style="dim"))

@@ -1,0 +1,494 @@
+"""Every key of the dashboard, driven with Textual's pilot against a real SQLite file and
+the simulated host: the store changes as the key says, cancelling changes nothing,
+read-only removes every changing key, and a failing host call leaves the app usable."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from core.errors import ReadOnlyMode
+from core.models import VMState
+from hvkube_tui.actions import ACTIONS, MUTATING
+from hvkube_tui.app import HvkubeApp
+from hvkube_tui.widgets.dialogs import ConfirmScreen, HelpScreen
+from hvkube_tui.widgets.forms import EditPoolForm, PoolForm, TemplateForm
+from tests.tui_support import build_app, settle
+
+Scenario = Callable[[HvkubeApp, Pilot[Any]], Awaitable[None]]
+
+
+def drive(
+    tmp_path: Path, scenario: Scenario, size: tuple[int, int] = (120, 36), **kw: Any
+) -> HvkubeApp:
+    app = build_app(tmp_path, **kw)
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+    return app
+
+
+def state(app: HvkubeApp, vm: str) -> VMState:
+    return app.engine.get_vm(vm).state
+
+
+def notes(app: HvkubeApp) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def store_dump(app: HvkubeApp) -> dict[str, Any]:
+    e = app.engine
+    return {
+        "vms": [vm.model_dump() for vm in e.list_vms()],
+        "pools": [p.model_dump() for p in e.list_pools()],
+        "templates": [t.name for t in e.list_templates()],
+        "agents": [(a.id, a.status, a.vm) for a in e.list_agents()],
+    }
+
+
+async def at(app: HvkubeApp, pilot: Pilot[Any], view: str, key: str | None = None) -> None:
+    if key is None:
+        app.action_show_view(view)
+    else:
+        assert app.select_row(view, key), f"{key} not in {view}"
+    await settle(pilot)
+
+
+# -- VM keys -------------------------------------------------------------------------------------
+
+
+def test_s_saves_a_running_vm(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        assert state(app, "browser-001") is VMState.RUNNING
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("s")
+        await settle(pilot)
+        assert state(app, "browser-001") is VMState.SAVED
+        assert app.table("vms").shown["browser-001"][2] == ("saved", "cyan")
+
+    drive(tmp_path, scenario)
+
+
+def test_r_resumes_a_saved_vm(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-003")
+        assert state(app, "browser-003") is VMState.SAVED
+        await pilot.press("r")
+        await settle(pilot)
+        assert state(app, "browser-003") is VMState.RUNNING
+        assert any("browser-003 is running" in n for n in notes(app))
+
+    drive(tmp_path, scenario)
+
+
+def test_busy_row_shows_progress(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-003")
+        gate = asyncio.Event()
+        original = app.engine.resume_vm
+        loop = asyncio.get_running_loop()
+
+        def slow_resume(name: str) -> Any:
+            asyncio.run_coroutine_threadsafe(gate.wait(), loop).result()
+            return original(name)
+
+        app.engine.resume_vm = slow_resume  # type: ignore[method-assign]
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.table("vms").shown["browser-003"][2] == ("⟳ resuming", "bold yellow")
+        await pilot.press("r")  # a second press while busy is refused, not queued
+        await pilot.pause()
+        assert any("busy" in n for n in notes(app))
+        gate.set()
+        await settle(pilot)
+        assert app.table("vms").shown["browser-003"][2] == ("running", "bold green")
+
+    drive(tmp_path, scenario)
+
+
+@pytest.mark.parametrize("answer", ["y", "escape"])
+def test_x_resets_only_when_confirmed(tmp_path: Path, answer: str) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        before = store_dump(app)
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press(answer)
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        vm = app.engine.get_vm("browser-001")
+        if answer == "y":
+            assert vm.state is VMState.SAVED and vm.holder is None
+        else:
+            assert store_dump(app) == before
+
+    drive(tmp_path, scenario)
+
+
+def test_d_deletes_a_vm_only_when_confirmed(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-005")
+        for answer, kept in (("n", True), ("y", False)):
+            await pilot.press("d", answer)
+            await settle(pilot)
+            names = {vm.name for vm in app.engine.list_vms()}
+            assert ("browser-005" in names) == kept
+            assert ("browser-005" in app.table("vms").shown) == kept
+
+    drive(tmp_path, scenario)
+
+
+def test_p_writes_a_screenshot_and_says_where(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("p")
+        await settle(pilot)
+        shots = list((tmp_path / "shots").glob("browser-001-*.png"))
+        assert len(shots) == 1 and shots[0].read_bytes().startswith(b"\x89PNG")
+        assert any(str(shots[0]) in n for n in notes(app))
+
+    drive(tmp_path, scenario)
+
+
+def test_c_explains_why_there_is_no_console(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("c")
+        await pilot.pause()
+        message = notes(app)[-1]
+        assert "vmconnect" in message and "172.20.0.12:3389" in message
+
+    drive(tmp_path, scenario)
+
+
+def test_thumbnail_of_the_selected_vm(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        shown = app._thumb_for
+        assert shown is not None and shown[0] == "browser-001" and shown[1]
+        await at(app, pilot, "vms", "browser-005")
+        assert app._thumb_for is not None and app._thumb_for[0] == "browser-005"
+
+    drive(tmp_path, scenario)
+
+
+# -- pool keys -----------------------------------------------------------------------------------
+
+
+def test_a_acquires_from_the_selected_pool(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        held = {vm.name for vm in app.engine.list_vms(pool="browser") if vm.held}
+        await at(app, pilot, "pools", "browser")
+        await pilot.press("a")
+        await settle(pilot)
+        now = {vm.name for vm in app.engine.list_vms(pool="browser") if vm.held}
+        (new,) = now - held
+        assert state(app, new) is VMState.RUNNING
+        assert any(f"hvkube release {new}" in n for n in notes(app))
+
+    drive(tmp_path, scenario)
+
+
+def test_plus_and_minus_scale_the_pool(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "pools", "office")
+        await pilot.press("plus")
+        await settle(pilot)
+        assert app.engine.get_pool("office").desired_count == 5
+        assert app.table("pools").shown["office"][2] == "5"
+        for _ in range(2):
+            await pilot.press("minus")
+            await settle(pilot)
+        assert app.engine.get_pool("office").desired_count == 3
+        assert len(app.engine.list_vms(pool="office")) == 3
+        assert app.table("pools").cursor_key == "office"
+
+    drive(tmp_path, scenario)
+
+
+def test_e_edits_counts_and_release_policy(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "pools", "browser")
+        await pilot.press("e")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, EditPoolForm)
+        warm = form.query_one("#f-warm")
+        warm.value = "9"  # type: ignore[attr-defined]
+        await pilot.pause()
+        assert "more than count" in str(form.query_one("#e-hot").render())
+        assert form.query_one("#submit").disabled
+        warm.value = "2"  # type: ignore[attr-defined]
+        form.query_one("#f-release").value = "save"  # type: ignore[attr-defined]
+        await pilot.pause()
+        await pilot.click("#submit")
+        await settle(pilot)
+        pool = app.engine.get_pool("browser")
+        assert (pool.warm_count, pool.release_policy.value) == (2, "save")
+
+    drive(tmp_path, scenario)
+
+
+def test_n_new_pool_form_validates_inline_and_creates(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "pools")
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, PoolForm)
+        await pilot.press("w", "e", "b", "space", "p")
+        error = str(app.screen.query_one("#e-name").render())
+        assert "' '" in error and "not allowed" in error
+        assert app.screen.query_one("#submit").disabled
+        app.screen.query_one("#f-name", Input).value = "web"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.engine.get_pool("web").desired_count == 2
+        assert len(app.engine.list_vms(pool="web")) == 2
+        assert "web" in app.table("pools").shown
+
+    drive(tmp_path, scenario)
+
+
+def test_n_in_templates_makes_a_template(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "templates")
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, TemplateForm)
+        form = app.screen
+        await pilot.press("w", "i", "n")
+        form.query_one("#f-name", Input).value = "win11-base"
+        await pilot.pause()
+        assert "already exists" in str(form.query_one("#e-name").render())
+        form.query_one("#f-name", Input).value = "server22"
+        form.query_one("#f-disk", Input).value = "D:\\t\\server22.vhdx"
+        form.query_one("#f-disk", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        tpl = app.engine.get_template("server22")
+        assert (tpl.disk_path, tpl.memory_mb) == ("D:\\t\\server22.vhdx", 4096)
+
+    drive(tmp_path, scenario)
+
+
+def test_forms_cancel_with_escape(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        before = store_dump(app)
+        await at(app, pilot, "pools", "browser")
+        for key in ("n", "e"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app._modal_open()
+            await pilot.press("escape")
+            await settle(pilot)
+            assert not app._modal_open()
+        assert store_dump(app) == before
+
+    drive(tmp_path, scenario)
+
+
+def test_d_on_a_used_template_reports_the_engines_refusal(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "templates", "win11-base")
+        await pilot.press("d", "y")
+        await settle(pilot)
+        assert "is used by pool(s) browser" in notes(app)[-1]
+        assert app.engine.get_template("win11-base")
+
+    drive(tmp_path, scenario)
+
+
+# -- failures, read-only, navigation -----------------------------------------------------------
+
+
+def test_a_failing_host_call_shows_the_error_and_the_app_goes_on(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        app.engine.backend.inject_fault("fail", vm="browser-001", op="save")  # type: ignore[attr-defined]
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("s")
+        await settle(pilot)
+        assert any("failed (injected fault)" in n for n in notes(app))
+        assert app.is_running
+        await at(app, pilot, "vms", "browser-003")
+        await pilot.press("r")
+        await settle(pilot)
+        assert state(app, "browser-003") is VMState.RUNNING
+
+    drive(tmp_path, scenario)
+
+
+def test_readonly_removes_every_changing_key(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        before = store_dump(app)
+        for view, row in (
+            ("vms", "browser-001"),
+            ("pools", "browser"),
+            ("templates", "win11-base"),
+        ):
+            await at(app, pilot, view, row)
+            active = {b.binding.action for b in app.active_bindings.values()}
+            assert not active & MUTATING
+            for spec in ACTIONS:
+                if spec.mutating:
+                    await pilot.press(spec.key)
+                    await pilot.pause()
+                    assert not app._modal_open()
+            await settle(pilot)
+        assert store_dump(app) == before
+        with pytest.raises(ReadOnlyMode):
+            app.engine.save_vm("browser-001")
+        help_keys = {text for _, text, _ in app.help_rows()}
+        assert not any(spec.help in help_keys for spec in ACTIONS if spec.mutating)
+
+    drive(tmp_path, scenario, readonly=True)
+
+
+def test_key_overrides_from_the_config(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("s")
+        await settle(pilot)
+        assert state(app, "browser-001") is VMState.RUNNING
+        await pilot.press("w")
+        await settle(pilot)
+        assert state(app, "browser-001") is VMState.SAVED
+        assert ("w", "Save the selected VM (warm)", "VMs") in app.help_rows()
+        assert any("nonsense" in n for n in notes(app))
+
+    drive(tmp_path, scenario, keys={"save": "w", "nonsense": "z"})
+
+
+def test_views_by_number_and_by_colon(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        for key, view in (("3", "vms"), ("4", "agents"), ("5", "events"), ("2", "templates")):
+            await pilot.press(key)
+            assert app.view == view
+        await pilot.press("colon", "v", "m", "enter")
+        assert app.view == "vms"
+        for typed, view in (("pools", "pools"), ("ag", "agents"), ("nowhere", "agents")):
+            await pilot.press("colon")
+            app.query_one("#prompt", Input).value = typed
+            await pilot.press("enter")
+            assert app.view == view
+        assert "no view 'nowhere'" in notes(app)[-1]
+        await pilot.press("colon")
+        app.query_one("#prompt", Input).value = "quit"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not app.is_running
+
+    drive(tmp_path, scenario)
+
+
+def test_slash_filters_and_escape_clears(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "office-002")
+        await pilot.press("slash", "o", "f", "f")
+        assert "browser-005" in app.table().shown  # "off" is a state too
+        await pilot.press("i", "enter")
+        assert set(app.table().shown) == {"office-001", "office-002", "office-003", "office-004"}
+        assert app.table().cursor_key == "office-002"
+        await pilot.press("slash")
+        app.query_one("#prompt", Input).value = "ERROR"
+        await pilot.press("enter")
+        assert set(app.table().shown) == {"office-004"}
+        await pilot.press("escape")
+        assert len(app.table().shown) == 10
+
+    drive(tmp_path, scenario)
+
+
+def test_question_mark_shows_help_and_q_quits(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not app._modal_open()
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+    drive(tmp_path, scenario)
+
+
+def test_command_palette_runs_actions(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("ctrl+p")
+        palette = app.screen
+        palette.query_one(Input).value = "Save the selected VM"
+        while not palette.query(".option-list--option-highlighted, OptionList"):
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert state(app, "browser-001") is VMState.SAVED
+
+    drive(tmp_path, scenario)
+
+
+# -- live updates ------------------------------------------------------------------------------
+
+
+def test_outside_changes_appear_by_keyed_diff_keeping_the_cursor(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-004")
+        table = app.table()
+        index = table.cursor_row
+        # Another process (here: another connection of this one) changes the store.
+        app.engine.save_vm("browser-001")
+        app.engine.delete_vm("browser-005")
+        await settle(pilot)
+        assert table.shown["browser-001"][2] == ("saved", "cyan")
+        assert "browser-005" not in table.shown
+        assert table.cursor_key == "browser-004" and table.cursor_row == index
+
+    drive(tmp_path, scenario)
+
+
+def test_polling_pauses_while_a_dialog_is_open(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-003")
+        await pilot.press("x")
+        await pilot.pause()
+        assert app._modal_open()
+        ticks = len(app.ticks)
+        app.engine.save_vm("browser-001")
+        for _ in range(5):
+            start = app.polls
+            app.refresh_now()
+            while app.polls < start + 1:
+                await pilot.pause(0.01)
+        assert len(app.ticks) == ticks
+        assert app.table().shown["browser-001"][2] == ("running", "bold green")
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.table().shown["browser-001"][2] == ("saved", "cyan")
+
+    drive(tmp_path, scenario)
+
+
+def test_an_idle_dashboard_reads_nothing(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        changed = sum(1 for t in app.ticks if t.changed)
+        for _ in range(10):
+            start = app.polls
+            app.refresh_now()
+            while app.polls < start + 1:
+                await pilot.pause(0.01)
+        assert sum(1 for t in app.ticks if t.changed) == changed
+
+    drive(tmp_path, scenario)
