@@ -323,3 +323,33 @@ def test_the_api_token_is_the_owners_only_and_never_logged(tmp_path: Path) -> No
     finally:
         con.close()
     assert server.token not in rows and INPUT_SECRET not in rows
+
+
+# -- the controller's log ------------------------------------------------------------------
+
+
+def test_the_controller_logs_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hvkube run --verbose` (debug logging) runs agents that succeed, fail and time out, with
+    a password in their input and secrets in the environment: none reaches its log."""
+    from tests.conftest import run_cli
+
+    for key, value in ENV_SECRETS.items():
+        monkeypatch.setenv(key, value)
+    with open_engine(db=str(tmp_path / "data" / "hvkube.db"), backend="sim", sim_scale=0) as e:
+        e.create_template("w", "C:\\w.vhdx", memory_mb=2048)
+        e.create_pool("p", "w", count=2, warm=2)
+        e.provision_pool("p")
+        secret = {"password": INPUT_SECRET}
+        for command, timeout in (("true", 60), ("exit 3", 60), ("sleep 30", 1)):
+            e.submit_agent("p", "wf", secret, timeout_s=timeout, exec_command=command)
+    result = run_cli("--verbose", "run", "--once", "--tick", "0.05", "--grace", "0.2")
+    log = result.stdout + result.stderr
+    count("inputs tried")
+    assert "agent" in log  # it did log the agents' ends
+    for value in [*ENV_SECRETS.values(), INPUT_SECRET]:
+        assert value not in log
+    with open_engine(db=str(tmp_path / "data" / "hvkube.db"), backend="sim", sim_scale=0) as e:
+        assert all(a.status.finished for a in e.list_agents()), e.list_agents()
+        events = " ".join(f"{ev.kind} {ev.error}" for ev in e.events(limit=10_000))
+    for value in [*ENV_SECRETS.values(), INPUT_SECRET]:
+        assert value not in events
