@@ -1,6 +1,6 @@
 """The full reliability run, with the figures for docs/RELIABILITY.md:
 
-    .venv/bin/python -m tests.reliability                  # 120 trials, 100 examples a command
+    .venv/bin/python -m tests.reliability                  # 140 trials, 100 examples a command
     .venv/bin/python -m tests.reliability --trials 30 --examples 40   # quicker
 
 1. crash trials (SIGKILL at seeded random moments, reconcile, invariants, restart);
@@ -30,6 +30,7 @@ TEST_FILES = [
     "tests/test_rel_faults.py",
     "tests/test_rel_hostile.py",
     "tests/test_rel_security.py",
+    "tests/test_rel_races.py",
     "tests/test_db_contention.py",
     "tests/test_crash.py",
     "tests/test_concurrency.py",
@@ -38,7 +39,7 @@ TEST_FILES = [
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
-    parser.add_argument("--trials", type=int, default=120, help="crash trials (default 120)")
+    parser.add_argument("--trials", type=int, default=140, help="crash trials (default 140)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the trials (default 1)")
     parser.add_argument("--examples", type=int, default=100, help="hostile inputs a command")
     parser.add_argument("--parallel", type=int, default=2, help="trials and test workers at once")
