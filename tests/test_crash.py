@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from reliability.invariants import check_invariants
 
 from core import VMState, open_engine
 
@@ -39,12 +40,7 @@ def assert_consistent(db: str) -> None:
     with open_engine(db=db, backend="sim", sim_scale=0) as engine:
         report = engine.reconcile()
         assert report.errors == [] and report.orphans == [] and report.busy == []
-        store = {vm.name: vm for vm in engine.list_vms()}
-        host = {vm.name: vm for vm in engine.backend.list_vms()}
-        assert set(store) == set(host), set(store) ^ set(host)
-        for vm in store.values():
-            assert not vm.state.transitional, (vm.name, vm.state)
-            assert engine._state_from_host(host[vm.name]) == vm.state
+        assert check_invariants(engine, report=report, errors_allowed=False) == []
         # And the pool can be completed from here.
         report2 = engine.provision_pool("p")
         assert not report2.failed
