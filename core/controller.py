@@ -23,20 +23,24 @@ import logging
 import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peewee import fn
 from pydantic import BaseModel, Field
 
 from core import leases
-from core.errors import CapacityExceeded, HvkubeError, NotFound
+from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
 from core.leases import CONTROLLER_LEASE
 from core.models import VM, AgentResult, AgentStatus, HostState, HostVM, Template, VMPool, VMState
 from core.scheduler import PoolInfo, Scheduler
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -565,3 +569,40 @@ class Controller:
             )
         for name in off[: max(0, pool.warm_count - len(saved))]:  # cold -> warm: restore clean
             self._try(notes, f"reset {name}", lambda n=name: engine.reset_vm(n, idle_only=True))
+
+
+def start_in_background(settings: Settings) -> tuple[int, Path]:
+    """Start `hvkube run` on the same store and backend as a detached process (for the
+    dashboard). Returns its pid and its log file. Refuses when a controller already runs."""
+    from core import open_engine
+
+    with open_engine(settings) as engine:
+        status = controller_status(engine)
+    if status.running:
+        raise Conflict(f"a controller is already running ({status.summary()})")
+    log = settings.db_path().parent / "controller.log"
+    env = {
+        **os.environ,
+        "HVKUBE_SIM_SCALE": str(settings.sim_scale),
+        "HVKUBE_SIM_MEMORY_MB": str(settings.sim_memory_mb),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "run",
+        "--db",
+        str(settings.db_path()),
+        "--backend",
+        settings.backend,
+    ]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return proc.pid, log

@@ -108,6 +108,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("filter", "slash", "/", "filter", "Filter rows of this view", False),
     ActionSpec("jump", "colon", ":", "view", "Jump to a view (:pools :templates :vms ...)", False),
+    ActionSpec(
+        "controller",
+        "R",
+        "R",
+        "run ctl",
+        "Start the controller (hvkube run) in the background",
+        True,
+        show=False,
+    ),
     ActionSpec("help", "question_mark", "?", "help", "Show keys and views", False),
     ActionSpec("quit", "q", "q", "quit", "Quit", False),
 )

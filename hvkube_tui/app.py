@@ -345,6 +345,10 @@ class HvkubeApp(App[None]):
                 text.append(f"  agents {queued} queued, {running_agents} running")
             elif verbose == 0:
                 text.append(f"  agents {queued} queued {running_agents} run")
+        if snap and snap.controller is not None:
+            running = snap.controller.running
+            label = ("controller " if verbose >= 1 else "ctl ") + ("on" if running else "off")
+            text.append(f"  {label}", style="green" if running else "dim")
         if self.readonly:
             text.append("  READ-ONLY ", style="bold reverse red")
         return text
@@ -730,6 +734,19 @@ class HvkubeApp(App[None]):
 
         self.run_engine(
             ("vms", vm), "screenshot", f"screenshot {vm}", shoot, lambda p: f"saved {p}"
+        )
+
+    def action_controller(self) -> None:
+        from core.controller import start_in_background
+
+        def start() -> tuple[int, Path]:
+            return start_in_background(self.engine.settings)
+
+        self._engine_worker(
+            ("pools", ""),
+            "controller",
+            start,
+            lambda started: f"controller started (pid {started[0]}); log: {started[1]}",
         )
 
     # pools

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
+from core.controller import ControllerStatus, controller_status
 from core.engine import Engine
 from core.errors import HvkubeError
 from core.models import TRANSITIONAL_STATES, HostCapacity
@@ -166,6 +167,7 @@ class Snapshot:
     agent_counts: dict[str, int] = field(default_factory=dict)
     vm_states: dict[str, int] = field(default_factory=dict)
     read_ms: float = 0.0
+    controller: ControllerStatus | None = None
 
     def count(self, view: str) -> int:
         if view == "pools":
@@ -367,7 +369,14 @@ class DataReader:
             agent_counts=agent_counts,
             vm_states=vm_states,
             read_ms=(time.perf_counter() - started) * 1000.0,
+            controller=self._controller(),
         )
+
+    def _controller(self) -> ControllerStatus | None:
+        try:
+            return controller_status(self.engine)
+        except HvkubeError:
+            return None
 
     def _read_agents(self) -> dict[str, tuple[Any, ...]]:
         """The newest agents and every unfinished one. A finished agent never changes again

@@ -492,3 +492,44 @@ def test_an_idle_dashboard_reads_nothing(tmp_path: Path) -> None:
         assert sum(1 for t in app.ticks if t.changed) == changed
 
     drive(tmp_path, scenario)
+
+
+# -- controller ----------------------------------------------------------------------------------
+
+
+def test_shift_r_starts_the_controller_and_the_header_shows_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from core.controller import controller_status
+
+    started: list[int] = []
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        assert "controller off" in str(app._header_text())
+        await pilot.press("R")
+        await settle(pilot)
+        deadline = time.monotonic() + 120
+        status = controller_status(app.engine)
+        while not status.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            status = controller_status(app.engine)
+        assert status.running, notes(app)
+        assert status.pid is not None
+        started.append(status.pid)
+        assert any("controller started" in n for n in notes(app))
+        app.refresh_now()
+        while "controller on" not in str(app._header_text()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            await settle(pilot)
+        assert "controller on" in str(app._header_text())
+        await pilot.press("R")  # a second one is refused with the reason
+        await settle(pilot)
+        assert any("already running" in n for n in notes(app))
+
+    try:
+        drive(tmp_path, scenario)
+    finally:
+        for pid in started:
+            os.kill(pid, signal.SIGTERM)
