@@ -111,6 +111,24 @@ def _not_long_wait(text: str) -> bool:
 
 
 small_numbers = numbers.filter(_not_long_wait)
+
+
+def _would_start(text: str, parse: type) -> bool:
+    """A value `run --tick` or `serve --port` accepts would start a long-running service."""
+    try:
+        value = parse(text)
+    except ValueError:
+        return False
+    if parse is float:
+        return bool(value > 0)
+    return bool(0 <= value <= 65535)
+
+
+bad_ticks = numbers.filter(lambda t: not _would_start(t, float))
+bad_ports = numbers.filter(lambda t: not _would_start(t, int))
+# Commands that run until stopped (the controller, the HTTP API, the dashboard) are given
+# only arguments they must refuse; a generated command name never names them.
+LONG_RUNNING = {"run", "serve", "ui", "demo"}
 json_text = st.one_of(
     st.sampled_from(
         [
@@ -245,7 +263,11 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
         _cmd(["events"], opt("--vm", names), opt("--pool", names), opt("--limit", numbers)),
         _cmd(["reconcile"], st.lists(st.just("--remove-orphans"), max_size=1)),
         _cmd(["config", "show"]),
-        _cmd(one(hostile_text)),
+        _cmd(one(hostile_text.filter(lambda t: t.strip() not in LONG_RUNNING))),
+    ),
+    "run/serve (refused)": st.one_of(
+        _cmd(["run"], ["--tick"], one(bad_ticks)),
+        _cmd(["serve"], ["--port"], one(bad_ports)),
     ),
     "sim": st.one_of(
         _cmd(
