@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from core import Engine, open_engine
 from core.settings import Settings
@@ -58,5 +59,18 @@ async def settle(pilot: Pilot[Any]) -> None:
             await pilot.pause(0.01)
     await pilot.pause()
     while any(w.is_running and w.group == "thumbnail" for w in app.workers):
+        await pilot.pause(0.01)
+    await pilot.pause()
+    # DataTable measures new and changed cells on its next idle; on a loaded machine a
+    # picture taken before that shows columns at their old widths. Wait for the tables
+    # on screen to have measured (bounded: a hidden table gets no idle).
+    for _ in range(200):
+        pending = [
+            t
+            for t in app.query(DataTable)
+            if t.is_on_screen and (t._require_update_dimensions or t._updated_cells)
+        ]
+        if not pending:
+            break
         await pilot.pause(0.01)
     await pilot.pause()
