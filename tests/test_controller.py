@@ -376,14 +376,27 @@ def test_step_left_by_a_dead_process_is_settled_while_agents_run(
     agent = engine.submit_agent(pool, "wf", exec_command=f"touch {marker}; sleep 1; echo done")
     with running(engine):
         wait_for(marker.exists, "the agent's command to start")
-        victim = next(vm.name for vm in engine.list_vms(pool=pool) if vm.state is VMState.SAVED)
-        # A CLI that claimed this VM was killed before it resumed it.
-        engine.t.VM.update(
-            state=VMState.RESUMING.value,
-            holder="lease-dead",
-            op_owner=f"{socket.gethostname()}:999999:1",
-            op_kind="acquire",
-        ).where(engine.t.VM.name == victim).execute()
+
+        # A CLI that claimed a VM was killed before it resumed it. The claim is made as a
+        # real one is, conditionally, so that it never lands on a VM the controller's tier
+        # upkeep is moving at that moment.
+        def claim_as_dead_cli() -> str | None:
+            for vm in engine.list_vms(pool=pool):
+                if vm.state is VMState.SAVED and engine.store.update_vm(
+                    vm.name,
+                    {
+                        "state": VMState.RESUMING.value,
+                        "holder": "lease-dead",
+                        "op_owner": f"{socket.gethostname()}:999999:1",
+                        "op_kind": "acquire",
+                    },
+                    '"state" = ? AND "holder" IS NULL',
+                    (VMState.SAVED.value,),
+                ):
+                    return vm.name
+            return None
+
+        victim = wait_for(claim_as_dead_cli, "a saved VM to claim")
         wait_for(lambda: not engine.get_vm(victim).held, "the dead claim to be rolled back")
         wait_for(lambda: engine.get_agent(agent.id).status.finished, "the agent to end")
     done = engine.get_agent(agent.id)
