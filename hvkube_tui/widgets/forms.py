@@ -6,6 +6,7 @@ the engine checks everything again when the form is submitted.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 from textual import on
@@ -72,8 +73,13 @@ def tier_errors(values: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]
     return errors, numbers
 
 
-class FormScreen(ModalScreen[dict[str, Any] | None]):
-    """Fields laid out one per line with an error line under each."""
+class _AbstractScreenMeta(type(ModalScreen), ABCMeta):  # type: ignore[misc]
+    """Textual's screens have their own metaclass; this lets a screen declare abstract hooks."""
+
+
+class FormScreen(ModalScreen[dict[str, Any] | None], metaclass=_AbstractScreenMeta):
+    """Fields laid out one per line with an error line under each. Each form supplies
+    its fields, its validation (the engine's own rules) and the result it returns."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel", show=False)]
     TITLE_TEXT = ""
@@ -82,8 +88,9 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
     def __init__(self) -> None:
         super().__init__(classes="dialog-screen")
 
+    @abstractmethod
     def fields(self) -> list[tuple[str, str, Widget]]:
-        raise NotImplementedError
+        """Supplied by each form."""
 
     def values(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -97,11 +104,13 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
                 result[key] = widget.value
         return result
 
+    @abstractmethod
     def validate_values(self, values: dict[str, Any]) -> dict[str, str]:
-        raise NotImplementedError
+        """Supplied by each form."""
 
+    @abstractmethod
     def result(self, values: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """Supplied by each form."""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form"):
