@@ -52,7 +52,7 @@ from core.models import (
     VMPool,
     VMState,
 )
-from core.names import check_name, check_path_text, check_positive
+from core.names import POOL_NAME_MAX, check_name, check_path_text, check_positive, tier_problem
 from core.probes import poll, wait_ready
 from core.settings import Settings
 from core.store import Store, utcnow
@@ -236,11 +236,9 @@ class Engine:
         check_positive(count, "--count", allow_zero=True, maximum=1024)
         check_positive(warm, "--warm", allow_zero=True, maximum=1024)
         check_positive(hot, "--hot", allow_zero=True, maximum=1024)
-        if warm + hot > count:
-            raise InvalidInput(
-                f"--warm {warm} plus --hot {hot} is more than --count {count}; "
-                "lower them or raise the count"
-            )
+        problem = tier_problem(count, warm, hot)
+        if problem is not None:
+            raise InvalidInput(problem)
         if max_per_host is not None:
             check_positive(max_per_host, "--max-per-host", maximum=1024)
             if count > max_per_host:
@@ -257,8 +255,10 @@ class Engine:
         max_per_host: int | None = None,
     ) -> VMPool:
         check_name(name, "pool name")
-        if len(name) > 44:
-            raise InvalidInput(f"pool name {name!r} is over 44 characters (VM names add '-NNN')")
+        if len(name) > POOL_NAME_MAX:
+            raise InvalidInput(
+                f"pool name {name!r} is over {POOL_NAME_MAX} characters (VM names add '-NNN')"
+            )
         self._check_tiers(count, warm, hot, max_per_host)
         policy = self._policy(release)
         tpl = self.get_template(template)

@@ -56,6 +56,19 @@ def check_name(name: object, what: str = "name") -> str:
     return name
 
 
+# A pool's VMs are named '<pool>-NNN', so a pool name leaves room for four characters.
+POOL_NAME_MAX = 44
+
+
+def tier_problem(count: int, warm: int, hot: int) -> str | None:
+    """Why a pool's hot and warm counts do not fit its total, or None."""
+    if warm + hot > count:
+        return (
+            f"warm {warm} plus hot {hot} is more than count {count}; lower them or raise the count"
+        )
+    return None
+
+
 def check_positive(
     value: int, what: str, *, allow_zero: bool = False, maximum: int = 10_000
 ) -> int:

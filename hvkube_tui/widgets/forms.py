@@ -18,14 +18,20 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.errors import InvalidInput
-from core.names import NAME_RULE, check_path_text, check_positive, name_problem
+from core.names import (
+    NAME_RULE,
+    POOL_NAME_MAX,
+    check_path_text,
+    check_positive,
+    name_problem,
+    tier_problem,
+)
 
 RELEASE_CHOICES = [
     ("reset (back to clean)", "reset"),
     ("save (keep as is)", "save"),
     ("destroy", "destroy"),
 ]
-POOL_NAME_MAX = 44  # VM names add '-NNN'
 
 
 def _whole(
@@ -65,11 +71,10 @@ def tier_errors(values: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]
             errors[field] = problem
         elif value is not None:
             numbers[field] = value
-    if len(numbers) == 3 and numbers["warm"] + numbers["hot"] > numbers["count"]:
-        errors["hot"] = (
-            f"warm {numbers['warm']} plus hot {numbers['hot']} is more than count "
-            f"{numbers['count']}; lower them or raise the count"
-        )
+    if len(numbers) == 3:
+        problem = tier_problem(numbers["count"], numbers["warm"], numbers["hot"])
+        if problem is not None:
+            errors["hot"] = problem
     return errors, numbers
 
 
