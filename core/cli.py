@@ -412,16 +412,7 @@ def _vm_table(vms: Sequence[Any]) -> None:
 
 
 def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
-    state = None
-    if args.state:
-        try:
-            state = VMState(args.state)
-        except ValueError:
-            raise InvalidInput(
-                f"--state {args.state!r} is not a VM state; use one of "
-                + ", ".join(s.value for s in VMState)
-            ) from None
-    vms = ctx.engine.list_vms(pool=args.pool, state=state)
+    vms = ctx.engine.list_vms(pool=args.pool, state=args.state)
     if ctx.json:
         print_json(vms)
     else:
@@ -637,15 +628,7 @@ def _agent_details(a: Any) -> None:
 
 
 def cmd_agent_list(args: argparse.Namespace, ctx: Context) -> int:
-    status = None
-    if args.status:
-        try:
-            status = AgentStatus(args.status)
-        except ValueError:
-            raise InvalidInput(
-                f"--status {args.status!r} is not one of " + ", ".join(s.value for s in AgentStatus)
-            ) from None
-    agents = ctx.engine.list_agents(status=status, pool=args.pool, limit=args.limit)
+    agents = ctx.engine.list_agents(status=args.status, pool=args.pool, limit=args.limit)
     if ctx.json:
         print_json(agents)
         return 0
@@ -1016,7 +999,13 @@ def build_parser() -> Parser:
     vm_cmds = vm.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(vm_cmds, "list", cmd_vm_list, "list VMs")
     p.add_argument("--pool")
-    p.add_argument("--state", help="only VMs in this state")
+    p.add_argument(
+        "--state",
+        type=VMState,
+        choices=list(VMState),
+        metavar="STATE",
+        help="only VMs in this state: " + ", ".join(v.value for v in VMState),
+    )
     p = sub(vm_cmds, "info", cmd_vm_info, "everything about one VM")
     p.add_argument("name")
     for name, method, verb, help_text in (
@@ -1084,7 +1073,13 @@ def build_parser() -> Parser:
     p.add_argument("--wait", action="store_true", help="block until it ends; print its result")
     p.add_argument("--wait-timeout", type=_seconds, default=None, metavar="S")
     p = sub(agent_cmds, "list", cmd_agent_list, "list agents")
-    p.add_argument("--status")
+    p.add_argument(
+        "--status",
+        type=AgentStatus,
+        choices=list(AgentStatus),
+        metavar="STATUS",
+        help="only agents with this status: " + ", ".join(v.value for v in AgentStatus),
+    )
     p.add_argument("--pool")
     p.add_argument("--limit", type=_positive_int, default=100)
     p = sub(agent_cmds, "show", cmd_agent_show, "one agent with its result")
