@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -116,8 +115,6 @@ class Engine:
         self.settings = settings
         self.readonly = settings.readonly
         self.t = store.t
-        self._capacity_lock = threading.Condition()
-        self._pending_start_mb = 0
 
     # -- plumbing ------------------------------------------------------------------------------
 

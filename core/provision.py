@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from core.backends.base import CLEAN_CHECKPOINT
+from core.engine import ProvisionReport, process_owner, vm_name_for
 from core.errors import CapacityExceeded, HvkubeError, InvalidInput
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
 from core.store import utcnow
 
 if TYPE_CHECKING:
-    from core.engine import Engine, ProgressFn, ProvisionReport
+    from core.engine import Engine, ProgressFn
 
 
 class _TierPlan:
@@ -87,8 +88,6 @@ class _MemoryGate:
 
 
 def _free_names(pool: str, taken: set[str], count: int) -> list[str]:
-    from core.engine import vm_name_for
-
     names: list[str] = []
     index = 1
     while len(names) < count:
@@ -106,8 +105,6 @@ def provision_pool(
     progress: ProgressFn | None = None,
 ) -> ProvisionReport:
     """Build the VMs the pool is missing; replace VMs that are gone or in error."""
-    from core.engine import ProvisionReport
-
     pool = engine.get_pool(name)
     tpl = engine.get_template(pool.template)
     workers = parallelism or engine.settings.provision_parallelism
@@ -140,7 +137,7 @@ def provision_pool(
 
     names = _free_names(name, {vm.name for vm in existing}, missing)
     # Intent first: every VM about to be built is in the store as PROVISIONING.
-    owner = engine_owner()
+    owner = process_owner()
     with engine.store.write():
         for vm_name in names:
             engine.t.VM.create(
@@ -170,12 +167,6 @@ def provision_pool(
         list(executor.map(build, names))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def engine_owner() -> str:
-    from core.engine import process_owner
-
-    return process_owner()
 
 
 def _notify(progress: ProgressFn | None, vm: str, step: str, detail: str = "") -> None:
@@ -233,8 +224,6 @@ def scale_pool(
     engine: Engine, name: str, count: int, progress: ProgressFn | None = None
 ) -> ProvisionReport:
     """Set the pool's size, then build the missing VMs or remove surplus idle ones."""
-    from core.engine import ProvisionReport
-
     pool = engine.update_pool(name, count=count)
     vms = engine.list_vms(pool=name)
     surplus = len(vms) - pool.desired_count
