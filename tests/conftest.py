@@ -11,8 +11,22 @@ from pathlib import Path
 import pytest
 
 from core import Engine, open_engine
+from tests.snapshot_diff import explain
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed snapshot test gets the differing lines of the screen in its report."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed and "snap_compare" in item.fixturenames:
+        from pytest_textual_snapshot import node_to_report_path
+
+        text = explain(node_to_report_path(item))
+        if text:
+            report.sections.append(("snapshot text diff", text))
 
 
 @pytest.fixture(autouse=True)
