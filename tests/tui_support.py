@@ -74,3 +74,12 @@ async def settle(pilot: Pilot[Any]) -> None:
             break
         await pilot.pause(0.01)
     await pilot.pause()
+    # Last, the picture itself must hold still: anything still landing (a late layout, a
+    # widget refreshed by a message in flight) shows as a difference between two looks.
+    previous = None
+    for _ in range(100):
+        current = app.export_screenshot()
+        if current == previous:
+            break
+        previous = current
+        await pilot.pause(0.05)
