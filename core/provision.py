@@ -45,12 +45,18 @@ class _TierPlan:
 
 
 class _MemoryGate:
-    """Admit a boot only while measured use plus boots in flight stays under the ceiling."""
+    """Admit a boot only while measured use plus boots in flight stays under the ceiling.
+
+    A VM counts as in flight from its admission until its boot shows in the measured use,
+    and as unparked until it is parked (saved or stopped frees its memory). A boot that does
+    not fit waits while any VM of this run is unparked, since parking may make room; it is
+    refused only when nothing of this run can free memory any more, or at the timeout."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.cond = threading.Condition()
         self.in_flight_mb = 0
+        self.unparked = 0
 
     def figures(self) -> tuple[int, int, int]:
         cap = self.engine.backend.capacity()
@@ -72,18 +78,22 @@ class _MemoryGate:
                 _, used, ceiling = self.figures()
                 if used + self.in_flight_mb + memory_mb <= ceiling:
                     self.in_flight_mb += memory_mb
+                    self.unparked += 1
                     return
-                if self.in_flight_mb == 0 or time.monotonic() >= deadline:
+                if self.unparked == 0 or time.monotonic() >= deadline:
                     raise self.refusal(memory_mb)
                 self.cond.wait(timeout=0.25)
 
-    def done(self, memory_mb: int) -> None:
+    def booted(self, memory_mb: int) -> None:
+        """The boot is over (or failed): the measured use now shows what it holds."""
         with self.cond:
             self.in_flight_mb -= memory_mb
             self.cond.notify_all()
 
-    def changed(self) -> None:
+    def parked(self) -> None:
+        """The VM is parked (or its build failed): whatever it frees is free now."""
         with self.cond:
+            self.unparked -= 1
             self.cond.notify_all()
 
 
@@ -192,26 +202,28 @@ def _build_one(
         backend.create_vm(vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu)
         gate.admit(tpl.memory_mb, engine.settings.op_timeout_s)
         try:
-            _notify(progress, vm_name, "boot")
-            with engine.step("first_boot", vm_name, row.pool):
-                backend.start(vm_name)
+            try:
+                _notify(progress, vm_name, "boot")
+                with engine.step("first_boot", vm_name, row.pool):
+                    backend.start(vm_name)
+            finally:
+                gate.booted(tpl.memory_mb)
+            _notify(progress, vm_name, "wait_ready")
+            how = wait_ready(backend, vm_name, tpl.probe, engine.settings.ready_timeout_s)
+            _notify(progress, vm_name, "checkpoint", how)
+            with engine.step("checkpoint", vm_name, row.pool):
+                backend.checkpoint(vm_name, CLEAN_CHECKPOINT)
+            ip = backend.ip_address(vm_name)
+            tier = plan.next_tier()
+            _notify(progress, vm_name, "park", tier.value)
+            if tier is VMState.PAUSED:
+                backend.pause(vm_name)
+            elif tier is VMState.SAVED:
+                backend.save(vm_name)
+            else:
+                backend.stop(vm_name, force=True)
         finally:
-            gate.done(tpl.memory_mb)
-        _notify(progress, vm_name, "wait_ready")
-        how = wait_ready(backend, vm_name, tpl.probe, engine.settings.ready_timeout_s)
-        _notify(progress, vm_name, "checkpoint", how)
-        with engine.step("checkpoint", vm_name, row.pool):
-            backend.checkpoint(vm_name, CLEAN_CHECKPOINT)
-        ip = backend.ip_address(vm_name)
-        tier = plan.next_tier()
-        _notify(progress, vm_name, "park", tier.value)
-        if tier is VMState.PAUSED:
-            backend.pause(vm_name)
-        elif tier is VMState.SAVED:
-            backend.save(vm_name)
-        else:
-            backend.stop(vm_name, force=True)
-        gate.changed()
+            gate.parked()
         extra = {}
         forwarded = getattr(backend, "forwarded_port", None)
         if forwarded is not None:  # user-mode networking: the guest's RDP port on loopback

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from core import Engine, VMState
@@ -117,6 +119,25 @@ def test_provisioning_waits_for_memory_instead_of_overcommitting(engine: Engine)
     report = engine.provision_pool("bigpool", parallelism=8)
     assert sorted(report.created) == [f"bigpool-00{i}" for i in range(1, 5)]
     assert set(states(engine, "bigpool").values()) == {VMState.SAVED}
+
+
+def test_provisioning_waits_for_booted_vms_to_park(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two 20,000 MB VMs have booted and are still being checkpointed (holding memory,
+    # no boot in flight): the third must wait for them to be saved, not be refused.
+    engine.create_template("big", r"C:\T\big.vhdx", memory_mb=20_000)
+    engine.create_pool("bigpool", "big", count=3, warm=3)
+    checkpoint = engine.backend.checkpoint
+
+    def slow_checkpoint(name: str, checkpoint_name: str) -> None:
+        time.sleep(0.3)
+        checkpoint(name, checkpoint_name)
+
+    monkeypatch.setattr(engine.backend, "checkpoint", slow_checkpoint)
+    report = engine.provision_pool("bigpool", parallelism=3)
+    assert report.failed == {}
+    assert sorted(report.created) == [f"bigpool-00{i}" for i in range(1, 4)]
 
 
 def test_provision_refuses_before_building_when_nothing_fits(engine: Engine) -> None:
