@@ -101,6 +101,7 @@ def check_path_text(path: object, what: str = "path") -> str:
 
 
 MAX_JSON_DEPTH = 64
+MAX_JSON_BYTES = 1_000_000  # agent input and output, from the CLI or the API
 
 
 def is_utf8(text: str) -> bool:
@@ -127,7 +128,7 @@ def _json_depth(value: Any) -> int:
 
 def parse_json_object(text: str, what: str = "--input") -> dict[str, Any]:
     """Parse user JSON, which must be an object, before anything is written."""
-    if len(text) > 1_000_000:
+    if len(text) > MAX_JSON_BYTES:
         raise InvalidInput(f"{what} is larger than 1 MB")
     if not is_utf8(text):
         raise InvalidInput(f"{what} is not valid UTF-8 text")

@@ -27,7 +27,9 @@ from core.api import errors
 from core.api.auth import BearerAuth, load_or_create_token, token_path
 from core.api.errors import ClientGone, ErrorBodyDoc, FieldError, Forbidden, LeaseExpired
 from core.api.leases import ApiLeases, new_lease_id
+from core.api.limits import BodyLimit
 from core.api.schemas import (
+    MAX_BODY_BYTES,
     AcquireRequest,
     AcquireResponse,
     AgentComplete,
@@ -553,4 +555,5 @@ def make_api(
 
     app.include_router(v1)
     app.add_middleware(BearerAuth, token=token)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # outermost: before anything reads
     return app

@@ -35,6 +35,10 @@ log = logging.getLogger("hvkube.api")
 
 RETRY_AFTER_S = 5
 
+# The `code` of errors raised as plain HTTP errors (routing, body size) rather than as
+# engine errors.
+HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
 
 class FieldError(InvalidInput):
     """Bad input in one request field (422); nothing was changed."""
@@ -169,8 +173,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
-        code = codes.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         message = str(exc.detail) if exc.detail else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}; see /openapi.json"

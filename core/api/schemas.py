@@ -16,11 +16,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from core.api.errors import FieldError
 from core.models import VM, Agent, Event, ReleasePolicy, VMPool, VMState
-from core.names import name_problem
+from core.names import MAX_JSON_BYTES, name_problem
 
 MAX_WAIT_S = 3600.0
 MAX_LEASE_S = 86400.0
-MAX_JSON_BYTES = 1_000_000
+# Agent input and output are capped at MAX_JSON_BYTES of JSON; escaped in a request body
+# they may take a few times that. A larger body is refused (413) before it is buffered.
+MAX_BODY_BYTES = 4 * MAX_JSON_BYTES
 
 
 def _valid_name(value: str) -> str:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 
 from core import open_engine
 from core.api.auth import load_or_create_token
+from core.api.schemas import MAX_BODY_BYTES
 from core.api.server import exposure_warning, is_loopback
 from core.engine import Engine
 from core.errors import HvkubeError
@@ -370,6 +371,32 @@ def test_body_that_is_not_json(
     )
     assert r.status_code == 422 and r.json()["code"] == "invalid_input"
     assert dump() == before
+
+
+def test_a_body_over_the_cap_is_413_and_changes_nothing(
+    client: httpx.Client, new_pool: Callable[..., str], dump: Callable[[], list[str]]
+) -> None:
+    pool = new_pool(1)
+    before = dump()
+    big = b'{"pool": "%s", "workflow": "w", "input": {"x": "' % pool.encode()
+    big += b"a" * (MAX_BODY_BYTES + 1) + b'"}}'
+    declared = client.post(
+        "/api/v1/agents", content=big, headers={"Content-Type": "application/json"}
+    )
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+        for start in range(0, len(big), 1 << 16):
+            yield big[start : start + (1 << 16)]
+
+    streamed = client.post(
+        "/api/v1/agents", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    for r in (declared, streamed):
+        assert r.status_code == 413, r.text
+        assert r.json()["code"] == "too_large" and "MB" in r.json()["message"]
+    assert dump() == before
+    ok = client.post("/api/v1/agents", json={"pool": pool, "workflow": "w", "input": {"x": 1}})
+    assert ok.status_code in (200, 201), ok.text
 
 
 def test_engine_refusal_is_400_and_changes_nothing(
