@@ -124,7 +124,8 @@ def seed_demo(directory: Path, *, scale: float = DEMO_SCALE) -> Settings:
             engine.create_template(**template)
         for spec in POOLS:
             engine.create_pool(**spec)
-            engine.provision_pool(str(spec["name"]))
+            # One at a time: which VM lands in which tier must not depend on thread timing.
+            engine.provision_pool(str(spec["name"]), parallelism=1)
         _sim(engine).scale = scale
         # Finished agents leave resume history; their VMs go back by the pool's policy.
         for n, (pool, ok) in enumerate(
