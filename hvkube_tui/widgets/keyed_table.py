@@ -3,8 +3,11 @@ never cleared and refilled, so the cursor and the scroll position stay put."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 from hvkube_tui.data import Cell, Row
 
@@ -24,10 +27,23 @@ class KeyedTable(DataTable[Text]):
         self.view = view
         self.column_spec = columns
         self.shown: dict[str, Row] = {}
+        self._measured: list[int] = []  # column widths the drawn cells were cut to
 
     def on_mount(self) -> None:
         for key, label in self.column_spec:
             self.add_column(label, key=key)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        # DataTable measures new and changed cells when idle, and caches drawn cells by
+        # content, not width: a row drawn before its columns were measured would keep
+        # showing its cells cut ("bro…") until it next changes. So when a width moved,
+        # what was drawn goes.
+        super()._update_dimensions(new_rows)
+        widths = [column.get_render_width(self) for column in self.ordered_columns]
+        if widths != self._measured:
+            self._measured = widths
+            self._clear_caches()
+            self.refresh()
 
     @property
     def cursor_key(self) -> str | None:
