@@ -5,11 +5,13 @@ read-only removes every changing key, and a failing host call leaves the app usa
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.command import CommandList
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -19,7 +21,7 @@ from hvkube_tui.actions import ACTIONS, MUTATING
 from hvkube_tui.app import HvkubeApp
 from hvkube_tui.widgets.dialogs import ConfirmScreen, HelpScreen
 from hvkube_tui.widgets.forms import EditPoolForm, PoolForm, TemplateForm
-from tests.tui_support import build_app, settle
+from tests.tui_support import build_app, settle, until
 
 Scenario = Callable[[HvkubeApp, Pilot[Any]], Awaitable[None]]
 
@@ -28,6 +30,17 @@ def drive(
     tmp_path: Path, scenario: Scenario, size: tuple[int, int] = (120, 36), **kw: Any
 ) -> HvkubeApp:
     app = build_app(tmp_path, **kw)
+    shown: list[str] = []
+    notify = app.notify
+
+    def recorded(message: str, *args: Any, **kwargs: Any) -> None:
+        shown.append(str(message))
+        notify(message, *args, **kwargs)
+
+    # Every message the app showed, kept: Textual drops a toast after its timeout, which a
+    # slow machine can pass before the test looks.
+    app.notify = recorded  # type: ignore[method-assign]
+    app.shown_messages = shown  # type: ignore[attr-defined]
 
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
@@ -43,7 +56,7 @@ def state(app: HvkubeApp, vm: str) -> VMState:
 
 
 def notes(app: HvkubeApp) -> list[str]:
-    return [n.message for n in app._notifications]
+    return list(app.shown_messages)  # type: ignore[attr-defined]
 
 
 def store_dump(app: HvkubeApp) -> dict[str, Any]:
@@ -104,11 +117,13 @@ def test_busy_row_shows_progress(tmp_path: Path) -> None:
 
         app.engine.resume_vm = slow_resume  # type: ignore[method-assign]
         await pilot.press("r")
-        await pilot.pause()
-        assert app.table("vms").shown["browser-003"][2] == ("⟳ resuming", "bold yellow")
+        await until(
+            pilot,
+            lambda: app.table("vms").shown["browser-003"][2] == ("⟳ resuming", "bold yellow"),
+            "the row shows the resume in progress",
+        )
         await pilot.press("r")  # a second press while busy is refused, not queued
-        await pilot.pause()
-        assert any("busy" in n for n in notes(app))
+        await until(pilot, lambda: any("busy" in n for n in notes(app)), "'busy' is said")
         gate.set()
         await settle(pilot)
         assert app.table("vms").shown["browser-003"][2] == ("running", "bold green")
@@ -122,8 +137,7 @@ def test_x_resets_only_when_confirmed(tmp_path: Path, answer: str) -> None:
         await at(app, pilot, "vms", "browser-001")
         before = store_dump(app)
         await pilot.press("x")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "a confirmation")
         await pilot.press(answer)
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmScreen)
@@ -244,9 +258,13 @@ def test_n_new_pool_form_validates_inline_and_creates(tmp_path: Path) -> None:
     async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
         await at(app, pilot, "pools")
         await pilot.press("n")
-        await pilot.pause()
-        assert isinstance(app.screen, PoolForm)
+        await until(pilot, lambda: isinstance(app.screen, PoolForm), "the new pool form")
         await pilot.press("w", "e", "b", "space", "p")
+        await until(
+            pilot,
+            lambda: "not allowed" in str(app.screen.query_one("#e-name").render()),
+            "the inline error under the name",
+        )
         error = str(app.screen.query_one("#e-name").render())
         assert "' '" in error and "not allowed" in error
         assert app.screen.query_one("#submit").disabled
@@ -430,9 +448,16 @@ def test_command_palette_runs_actions(tmp_path: Path) -> None:
         await pilot.press("ctrl+p")
         palette = app.screen
         palette.query_one(Input).value = "Save the selected VM"
-        while not palette.query(".option-list--option-highlighted, OptionList"):
+        # The palette searches in a worker and shows hits in batches: wait until our
+        # command is the highlighted first hit, however slow the machine.
+        commands = palette.query_one(CommandList)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if commands.option_count and commands.highlighted == 0:
+                first = str(commands.get_option_at_index(0).prompt)
+                if "Save the selected VM" in first:
+                    break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
         await pilot.press("enter")
         await settle(pilot)
         assert state(app, "browser-001") is VMState.SAVED
@@ -500,13 +525,14 @@ def test_an_idle_dashboard_reads_nothing(tmp_path: Path) -> None:
 def test_shift_r_starts_the_controller_and_the_header_shows_it(tmp_path: Path) -> None:
     import os
     import signal
-    import time
 
     from core.controller import controller_status
 
     started: list[int] = []
+    apps: list[HvkubeApp] = []
 
     async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        apps.append(app)
         assert "controller off" in str(app._header_text())
         await pilot.press("R")
         await settle(pilot)
@@ -531,5 +557,10 @@ def test_shift_r_starts_the_controller_and_the_header_shows_it(tmp_path: Path) -
     try:
         drive(tmp_path, scenario)
     finally:
+        # Also a controller that came up after a check had already failed.
+        for app in apps:
+            late = controller_status(app.engine)
+            if late.running and late.pid is not None and late.pid not in started:
+                started.append(late.pid)
         for pid in started:
             os.kill(pid, signal.SIGTERM)

@@ -23,7 +23,11 @@ def _app(tmp_path: Path, **overrides: Any) -> Any:
     return build_app(tmp_path, **overrides)
 
 
-def _goto(view: str, row: str | None = None) -> Any:
+def _goto(view: str, row: str | None = None, press: tuple[str, ...] = ()) -> Any:
+    """Show `view` (with the cursor on `row`), press the keys, and wait until it all shows:
+    keys are pressed here rather than by snap_compare, which takes its picture without
+    waiting for what they started."""
+
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot)
         app: Any = pilot.app
@@ -32,6 +36,9 @@ def _goto(view: str, row: str | None = None) -> Any:
         else:
             assert app.select_row(view, row)
         await settle(pilot)
+        if press:
+            await pilot.press(*press)
+            await settle(pilot)
 
     return run_before
 
@@ -51,13 +58,13 @@ def test_vm_in_error(snap_compare: Any, tmp_path: Path) -> None:
 
 def test_help(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(
-        _app(tmp_path), terminal_size=WIDE, run_before=_goto("vms"), press=["question_mark"]
+        _app(tmp_path), terminal_size=WIDE, run_before=_goto("vms", press=("question_mark",))
     )
 
 
 def test_confirm_reset(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(
-        _app(tmp_path), terminal_size=WIDE, run_before=_goto("vms", "browser-003"), press=["x"]
+        _app(tmp_path), terminal_size=WIDE, run_before=_goto("vms", "browser-003", press=("x",))
     )
 
 
@@ -65,8 +72,7 @@ def test_new_pool_form_with_error(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(
         _app(tmp_path),
         terminal_size=WIDE,
-        run_before=_goto("pools"),
-        press=["n", *"web pool"],
+        run_before=_goto("pools", press=("n", *"web pool")),
     )
 
 

@@ -3,6 +3,8 @@ fixed, deterministic VM screens, and waiting for the app to settle."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,9 @@ async def settle(pilot: Pilot[Any]) -> None:
     while any(w.is_running and w.group in ("actions", "thumbnail") for w in app.workers):
         await pilot.pause(0.01)
     await pilot.pause()
-    if app._modal_open():
-        return
-    for _ in range(2):  # two reads: the second one starts after everything before was shown
+    # Two reads: the second one starts after everything before was shown. (None while a
+    # dialog is open: polling is paused then.)
+    for _ in range(0 if app._modal_open() else 2):
         start = app.polls
         app.refresh_now()
         while app.polls < start + 1 or not app._applied.is_set():
@@ -83,3 +85,15 @@ async def settle(pilot: Pilot[Any]) -> None:
             break
         previous = current
         await pilot.pause(0.05)
+
+
+async def until(
+    pilot: Pilot[Any], check: Callable[[], bool], what: str, limit_s: float = 30.0
+) -> None:
+    """Wait for what a key press started to show (messages are handled asynchronously; on a
+    busy machine one pause is not always enough). Fails with `what` after `limit_s`."""
+    deadline = time.monotonic() + limit_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {limit_s:g} s: {what}")
+        await pilot.pause(0.02)
