@@ -180,6 +180,10 @@ class ApiState:
                     self.waiters.leave(pool, ticket, woke)
                 delay = POLL_FIRST_S if woke else min(POLL_MAX_S, delay * 1.5)
             vm = await run(self.try_acquire, pool, lease_id, False, expiry_s)
+            if vm is not None and gone is not None and await gone():
+                # Claimed for a client that left meanwhile: the caller abandons the lease,
+                # and the sweeper gives the VM back by the pool's policy.
+                raise ClientGone("the client disconnected while its VM was being resumed")
         return vm
 
     def no_vm(self, pool: str) -> NoReturn:
