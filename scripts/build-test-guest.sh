@@ -10,16 +10,20 @@
 #   guest.cmdline  the kernel command line
 #
 # Needs: apt-get (to download the Debian kernel package), dpkg, cpio, gzip, qemu-img and a
-# static busybox (the busybox-static package). Idempotent: a complete cache is left alone.
+# static busybox (the busybox-static package). Idempotent: a complete cache built by this
+# version of the script is left alone.
 set -eu
 
 CACHE="${HVKUBE_GUEST_CACHE:-${HOME}/.cache/hvkube/test-guest}"
 FILES="guest.qcow2 guest.kernel guest.initrd guest.cmdline"
 
+# The cache is complete when every file is there and was built by this very script.
+STAMP="$(sha256sum "$0" | cut -d' ' -f1)"
 complete=1
 for f in $FILES; do
     [ -s "$CACHE/$f" ] || complete=0
 done
+[ "$(cat "$CACHE/guest.stamp" 2>/dev/null)" = "$STAMP" ] || complete=0
 if [ "$complete" = 1 ]; then
     echo "test guest already built in $CACHE"
     exit 0
@@ -64,10 +68,11 @@ cat > root/init <<'INIT'
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# Keyboard: each line typed on the first virtual terminal is reported on the serial console.
+# Started before the ready marker, so that keys sent once the guest is ready are read.
+( while read -r line; do echo "HVKUBE-KEY $line" > /dev/ttyS0; done < /dev/tty1 ) &
 echo "hvkube test guest: ready" > /dev/tty0
 echo "HVKUBE-READY"
-# Keyboard: each line typed on the first virtual terminal is reported on the serial console.
-( while read -r line; do echo "HVKUBE-KEY $line" > /dev/ttyS0; done < /dev/tty1 ) &
 # Serial console: answer each line.
 while true; do
     while read -r line; do
@@ -87,4 +92,5 @@ chmod 444 guest.qcow2
 for f in $FILES; do
     mv -f "$WORK/$f" "$CACHE/$f"
 done
+echo "$STAMP" > "$CACHE/guest.stamp"
 echo "test guest built in $CACHE (kernel from $KPKG)"

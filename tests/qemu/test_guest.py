@@ -57,7 +57,9 @@ def serial_text(backend: QemuBackend, name: str) -> str:
 
 def test_guest_keeps_running_across_save_and_resume(backend: QemuBackend) -> None:
     name = booted_vm(backend)
-    assert "HVKUBE-ECHO one" in backend.console_exchange(name, "one", "HVKUBE-ECHO one")
+    assert "HVKUBE-ECHO one" in backend.console_exchange(
+        name, "one", "HVKUBE-ECHO one", timeout_s=60
+    )
     assert backend.ip_address(name) == "127.0.0.1"
     assert backend.forwarded_port(name) > 0
 
@@ -74,7 +76,9 @@ def test_guest_keeps_running_across_save_and_resume(backend: QemuBackend) -> Non
     assert not Path(state).exists()  # consumed by the resume
     assert backend.heartbeat_ok(name)
     # The same guest answers, and it never booted again.
-    assert "HVKUBE-ECHO two" in backend.console_exchange(name, "two", "HVKUBE-ECHO two")
+    assert "HVKUBE-ECHO two" in backend.console_exchange(
+        name, "two", "HVKUBE-ECHO two", timeout_s=60
+    )
     assert serial_text(backend, name).count("HVKUBE-READY") == 1
 
 

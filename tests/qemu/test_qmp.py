@@ -78,9 +78,9 @@ def test_error_answer_raises_with_class(fake_monitor) -> None:
 
 
 def test_unanswered_command_times_out(fake_monitor) -> None:
-    with QMPClient(fake_monitor(answer), vm="v", timeout_s=0.2) as qmp:
+    with QMPClient(fake_monitor(answer), vm="v") as qmp:
         with pytest.raises(OperationTimeout):
-            qmp.execute("hang")
+            qmp.execute("hang", timeout_s=0.2)
         # A late or stray answer with another id is skipped, not taken as this one's.
         assert qmp.execute("cont") == {}
 
