@@ -43,6 +43,9 @@ MARK_REQUEST = "HVKUBE-REQ"
 MARK_RESPONSE = "HVKUBE-RES"
 MARK_READY = "HVKUBE-READY"
 DISPATCHER = Path(__file__).with_name("dispatcher.ps1")
+# How long a session that died is given to exit and to hand over the rest of its stderr
+# (the reason it died): plenty on a loaded host, and nothing when it is already gone.
+LOST_WAIT_S = 5.0
 
 
 class SessionLost(BackendError):
@@ -223,10 +226,10 @@ class PowerShellSession:
         code = None
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                code = proc.wait(timeout=2)
+                code = proc.wait(timeout=LOST_WAIT_S)
         # The process has ended: its stderr reader reaches EOF once it has read everything.
         if self._stderr_reader is not None:
-            self._stderr_reader.join(timeout=2)
+            self._stderr_reader.join(timeout=LOST_WAIT_S)
         detail = self.stderr_text()
         text = f"the PowerShell session ended during '{op}' (exit code {code})"
         if detail:
