@@ -98,17 +98,6 @@ def vm_name_for(pool: str, index: int) -> str:
 
 
 @dataclass
-class StepTiming:
-    """One lifecycle step being timed; `duration_ms` is set when it succeeds."""
-
-    kind: str
-    vm: str | None
-    pool: str | None
-    started: float
-    duration_ms: float = 0.0
-
-
-@dataclass
 class ProvisionReport:
     pool: str
     requested: int
@@ -157,24 +146,17 @@ class Engine:
         self.store.insert_event(kind, vm, pool, duration_ms, ok, error)
 
     @contextmanager
-    def step(
-        self, kind: str, vm: str | None, pool: str | None, *, event_with_finish: bool = False
-    ) -> Iterator[StepTiming]:
-        """Time a lifecycle step and leave an event whatever happens. With
-        `event_with_finish`, a step that succeeds leaves its event to the `_finish` it is
-        given, so the event and the VM's new state are written in one transaction."""
-        timing = StepTiming(kind, vm, pool, time.perf_counter())
+    def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[None]:
+        """Time a lifecycle step and leave an event whatever happens."""
+        started = time.perf_counter()
         try:
-            yield timing
+            yield
         except BaseException as exc:
             message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
             with suppress(pw.PeeweeException, ReadOnlyMode):
-                self.record_event(kind, vm, pool, timing.started, ok=False, error=message[:2000])
+                self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
             raise
-        timing.duration_ms = (time.perf_counter() - timing.started) * 1000.0
-        if not event_with_finish:
-            self._mutating("record an event")
-            self.store.insert_event(kind, vm, pool, timing.duration_ms, True, None)
+        self.record_event(kind, vm, pool, started)
 
     # -- templates -----------------------------------------------------------------------------
 
@@ -468,19 +450,11 @@ class Engine:
             raise Conflict(f"VM {name!r} is {now.state.value}; this needs it to be {allowed_text}")
         return vm
 
-    def _finish(
-        self, name: str, state: VMState, *, step: StepTiming | None = None, **fields: Any
-    ) -> None:
-        """Record the VM's state after a step; with `step`, the step's event too, at once."""
+    def _finish(self, name: str, state: VMState, **fields: Any) -> None:
         fields.setdefault("op_owner", None)
         fields.setdefault("op_kind", None)
         fields.setdefault("op_started_at", None)
-        if step is None:
-            self.store.update_vm(name, {"state": state.value, **fields})
-            return
-        with self.store.write():
-            self.store.insert_event(step.kind, step.vm, step.pool, step.duration_ms, True, None)
-            self.store.update_vm(name, {"state": state.value, **fields})
+        self.store.update_vm(name, {"state": state.value, **fields})
 
     def _fail(self, name: str, exc: BaseException, *, keep_holder: bool = False) -> None:
         """Record a failed step: the VM goes to ERROR (or MISSING) with the message."""
@@ -507,14 +481,14 @@ class Engine:
         **done_fields: Any,
     ) -> VM:
         vm = self._begin(name, doing, allowed, idle_only=idle_only)
-        with self.step(kind, name, vm.pool, event_with_finish=True) as step:
+        with self.step(kind, name, vm.pool):
             try:
                 action()
             except HvkubeError as exc:
                 self._recover_after_failure(name, vm.state, exc)
                 raise
         final = done() if callable(done) else done
-        self._finish(name, final, step=step, **done_fields)
+        self._finish(name, final, **done_fields)
         return self.get_vm(name)
 
     def _recover_after_failure(self, name: str, before: VMState, exc: HvkubeError) -> None:
@@ -606,7 +580,7 @@ class Engine:
             {VMState.RUNNING, VMState.PAUSED, VMState.SAVED, VMState.OFF, VMState.ERROR},
             idle_only=idle_only,
         )
-        with self.step("reset", name, vm.pool, event_with_finish=True) as step:
+        with self.step("reset", name, vm.pool):
             try:
                 self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
                 host = self.backend.get_vm(name)
@@ -614,9 +588,7 @@ class Engine:
                 self._fail(name, exc)
                 raise
         final = self._state_from_host(host) if host else None
-        self._finish(
-            name, final or VMState.SAVED, step=step, holder=None, agent_id=None, error=None
-        )
+        self._finish(name, final or VMState.SAVED, holder=None, agent_id=None, error=None)
         return self.get_vm(name)
 
     def delete_vm(self, name: str, *, force: bool = False) -> None:
@@ -665,7 +637,7 @@ class Engine:
         name = vm.name
         started = time.perf_counter()
         tpl = tpl or self.get_template(vm.template)
-        with self.step("resume", name, vm.pool, event_with_finish=True) as step:
+        with self.step("resume", name, vm.pool):
             try:
                 self._start_from(vm, vm.state, tpl)
             except InvalidVMState:
@@ -687,7 +659,6 @@ class Engine:
         self._finish(
             name,
             VMState.RUNNING,
-            step=step,
             ip=ip,
             last_resumed_at=utcnow(),
             last_resume_ms=resume_ms,
@@ -897,7 +868,7 @@ class Engine:
             return None
         doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
         self._begin(name, doing, holder=vm.holder, op="release", known=vm)
-        with self.step(f"release_{chosen.value}", name, vm.pool, event_with_finish=True) as step:
+        with self.step(f"release_{chosen.value}", name, vm.pool):
             try:
                 if chosen is ReleasePolicy.RESET:
                     self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
@@ -910,7 +881,7 @@ class Engine:
                 self._fail(name, exc)
                 raise
         final = (self._state_from_host(host) if host else None) or VMState.SAVED
-        self._finish(name, final, step=step, holder=None, agent_id=None, error=None)
+        self._finish(name, final, holder=None, agent_id=None, error=None)
         return vm.model_copy(
             update={"state": final, "holder": None, "agent_id": None, "error": None}
         )
