@@ -39,6 +39,7 @@ from core import leases
 from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
 from core.leases import CONTROLLER_LEASE
 from core.models import VM, AgentResult, AgentStatus, HostState, HostVM, Template, VMPool, VMState
+from core.provision import surplus_vms
 from core.scheduler import PoolInfo, Scheduler
 from core.settings import Settings
 
@@ -46,16 +47,6 @@ if TYPE_CHECKING:
     from core.engine import Engine
 
 log = logging.getLogger("hvkube.controller")
-
-# Which idle VMs go first when a pool shrinks: broken ones, then the least ready.
-_REMOVE_ORDER = {
-    VMState.MISSING: 0,
-    VMState.ERROR: 1,
-    VMState.OFF: 2,
-    VMState.SAVED: 3,
-    VMState.PAUSED: 4,
-    VMState.RUNNING: 5,
-}
 
 
 class ControllerStatus(BaseModel):
@@ -398,9 +389,7 @@ class Controller:
         vms = engine.list_vms(pool=name)
         surplus = len(vms) - pool.desired_count
         if surplus > 0:
-            idle = [vm for vm in vms if not vm.held and not vm.state.transitional]
-            idle.sort(key=lambda vm: (_REMOVE_ORDER.get(vm.state, 9), [-ord(c) for c in vm.name]))
-            for vm in idle[:surplus]:
+            for vm in surplus_vms(vms, surplus):
                 log.info("pool %s: removing surplus %s", name, vm.name)
                 self._try(notes, f"remove {vm.name}", lambda n=vm.name: engine.delete_vm(n))
         elif surplus < 0:

@@ -232,6 +232,26 @@ def _build_one(
     _notify(progress, vm_name, "ready", tier.value)
 
 
+# Which idle VMs go first when a pool shrinks: broken ones, then the least ready; among
+# equals, the newest (highest-numbered) name.
+_REMOVE_ORDER = {
+    VMState.MISSING: 0,
+    VMState.ERROR: 1,
+    VMState.OFF: 2,
+    VMState.SAVED: 3,
+    VMState.PAUSED: 4,
+    VMState.RUNNING: 5,
+}
+
+
+def surplus_vms(vms: list[VM], surplus: int) -> list[VM]:
+    """The `surplus` idle VMs of a pool to remove when it shrinks (fewer when fewer are
+    idle: held and busy VMs are never taken)."""
+    idle = [vm for vm in vms if not vm.held and not vm.state.transitional]
+    idle.sort(key=lambda vm: (_REMOVE_ORDER.get(vm.state, 9), [-ord(c) for c in vm.name]))
+    return idle[: max(0, surplus)]
+
+
 def scale_pool(
     engine: Engine, name: str, count: int, progress: ProgressFn | None = None
 ) -> ProvisionReport:
@@ -241,18 +261,8 @@ def scale_pool(
     surplus = len(vms) - pool.desired_count
     if surplus <= 0:
         return provision_pool(engine, name, progress=progress)
-    rank = {
-        VMState.MISSING: 0,
-        VMState.ERROR: 1,
-        VMState.OFF: 2,
-        VMState.SAVED: 3,
-        VMState.PAUSED: 4,
-        VMState.RUNNING: 5,
-    }
-    idle = [vm for vm in vms if not vm.held and not vm.state.transitional]
-    idle.sort(key=lambda vm: (rank.get(vm.state, 9), [-ord(c) for c in vm.name]))
     report = ProvisionReport(pool=name, requested=0)
-    for vm in idle[:surplus]:
+    for vm in surplus_vms(vms, surplus):
         _notify(progress, vm.name, "remove", vm.state.value)
         try:
             engine.delete_vm(vm.name)
