@@ -12,18 +12,19 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+# The colour of each VM state and agent status, on the command line and in the dashboard.
 STATE_STYLES = {
     "running": "bold green",
     "paused": "magenta",
     "saved": "cyan",
-    "off": "dim",
+    "off": "grey50",
     "error": "bold red",
     "missing": "red",
     "pending": "yellow",
     "scheduled": "yellow",
     "completed": "green",
     "failed": "red",
-    "cancelled": "dim",
+    "cancelled": "grey50",
 }
 
 

@@ -24,6 +24,8 @@ from core.controller import ControllerStatus, controller_status
 from core.engine import Engine
 from core.errors import HvkubeError
 from core.models import TRANSITIONAL_STATES, HostCapacity
+from core.output import STATE_STYLES
+from core.output import ms as ms_text
 
 Clock = Callable[[], datetime]
 # A cell: plain text, or (text, style name) for coloured cells.
@@ -90,19 +92,6 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-STATE_STYLES = {
-    "running": "bold green",
-    "paused": "magenta",
-    "saved": "cyan",
-    "off": "grey50",
-    "error": "bold red",
-    "missing": "red",
-    "pending": "yellow",
-    "scheduled": "yellow",
-    "completed": "green",
-    "failed": "red",
-    "cancelled": "grey50",
-}
 TRANSITIONAL_STYLE = "bold yellow"
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 
@@ -500,14 +489,6 @@ def duration_text(seconds: float | None) -> str:
 def since(when: datetime | None, now: datetime) -> str:
     when = _aware(when)
     return "-" if when is None else duration_text((now - when).total_seconds())
-
-
-def ms_text(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1000:
-        return f"{value / 1000:.1f}s"
-    return f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
 def sparkline_text(values: list[float], width: int = 12) -> str:
