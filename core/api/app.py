@@ -234,7 +234,7 @@ def _vm_out(engine: Engine, vm: VM, endpoints: dict[str, str | None] | None = No
         mcp = pattern.replace("{ip}", vm.ip) if pattern else None
     else:
         mcp = engine.mcp_endpoint(vm)
-    return VMOut(**vm.model_dump(), mcp_endpoint=mcp, vm_name=vm.name, ip_address=vm.ip)
+    return VMOut(**vm.model_dump(), mcp_endpoint=mcp)
 
 
 def _list_vms(engine: Engine, pool: str | None, state: VMState | None) -> list[VMOut]:
@@ -366,19 +366,10 @@ async def acquire(body: AcquireRequest, st: State, request: Request) -> AcquireR
             await run(st.leases.abandon, lease_id)
         raise
     return AcquireResponse(
-        name=vm.name,
-        pool=vm.pool,
-        ip=vm.ip,
-        rdp_port=vm.rdp_port,
-        mcp_endpoint=vm.mcp_endpoint,
-        resume_ms=vm.resume_ms,
-        from_state=vm.from_state,
+        **vm.model_dump(),
         lease_id=lease_id,
         lease_expires_at=lease.expires_at,
         lease_seconds=seconds,
-        vm_name=vm.name,
-        ip_address=vm.ip,
-        resume_time_ms=vm.resume_ms,
     )
 
 
@@ -401,7 +392,7 @@ async def release(name: VMName, st: State, body: ReleaseRequest | None = None) -
     body = body or ReleaseRequest()
     out, pool = await run(_release, st, name, body.chosen(), body.lease_id)
     _vm_changed(st, pool)
-    return ReleaseResponse(name=name, vm_name=name, destroyed=out is None, vm=out)
+    return ReleaseResponse(name=name, destroyed=out is None, vm=out)
 
 
 def _vm_action(method: str, summary: str) -> None:

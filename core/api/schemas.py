@@ -12,10 +12,10 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from core.api.errors import FieldError
-from core.models import VM, Agent, Event, ReleasePolicy, VMPool, VMState
+from core.models import VM, AcquiredVM, Agent, Event, ReleasePolicy, VMPool
 from core.names import MAX_JSON_BYTES, name_problem
 
 MAX_WAIT_S = 3600.0
@@ -122,21 +122,28 @@ class Lease(BaseModel):
     lease_seconds: float
 
 
-class AcquireResponse(BaseModel):
-    name: str
-    pool: str
-    ip: str | None
-    rdp_port: int
-    mcp_endpoint: str | None
-    resume_ms: float
-    from_state: VMState
+class AcquireResponse(AcquiredVM):
+    """The acquired VM (its `holder` is the lease id) and its lease."""
+
     lease_id: str
     lease_expires_at: datetime
     lease_seconds: float
+
     # The earlier Rust API's names for the same values.
-    vm_name: str
-    ip_address: str | None
-    resume_time_ms: float
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def vm_name(self) -> str:
+        return self.name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ip_address(self) -> str | None:
+        return self.ip
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resume_time_ms(self) -> float:
+        return self.resume_ms
 
 
 class RenewRequest(RequestBody):
@@ -178,16 +185,29 @@ class ReleaseRequest(RequestBody):
 
 class VMOut(VM):
     mcp_endpoint: str | None = None
+
     # The earlier Rust API's names for the same values.
-    vm_name: str
-    ip_address: str | None
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def vm_name(self) -> str:
+        return self.name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ip_address(self) -> str | None:
+        return self.ip
 
 
 class ReleaseResponse(BaseModel):
     name: str
-    vm_name: str
     destroyed: bool
     vm: VMOut | None = Field(description="the VM after release; null when destroyed")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def vm_name(self) -> str:
+        """The earlier Rust API's name for `name`."""
+        return self.name
 
 
 class PoolOut(VMPool):
