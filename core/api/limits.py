@@ -41,10 +41,13 @@ class BodyLimit:
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(BodyTooLarge(self.limit), scope, receive, send)
+            refused = BodyTooLarge(self.limit)
+            response = error_response(
+                413, HTTP_CODES[413], refused.detail, headers={"Connection": "close"}
+            )
+            await response(scope, receive, send)
             return
         seen = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal seen
@@ -55,19 +58,4 @@ class BodyLimit:
                     raise BodyTooLarge(self.limit)
             return message
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge as exc:  # raised where no handler answered it
-            if started:
-                raise
-            await self._refuse(exc, scope, receive, send)
-
-    @staticmethod
-    async def _refuse(exc: BodyTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, HTTP_CODES[413], exc.detail, headers={"Connection": "close"})
-        await response(scope, receive, send)
+        await self.app(scope, counted, send)
