@@ -47,6 +47,21 @@ class Conflict(HvkubeError):
     code = "conflict"
 
 
+class ForeignVM(Conflict):
+    """A VM or disk on the host carries one of our names but was not made by this store:
+    hvkube never stops, resets or deletes it."""
+
+    code = "foreign_vm"
+
+
+class BackendMismatch(HvkubeError):
+    """The store was made with another backend; opening it with this one would misread
+    every VM."""
+
+    exit_code = 2
+    code = "backend_mismatch"
+
+
 class ReadOnlyMode(HvkubeError):
     exit_code = 2
     code = "read_only"
@@ -87,6 +102,26 @@ class BackendError(HvkubeError):
 
 class VMNotFoundInHost(BackendError):
     code = "vm_not_found"
+
+
+class CheckpointNotFound(BackendError):
+    """The VM is there but has no checkpoint of that name: about the checkpoint, never a
+    reason to mark the VM missing."""
+
+    code = "checkpoint_not_found"
+
+
+class HostObjectExists(BackendError):
+    """The host already has a VM or file where hvkube meant to create one."""
+
+    code = "already_exists"
+
+
+class VMBroken(BackendError):
+    """The VM itself cannot start (its firmware or configuration is damaged): not a saved
+    state problem, so a checkpoint restore will not help."""
+
+    code = "vm_broken"
 
 
 class InvalidVMState(BackendError):
