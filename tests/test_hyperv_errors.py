@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hyperv_records import LANGUAGES, RECORDS, RealRecord, with_message
 
 from core.backends.hyperv.errors import ErrorRecord, classify, to_error
 from core.errors import (
     BackendError,
+    CheckpointNotFound,
     FileInUse,
+    HostObjectExists,
     InvalidVMState,
     OperationTimeout,
     OutOfMemory,
     PermissionDenied,
     SavedStateCorrupt,
     Unsupported,
+    VMBroken,
     VMNotFoundInHost,
 )
 
@@ -123,7 +127,7 @@ CASES: list[tuple[str, dict[str, Any], type[BackendError]]] = [
         },
         Unsupported,
     ),
-    # A resource shortage on a localised host with no specific id: generic, never a guess.
+    # A resource shortage on a localised host with no specific id: the HRESULT decides.
     (
         "vm_start",
         {
@@ -132,7 +136,7 @@ CASES: list[tuple[str, dict[str, Any], type[BackendError]]] = [
             "category": "NotSpecified",
             "type": VEX,
         },
-        BackendError,
+        OutOfMemory,
     ),
     (
         "vm_new",
@@ -198,3 +202,118 @@ def test_malformed_error_payloads_still_give_an_error() -> None:
     assert ErrorRecord.from_json({}).message
     record = ErrorRecord.from_json({"message": "m", "hresults": ["zz", True, -2147024891]})
     assert record.hresults == [0x80070005]
+
+
+# -- records as real hosts send them (tests/hyperv_records.py) ---------------------------------
+
+CLASSES: list[type[BackendError]] = [
+    VMNotFoundInHost,
+    CheckpointNotFound,
+    HostObjectExists,
+    VMBroken,
+    SavedStateCorrupt,
+    OutOfMemory,
+    PermissionDenied,
+    FileInUse,
+    InvalidVMState,
+    OperationTimeout,
+    Unsupported,
+    BackendError,
+]
+
+
+def _classify(case: RealRecord, data: dict[str, Any] | None = None) -> type[BackendError]:
+    return classify(ErrorRecord.from_json(case.record if data is None else data), case.op)
+
+
+def test_the_real_records_cover_every_class_and_language() -> None:
+    assert len(RECORDS) >= 22
+    assert len({case.name for case in RECORDS}) == len(RECORDS)
+    assert {case.language for case in RECORDS} >= set(LANGUAGES)
+    assert {case.expected for case in RECORDS} >= set(CLASSES)
+    for case in RECORDS:
+        assert {"message", "fqid", "category", "type", "hresults", "target"} <= set(case.record)
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=lambda c: c.name)
+def test_every_real_record_maps_to_its_class(case: RealRecord) -> None:
+    assert _classify(case) is case.expected
+
+
+@pytest.mark.parametrize("case", RECORDS, ids=lambda c: c.name)
+def test_the_language_of_the_message_never_changes_the_class(case: RealRecord) -> None:
+    """The same record with the text of every other record, in every language."""
+    for other in RECORDS:
+        data = with_message(case, other.record["message"])
+        assert _classify(case, data) is case.expected, (other.name, data["message"])
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_each_class_from_its_real_records(cls: type[BackendError]) -> None:
+    cases = [case for case in RECORDS if case.expected is cls]
+    assert cases
+    for case in cases:
+        exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-001")
+        assert type(exc) is cls, case.name
+        assert exc.message.startswith(case.record["message"].strip())
+        assert exc.raw is not None and case.record["fqid"] in exc.raw
+
+
+def test_a_missing_checkpoint_never_marks_the_vm_missing() -> None:
+    for case in RECORDS:
+        if case.op.startswith("checkpoint_") and case.expected is CheckpointNotFound:
+            exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-001")
+            assert not isinstance(exc, VMNotFoundInHost)
+
+
+def test_a_resource_shortage_says_the_host_lacks_memory() -> None:
+    case = next(c for c in RECORDS if c.name == "start_vm_no_system_resources_pl")
+    exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-004")
+    assert isinstance(exc, OutOfMemory)
+    assert "Brak wystarczających zasobów" in exc.message
+    assert "host" in exc.message and "memory" in exc.message
+
+
+def test_wmi_file_not_found_is_not_a_file_in_use() -> None:
+    record = ErrorRecord.from_json(
+        {"message": "RequestStateChange failed", "fqid": "HvkubeWmi32779,Wait-HvJob"}
+    )
+    exc = to_error(record, "vm_screenshot", "web-001")
+    assert type(exc) is BackendError
+    assert "file" in exc.message and "not found" in exc.message
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("Saved", SavedStateCorrupt),
+        (6, SavedStateCorrupt),
+        ("6", SavedStateCorrupt),
+        ("Off", VMBroken),
+        (3, VMBroken),
+        ("Running", VMBroken),
+        (None, BackendError),
+    ],
+)
+def test_invalid_data_on_start_depends_on_the_state_before_it(
+    state: object, expected: type[BackendError]
+) -> None:
+    data: dict[str, Any] = {
+        "message": "The data is invalid. (0x8007000D)",
+        "fqid": "OperationFailed,Microsoft.HyperV.PowerShell.Commands.StartVM",
+        "category": "NotSpecified",
+        "type": VEX,
+        "hresults": ["0x80131500", "0x8007000D"],
+    }
+    if state is not None:
+        data["vmState"] = state
+    assert classify(ErrorRecord.from_json(data), "vm_start") is expected
+    # Anywhere but a start, invalid data says nothing about a saved state or the VM.
+    assert classify(ErrorRecord.from_json(data), "vm_save") is BackendError
+
+
+def test_a_broken_vm_says_a_checkpoint_will_not_help() -> None:
+    case = next(c for c in RECORDS if c.name == "start_invalid_data_from_off")
+    exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-002")
+    assert isinstance(exc, VMBroken)
+    assert "Die Daten sind ungültig" in exc.message
