@@ -335,6 +335,38 @@ RECORDS: list[RealRecord] = [
             vmState="Running",
         ),
     ),
+    # Without rights, a parameterless Get-VM fails with nothing specific but the (localised)
+    # message: only what the session knows of its rights tells what it is.
+    RealRecord(
+        "get_vm_without_rights_pl",
+        "vm_list",
+        PermissionDenied,
+        "pl",
+        _r(
+            "Nie masz wymaganych uprawnień do wykonania tego zadania. Skontaktuj się z "
+            "administratorem zasad autoryzacji dla komputera „HV01”.",
+            f"Unspecified,{GET_VM}",
+            "NotSpecified",
+            VEX,
+            [COR_E_EXCEPTION],
+        ),
+        ready=NO_RIGHTS,
+    ),
+    RealRecord(
+        "get_vm_without_rights_zh",
+        "vm_list",
+        PermissionDenied,
+        "zh",
+        _r(
+            "您没有完成此任务所需的权限。请与计算机“HV01”的授权策略管理员联系。",
+            f"Unspecified,{GET_VM}",
+            "NotSpecified",
+            VEX,
+            [COR_E_EXCEPTION],
+        ),
+        ready=NO_RIGHTS,
+        fake=True,
+    ),
     # -- something already exists where hvkube creates one --------------------------------------
     RealRecord(
         "new_vhd_file_exists",

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from hyperv_records import LANGUAGES, RECORDS, RealRecord, with_message
 
-from core.backends.hyperv.errors import ErrorRecord, classify, to_error
+from core.backends.hyperv.errors import ErrorRecord, SessionRights, classify, to_error
+from core.backends.hyperv.transport import session_rights
 from core.errors import (
     BackendError,
     CheckpointNotFound,
@@ -223,7 +224,10 @@ CLASSES: list[type[BackendError]] = [
 
 
 def _classify(case: RealRecord, data: dict[str, Any] | None = None) -> type[BackendError]:
-    return classify(ErrorRecord.from_json(case.record if data is None else data), case.op)
+    record = ErrorRecord.from_json(case.record if data is None else data)
+    if case.ready is None:
+        return classify(record, case.op)
+    return classify(record, case.op, session_rights(case.ready))
 
 
 def test_the_real_records_cover_every_class_and_language() -> None:
@@ -253,7 +257,8 @@ def test_each_class_from_its_real_records(cls: type[BackendError]) -> None:
     cases = [case for case in RECORDS if case.expected is cls]
     assert cases
     for case in cases:
-        exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-001")
+        rights = None if case.ready is None else session_rights(case.ready)
+        exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-001", rights)
         assert type(exc) is cls, case.name
         assert exc.message.startswith(case.record["message"].strip())
         assert exc.raw is not None and case.record["fqid"] in exc.raw
@@ -317,3 +322,58 @@ def test_a_broken_vm_says_a_checkpoint_will_not_help() -> None:
     exc = to_error(ErrorRecord.from_json(case.record), case.op, "web-002")
     assert isinstance(exc, VMBroken)
     assert "Die Daten sind ungültig" in exc.message
+
+
+# -- what the session knows of its rights ------------------------------------------------------
+
+UNSPECIFIED_GET_VM = {
+    "message": "Vous ne disposez pas de l'autorisation requise pour effectuer cette tâche.",
+    "fqid": "Unspecified,Microsoft.HyperV.PowerShell.Commands.GetVM",
+    "category": "NotSpecified",
+    "type": VEX,
+    "hresults": ["0x80131500"],
+}
+
+
+@pytest.mark.parametrize(
+    ("ready", "expected"),
+    [
+        ({"elevated": False, "hyperVAdmin": False}, PermissionDenied),
+        ({"elevated": True, "hyperVAdmin": False}, BackendError),
+        ({"elevated": False, "hyperVAdmin": True}, BackendError),
+        ({"elevated": False}, BackendError),  # a field missing: rights unknown
+        ({}, BackendError),  # an older dispatcher: rights unknown
+    ],
+)
+def test_a_record_saying_nothing_is_a_permission_error_only_without_rights(
+    ready: dict[str, Any], expected: type[BackendError]
+) -> None:
+    record = ErrorRecord.from_json(UNSPECIFIED_GET_VM)
+    assert classify(record, "vm_list", session_rights(ready)) is expected
+    exc = to_error(record, "vm_list", None, session_rights(ready))
+    assert type(exc) is expected
+    if expected is PermissionDenied:
+        assert exc.message.startswith("Vous ne disposez pas")
+        assert "Hyper-V Administrators" in exc.message and "elevated" in exc.message
+
+
+def test_without_rights_a_specific_record_keeps_its_class() -> None:
+    lacking = SessionRights(elevated=False, hyperv_admin=False)
+    for case in RECORDS:
+        if case.expected is not BackendError:
+            record = ErrorRecord.from_json(case.record)
+            assert classify(record, case.op, lacking) is case.expected, case.name
+    # A record with an unmapped but specific HRESULT, id or WMI code is not a guess either.
+    for data in (
+        {**UNSPECIFIED_GET_VM, "hresults": ["0x80131500", "0x80070002"]},
+        {**UNSPECIFIED_GET_VM, "fqid": "InvalidOperation,X", "category": "InvalidOperation"},
+        {**UNSPECIFIED_GET_VM, "wmiCode": 32779},
+    ):
+        assert classify(ErrorRecord.from_json(data), "vm_list", lacking) is BackendError
+
+
+def test_the_rights_a_record_arrived_with_are_used_by_default() -> None:
+    record = ErrorRecord.from_json(UNSPECIFIED_GET_VM)
+    assert classify(record, "vm_list") is BackendError
+    record.rights = SessionRights(elevated=False, hyperv_admin=False)
+    assert type(to_error(record, "vm_list", None)) is PermissionDenied

@@ -10,13 +10,16 @@ from hyperv_helpers import fake_backend, fake_command, make_running_vm
 
 from core.backends import fakeps
 from core.backends.hyperv import HyperVBackend
+from core.backends.hyperv.errors import SessionRights
 from core.backends.hyperv.transport import (
     MalformedResponse,
     PowerShellSession,
+    RemoteError,
     SessionLost,
     SessionPool,
     clean_stderr,
     dispatcher_argv,
+    session_rights,
 )
 from core.errors import InvalidVMState, OperationTimeout, Unsupported, VMNotFoundInHost
 from core.models import HostState
@@ -221,3 +224,23 @@ def test_clixml_on_stderr_is_reduced_to_text() -> None:
         "plain text",
     ]
     assert clean_stderr(lines) == "Access is denied. | Second line | plain text"
+
+
+def test_ready_rights_are_read_and_missing_ones_are_unknown() -> None:
+    assert session_rights({"elevated": True, "hyperVAdmin": False}) == SessionRights(True, False)
+    assert session_rights({"elevated": "False", "hyperVAdmin": "false"}).lacking
+    assert session_rights({}) == SessionRights(None, None)
+    assert session_rights({"elevated": 0, "hyperVAdmin": None}) == SessionRights(None, None)
+    assert not session_rights({"elevated": False}).lacking
+
+
+def test_error_records_carry_the_rights_of_their_session(tmp_path: Path) -> None:
+    session = PowerShellSession(dispatcher_argv(fake_command(tmp_path)))
+    session.start()
+    try:
+        session.rights = SessionRights(elevated=False, hyperv_admin=False)
+        with pytest.raises(RemoteError) as info:
+            session.call("vm_start", {"Name": "ghost-001"}, 5.0)
+        assert info.value.record.rights == session.rights
+    finally:
+        session.close()

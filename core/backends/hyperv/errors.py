@@ -66,6 +66,14 @@ ERROR_LOCK_VIOLATION = 0x80070021
 ERROR_FILE_CORRUPT = 0x80070570
 ERROR_INVALID_DATA = 0x8007000D
 
+# HRESULTs that say nothing about the failure: a .NET exception's own default HResult
+# (VirtualizationException, the dispatcher's InvalidOperationException), E_FAIL.
+UNSPECIFIC_HRESULTS = frozenset({0x80131500, 0x80131509, 0x80004005})
+# Error ids, categories and exception types that say nothing either.
+UNSPECIFIC_IDS = frozenset({"", "Unspecified", "OperationFailed"})
+UNSPECIFIC_CATEGORIES = frozenset({"", "NotSpecified"})
+UNSPECIFIC_TYPES = frozenset({"", "VirtualizationException", "Exception", "COMException"})
+
 # Msvm_* method and job return values (root\virtualization\v2).
 WMI_JOB_STARTED = 4096
 WMI_FAILED = 32768
@@ -113,9 +121,26 @@ HYPERV_COMMANDS = "Microsoft.HyperV.PowerShell.Commands."
 _HRESULT_RE = re.compile(r"0x(8[0-9A-Fa-f]{7}|C[0-9A-Fa-f]{7})\b")
 
 
+@dataclass(frozen=True)
+class SessionRights:
+    """What a session learnt of its rights when it started (None: not said)."""
+
+    elevated: bool | None = None
+    hyperv_admin: bool | None = None  # member of Hyper-V Administrators (S-1-5-32-578)
+
+    @property
+    def lacking(self) -> bool:
+        """Known to be neither elevated nor a Hyper-V administrator."""
+        return self.elevated is False and self.hyperv_admin is False
+
+
 @dataclass
 class ErrorRecord:
-    """The parts of a PowerShell ErrorRecord the dispatcher sends back."""
+    """The parts of a PowerShell ErrorRecord the dispatcher sends back.
+
+    `rights` is not part of the record: it is what the session the record came from knew
+    of its rights, set by that session, so that mapping it needs no other argument.
+    """
 
     message: str
     fqid: str = ""
@@ -124,6 +149,7 @@ class ErrorRecord:
     hresults: list[int] = field(default_factory=list)
     target: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    rights: SessionRights | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> ErrorRecord:
@@ -235,8 +261,27 @@ def _not_found(record: ErrorRecord) -> type[BackendError]:
     return VMNotFoundInHost
 
 
-def classify(record: ErrorRecord, op: str) -> type[BackendError]:
-    """The hvkube error class for a record raised by dispatcher operation `op`."""
+def _says_nothing(record: ErrorRecord) -> bool:
+    """No id, category, exception type, HRESULT or WMI code that means something."""
+    return (
+        record.error_id in UNSPECIFIC_IDS
+        and record.category in UNSPECIFIC_CATEGORIES
+        and record.exception_type.rsplit(".", 1)[-1] in UNSPECIFIC_TYPES
+        and record.wmi_code is None
+        and all(h in UNSPECIFIC_HRESULTS for h in record.hresults)
+    )
+
+
+def classify(
+    record: ErrorRecord, op: str, rights: SessionRights | None = None
+) -> type[BackendError]:
+    """The hvkube error class for a record raised by dispatcher operation `op`.
+
+    `rights` (default: the record's own) only matter for a record that says nothing
+    specific: from a session known to lack rights, that is a permission error (a
+    parameterless Get-VM without rights fails that way, with only a localised message).
+    """
+    rights = rights if rights is not None else record.rights
     eid = record.error_id
     category = record.category
     etype = record.exception_type.rsplit(".", 1)[-1]
@@ -272,15 +317,25 @@ def classify(record: ErrorRecord, op: str) -> type[BackendError]:
     # Get-VM -Id (or -Name) of a VM that does not exist: InvalidArgument / InvalidParameter.
     if eid == "InvalidParameter" and record.cmdlet == HYPERV_COMMANDS + "GetVM":
         return VMNotFoundInHost
+    if rights is not None and rights.lacking and _says_nothing(record):
+        return PermissionDenied
     return BackendError
 
 
-def to_error(record: ErrorRecord, op: str, vm: str | None) -> BackendError:
+def to_error(
+    record: ErrorRecord, op: str, vm: str | None, rights: SessionRights | None = None
+) -> BackendError:
     """The exception to raise, with the original message kept and a hint where one helps."""
-    cls = classify(record, op)
+    rights = rights if rights is not None else record.rights
+    cls = classify(record, op, rights)
     message = record.message.strip()
     hint = None
-    if cls is PermissionDenied:
+    if cls is PermissionDenied and rights is not None and rights.lacking:
+        hint = (
+            "this session is not elevated and its user is not in 'Hyper-V Administrators': "
+            + PERMISSION_HINT
+        )
+    elif cls is PermissionDenied:
         hint = PERMISSION_HINT
     elif cls is Unsupported and record.error_id == "CommandNotFoundException":
         hint = MODULE_HINT

@@ -6,7 +6,10 @@ Protocol (one line each way, UTF-8, newline-terminated):
     <- HVKUBE-RES <nonce> {"ok": true, "result": ...}
     <- HVKUBE-RES <nonce> {"ok": false, "error": {"message", "fqid", "category", "type", ...}}
 
-At start the dispatcher writes `HVKUBE-READY {"protocol": 1, ...}`. Requests are
+At start the dispatcher writes `HVKUBE-READY {"protocol": 1, ...}`, which may also say
+what the session may do and where it runs: `"elevated": bool`, `"hyperVAdmin": bool` (a
+member of Hyper-V Administrators, S-1-5-32-578) and `"osVersion": "10.0.17763"`; a field
+that is missing (an older dispatcher) is unknown. Requests are
 ASCII-only JSON (`ensure_ascii`), so the console input encoding never matters.
 Any other output line (a BOM, a banner, a stray `Write-Host`) is noise: a
 response is only accepted when it carries the nonce of the pending request.
@@ -31,11 +34,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord
+from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord, SessionRights
 from core.errors import BackendError, OperationTimeout, Unsupported
 
 PROTOCOL = 1
@@ -80,6 +83,22 @@ def dispatcher_argv(command: str, script: Path = DISPATCHER) -> list[str]:
     return [*split_command(command), "-File", str(script)]
 
 
+def _flag(value: Any) -> bool | None:
+    """A READY flag: JSON true/false (or their text); anything else is unknown."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    return None
+
+
+def session_rights(info: Mapping[str, Any]) -> SessionRights:
+    """The rights a READY frame reports: `elevated`, `hyperVAdmin`; missing = unknown."""
+    return SessionRights(
+        elevated=_flag(info.get("elevated")), hyperv_admin=_flag(info.get("hyperVAdmin"))
+    )
+
+
 def _decode(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     return text.lstrip("\ufeff").rstrip("\r\n")
@@ -113,6 +132,7 @@ class PowerShellSession:
         self.argv = list(argv)
         self.startup_timeout_s = startup_timeout_s
         self.info: dict[str, Any] = {}
+        self.rights = SessionRights()
         self.noise: collections.deque[str] = collections.deque(maxlen=50)
         self._stderr: collections.deque[str] = collections.deque(maxlen=50)
         self._lines: queue.Queue[bytes | None] = queue.Queue()
@@ -171,6 +191,7 @@ class PowerShellSession:
                         operation="session_start",
                     )
                 self.info = info
+                self.rights = session_rights(info)
                 return
             self.noise.append(line)
 
@@ -291,7 +312,9 @@ class PowerShellSession:
                     )
                 if message["ok"]:
                     return message.get("result")
-                raise RemoteError(ErrorRecord.from_json(message.get("error")))
+                record = ErrorRecord.from_json(message.get("error"))
+                record.rights = self.rights
+                raise RemoteError(record)
 
 
 class SessionPool:
