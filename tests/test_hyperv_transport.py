@@ -11,6 +11,7 @@ from hyperv_helpers import fake_backend, fake_command, make_running_vm
 from core.backends import fakeps
 from core.backends.hyperv import HyperVBackend
 from core.backends.hyperv.errors import SessionRights
+from core.backends.hyperv.host_check import host_problem
 from core.backends.hyperv.transport import (
     MalformedResponse,
     PowerShellSession,
@@ -243,4 +244,58 @@ def test_error_records_carry_the_rights_of_their_session(tmp_path: Path) -> None
             session.call("vm_start", {"Name": "ghost-001"}, 5.0)
         assert info.value.record.rights == session.rights
     finally:
+        session.close()
+
+
+# -- the oldest host hvkube supports -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "version", ["10.0.17763", "10.0.17763.5329", "10.0.20348", "10.0.26100", "11.0.1"]
+)
+def test_supported_hosts_pass(version: str) -> None:
+    assert host_problem({"osVersion": version}) is None
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["10.0.14393", "10.0.17134.1", "6.3.9600", {"Major": 10, "Minor": 0, "Build": 14393}],
+)
+def test_older_hosts_are_named_with_the_minimum_and_what_to_do(version: object) -> None:
+    problem = host_problem({"osVersion": version})
+    assert problem is not None and "\n" not in problem
+    shown = version if isinstance(version, str) else "10.0.14393"
+    assert shown in problem
+    assert "17763" in problem and "Windows Server 2019" in problem and "1809" in problem
+    assert "upgrade" in problem
+
+
+@pytest.mark.parametrize("info", [{}, {"osVersion": None}, {"osVersion": "unknown"}])
+def test_no_version_no_check(info: dict[str, object]) -> None:
+    assert host_problem(info) is None
+
+
+def _ready_only(ready: dict[str, object]) -> list[str]:
+    """A process that only says READY with these fields, then waits for stdin to close."""
+    import json
+    import sys
+
+    frame = "HVKUBE-READY " + json.dumps({"protocol": 1, **ready})
+    return [sys.executable, "-c", f"import sys; print({frame!r}, flush=True); sys.stdin.read()"]
+
+
+def test_a_session_on_a_too_old_host_does_not_start() -> None:
+    session = PowerShellSession(_ready_only({"osVersion": "10.0.14393"}))
+    with pytest.raises(Unsupported) as info:
+        session.start()
+    assert "10.0.14393" in info.value.message and "17763" in info.value.message
+    assert info.value.operation == "session_start"
+    assert not session.alive
+
+
+def test_a_session_on_a_supported_or_unknown_host_starts() -> None:
+    for ready in ({"osVersion": "10.0.17763"}, {}):
+        session = PowerShellSession(_ready_only(ready))
+        session.start()
+        assert session.alive
         session.close()

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord, SessionRights
+from core.backends.hyperv.host_check import host_problem
 from core.errors import BackendError, OperationTimeout, Unsupported
 
 PROTOCOL = 1
@@ -190,6 +191,10 @@ class PowerShellSession:
                         f"the PowerShell dispatcher speaks another protocol: {line[:200]!r}",
                         operation="session_start",
                     )
+                problem = host_problem(info)
+                if problem is not None:
+                    self.kill()
+                    raise Unsupported(problem, operation="session_start")
                 self.info = info
                 self.rights = session_rights(info)
                 return
