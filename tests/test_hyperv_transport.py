@@ -227,6 +227,34 @@ def test_clixml_on_stderr_is_reduced_to_text() -> None:
     assert clean_stderr(lines) == "Access is denied. | Second line | plain text"
 
 
+def test_clixml_spread_over_several_lines_is_reduced_to_text() -> None:
+    lines = [
+        "#< CLIXML",
+        '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">',
+        '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject'
+        '</T></TN><MS><PR N="Record"><AV>Preparing modules for first use.</AV></PR></MS></Obj>',
+        '<S S="Error">New-VHD : Failed to create the virtual hard disk._x000D__x000A_</S>',
+        '<S S="Error">The system failed to create &apos;D:\\vms\\web-001.vhdx&apos;:',
+        "The file exists. (0x80070050)._x000D__x000A_</S>",
+        '<S S="Error">At line:1 char:1_x000D__x000A_</S>',
+        "</Objs>",
+        "plain text after",
+    ]
+    assert clean_stderr(lines) == (
+        "New-VHD : Failed to create the virtual hard disk. | "
+        "The system failed to create 'D:\\vms\\web-001.vhdx': The file exists. (0x80070050). | "
+        "At line:1 char:1 | plain text after"
+    )
+
+
+def test_clixml_cut_short_still_gives_its_text() -> None:
+    # stderr keeps only its last lines: the start of a document may be gone, or its end.
+    assert clean_stderr(['<S S="Error">Access is denied._x000D__x000A_</S></Objs>']) == (
+        "Access is denied."
+    )
+    assert clean_stderr(["#< CLIXML", '<Objs Version="1.1.0.1">', '<S S="Error">Gone']) == "Gone"
+
+
 def test_ready_rights_are_read_and_missing_ones_are_unknown() -> None:
     assert session_rights({"elevated": True, "hyperVAdmin": False}) == SessionRights(True, False)
     assert session_rights({"elevated": "False", "hyperVAdmin": "false"}).lacking

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import html
 import json
 import os
 import queue
@@ -105,24 +106,49 @@ def _decode(raw: bytes) -> str:
     return text.lstrip("\ufeff").rstrip("\r\n")
 
 
-_CLIXML_STRING = re.compile(r"<S S=\"[^\"]*\">(.*?)</S>", re.S)
+# A string of a CLIXML document; the last one may be cut off by the end of what was kept.
+_CLIXML_STRING = re.compile(r"<S S=\"[^\"]*\">(.*?)(?:</S>|\Z)", re.S)
 _CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_CLIXML_START = ("<Objs", "<Obj ", "<S S=")
+
+
+def _clixml_strings(document: str) -> list[str]:
+    """The strings of a CLIXML document (or of what is left of one), as readable text."""
+    parts = _CLIXML_STRING.findall(document)
+    if not document.startswith("<") and "</S>" in document:
+        parts.insert(0, document.split("</S>", 1)[0])  # a string whose start was cut off
+    out = []
+    for part in parts:
+        text = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), part)
+        text = " ".join(html.unescape(text).split())
+        if text:
+            out.append(text)
+    return out
 
 
 def clean_stderr(lines: Sequence[str]) -> str:
-    """stderr as readable text: CLIXML records are reduced to their strings."""
+    """stderr as readable text: CLIXML records, on one line or spread over several, are
+    reduced to their strings."""
     out: list[str] = []
+    document: list[str] | None = None
     for line in lines:
-        if line.startswith("#< CLIXML"):
+        text = line.strip()
+        if text.startswith("#< CLIXML"):
+            text = text[len("#< CLIXML") :].strip()
+        if document is None and (
+            text.startswith(_CLIXML_START) or "</S>" in text or "</Objs>" in text
+        ):
+            document = []
+        if document is not None:
+            document.append(text)
+            if "</Objs>" in text:
+                out.extend(_clixml_strings("\n".join(document)))
+                document = None
             continue
-        if line.lstrip().startswith("<Objs"):
-            for part in _CLIXML_STRING.findall(line):
-                text = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), part).strip()
-                if text:
-                    out.append(text)
-            continue
-        if line.strip():
-            out.append(line.strip())
+        if text:
+            out.append(text)
+    if document is not None:
+        out.extend(_clixml_strings("\n".join(document)))
     return " | ".join(out)[-1500:]
 
 
