@@ -412,6 +412,7 @@ RECORDS: list[RealRecord] = [
             [COR_E_INVALIDOPERATION],
             "web-001",
         ),
+        fake=True,
     ),
     RealRecord(
         "new_vm_already_exists_b7",
@@ -603,6 +604,7 @@ RECORDS: list[RealRecord] = [
             wmiCode=32775,
             vmState="Saved",
         ),
+        fake=True,
     ),
     RealRecord(
         "dispatcher_invalid_state",

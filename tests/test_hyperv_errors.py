@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hyperv_helpers import fake_backend, make_running_vm, sim_host
 from hyperv_records import LANGUAGES, RECORDS, RealRecord, with_message
 
+from core.backends.fakeps_errors import build_record
 from core.backends.hyperv.errors import ErrorRecord, SessionRights, classify, to_error
 from core.backends.hyperv.transport import session_rights
 from core.errors import (
@@ -377,3 +380,100 @@ def test_the_rights_a_record_arrived_with_are_used_by_default() -> None:
     assert classify(record, "vm_list") is BackendError
     record.rights = SessionRights(elevated=False, hyperv_admin=False)
     assert type(to_error(record, "vm_list", None)) is PermissionDenied
+
+
+# -- the fake host sends what a real one would -------------------------------------------------
+
+FAKE_CASES = [case for case in RECORDS if case.fake]
+
+
+def test_the_fake_host_reproduces_a_real_record_of_every_class() -> None:
+    assert {case.expected for case in FAKE_CASES} >= set(CLASSES)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("case", FAKE_CASES, ids=lambda c: c.name)
+def test_the_fake_host_builds_the_real_shape(case: RealRecord, language: str) -> None:
+    rights = None if case.ready is None else session_rights(case.ready)
+    exc = case.expected("the simulated host's own message", vm="web-001", operation=case.op)
+    built = build_record(
+        exc,
+        case.op,
+        language,
+        vm_state=case.record.get("vmState"),
+        wmi_code=case.record.get("wmiCode"),
+        no_rights=rights is not None and rights.lacking,
+    )
+    for key in ("fqid", "category", "type", "hresults", "vmState", "wmiCode"):
+        assert built.get(key) == case.record.get(key), key
+    real = classify(ErrorRecord.from_json(case.record), case.op, rights)
+    assert classify(ErrorRecord.from_json(built), case.op, rights) is real is case.expected
+    if language == "en":
+        assert built["message"] == "the simulated host's own message"
+
+
+def test_the_fake_host_speaks_the_hosts_language_but_the_dispatcher_english() -> None:
+    exc = InvalidVMState("cannot save while Off", vm="web-001")
+    assert build_record(exc, "vm_save", "en")["message"] == "cannot save while Off"
+    assert build_record(exc, "vm_save", "fr")["message"].startswith("Échec")
+    assert "„vm_save”" in build_record(exc, "vm_save", "pl")["message"]
+    own = VMNotFoundInHost("Hyper-V has no virtual machine named 'web-001'", vm="web-001")
+    assert build_record(own, "vm_save", "zh")["message"] == own.message
+
+
+def test_a_broken_vm_record_never_says_the_vm_was_saved() -> None:
+    for state in (None, "Saved", 6):
+        built = build_record(VMBroken("x", vm="a"), "vm_start", "en", vm_state=state)
+        assert classify(ErrorRecord.from_json(built), "vm_start") is VMBroken
+
+
+def test_over_the_fake_host_a_missing_checkpoint_is_not_a_missing_vm(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path)
+    try:
+        make_running_vm(backend)
+        with pytest.raises(CheckpointNotFound) as info:
+            backend.restore_checkpoint("p-001", "clean")
+        assert info.value.vm == "p-001"
+        assert info.value.raw is not None and "GetVMSnapshot" in info.value.raw
+        assert backend.get_vm("p-001") is not None
+    finally:
+        backend.close()
+
+
+def test_over_the_fake_host_an_existing_disk_is_an_existing_object(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path)
+    try:
+        disk = backend.disk_path_for("p-001", "C:\\templates\\win11.vhdx")
+        backend.create_differencing_disk("C:\\templates\\win11.vhdx", disk)
+        with pytest.raises(HostObjectExists) as info:
+            backend.create_differencing_disk("C:\\templates\\win11.vhdx", disk)
+        assert info.value.raw is not None and "0x80070050" in info.value.raw
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "saved"), [((), '"vmState": "Saved"'), (("--localized", "--ps51"), '"vmState": 6')]
+)
+def test_over_the_fake_host_a_start_without_memory_and_a_corrupt_saved_state(
+    tmp_path: Path, extra: tuple[str, ...], saved: str
+) -> None:
+    backend = fake_backend(tmp_path, *extra)
+    try:
+        make_running_vm(backend)
+        backend.save("p-001")
+        sim = sim_host(tmp_path)
+        sim.inject_fault("out-of-memory")
+        with pytest.raises(OutOfMemory) as oom:
+            backend.start("p-001")
+        assert "lacks the free memory" in oom.value.message
+        assert oom.value.raw is not None and "OutOfMemory,Microsoft.HyperV" in oom.value.raw
+        if extra:
+            assert oom.value.message.startswith("Mémoire système insuffisante")
+        sim.clear_faults()
+        sim.inject_fault("corrupt-saved-state", vm="p-001")
+        with pytest.raises(SavedStateCorrupt) as corrupt:
+            backend.start("p-001")
+        assert corrupt.value.raw is not None and saved in corrupt.value.raw
+    finally:
+        backend.close()

@@ -35,15 +35,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from core.backends import fakeps_errors
 from core.backends.sim import SimHost
 from core.errors import (
     BackendError,
+    CheckpointNotFound,
     FileInUse,
+    HostObjectExists,
     HvkubeError,
-    InvalidVMState,
-    OperationTimeout,
-    OutOfMemory,
-    SavedStateCorrupt,
+    PermissionDenied,
     Unsupported,
     VMNotFoundInHost,
 )
@@ -362,81 +362,36 @@ class FakeHost:
 
     # errors --------------------------------------------------------------------------------
 
+    no_rights = False  # --no-rights (set by serve): neither elevated nor a Hyper-V admin
+
     def error_record(self, exc: Exception, op: str) -> dict[str, Any]:
-        """The record the dispatcher would send for this failure on a real host."""
-        cmdlet = CMDLETS.get(op, "GetVM")
+        """The record the dispatcher would send for this failure on a real host (built by
+        fakeps_errors.build_record; in French with --localized)."""
         message = str(exc)
-        hresults = [COR_E_EXCEPTION]
-        record: dict[str, Any]
-        if isinstance(exc, _Wmi):
-            record = {
-                "fqid": f"HvkubeWmi{exc.code},Wait-HvJob",
-                "category": "NotSpecified",
-                "type": "System.InvalidOperationException",
-                "wmiCode": exc.code,
-            }
-            hresults = ["0x80131509"]
-        elif isinstance(exc, VMNotFoundInHost):
-            checkpoint = "checkpoint" in message
-            record = {
-                "fqid": "HvkubeCheckpointNotFound,Stop-Hv"
-                if checkpoint
-                else "HvkubeVMNotFound,Stop-Hv",
-                "category": "ObjectNotFound",
-                "type": "System.InvalidOperationException",
-            }
-            hresults = ["0x80131509"]
-        elif isinstance(exc, InvalidVMState):
-            record = {
-                "fqid": f"InvalidState,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "InvalidOperation",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        elif isinstance(exc, OutOfMemory | SavedStateCorrupt):
-            record = {
-                "fqid": f"OperationFailed,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "NotSpecified",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        elif isinstance(exc, FileInUse):
-            exists = "exists" in message
-            record = {
-                "fqid": "InvalidParameter,Microsoft.Vhd.PowerShell.Cmdlets.NewVhd"
-                if exists
-                else f"OperationFailed,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "InvalidArgument" if exists else "ResourceBusy",
-                "type": "System.IO.IOException",
-            }
-            hresults = ["0x80070050" if exists else "0x80070020"]
-        elif isinstance(exc, OperationTimeout):
-            record = {
-                "fqid": "HvkubeTimeout,Wait-HvJob",
-                "category": "OperationTimeout",
-                "type": "System.InvalidOperationException",
-            }
-        elif isinstance(exc, Unsupported):
-            record = {
-                "fqid": "HvkubeUnsupported,Stop-Hv",
-                "category": "NotImplemented",
-                "type": "System.InvalidOperationException",
-            }
-        elif isinstance(exc, BackendError) and exc.raw == "PermissionDenied":
-            record = {
-                "fqid": f"AccessDenied,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "PermissionDenied",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-            hresults = ["0x80070005"]
-        else:
-            record = {
-                "fqid": f"OperationFailed,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "NotSpecified",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        if self.localized:
-            codes = " ".join(re.findall(r"\(0x[0-9A-Fa-f]{8}\)", message))
-            message = f"Échec de l'opération « {op} » sur l'ordinateur virtuel. {codes}".strip()
-        return {"message": message, "hresults": hresults, "target": "", **record}
+        vm = getattr(exc, "vm", None)
+        # The simulated host raises a few failures under a neighbouring class or as a plain
+        # BackendError; a real host reports them as these.
+        if isinstance(exc, VMNotFoundInHost) and "checkpoint" in message:
+            exc = CheckpointNotFound(message, vm=vm, operation=op)
+        elif isinstance(exc, FileInUse) and "already exists" in message:
+            exc = HostObjectExists(message, vm=vm, operation=op)
+        elif type(exc) is BackendError and exc.raw == "PermissionDenied":
+            exc = PermissionDenied(message, vm=vm, operation=op)
+        elif type(exc) is BackendError and "already exists" in message:
+            exc = HostObjectExists(message, vm=vm, operation=op)
+        vm_state = None
+        if vm and not isinstance(exc, VMNotFoundInHost):
+            raw = self.sim.raw_state()["vms"].get(vm)
+            if raw is not None:  # a failed call leaves the state it found: the state before it
+                vm_state = self._enum(raw["state"], STATE_NUMBERS)
+        return fakeps_errors.build_record(
+            exc,
+            op,
+            "fr" if self.localized else "en",
+            vm_state=vm_state,
+            wmi_code=exc.code if isinstance(exc, _Wmi) else None,
+            no_rights=self.no_rights,
+        )
 
 
 class _Wmi(Exception):
