@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from hyperv_helpers import fake_backend, fake_command, make_running_vm
+from hyperv_helpers import fake_backend, fake_command, make_running_vm, sim_host
 
 from core.backends import fakeps
 from core.backends.hyperv import HyperVBackend
@@ -22,7 +22,13 @@ from core.backends.hyperv.transport import (
     dispatcher_argv,
     session_rights,
 )
-from core.errors import InvalidVMState, OperationTimeout, Unsupported, VMNotFoundInHost
+from core.errors import (
+    InvalidVMState,
+    OperationTimeout,
+    PermissionDenied,
+    Unsupported,
+    VMNotFoundInHost,
+)
 from core.models import HostState
 
 
@@ -327,3 +333,43 @@ def test_a_session_on_a_supported_or_unknown_host_starts() -> None:
         session.start()
         assert session.alive
         session.close()
+
+
+# -- what the fake host says of its rights and version ------------------------------------------
+
+
+def test_the_fake_host_says_its_rights_and_version(tmp_path: Path) -> None:
+    session = PowerShellSession(dispatcher_argv(fake_command(tmp_path)))
+    session.start()
+    try:
+        assert session.info["osVersion"] == "10.0.20348"
+        assert session.info["elevated"] is True and session.info["hyperVAdmin"] is False
+        assert not session.rights.lacking
+    finally:
+        session.close()
+
+
+def test_without_rights_a_record_that_says_nothing_is_a_permission_error(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path, "--no-rights", "--localized")
+    try:
+        make_running_vm(backend)
+        sim_host(tmp_path).inject_fault("permission-denied", op="save")
+        with pytest.raises(PermissionDenied) as info:
+            backend.save("p-001")
+        assert info.value.raw is not None and "Unspecified,Microsoft.HyperV" in info.value.raw
+        assert info.value.message.startswith("Vous ne disposez pas")
+        assert (
+            "not elevated" in info.value.message and "Hyper-V Administrators" in info.value.message
+        )
+    finally:
+        backend.close()
+
+
+def test_a_fake_host_older_than_the_minimum_is_refused(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path, "--os-version", "10.0.14393")
+    try:
+        with pytest.raises(Unsupported) as info:
+            backend.list_vms()
+        assert "10.0.14393" in info.value.message and "Windows Server 2019" in info.value.message
+    finally:
+        backend.close()

@@ -472,7 +472,12 @@ def serve(host: FakeHost, ops: dict[str, list[str]], args: argparse.Namespace) -
         "edition": "Desktop" if host.ps51 else "Core",
         "moduleError": None,
         "ops": sorted(ops),
+        **fakeps_errors.ready_fields(
+            no_rights=getattr(args, "no_rights", False),
+            os_version=getattr(args, "os_version", None),
+        ),
     }
+    host.no_rights = bool(getattr(args, "no_rights", False))
     out.line("HVKUBE-READY " + json.dumps(ready, separators=(",", ":")))
     record = Path(args.record) if args.record else None
     for raw in sys.stdin.buffer:
@@ -581,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--localized", action="store_true", help="localised error messages")
     parser.add_argument("--fault", action="append", help="KIND[:OP], on every matching call")
     parser.add_argument("--record", help="append every request line received to this file")
+    parser.add_argument(
+        "--no-rights", action="store_true", help="neither elevated nor in Hyper-V Administrators"
+    )
+    parser.add_argument(
+        "--os-version", default="10.0.20348", help="the host's Windows version (READY osVersion)"
+    )
     args, _ignored = parser.parse_known_args(argv)  # powershell.exe flags such as -NoProfile
 
     from core.backends.hyperv.transport import DISPATCHER
