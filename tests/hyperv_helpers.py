@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.backends.base import VMRef
 from core.backends.hyperv import HyperVBackend
 from core.backends.hyperv.transport import python_fake_command
 from core.backends.sim import SimHost
@@ -32,8 +33,13 @@ def sim_host(state_dir: Path) -> SimHost:
     return SimHost(state_dir, scale=0, vm_dir="D:\\hvkube\\vms")
 
 
-def make_running_vm(backend: HyperVBackend, name: str = "p-001", memory_mb: int = 1024) -> None:
+OWNER = "5" * 32  # the store id the test VMs are marked with
+
+
+def make_running_vm(backend: HyperVBackend, name: str = "p-001", memory_mb: int = 1024) -> VMRef:
     disk = backend.disk_path_for(name, "C:\\templates\\win11.vhdx")
     backend.create_differencing_disk("C:\\templates\\win11.vhdx", disk)
-    backend.create_vm(name, disk, memory_mb, 2, False)
-    backend.start(name)
+    made = backend.create_vm(name, disk, memory_mb, 2, False, owner=OWNER)
+    ref = VMRef(made.name, made.id)
+    backend.start(ref)
+    return ref

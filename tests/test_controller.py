@@ -17,6 +17,7 @@ from core.controller import controller_status
 from core.errors import InvalidInput
 from core.models import AgentStatus, HostState, VMState
 from core.store import utcnow
+from tests.host_support import host_named, ref_named
 
 
 @pytest.fixture
@@ -277,7 +278,7 @@ def test_agent_vm_stopped_under_it_is_resumed(engine: Engine, pool: str) -> None
         wait_for(lambda: engine.get_agent(agent.id).status is AgentStatus.RUNNING, "agent")
         vm = engine.get_agent(agent.id).vm or ""
         before = len(engine.events(vm=vm, kind="resume", limit=100))
-        engine.backend.save(vm)  # something outside saved it
+        engine.backend.save(ref_named(engine, vm))  # something outside saved it
         wait_for(
             lambda: len(engine.events(vm=vm, kind="resume", limit=100)) > before,
             "the controller to resume it",
@@ -286,7 +287,7 @@ def test_agent_vm_stopped_under_it_is_resumed(engine: Engine, pool: str) -> None
         assert controller.ticks > 1
     assert engine.get_agent(agent.id).status is AgentStatus.RUNNING
     assert engine.get_vm(vm).state is VMState.RUNNING
-    assert engine.backend.get_vm(vm).state is HostState.RUNNING  # type: ignore[union-attr]
+    assert host_named(engine, vm).state is HostState.RUNNING  # type: ignore[union-attr]
 
 
 def test_agent_vm_deleted_outside_fails_the_agent_and_is_replaced(

@@ -15,6 +15,7 @@ from core.engine import Engine
 from core.models import HostState, VMState
 from core.settings import Settings
 from core.store import Store
+from tests.host_support import host_named
 
 
 def _backend(kind: str, state_dir: Path) -> Backend:
@@ -44,7 +45,7 @@ def test_provision_parks_vms_saved_with_a_clean_checkpoint(engine: Engine) -> No
     assert sorted(report.created) == ["web-001", "web-002"] and not report.failed
     for vm in engine.list_vms(pool="web"):
         assert vm.state is VMState.SAVED
-        host = engine.backend.get_vm(vm.name)
+        host = host_named(engine, vm.name)
         assert host is not None and host.state is HostState.SAVED
         assert host.checkpoints == [CLEAN_CHECKPOINT]
 
@@ -53,10 +54,10 @@ def test_acquire_then_release_with_reset(engine: Engine) -> None:
     engine.provision_pool("web")
     got = engine.acquire("web")
     assert got.from_state is VMState.SAVED and got.ip
-    assert engine.backend.get_vm(got.name).state is HostState.RUNNING  # type: ignore[union-attr]
+    assert host_named(engine, got.name).state is HostState.RUNNING  # type: ignore[union-attr]
     vm = engine.release(got.name, policy="reset")
     assert vm is not None and vm.state is VMState.SAVED and not vm.held
-    assert engine.backend.get_vm(got.name).state is HostState.SAVED  # type: ignore[union-attr]
+    assert host_named(engine, got.name).state is HostState.SAVED  # type: ignore[union-attr]
 
 
 def test_reconcile_marks_a_vm_deleted_outside_as_missing(engine: Engine, tmp_path: Path) -> None:

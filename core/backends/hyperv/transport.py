@@ -6,7 +6,7 @@ Protocol (one line each way, UTF-8, newline-terminated):
     <- HVKUBE-RES <nonce> {"ok": true, "result": ...}
     <- HVKUBE-RES <nonce> {"ok": false, "error": {"message", "fqid", "category", "type", ...}}
 
-At start the dispatcher writes `HVKUBE-READY {"protocol": 1, ...}`. Requests are
+At start the dispatcher writes `HVKUBE-READY {"protocol": 2, ...}`. Requests are
 ASCII-only JSON (`ensure_ascii`), so the console input encoding never matters.
 Any other output line (a BOM, a banner, a stray `Write-Host`) is noise: a
 response is only accepted when it carries the nonce of the pending request.
@@ -38,7 +38,7 @@ from typing import Any
 from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord
 from core.errors import BackendError, OperationTimeout, Unsupported
 
-PROTOCOL = 1
+PROTOCOL = 2
 MARK_REQUEST = "HVKUBE-REQ"
 MARK_RESPONSE = "HVKUBE-RES"
 MARK_READY = "HVKUBE-READY"
