@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.backends.base import CLEAN_CHECKPOINT, VMRef
 from core.engine import ProvisionReport, process_owner, vm_name_for
-from core.errors import CapacityExceeded, ForeignVM, HvkubeError, InvalidInput
+from core.errors import CapacityExceeded, ForeignVM, HostObjectExists, HvkubeError, InvalidInput
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
 from core.store import utcnow
@@ -217,9 +217,14 @@ def _build_one(
     with engine.step("provision", vm_name, row.pool):
         check_name_free(engine, vm_name)
         _notify(progress, vm_name, "disk", disk)
-        backend.create_differencing_disk(tpl.disk_path, disk)
-        # Recorded only once made: a rollback never deletes a file hvkube did not create.
+        # The path is recorded before the disk is made, so a crash leaves nothing unknown; a
+        # file already there is not ours, and is forgotten so that no rollback deletes it.
         engine.store.update_vm(vm_name, {"disk_path": disk})
+        try:
+            backend.create_differencing_disk(tpl.disk_path, disk)
+        except HostObjectExists:
+            engine.store.update_vm(vm_name, {"disk_path": None})
+            raise
         _notify(progress, vm_name, "create")
         made = backend.create_vm(
             vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu, owner=engine.store_id

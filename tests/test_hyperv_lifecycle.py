@@ -47,7 +47,7 @@ def test_provision_parks_vms_saved_with_a_clean_checkpoint(engine: Engine) -> No
         assert vm.state is VMState.SAVED
         host = host_named(engine, vm.name)
         assert host is not None and host.state is HostState.SAVED
-        assert host.checkpoints == [CLEAN_CHECKPOINT]
+        assert engine.backend.checkpoint_names(engine.ref(vm)) == [CLEAN_CHECKPOINT]
 
 
 def test_acquire_then_release_with_reset(engine: Engine) -> None:

@@ -144,7 +144,7 @@ def dispatcher_ops(text: str) -> dict[str, list[str]]:
         declared = re.match(r"(?:\s*#[^\n]*\n)*\s*param\s*\((.*?)\)\s*\n", block, re.S)
         if declared:
             # Every parameter is typed: `[string]$Name`, `[bool]$Click = $true`.
-            params = re.findall(r"\[[A-Za-z.]+\]\s*\$([A-Za-z]+)", declared.group(1))
+            params = re.findall(r"\[[A-Za-z.]+\]\s*\$([A-Za-z_][A-Za-z0-9_]*)", declared.group(1))
         ops[found.group(1)] = params
         pos = end
     return ops
@@ -260,25 +260,18 @@ class FakeHost:
         self.op_vm = raw
         return VMRef(raw["name"], vm_id)
 
-    @staticmethod
-    def _checkpoint_id(vm_id: str, name: str, at: str) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"hvkube-checkpoint:{vm_id}:{name}:{at}"))
-
     def _checkpoints(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
         return [
-            {
-                "Id": self._checkpoint_id(raw["id"], name, info["at"]),
-                "Name": name,
-                "CreationTime": self._date(info["at"]),
-            }
-            for name, info in sorted(raw["checkpoints"].items(), key=lambda kv: kv[1]["at"])
+            {"Id": c["id"], "Name": c["name"], "CreationTime": self._date(c["at"])}
+            for c in raw["checkpoints"]
         ]
 
-    def _find_checkpoint(self, checkpoint_id: str) -> tuple[VMRef, str]:
+    def _find_checkpoint(self, checkpoint_id: str) -> VMRef:
+        """Get-VMSnapshot -Id: the VM that has the checkpoint."""
+        wanted = str(uuid.UUID(checkpoint_id))
         for raw in self.sim.raw_state()["vms"].values():
-            for name, info in raw["checkpoints"].items():
-                if self._checkpoint_id(raw["id"], name, info["at"]) == checkpoint_id:
-                    return VMRef(raw["name"], raw["id"]), name
+            if any(c["id"] == wanted for c in raw["checkpoints"]):
+                return VMRef(raw["name"], raw["id"])
         raise _NoCheckpoint(checkpoint_id)
 
     def _wmi_result(self, ref: VMRef, log: dict[str, Any] | None) -> dict[str, Any]:
@@ -312,7 +305,7 @@ class FakeHost:
         if op == "vm_list":
             vms = sim.raw_state()["vms"].values()
             return {
-                "Items": [self._record(vm) for vm in vms if not vm.get("broken")],
+                "Items": self._list([self._record(vm) for vm in vms if not vm.get("broken")]),
                 "Errors": [
                     f"The virtual machine '{vm['name']}' could not be read: its configuration "
                     "file was not found."
@@ -325,7 +318,7 @@ class FakeHost:
                 vm for vm in sim.raw_state()["vms"].values() if same_name(vm["name"], p["Name"])
             ]
             errors = [] if found else [self.error_record(_NoVM(p["Name"], by_name=True), op)]
-            return {"Items": [self._record(vm) for vm in found], "Errors": errors}
+            return {"Items": self._list([self._record(vm) for vm in found]), "Errors": errors}
         if op == "vm_get":
             return self._record(sim.raw_vm(self._ref(p)))
         if op == "disk_new_diff":
@@ -336,7 +329,7 @@ class FakeHost:
                 raise _NoFile(p["Path"])
             sim.remove_disk(p["Path"])
             return None
-        if op == "vm_new":
+        if op in {"vm_new", "vm_new_on_switch"}:
             memory_mb = int(p["MemoryBytes"]) // (1024 * 1024)
             made = sim._new_vm(p["Name"], p["DiskPath"], memory_mb, 2, False, notes=None)
             return self._record(sim.raw_vm(VMRef(made.name, made.id)))
@@ -368,17 +361,19 @@ class FakeHost:
         if op == "checkpoint_list":
             return {"Items": self._list(self._checkpoints(sim.raw_vm(self._ref(p))))}
         if op == "checkpoint_new":
-            ref = self._ref(p)
-            sim.checkpoint(ref, p["Checkpoint"])
-            raw = sim.raw_vm(ref)
-            return next(c for c in self._checkpoints(raw) if c["Name"] == p["Checkpoint"])
+            taken = sim.add_checkpoint(self._ref(p), p["Checkpoint"])
+            return {
+                "Id": taken["id"],
+                "Name": taken["name"],
+                "CreationTime": self._date(taken["at"]),
+            }
         if op == "checkpoint_restore":
-            ref, name = self._find_checkpoint(str(p["CheckpointId"]))
-            sim.restore_checkpoint(ref, name)
+            checkpoint_id = str(uuid.UUID(str(p["CheckpointId"])))
+            sim.restore_checkpoint_id(self._find_checkpoint(checkpoint_id), checkpoint_id)
             return None
         if op == "checkpoint_remove":
-            ref, name = self._find_checkpoint(str(p["CheckpointId"]))
-            sim.remove_checkpoint(ref, name)
+            checkpoint_id = str(uuid.UUID(str(p["CheckpointId"])))
+            sim.remove_checkpoint_id(self._find_checkpoint(checkpoint_id), checkpoint_id)
             return None
         if op == "vm_ip":
             ref = self._ref(p)
@@ -434,11 +429,16 @@ class FakeHost:
             return self._wmi_result(self._ref(p), {"op": "ctrl_alt_del"})
         if op == "vm_mouse_move":
             ref = self._ref(p)
-            self.pointer = (int(p["X"]), int(p["Y"]))
-            return self._wmi_result(ref, None)
+            result = self._wmi_result(ref, None)
+            if result["ReturnValue"] == 0:  # the host keeps the pointer, whichever session asks
+                (self.state_dir / f"fakeps-pointer-{ref.id}.json").write_text(
+                    json.dumps([int(p["X"]), int(p["Y"])])
+                )
+            return result
         if op == "vm_mouse_click":
             ref = self._ref(p)
-            x, y = getattr(self, "pointer", (0, 0))
+            pointer = self.state_dir / f"fakeps-pointer-{ref.id}.json"
+            x, y = json.loads(pointer.read_text()) if pointer.exists() else (0, 0)
             entry = {"op": "click", "x": x, "y": y, "button": int(p["Button"])}
             return self._wmi_result(ref, entry)
         raise Unsupported(f"the fake host does not implement '{op}'")

@@ -426,7 +426,7 @@ class SimHost:
             raw_state=shown,
             memory_mb=vm["memory_mb"],
             uptime_s=uptime,
-            checkpoints=sorted(vm["checkpoints"]),
+            checkpoints=[c["name"] for c in vm["checkpoints"]],
         )
 
     def list_vms(self, prefix: str | None = None) -> list[HostVM]:
@@ -532,7 +532,7 @@ class SimHost:
                 "cpus": cpus,
                 "gpu": gpu,
                 "disk": disk_path,
-                "checkpoints": {},
+                "checkpoints": [],  # oldest first; Hyper-V allows several of one name
                 "saved_state_ok": True,
                 "ip": None,
                 "booted": False,
@@ -588,7 +588,7 @@ class SimHost:
             vm["ip"] = None
             vm["booted_at"] = None
         elif op == "restore":
-            target = vm["checkpoints"][args["checkpoint"]]["restores_to"]
+            target = self._checkpoint_by_id(vm, args["checkpoint_id"])["restores_to"]
             vm["state"] = target
             vm["saved_state_ok"] = True
             vm["booted_at"] = None
@@ -605,7 +605,8 @@ class SimHost:
             return str(vm["state"])
         op = pending["op"]
         if op == "restore":
-            return str(vm["checkpoints"][pending["args"]["checkpoint"]]["restores_to"])
+            taken = SimHost._checkpoint_by_id(vm, pending["args"]["checkpoint_id"])
+            return str(taken["restores_to"])
         return {
             "start": "Running",
             "save": "Saved",
@@ -686,12 +687,24 @@ class SimHost:
             self._vm(state, ref, "remove")
             del state["vms"][ref.id]
 
-    def checkpoint(self, ref: VMRef, checkpoint: str) -> None:
+    @staticmethod
+    def _checkpoint_by_id(vm: dict[str, Any], checkpoint_id: str) -> dict[str, Any]:
+        for taken in vm["checkpoints"]:
+            if taken["id"] == checkpoint_id:
+                return dict(taken)
+        raise CheckpointNotFound(
+            f"Hyper-V was unable to find a checkpoint with identifier '{checkpoint_id}'.",
+            vm=vm["name"],
+            operation="restore",
+        )
+
+    def add_checkpoint(self, ref: VMRef, checkpoint: str) -> dict[str, Any]:
+        """Checkpoint-VM: one more checkpoint, even when others have that name."""
         name = ref.name
         with self._locked() as state:
             vm = self._vm(state, ref, "checkpoint")
             hang = self._apply_op_faults(state, "checkpoint", name)
-            if len(vm["checkpoints"]) >= 50 and checkpoint not in vm["checkpoints"]:
+            if len(vm["checkpoints"]) >= 50:
                 raise BackendError(
                     f"'{name}' already has 50 checkpoints, the most Hyper-V allows",
                     vm=name,
@@ -708,21 +721,45 @@ class SimHost:
         if hang:
             self._hang("checkpoint", name, hang)
         self._sleep(2.5)
+        taken = {
+            "id": str(uuid.uuid4()),
+            "name": checkpoint,
+            "restores_to": restores_to,
+            "at": _now_iso(),
+        }
+        with self._locked() as state:
+            self._vm(state, ref, "checkpoint")["checkpoints"].append(taken)
+        return taken
+
+    def checkpoint(self, ref: VMRef, checkpoint: str) -> None:
+        """The backend's checkpoint: the new one replaces older ones of that name."""
+        taken = self.add_checkpoint(ref, checkpoint)
         with self._locked() as state:
             vm = self._vm(state, ref, "checkpoint")
-            vm["checkpoints"][checkpoint] = {"restores_to": restores_to, "at": _now_iso()}
+            vm["checkpoints"] = [
+                c for c in vm["checkpoints"] if c["name"] != checkpoint or c["id"] == taken["id"]
+            ]
 
     def restore_checkpoint(self, ref: VMRef, checkpoint: str) -> None:
-        name = ref.name
+        """The newest checkpoint of that name."""
+        with self._locked(write=False) as state:
+            matching = [
+                c for c in self._vm(state, ref, "restore")["checkpoints"] if c["name"] == checkpoint
+            ]
+        if not matching:
+            raise CheckpointNotFound(
+                f"Hyper-V was unable to find a checkpoint named '{checkpoint}' of "
+                f"virtual machine '{ref.name}'.",
+                vm=ref.name,
+                operation="restore",
+            )
+        self.restore_checkpoint_id(ref, matching[-1]["id"])
+
+    def restore_checkpoint_id(self, ref: VMRef, checkpoint_id: str) -> None:
+        """Restore-VMSnapshot of one checkpoint, found by its id."""
 
         def check(state: _SimState, vm: dict[str, Any]) -> None:
-            if checkpoint not in vm["checkpoints"]:
-                raise CheckpointNotFound(
-                    f"Hyper-V was unable to find a checkpoint named '{checkpoint}' of "
-                    f"virtual machine '{name}'.",
-                    vm=name,
-                    operation="restore",
-                )
+            self._checkpoint_by_id(vm, checkpoint_id)
 
         self._transition(
             ref,
@@ -731,20 +768,27 @@ class SimHost:
             "Stopping",
             lambda vm: 2.0,
             check=check,
-            args={"checkpoint": checkpoint},
+            args={"checkpoint_id": checkpoint_id},
         )
 
     def remove_checkpoint(self, ref: VMRef, checkpoint: str) -> None:
         with self._locked() as state:
             vm = self._vm(state, ref, "remove_checkpoint")
-            vm["checkpoints"].pop(checkpoint, None)
+            vm["checkpoints"] = [c for c in vm["checkpoints"] if c["name"] != checkpoint]
+
+    def remove_checkpoint_id(self, ref: VMRef, checkpoint_id: str) -> None:
+        with self._locked() as state:
+            vm = self._vm(state, ref, "remove_checkpoint")
+            self._checkpoint_by_id(vm, checkpoint_id)
+            vm["checkpoints"] = [c for c in vm["checkpoints"] if c["id"] != checkpoint_id]
+
+    def checkpoint_records(self, ref: VMRef) -> list[dict[str, Any]]:
+        """Every checkpoint, oldest first: id, name, restores_to, at."""
+        with self._locked(write=False) as state:
+            return [dict(c) for c in self._vm(state, ref, "checkpoints")["checkpoints"]]
 
     def checkpoint_names(self, ref: VMRef) -> list[str]:
-        with self._locked(write=False) as state:
-            vm = self._vm(state, ref, "checkpoints")
-            return [
-                name for name, _ in sorted(vm["checkpoints"].items(), key=lambda kv: kv[1]["at"])
-            ]
+        return [c["name"] for c in self.checkpoint_records(ref)]
 
     def ip_address(self, ref: VMRef) -> str | None:
         with self._locked(write=False) as state:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -48,6 +49,8 @@ from core.models import HostCapacity, HostState, HostVM
 from core.ownership import owner_mark, same_name
 from core.remote import vmconnect_command
 from core.settings import Settings
+
+log = logging.getLogger("hvkube.hyperv")
 
 DEFAULT_VM_DIR = "C:\\ProgramData\\hvkube\\vms"
 # The Heartbeat integration service, matched by id (its name is localised).
@@ -201,6 +204,9 @@ class HyperVBackend:
     def list_vms(self, prefix: str | None = None) -> list[HostVM]:
         answer = self.call("vm_list", read_only=True)
         items = as_list(answer.get("Items")) if isinstance(answer, dict) else as_list(answer)
+        unreadable = as_list(answer.get("Errors")) if isinstance(answer, dict) else []
+        for problem in unreadable:  # a VM whose files are gone: shown, never fatal to the rest
+            log.warning("Hyper-V could not read a VM: %s", str(problem)[:300])
         vms = [parse_vm(item) for item in items]
         folded = None if prefix is None else prefix.casefold()
         return sorted(
@@ -269,15 +275,34 @@ class HyperVBackend:
     def create_vm(
         self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool, owner: str
     ) -> HostVM:
-        data = {
-            "Name": name,
-            "DiskPath": disk_path,
-            "MemoryBytes": int(memory_mb) * 1024 * 1024,
-            "SwitchName": self.switch,
-            "Path": self._vm_root(),
-        }
+        memory, root = int(memory_mb) * 1024 * 1024, self._vm_root()
         locks = (_vm_key(name), _disk_key(disk_path))
-        made = parse_vm(self.call("vm_new", data, vm=name, locks=locks))
+        if self.switch:
+            answer = self.call(
+                "vm_new_on_switch",
+                {
+                    "Name": name,
+                    "DiskPath": disk_path,
+                    "MemoryBytes": memory,
+                    "Path": root,
+                    "SwitchName": self.switch,
+                },
+                vm=name,
+                locks=locks,
+            )
+        else:  # New-VM refuses an empty -SwitchName: no switch is another operation
+            answer = self.call(
+                "vm_new",
+                {
+                    "Name": name,
+                    "DiskPath": disk_path,
+                    "MemoryBytes": memory,
+                    "Path": self._vm_root(),
+                },
+                vm=name,
+                locks=locks,
+            )
+        made = parse_vm(answer)
         ref = VMRef(name, made.id)
         try:
             # A VM with a GPU partition cannot be saved: it is turned off when the host stops.

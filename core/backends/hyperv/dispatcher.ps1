@@ -104,8 +104,11 @@ function Get-HvDevice {
 function ConvertTo-HvWmiResult {
     # A WMI method's outcome as data: Python waits for a job (4096) and maps the codes.
     param($Result)
+    # Only methods that can start a job have a Job output: under strict mode, reading a property
+    # that is not there throws, so look it up by name.
     $job = ''
-    if ($null -ne $Result.Job) { $job = [string]$Result.Job.InstanceID }
+    $jobProperty = $Result.PSObject.Properties['Job']
+    if ($null -ne $jobProperty -and $null -ne $jobProperty.Value) { $job = [string]$jobProperty.Value.InstanceID }
     return [ordered]@{ ReturnValue = [int]$Result.ReturnValue; Job = $job }
 }
 
@@ -171,9 +174,15 @@ $Ops = @{
     }
 
     'vm_new' = {
-        param([string]$Name, [string]$DiskPath, [long]$MemoryBytes, [string]$SwitchName, [string]$Path)
+        param([string]$Name, [string]$DiskPath, [long]$MemoryBytes, [string]$Path)
+        $vm = Hyper-V\New-VM -Name $Name -Generation 2 -MemoryStartupBytes $MemoryBytes -VHDPath $DiskPath -Path $Path
+        return ConvertTo-HvRecord -VM $vm
+    }
+
+    'vm_new_on_switch' = {
+        param([string]$Name, [string]$DiskPath, [long]$MemoryBytes, [string]$Path, [string]$SwitchName)
         $vm = Hyper-V\New-VM -Name $Name -Generation 2 -MemoryStartupBytes $MemoryBytes -VHDPath $DiskPath `
-            -SwitchName $SwitchName -Path $Path
+            -Path $Path -SwitchName $SwitchName
         return ConvertTo-HvRecord -VM $vm
     }
 
