@@ -1,4 +1,4 @@
-"""The qemu backend's VM ids, ownership marks and names (qemu-img, no QEMU process)."""
+"""The qemu backend's VM ids, ownership marks, names and files (qemu-img, no QEMU process)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from core.backends.base import VMRef
 from core.backends.qemu import QemuBackend
 from core.backends.qemu.marker import marker_text, new_id
-from core.errors import HostObjectExists, VMNotFoundInHost
+from core.errors import FileInUse, HostObjectExists, VMNotFoundInHost
 from core.models import HostState
 from core.ownership import owner_mark
 
@@ -159,3 +159,41 @@ def test_unreadable_vms_are_left_out_of_listings(backend: QemuBackend, make: Mak
     with pytest.raises(VMNotFoundInHost):
         backend.remove(damaged)
     assert backend.files("web-002").config.exists()
+
+
+def test_remove_leaves_the_disk_and_remove_disk_deletes_it(
+    backend: QemuBackend, make: Make
+) -> None:
+    vm = make("web-001")
+    files = backend.files("web-001")
+    backend.checkpoint(vm, "clean")
+    assert files.checkpoints.is_dir()
+    with pytest.raises(FileInUse):
+        backend.remove_disk(str(files.disk))  # the VM still uses it
+    assert files.disk.is_file()
+
+    backend.remove(vm)
+    assert files.disk.is_file()
+    assert sorted(p.name for p in files.dir.iterdir()) == ["disk.qcow2"]
+    assert backend.get_vm(vm) is None
+    assert backend.list_vms() == [] and backend.find_vms("web-001") == []
+
+    backend.remove_disk(str(files.disk))
+    assert not files.dir.exists()
+    backend.remove_disk(str(files.disk))  # absent: no error
+
+    # Made again under the same name, it is another VM: the old ref does not reach it.
+    again = make("web-001")
+    assert again.id != vm.id
+    assert backend.get_vm(vm) is None
+    found = backend.get_vm(again)
+    assert found is not None and found.checkpoints == []
+
+
+def test_remove_disk_of_a_half_made_vm_removes_its_folder(
+    backend: QemuBackend, template: str
+) -> None:
+    disk = backend.disk_path_for("web-001", template)
+    backend.create_differencing_disk(template, disk)
+    backend.remove_disk(disk)
+    assert not Path(disk).parent.exists()

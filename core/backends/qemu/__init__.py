@@ -4,7 +4,8 @@ One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database):
 
     NAME/marker.txt      the VM's id and the ownership mark of the store that made it
     NAME/vm.json         the VM's definition and its exact QEMU command line
-    NAME/disk.qcow2      the clone: a qcow2 overlay whose backing file is the template
+    NAME/disk.qcow2      the clone: a qcow2 overlay whose backing file is the template;
+                         `remove` leaves it (as Remove-VM does), `remove_disk` deletes it
     NAME/qemu.pid        pidfile of the running QEMU process
     NAME/qmp.sock        QMP monitor socket
     NAME/console.sock    serial console (a unix socket); its output is logged to serial.log
@@ -684,12 +685,28 @@ class QemuBackend:
         )
 
     def remove_disk(self, path: str) -> None:
-        disk = Path(path)
-        with contextlib.suppress(FileNotFoundError):
-            disk.unlink()
-        # A half-provisioned clone's directory holds nothing else; remove it too.
-        if disk.parent.parent == self.root and not (disk.parent / "vm.json").exists():
-            shutil.rmtree(disk.parent, ignore_errors=True)
+        """Delete a disk no VM uses: FileInUse when the VM of its folder still does. A VM
+        folder left with no VM in it (a removed or half-made VM) goes too."""
+        disk = Path(path).absolute()
+        folder = disk.parent
+        if folder.parent != self.root or folder.name.startswith("."):
+            with contextlib.suppress(FileNotFoundError):
+                disk.unlink()
+            return
+        with self._locked(folder.name):
+            config = _read_json(folder / "vm.json")
+            if config is not None:
+                used = Path(str(config.get("disk") or folder / "disk.qcow2")).absolute()
+                if used == disk:
+                    raise FileInUse(
+                        f"The file '{path}' is in use by the virtual machine '{folder.name}'.",
+                        vm=folder.name,
+                        operation="remove_disk",
+                    )
+            with contextlib.suppress(FileNotFoundError):
+                disk.unlink()
+            if config is None and not (folder / "vm.json").exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -978,10 +995,24 @@ class QemuBackend:
             self._set_runtime(files, booted=False, booted_at=None)
 
     def remove(self, vm: VMRef) -> None:
+        """Remove the VM: its process, definition, saved state and checkpoints. Its disk
+        stays, as with Remove-VM; `remove_disk` deletes it (and then the folder)."""
         name = vm.name
-        with self._operating(vm, "remove") as (files, _):
+        with self._operating(vm, "remove") as (files, config):
             self._kill(files)
-            shutil.rmtree(files.dir, ignore_errors=True)
+            keep = {files.disk, Path(str(config.get("disk") or files.disk)).absolute()}
+            # The definition first: from here on the folder holds no VM.
+            files.config.unlink()
+            for entry in files.dir.iterdir():
+                if entry.absolute() in keep:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
+            with contextlib.suppress(OSError):
+                files.dir.rmdir()  # empty when the disk is elsewhere or already gone
             if files.sock_dir != files.dir:
                 shutil.rmtree(files.sock_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
