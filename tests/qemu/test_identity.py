@@ -12,7 +12,7 @@ import pytest
 from core.backends.base import VMRef
 from core.backends.qemu import QemuBackend
 from core.backends.qemu.marker import marker_text, new_id
-from core.errors import FileInUse, HostObjectExists, VMNotFoundInHost
+from core.errors import CheckpointNotFound, FileInUse, HostObjectExists, VMNotFoundInHost
 from core.models import HostState
 from core.ownership import owner_mark
 
@@ -197,3 +197,24 @@ def test_remove_disk_of_a_half_made_vm_removes_its_folder(
     backend.create_differencing_disk(template, disk)
     backend.remove_disk(disk)
     assert not Path(disk).parent.exists()
+
+
+def test_a_missing_checkpoint_is_not_a_missing_vm(backend: QemuBackend, make: Make) -> None:
+    vm = make("web-001")
+    with pytest.raises(CheckpointNotFound) as missing:
+        backend.restore_checkpoint(vm, "clean")
+    assert not isinstance(missing.value, VMNotFoundInHost)
+    backend.checkpoint(vm, "clean")
+    backend.restore_checkpoint(vm, "clean")
+    backend.remove_checkpoint(vm, "clean")
+    with pytest.raises(CheckpointNotFound):
+        backend.restore_checkpoint(vm, "clean")
+
+
+def test_a_disk_is_not_made_over_an_existing_file(backend: QemuBackend, template: str) -> None:
+    disk = backend.disk_path_for("web-001", template)
+    backend.create_differencing_disk(template, disk)
+    before = Path(disk).read_bytes()
+    with pytest.raises(HostObjectExists):
+        backend.create_differencing_disk(template, disk)
+    assert Path(disk).read_bytes() == before

@@ -63,6 +63,7 @@ from core.backends.qemu.marker import MARKER_FILE, derived_id, marker_text, new_
 from core.backends.qemu.qmp import QMPClient
 from core.errors import (
     BackendError,
+    CheckpointNotFound,
     FileInUse,
     HostObjectExists,
     InvalidInput,
@@ -668,7 +669,9 @@ class QemuBackend:
                 f"the template disk '{parent_path}' does not exist", operation="create_disk"
             )
         if child.exists():
-            raise FileInUse(f"The file '{child_path}' already exists.", operation="create_disk")
+            raise HostObjectExists(
+                f"The file '{child_path}' already exists.", operation="create_disk"
+            )
         fmt = str(self._image_info(str(parent.absolute()), "create_disk").get("format", "qcow2"))
         child.parent.mkdir(parents=True, exist_ok=True)
         self._qemu_img(
@@ -1098,7 +1101,7 @@ class QemuBackend:
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
             meta = _read_json(meta_path)
             if meta is None or not disk_copy.is_file():
-                raise VMNotFoundInHost(
+                raise CheckpointNotFound(
                     f"'{name}' has no checkpoint named '{checkpoint}'", vm=name, operation="restore"
                 )
             if meta.get("with_memory") and not state_copy.is_file():
