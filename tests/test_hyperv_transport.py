@@ -7,20 +7,30 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hyperv_helpers import fake_backend, fake_command, make_running_vm
+from hyperv_helpers import fake_backend, fake_command, make_running_vm, sim_host
 
 from core.backends import fakeps
 from core.backends.base import VMRef
 from core.backends.hyperv import HyperVBackend
+from core.backends.hyperv.errors import SessionRights
+from core.backends.hyperv.host_check import host_problem
 from core.backends.hyperv.transport import (
     MalformedResponse,
     PowerShellSession,
+    RemoteError,
     SessionLost,
     SessionPool,
     clean_stderr,
     dispatcher_argv,
+    session_rights,
 )
-from core.errors import InvalidVMState, OperationTimeout, Unsupported, VMNotFoundInHost
+from core.errors import (
+    InvalidVMState,
+    OperationTimeout,
+    PermissionDenied,
+    Unsupported,
+    VMNotFoundInHost,
+)
 from core.models import HostState
 
 
@@ -223,3 +233,145 @@ def test_clixml_on_stderr_is_reduced_to_text() -> None:
         "plain text",
     ]
     assert clean_stderr(lines) == "Access is denied. | Second line | plain text"
+
+
+def test_clixml_spread_over_several_lines_is_reduced_to_text() -> None:
+    lines = [
+        "#< CLIXML",
+        '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">',
+        '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject'
+        '</T></TN><MS><PR N="Record"><AV>Preparing modules for first use.</AV></PR></MS></Obj>',
+        '<S S="Error">New-VHD : Failed to create the virtual hard disk._x000D__x000A_</S>',
+        '<S S="Error">The system failed to create &apos;D:\\vms\\web-001.vhdx&apos;:',
+        "The file exists. (0x80070050)._x000D__x000A_</S>",
+        '<S S="Error">At line:1 char:1_x000D__x000A_</S>',
+        "</Objs>",
+        "plain text after",
+    ]
+    assert clean_stderr(lines) == (
+        "New-VHD : Failed to create the virtual hard disk. | "
+        "The system failed to create 'D:\\vms\\web-001.vhdx': The file exists. (0x80070050). | "
+        "At line:1 char:1 | plain text after"
+    )
+
+
+def test_clixml_cut_short_still_gives_its_text() -> None:
+    # stderr keeps only its last lines: the start of a document may be gone, or its end.
+    assert clean_stderr(['<S S="Error">Access is denied._x000D__x000A_</S></Objs>']) == (
+        "Access is denied."
+    )
+    assert clean_stderr(["#< CLIXML", '<Objs Version="1.1.0.1">', '<S S="Error">Gone']) == "Gone"
+
+
+def test_ready_rights_are_read_and_missing_ones_are_unknown() -> None:
+    assert session_rights({"elevated": True, "hyperVAdmin": False}) == SessionRights(True, False)
+    assert session_rights({"elevated": "False", "hyperVAdmin": "false"}).lacking
+    assert session_rights({}) == SessionRights(None, None)
+    assert session_rights({"elevated": 0, "hyperVAdmin": None}) == SessionRights(None, None)
+    assert not session_rights({"elevated": False}).lacking
+
+
+def test_error_records_carry_the_rights_of_their_session(tmp_path: Path) -> None:
+    session = PowerShellSession(dispatcher_argv(fake_command(tmp_path)))
+    session.start()
+    try:
+        session.rights = SessionRights(elevated=False, hyperv_admin=False)
+        with pytest.raises(RemoteError) as info:
+            session.call("vm_start", {"Name": "ghost-001"}, 5.0)
+        assert info.value.record.rights == session.rights
+    finally:
+        session.close()
+
+
+# -- the oldest host hvkube supports -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "version", ["10.0.17763", "10.0.17763.5329", "10.0.20348", "10.0.26100", "11.0.1"]
+)
+def test_supported_hosts_pass(version: str) -> None:
+    assert host_problem({"osVersion": version}) is None
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["10.0.14393", "10.0.17134.1", "6.3.9600", {"Major": 10, "Minor": 0, "Build": 14393}],
+)
+def test_older_hosts_are_named_with_the_minimum_and_what_to_do(version: object) -> None:
+    problem = host_problem({"osVersion": version})
+    assert problem is not None and "\n" not in problem
+    shown = version if isinstance(version, str) else "10.0.14393"
+    assert shown in problem
+    assert "17763" in problem and "Windows Server 2019" in problem and "1809" in problem
+    assert "upgrade" in problem
+
+
+@pytest.mark.parametrize("info", [{}, {"osVersion": None}, {"osVersion": "unknown"}])
+def test_no_version_no_check(info: dict[str, object]) -> None:
+    assert host_problem(info) is None
+
+
+def _ready_only(ready: dict[str, object]) -> list[str]:
+    """A process that only says READY with these fields, then waits for stdin to close."""
+    import json
+    import sys
+
+    frame = "HVKUBE-READY " + json.dumps({"protocol": 1, **ready})
+    return [sys.executable, "-c", f"import sys; print({frame!r}, flush=True); sys.stdin.read()"]
+
+
+def test_a_session_on_a_too_old_host_does_not_start() -> None:
+    session = PowerShellSession(_ready_only({"osVersion": "10.0.14393"}))
+    with pytest.raises(Unsupported) as info:
+        session.start()
+    assert "10.0.14393" in info.value.message and "17763" in info.value.message
+    assert info.value.operation == "session_start"
+    assert not session.alive
+
+
+def test_a_session_on_a_supported_or_unknown_host_starts() -> None:
+    for ready in ({"osVersion": "10.0.17763"}, {}):
+        session = PowerShellSession(_ready_only(ready))
+        session.start()
+        assert session.alive
+        session.close()
+
+
+# -- what the fake host says of its rights and version ------------------------------------------
+
+
+def test_the_fake_host_says_its_rights_and_version(tmp_path: Path) -> None:
+    session = PowerShellSession(dispatcher_argv(fake_command(tmp_path)))
+    session.start()
+    try:
+        assert session.info["osVersion"] == "10.0.20348"
+        assert session.info["elevated"] is True and session.info["hyperVAdmin"] is False
+        assert not session.rights.lacking
+    finally:
+        session.close()
+
+
+def test_without_rights_a_record_that_says_nothing_is_a_permission_error(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path, "--no-rights", "--localized")
+    try:
+        make_running_vm(backend)
+        sim_host(tmp_path).inject_fault("permission-denied", op="save")
+        with pytest.raises(PermissionDenied) as info:
+            backend.save("p-001")
+        assert info.value.raw is not None and "Unspecified,Microsoft.HyperV" in info.value.raw
+        assert info.value.message.startswith("Vous ne disposez pas")
+        assert (
+            "not elevated" in info.value.message and "Hyper-V Administrators" in info.value.message
+        )
+    finally:
+        backend.close()
+
+
+def test_a_fake_host_older_than_the_minimum_is_refused(tmp_path: Path) -> None:
+    backend = fake_backend(tmp_path, "--os-version", "10.0.14393")
+    try:
+        with pytest.raises(Unsupported) as info:
+            backend.list_vms()
+        assert "10.0.14393" in info.value.message and "Windows Server 2019" in info.value.message
+    finally:
+        backend.close()

@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from core.backends import fakeps_errors
 from core.backends.base import VMRef
 from core.backends.hyperv import HEARTBEAT_SERVICE_ID
 from core.backends.sim import SimHost
@@ -43,11 +44,9 @@ from core.errors import (
     BackendError,
     CheckpointNotFound,
     FileInUse,
+    HostObjectExists,
     HvkubeError,
-    InvalidVMState,
-    OperationTimeout,
-    OutOfMemory,
-    SavedStateCorrupt,
+    PermissionDenied,
     Unsupported,
     VMNotFoundInHost,
 )
@@ -324,6 +323,8 @@ class FakeHost:
         if op == "disk_new_diff":
             sim.create_differencing_disk(p["ParentPath"], p["Path"])
             return None
+        if op == "disk_exists":
+            return {"Exists": sim.disk_exists(p["Path"])}
         if op == "disk_remove":
             if not sim.disk_exists(p["Path"]):
                 raise _NoFile(p["Path"])
@@ -445,97 +446,56 @@ class FakeHost:
 
     # errors --------------------------------------------------------------------------------
 
+    no_rights = False  # --no-rights (set by serve): neither elevated nor a Hyper-V admin
+
     def error_record(self, exc: Exception, op: str) -> dict[str, Any]:
-        """The record the dispatcher would send for this failure on a real host."""
-        cmdlet = CMDLETS.get(op, "GetVM")
+        """The record the dispatcher would send for this failure on a real host (built by
+        fakeps_errors.build_record; in French with --localized)."""
         message = str(exc)
-        hresults = [COR_E_EXCEPTION]
-        record: dict[str, Any]
-        if isinstance(exc, _NoVM):
-            record = {
+        # The VM the operation found: a failed call leaves the state it found, the state
+        # before it.
+        vm_state = None
+        if self.op_vm is not None:
+            vm_state = self._enum(self.op_vm["state"], STATE_NUMBERS)
+        if isinstance(exc, _NoVM):  # Get-VM -Id / -Name with no such VM
+            return {
+                "message": message,
                 "fqid": "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM",
                 "category": "InvalidArgument",
-                "type": VIRTUALIZATION_EXCEPTION,
+                "type": fakeps_errors.VIRTUALIZATION_EXCEPTION,
+                "hresults": [fakeps_errors.COR_E_EXCEPTION],
+                "target": "",
             }
-        elif isinstance(exc, _NoFile):
-            record = {
+        if isinstance(exc, _NoFile):  # Remove-Item of a path that is not there
+            return {
+                "message": message,
                 "fqid": "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand",
                 "category": "ObjectNotFound",
                 "type": "System.Management.Automation.ItemNotFoundException",
+                "hresults": ["0x80131509"],
+                "target": "",
             }
-        elif isinstance(exc, CheckpointNotFound):
-            record = {
-                "fqid": "ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot",
-                "category": "ObjectNotFound",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        elif isinstance(exc, _NoDevice):
-            record = {
+        if isinstance(exc, _NoDevice):  # the dispatcher's own Stop-Hv in Get-HvDevice
+            return {
+                "message": message,
                 "fqid": "HvkubeInvalidState,Get-HvDevice",
                 "category": "InvalidOperation",
-                "type": "System.InvalidOperationException",
+                "type": fakeps_errors.INVALID_OPERATION,
+                "hresults": [fakeps_errors.COR_E_INVALIDOPERATION],
+                "target": "",
             }
-            hresults = ["0x80131509"]
-        elif isinstance(exc, VMNotFoundInHost):
-            record = {
-                "fqid": f"ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "ObjectNotFound",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        elif isinstance(exc, InvalidVMState):
-            record = {
-                "fqid": f"InvalidState,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "InvalidOperation",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        elif isinstance(exc, OutOfMemory | SavedStateCorrupt):
-            record = {
-                "fqid": f"OperationFailed,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "NotSpecified",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        elif isinstance(exc, FileInUse):
-            exists = "exists" in message
-            record = {
-                "fqid": "InvalidParameter,Microsoft.Vhd.PowerShell.Cmdlets.NewVhd"
-                if exists
-                else f"OperationFailed,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "InvalidArgument" if exists else "ResourceBusy",
-                "type": "System.IO.IOException",
-            }
-            hresults = ["0x80070050" if exists else "0x80070020"]
-        elif isinstance(exc, OperationTimeout):
-            record = {
-                "fqid": "HvkubeTimeout,Wait-HvJob",
-                "category": "OperationTimeout",
-                "type": "System.InvalidOperationException",
-            }
-        elif isinstance(exc, Unsupported):
-            record = {
-                "fqid": "HvkubeUnsupported,Stop-Hv",
-                "category": "NotImplemented",
-                "type": "System.InvalidOperationException",
-            }
-        elif isinstance(exc, BackendError) and exc.raw == "PermissionDenied":
-            record = {
-                "fqid": f"AccessDenied,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "PermissionDenied",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-            hresults = ["0x80070005"]
-        else:
-            record = {
-                "fqid": f"OperationFailed,Microsoft.HyperV.PowerShell.Commands.{cmdlet}",
-                "category": "NotSpecified",
-                "type": VIRTUALIZATION_EXCEPTION,
-            }
-        if self.localized:
-            codes = " ".join(re.findall(r"\(0x[0-9A-Fa-f]{8}\)", message))
-            message = f"Échec de l'opération « {op} » sur l'ordinateur virtuel. {codes}".strip()
-        op_vm = getattr(self, "op_vm", None)
-        if op_vm is not None:
-            record["vmState"] = self._enum(op_vm["state"], STATE_NUMBERS)
-        return {"message": message, "hresults": hresults, "target": "", **record}
+        vm = getattr(exc, "vm", None)
+        # The simulated host raises a few failures as a plain BackendError; a real host
+        # reports them as these.
+        if type(exc) is BackendError and exc.raw == "PermissionDenied":
+            exc = PermissionDenied(message, vm=vm, operation=op)
+        return fakeps_errors.build_record(
+            exc,
+            op,
+            "fr" if self.localized else "en",
+            vm_state=vm_state,
+            no_rights=self.no_rights,
+        )
 
 
 class _NoVM(VMNotFoundInHost):
@@ -650,7 +610,12 @@ def serve(host: FakeHost, ops: dict[str, list[str]], args: argparse.Namespace) -
         "edition": "Desktop" if host.ps51 else "Core",
         "moduleError": None,
         "ops": sorted(ops),
+        **fakeps_errors.ready_fields(
+            no_rights=getattr(args, "no_rights", False),
+            os_version=getattr(args, "os_version", None),
+        ),
     }
+    host.no_rights = bool(getattr(args, "no_rights", False))
     out.line("HVKUBE-READY " + json.dumps(ready, separators=(",", ":")))
     record = Path(args.record) if args.record else None
     for raw in sys.stdin.buffer:
@@ -759,6 +724,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--localized", action="store_true", help="localised error messages")
     parser.add_argument("--fault", action="append", help="KIND[:OP], on every matching call")
     parser.add_argument("--record", help="append every request line received to this file")
+    parser.add_argument(
+        "--no-rights", action="store_true", help="neither elevated nor in Hyper-V Administrators"
+    )
+    parser.add_argument(
+        "--os-version", default="10.0.20348", help="the host's Windows version (READY osVersion)"
+    )
     args, _ignored = parser.parse_known_args(argv)  # powershell.exe flags such as -NoProfile
 
     from core.backends.hyperv.transport import DISPATCHER

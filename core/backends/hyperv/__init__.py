@@ -265,10 +265,10 @@ class HyperVBackend:
         )
 
     def remove_disk(self, path: str) -> None:
-        try:
-            self.call("disk_remove", {"Path": path}, locks=(_disk_key(path),))
-        except VMNotFoundInHost:
-            return  # Remove-Item: the file is not there (ObjectNotFound); nothing to do
+        found = self.call("disk_exists", {"Path": path}, read_only=True)
+        if isinstance(found, dict) and found.get("Exists") is False:
+            return  # not there: nothing to remove
+        self.call("disk_remove", {"Path": path}, locks=(_disk_key(path),))
 
     # -- lifecycle -----------------------------------------------------------------------------
 

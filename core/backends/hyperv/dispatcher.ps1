@@ -167,6 +167,11 @@ $Ops = @{
         return $null
     }
 
+    'disk_exists' = {
+        param([string]$Path)
+        return [ordered]@{ Exists = [bool](Test-Path -LiteralPath $Path -PathType Leaf) }
+    }
+
     'disk_remove' = {
         param([string]$Path)
         Remove-Item -LiteralPath $Path -Force

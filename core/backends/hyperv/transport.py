@@ -6,7 +6,10 @@ Protocol (one line each way, UTF-8, newline-terminated):
     <- HVKUBE-RES <nonce> {"ok": true, "result": ...}
     <- HVKUBE-RES <nonce> {"ok": false, "error": {"message", "fqid", "category", "type", ...}}
 
-At start the dispatcher writes `HVKUBE-READY {"protocol": 2, ...}`. Requests are
+At start the dispatcher writes `HVKUBE-READY {"protocol": 2, ...}`, which also says
+what the session may do and where it runs: `"elevated": bool`, `"hyperVAdmin": bool` (a
+member of Hyper-V Administrators, S-1-5-32-578) and `"osVersion": "10.0.17763"`; a field
+that is missing is unknown. Requests are
 ASCII-only JSON (`ensure_ascii`), so the console input encoding never matters.
 Any other output line (a BOM, a banner, a stray `Write-Host`) is noise: a
 response is only accepted when it carries the nonce of the pending request.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import html
 import json
 import os
 import queue
@@ -31,11 +35,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord
+from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord, SessionRights
+from core.backends.hyperv.host_check import host_problem
 from core.errors import BackendError, OperationTimeout, Unsupported
 
 PROTOCOL = 2
@@ -80,29 +85,70 @@ def dispatcher_argv(command: str, script: Path = DISPATCHER) -> list[str]:
     return [*split_command(command), "-File", str(script)]
 
 
+def _flag(value: Any) -> bool | None:
+    """A READY flag: JSON true/false (or their text); anything else is unknown."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    return None
+
+
+def session_rights(info: Mapping[str, Any]) -> SessionRights:
+    """The rights a READY frame reports: `elevated`, `hyperVAdmin`; missing = unknown."""
+    return SessionRights(
+        elevated=_flag(info.get("elevated")), hyperv_admin=_flag(info.get("hyperVAdmin"))
+    )
+
+
 def _decode(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     return text.lstrip("\ufeff").rstrip("\r\n")
 
 
-_CLIXML_STRING = re.compile(r"<S S=\"[^\"]*\">(.*?)</S>", re.S)
+# A string of a CLIXML document; the last one may be cut off by the end of what was kept.
+_CLIXML_STRING = re.compile(r"<S S=\"[^\"]*\">(.*?)(?:</S>|\Z)", re.S)
 _CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_CLIXML_START = ("<Objs", "<Obj ", "<S S=")
+
+
+def _clixml_strings(document: str) -> list[str]:
+    """The strings of a CLIXML document (or of what is left of one), as readable text."""
+    parts = _CLIXML_STRING.findall(document)
+    if not document.startswith("<") and "</S>" in document:
+        parts.insert(0, document.split("</S>", 1)[0])  # a string whose start was cut off
+    out = []
+    for part in parts:
+        text = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), part)
+        text = " ".join(html.unescape(text).split())
+        if text:
+            out.append(text)
+    return out
 
 
 def clean_stderr(lines: Sequence[str]) -> str:
-    """stderr as readable text: CLIXML records are reduced to their strings."""
+    """stderr as readable text: CLIXML records, on one line or spread over several, are
+    reduced to their strings."""
     out: list[str] = []
+    document: list[str] | None = None
     for line in lines:
-        if line.startswith("#< CLIXML"):
+        text = line.strip()
+        if text.startswith("#< CLIXML"):
+            text = text[len("#< CLIXML") :].strip()
+        if document is None and (
+            text.startswith(_CLIXML_START) or "</S>" in text or "</Objs>" in text
+        ):
+            document = []
+        if document is not None:
+            document.append(text)
+            if "</Objs>" in text:
+                out.extend(_clixml_strings("\n".join(document)))
+                document = None
             continue
-        if line.lstrip().startswith("<Objs"):
-            for part in _CLIXML_STRING.findall(line):
-                text = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), part).strip()
-                if text:
-                    out.append(text)
-            continue
-        if line.strip():
-            out.append(line.strip())
+        if text:
+            out.append(text)
+    if document is not None:
+        out.extend(_clixml_strings("\n".join(document)))
     return " | ".join(out)[-1500:]
 
 
@@ -113,6 +159,7 @@ class PowerShellSession:
         self.argv = list(argv)
         self.startup_timeout_s = startup_timeout_s
         self.info: dict[str, Any] = {}
+        self.rights = SessionRights()
         self.noise: collections.deque[str] = collections.deque(maxlen=50)
         self._stderr: collections.deque[str] = collections.deque(maxlen=50)
         self._lines: queue.Queue[bytes | None] = queue.Queue()
@@ -170,7 +217,12 @@ class PowerShellSession:
                         f"the PowerShell dispatcher speaks another protocol: {line[:200]!r}",
                         operation="session_start",
                     )
+                problem = host_problem(info)
+                if problem is not None:
+                    self.kill()
+                    raise Unsupported(problem, operation="session_start")
                 self.info = info
+                self.rights = session_rights(info)
                 return
             self.noise.append(line)
 
@@ -291,7 +343,9 @@ class PowerShellSession:
                     )
                 if message["ok"]:
                     return message.get("result")
-                raise RemoteError(ErrorRecord.from_json(message.get("error")))
+                record = ErrorRecord.from_json(message.get("error"))
+                record.rights = self.rights
+                raise RemoteError(record)
 
 
 class SessionPool:
