@@ -43,9 +43,8 @@ from core.backends.sim import SimHost
 from core.errors import (
     BackendError,
     CheckpointNotFound,
-    FileInUse,
-    HostObjectExists,
     HvkubeError,
+    InvalidVMState,
     PermissionDenied,
     Unsupported,
     VMNotFoundInHost,
