@@ -103,13 +103,13 @@ function Get-HvDevice {
 
 function ConvertTo-HvWmiResult {
     # A WMI method's outcome as data: Python waits for a job (4096) and maps the codes.
-    param($Result)
+    param($Result, [string]$Data = '')
     # Only methods that can start a job have a Job output: under strict mode, reading a property
     # that is not there throws, so look it up by name.
     $job = ''
     $jobProperty = $Result.PSObject.Properties['Job']
     if ($null -ne $jobProperty -and $null -ne $jobProperty.Value) { $job = [string]$jobProperty.Value.InstanceID }
-    return [ordered]@{ ReturnValue = [int]$Result.ReturnValue; Job = $job }
+    return [ordered]@{ ReturnValue = [int]$Result.ReturnValue; Job = $job; Data = $Data }
 }
 
 # -- operations: the allow-list ----------------------------------------------------------------
@@ -328,11 +328,9 @@ $Ops = @{
         $result = Invoke-CimMethod -InputObject $service -MethodName GetVirtualSystemThumbnailImage -Arguments @{
             TargetSystem = $settings[0]; WidthPixels = [uint16]$Width; HeightPixels = [uint16]$Height
         }
-        $outcome = ConvertTo-HvWmiResult -Result $result
         $data = ''
         if ($null -ne $result.ImageData) { $data = [Convert]::ToBase64String([byte[]]$result.ImageData) }
-        $outcome['Data'] = $data
-        return $outcome
+        return ConvertTo-HvWmiResult -Result $result -Data $data
     }
 
     'wmi_job' = {
