@@ -202,6 +202,12 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
             f"({pool.hot_count} hot, {pool.warm_count} warm), release={pool.release_policy.value}."
             f" Next: hvkube pool provision {pool.name}"
         )
+        if ctx.engine.get_template(pool.template).gpu:
+            console.print(
+                "GPU pool: Hyper-V can neither save nor checkpoint a VM with a GPU partition, so "
+                "its VMs are kept hot (paused) or cold (off), and a reset makes the VM's "
+                "differencing disk anew (it then boots cold)."
+            )
     return 0
 
 

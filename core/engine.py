@@ -278,6 +278,7 @@ class Engine:
         self._check_tiers(count, warm, hot, max_per_host)
         policy = self._policy(release)
         tpl = self.get_template(template)
+        self._check_gpu_pool(tpl, warm, policy)
         self._mutating("create a pool")
         self._check_hot_memory(tpl, hot)
         with self.store.write():
@@ -292,6 +293,18 @@ class Engine:
                 release_policy=policy.value,
             )
         return self.get_pool(name)
+
+    @staticmethod
+    def _check_gpu_pool(tpl: Template, warm: int, policy: ReleasePolicy) -> None:
+        """A VM with a GPU partition can be neither saved nor checkpointed: its pool keeps VMs
+        hot or cold, and a reset makes its differencing disk anew."""
+        if tpl.gpu and (warm > 0 or policy is ReleasePolicy.SAVE):
+            asked = f"--warm {warm}" if warm > 0 else "--release save"
+            raise InvalidInput(
+                f"template {tpl.name!r} has a GPU partition, and Hyper-V can neither save nor "
+                f"checkpoint such a VM, so {asked} cannot work: a GPU pool keeps its VMs hot or "
+                "cold (--hot, --count) and releases by reset (a new disk) or destroy"
+            )
 
     @staticmethod
     def _check_unique(table: Any, what: str, name: str) -> None:
@@ -352,6 +365,7 @@ class Engine:
         hot = pool.hot_count if hot is None else hot
         self._check_tiers(count, warm, hot, pool.max_per_host)
         policy = pool.release_policy if release is None else self._policy(release)
+        self._check_gpu_pool(self.get_template(pool.template), warm, policy)
         self._mutating("change a pool")
         self._check_hot_memory(self.get_template(pool.template), hot)
         self.t.Pool.update(
@@ -447,6 +461,7 @@ class Engine:
         """Bring `vm` back to clean: restore its "clean" checkpoint (it ends Saved). A VM with
         a GPU partition takes no checkpoints: its differencing disk is made anew instead, and
         it ends Off."""
+        self._mutating("reset a VM")
         ref = self.ref(vm)
         if not self._gpu(vm.template):
             self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
@@ -675,6 +690,7 @@ class Engine:
     def remove_from_host(self, vm: VM) -> None:
         """Remove what hvkube made for `vm`: the VM with its recorded id, then the disk it
         created. A VM of that name with another id is someone else's and stays."""
+        self._mutating("remove a VM from the host")
         if vm.host_id and self.host_vm(vm) is not None:
             self.backend.remove(VMRef(vm.name, vm.host_id))
         if vm.disk_path:

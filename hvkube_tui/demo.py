@@ -42,7 +42,6 @@ TEMPLATES: tuple[dict[str, Any], ...] = (
         "disk_path": "D:\\templates\\win11-office.vhdx",
         "memory_mb": 8192,
         "cpus": 4,
-        "gpu": True,
         "software": ["office-365", "python-3.12"],
     },
 )

@@ -209,7 +209,7 @@ def test_host_full_is_the_reason_shown(tmp_path: Path) -> None:
 
 def test_gpu_agent_never_lands_on_a_pool_without_gpu(engine: Engine, pool: str) -> None:
     engine.create_template("gpu", r"C:\gpu.vhdx", memory_mb=4096, gpu=True)
-    engine.create_pool("gp", "gpu", count=1, warm=1)
+    engine.create_pool("gp", "gpu", count=1)  # cold: a GPU VM cannot be saved
     with pytest.raises(InvalidInput):
         engine.submit_agent(pool, "wf", requires_gpu=True)
     # Even a row written behind the API's back is never placed on the non-GPU pool.

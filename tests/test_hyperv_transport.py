@@ -316,7 +316,7 @@ def _ready_only(ready: dict[str, object]) -> list[str]:
     import json
     import sys
 
-    frame = "HVKUBE-READY " + json.dumps({"protocol": 1, **ready})
+    frame = "HVKUBE-READY " + json.dumps({"protocol": 2, **ready})
     return [sys.executable, "-c", f"import sys; print({frame!r}, flush=True); sys.stdin.read()"]
 
 
@@ -354,10 +354,10 @@ def test_the_fake_host_says_its_rights_and_version(tmp_path: Path) -> None:
 def test_without_rights_a_record_that_says_nothing_is_a_permission_error(tmp_path: Path) -> None:
     backend = fake_backend(tmp_path, "--no-rights", "--localized")
     try:
-        make_running_vm(backend)
+        ref = make_running_vm(backend)
         sim_host(tmp_path).inject_fault("permission-denied", op="save")
         with pytest.raises(PermissionDenied) as info:
-            backend.save("p-001")
+            backend.save(ref)
         assert info.value.raw is not None and "Unspecified,Microsoft.HyperV" in info.value.raw
         assert info.value.message.startswith("Vous ne disposez pas")
         assert (

@@ -1095,6 +1095,12 @@ class QemuBackend:
                 },
             )
 
+    def checkpoint_names(self, vm: VMRef) -> list[str]:
+        found = self.get_vm(vm)
+        if found is None:
+            raise VMNotFoundInHost(f"{vm.name!r} is not on this host", vm=vm.name)
+        return list(found.checkpoints)
+
     def restore_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
         name = vm.name
         with self._operating(vm, "restore") as (files, _):
