@@ -528,8 +528,14 @@ class Controller:
         paused = [vm.name for vm in idle if vm.state is VMState.PAUSED]
         saved = [vm.name for vm in idle if vm.state is VMState.SAVED]
         off = [vm.name for vm in idle if vm.state is VMState.OFF]
-        for name in paused[pool.hot_count :]:  # hot -> warm
-            if self._try(notes, f"save {name}", lambda n=name: engine.save_vm(n, idle_only=True)):
+        for name in paused[pool.hot_count :]:  # hot -> warm (a GPU VM cannot be saved: cold)
+            if tpl.gpu:
+                self._try(
+                    notes,
+                    f"stop {name}",
+                    lambda n=name: engine.stop_vm(n, force=True, idle_only=True),
+                )
+            elif self._try(notes, f"save {name}", lambda n=name: engine.save_vm(n, idle_only=True)):
                 saved.append(name)
         paused = paused[: pool.hot_count]
         short = pool.hot_count - len(paused)

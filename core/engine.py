@@ -472,6 +472,13 @@ class Engine:
         self.backend.remove_disk(disk)
         self.backend.create_differencing_disk(tpl.disk_path, disk)
 
+    def _refuse_gpu_save(self, vm: VM) -> None:
+        if self._gpu(vm.template):
+            raise InvalidInput(
+                f"VM {vm.name!r} has a GPU partition, and Hyper-V cannot save such a VM; "
+                "pause it, stop it, or release it with --reset or --destroy"
+            )
+
     def _gpu(self, template: str) -> bool:
         row = self.store.fetch_one('SELECT "gpu" FROM "template" WHERE "name" = ?', (template,))
         return bool(row and row["gpu"])
@@ -613,6 +620,7 @@ class Engine:
 
     def save_vm(self, name: str, *, idle_only: bool = False) -> VM:
         self._mutating("save a VM")
+        self._refuse_gpu_save(self.get_vm(name))
         return self._run(
             name,
             "save",
@@ -954,6 +962,8 @@ class Engine:
         if chosen is ReleasePolicy.DESTROY:
             self.delete_vm(name, force=True)
             return None
+        if chosen is ReleasePolicy.SAVE:
+            self._refuse_gpu_save(vm)
         doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
         self._begin(name, doing, holder=vm.holder, op="release", known=vm)
         with self.step(f"release_{chosen.value}", name, vm.pool):

@@ -69,3 +69,22 @@ def test_pool_create_says_what_a_gpu_pool_does(tmp_path) -> None:  # type: ignor
         *args, "pool", "create", "--name", "gw", "--template", "g", "--count", "2", "--warm", "1"
     )
     assert refused.returncode == 2 and "GPU partition" in refused.stderr
+
+
+def test_saving_a_gpu_vm_is_refused_before_the_host_is_asked(engine: Engine, gpu_pool: str) -> None:
+    got = engine.acquire(gpu_pool)
+    with pytest.raises(InvalidInput, match="cannot save"):
+        engine.save_vm(got.name)
+    with pytest.raises(InvalidInput, match="cannot save"):
+        engine.release(got.name, policy="save")
+    vm = engine.get_vm(got.name)
+    assert vm.state is VMState.RUNNING and vm.held and vm.error is None
+
+
+def test_the_controller_moves_a_surplus_hot_gpu_vm_to_cold(engine: Engine, gpu_pool: str) -> None:
+    from tests.ctl_support import once
+
+    engine.update_pool(gpu_pool, hot=0)
+    once(engine)
+    states = sorted(vm.state.value for vm in engine.list_vms(pool=gpu_pool))
+    assert states == ["off", "off"]
