@@ -754,10 +754,16 @@ def cmd_reconcile(args: argparse.Namespace, ctx: Context) -> int:
         console.print(f"  [red]missing from host[/]: {name}")
     for name in report.orphans:
         console.print(
-            f"  [yellow]on host but not in store[/]: {name} (reconcile --remove-orphans removes it)"
+            f"  [yellow]made by this store but not in it[/]: {name} "
+            "(reconcile --remove-orphans removes it)"
         )
     for name in report.orphans_removed:
         console.print(f"  removed orphan: {name}")
+    for name in report.foreign:
+        console.print(
+            f"  [yellow]foreign[/]: {name} has a pool's name but this store did not make it; "
+            "hvkube leaves it alone"
+        )
     for agent_id in report.agents_failed:
         console.print(f"  agent {agent_id} failed (see 'hvkube agent show {agent_id}')")
     for agent_id in report.agents_requeued:

@@ -701,7 +701,9 @@ class Engine:
         self._mutating("remove a VM from the host")
         if vm.host_id and self.host_vm(vm) is not None:
             self.backend.remove(VMRef(vm.name, vm.host_id))
-        if vm.disk_path:
+        # A row from before ids were recorded (no backend either) names a disk that its VM,
+        # not found here by id, may still use: it stays.
+        if vm.disk_path and vm.backend is not None:
             self.backend.remove_disk(vm.disk_path)
 
     def vm_ip(self, name: str, refresh: bool = True) -> str | None:

@@ -120,6 +120,8 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
         engine.remove_from_host(vm)
         engine.t.VM.delete_by_id(name)
         return "deletion finished"
+    if not vm.host_id and vm.backend is not None and vm.state in {VMState.ERROR, VMState.MISSING}:
+        return None  # never built (its build failed before Hyper-V made it): nothing to settle
     if not vm.host_id:
         raise Conflict(
             "no recorded hypervisor id (made by an hvkube that did not record them), so it "

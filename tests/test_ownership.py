@@ -145,3 +145,17 @@ def test_wrong_backend_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path
 
 def test_settings_default_leaves_switching_off() -> None:
     assert Settings().backend_switch is False
+
+
+def test_a_row_from_before_ids_were_recorded_is_left_alone(engine: Engine) -> None:
+    """Rows written before schema 3 name no hypervisor id and no backend: hvkube cannot tell
+    their VM from another of that name, so it never claims, resets or removes it."""
+    engine.provision_pool("web")
+    before = host_named(engine, "web-001")
+    engine.store.update_vm("web-001", {"host_id": None, "backend": None})
+    report = engine.reconcile()
+    assert any("web-001" in e and "no recorded hypervisor id" in e for e in report.errors)
+    assert engine.acquire("web").name == "web-002"  # never handed out
+    engine.delete_vm("web-001")  # the row goes; the VM and its disk stay
+    after = host_named(engine, "web-001")
+    assert after is not None and before is not None and after.id == before.id
