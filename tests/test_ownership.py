@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hyperv_helpers import fake_backend, sim_host
+from hyperv_helpers import engine_on, sim_host
 
 from core import open_engine
-from core.backends.base import CLEAN_CHECKPOINT, Backend, VMRef
+from core.backends.base import CLEAN_CHECKPOINT, VMRef
 from core.engine import Engine
 from core.errors import AlreadyExists, BackendMismatch, CheckpointNotFound
 from core.models import HostState, VMState
@@ -20,24 +20,9 @@ from core.store import Store
 from tests.host_support import host_named, ref_named
 
 
-def _backend(kind: str, state_dir: Path) -> Backend:
-    if kind == "sim":
-        return sim_host(state_dir)
-    return fake_backend(state_dir, "--ps51", sessions=2)
-
-
 @pytest.fixture(params=["sim", "hyperv"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    settings = Settings(
-        db=str(tmp_path / "hvkube.db"),
-        backend=request.param,
-        sim_scale=0,
-        ready_timeout_s=10,
-        op_timeout_s=20,
-    )
-    eng = Engine(Store(settings.db_path()), _backend(request.param, tmp_path), settings)
-    eng.create_template("win11", "C:\\templates\\win11.vhdx", memory_mb=2048)
-    eng.create_pool("web", "win11", count=2, warm=2)
+    eng = engine_on(request.param, tmp_path, "--ps51", sessions=2)
     yield eng
     eng.close()
 

@@ -456,33 +456,38 @@ class FakeHost:
         vm_state = None
         if self.op_vm is not None:
             vm_state = self._enum(self.op_vm["state"], STATE_NUMBERS)
-        if isinstance(exc, _NoVM):  # Get-VM -Id / -Name with no such VM
-            return {
-                "message": message,
-                "fqid": "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM",
-                "category": "InvalidArgument",
-                "type": fakeps_errors.VIRTUALIZATION_EXCEPTION,
-                "hresults": [fakeps_errors.COR_E_EXCEPTION],
-                "target": "",
-            }
-        if isinstance(exc, _NoFile):  # Remove-Item of a path that is not there
-            return {
-                "message": message,
-                "fqid": "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand",
-                "category": "ObjectNotFound",
-                "type": "System.Management.Automation.ItemNotFoundException",
-                "hresults": ["0x80131509"],
-                "target": "",
-            }
-        if isinstance(exc, _NoDevice):  # the dispatcher's own Stop-Hv in Get-HvDevice
-            return {
-                "message": message,
-                "fqid": "HvkubeInvalidState,Get-HvDevice",
-                "category": "InvalidOperation",
-                "type": fakeps_errors.INVALID_OPERATION,
-                "hresults": [fakeps_errors.COR_E_INVALIDOPERATION],
-                "target": "",
-            }
+        # Failures of the dispatcher's own lookups, in the shapes a real host gives them:
+        # (FullyQualifiedErrorId, category, exception type, HResult).
+        own = {
+            _NoVM: (  # Get-VM -Id / -Name with no such VM
+                "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM",
+                "InvalidArgument",
+                fakeps_errors.VIRTUALIZATION_EXCEPTION,
+                fakeps_errors.COR_E_EXCEPTION,
+            ),
+            _NoFile: (  # Remove-Item of a path that is not there
+                "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand",
+                "ObjectNotFound",
+                "System.Management.Automation.ItemNotFoundException",
+                fakeps_errors.COR_E_INVALIDOPERATION,
+            ),
+            _NoDevice: (  # the dispatcher's own Stop-Hv in Get-HvDevice
+                "HvkubeInvalidState,Get-HvDevice",
+                "InvalidOperation",
+                fakeps_errors.INVALID_OPERATION,
+                fakeps_errors.COR_E_INVALIDOPERATION,
+            ),
+        }
+        for kind, (fqid, category, exc_type, hresult) in own.items():
+            if isinstance(exc, kind):
+                return {
+                    "message": message,
+                    "fqid": fqid,
+                    "category": category,
+                    "type": exc_type,
+                    "hresults": [hresult],
+                    "target": "",
+                }
         vm = getattr(exc, "vm", None)
         # The simulated host raises a few failures as a plain BackendError; a real host
         # reports them as these.
