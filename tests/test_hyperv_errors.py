@@ -476,3 +476,19 @@ def test_over_the_fake_host_a_start_without_memory_and_a_corrupt_saved_state(
         assert corrupt.value.raw is not None and saved in corrupt.value.raw
     finally:
         backend.close()
+
+
+def test_a_listing_that_fails_for_want_of_rights_is_not_an_empty_host(tmp_path: Path) -> None:
+    """vm_list answers the VMs it could read and the errors of the others: a ghost VM is left
+    out, but a permission failure is raised, never shown as a host with no VMs."""
+    backend = fake_backend(tmp_path)
+    denied = next(r for r in RECORDS if r.name == "start_vm_access_denied").record
+    ghost = {"message": "could not read 'ghost'", "fqid": "OperationFailed,GetVM", "hresults": []}
+    answers = iter([{"Items": [], "Errors": [ghost]}, {"Items": [], "Errors": [ghost, denied]}])
+    backend.call = lambda *args, **kwargs: next(answers)  # type: ignore[method-assign]
+    try:
+        assert backend.list_vms() == []
+        with pytest.raises(PermissionDenied):
+            backend.list_vms()
+    finally:
+        backend.close()

@@ -305,8 +305,13 @@ class FakeHost:
             return {
                 "Items": self._list([self._record(vm) for vm in vms if not vm.get("broken")]),
                 "Errors": [
-                    f"The virtual machine '{vm['name']}' could not be read: its configuration "
-                    "file was not found."
+                    self.error_record(
+                        BackendError(
+                            f"The virtual machine '{vm['name']}' could not be read: its "
+                            "configuration file was not found. (0x80070002)"
+                        ),
+                        op,
+                    )
                     for vm in vms
                     if vm.get("broken")
                 ],

@@ -42,6 +42,7 @@ from core.errors import (
     InvalidInput,
     InvalidVMState,
     OperationTimeout,
+    PermissionDenied,
     VMNotFoundInHost,
 )
 from core.imaging import rgb565_to_png
@@ -205,8 +206,12 @@ class HyperVBackend:
         answer = self.call("vm_list", read_only=True)
         items = as_list(answer.get("Items")) if isinstance(answer, dict) else as_list(answer)
         unreadable = as_list(answer.get("Errors")) if isinstance(answer, dict) else []
-        for problem in unreadable:  # a VM whose files are gone: shown, never fatal to the rest
-            log.warning("Hyper-V could not read a VM: %s", str(problem)[:300])
+        for error in unreadable:
+            problem = to_error(ErrorRecord.from_json(error), "vm_list", None)
+            if isinstance(problem, PermissionDenied):
+                raise problem  # no rights: not "no VMs"
+            # A VM whose files are gone: shown in the log, never fatal to the rest.
+            log.warning("Hyper-V could not read a VM: %s", problem.message[:300])
         vms = [parse_vm(item) for item in items]
         folded = None if prefix is None else prefix.casefold()
         return sorted(

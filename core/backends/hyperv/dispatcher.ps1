@@ -140,7 +140,7 @@ $Ops = @{
         $failures = @()
         $vms = @(Hyper-V\Get-VM -ErrorAction SilentlyContinue -ErrorVariable failures)
         $items = @($vms | ForEach-Object { ConvertTo-HvRecord -VM $_ })
-        $errors = @($failures | ForEach-Object { [string]$_.Exception.Message })
+        $errors = @($failures | ForEach-Object { Get-ErrorPayload -Record $_ })
         return [ordered]@{ Items = $items; Errors = $errors }
     }
 
@@ -296,7 +296,8 @@ $Ops = @{
         # The guest's own report through the KVP exchange (intrinsic items), as raw XML texts.
         param([guid]$Id)
         $component = Get-HvDevice -Id $Id -ClassName Msvm_KvpExchangeComponent
-        return [ordered]@{ Items = @(@($component.GuestIntrinsicExchangeItems) | ForEach-Object { [string]$_ }) }
+        $texts = @(@($component.GuestIntrinsicExchangeItems) | Where-Object { $null -ne $_ } | ForEach-Object { [string]$_ })
+        return [ordered]@{ Items = $texts }
     }
 
     'vm_heartbeat' = {
@@ -328,8 +329,10 @@ $Ops = @{
         $result = Invoke-CimMethod -InputObject $service -MethodName GetVirtualSystemThumbnailImage -Arguments @{
             TargetSystem = $settings[0]; WidthPixels = [uint16]$Width; HeightPixels = [uint16]$Height
         }
+        # A failed call may have no ImageData: read it by name, as strict mode needs.
         $data = ''
-        if ($null -ne $result.ImageData) { $data = [Convert]::ToBase64String([byte[]]$result.ImageData) }
+        $image = $result.PSObject.Properties['ImageData']
+        if ($null -ne $image -and $null -ne $image.Value) { $data = [Convert]::ToBase64String([byte[]]$image.Value) }
         return ConvertTo-HvWmiResult -Result $result -Data $data
     }
 
@@ -428,6 +431,7 @@ while ($true) {
     if ($null -eq $line) { break }
     if (-not $line.StartsWith('HVKUBE-REQ ')) { continue }
     $id = 'unknown'
+    $script:OpVM = $null
     try {
         $request = ConvertFrom-Json -InputObject $line.Substring(11)
         $id = [string]$request.id
@@ -438,10 +442,11 @@ while ($true) {
                 -Message ("'{0}' is not an operation of this dispatcher" -f $op)
         }
         $params = @{}
-        if ($null -ne $request.data) {
-            foreach ($property in $request.data.PSObject.Properties) { $params[$property.Name] = $property.Value }
+        # Read by name: under strict mode a request without "data" would throw on $request.data.
+        $data = $request.PSObject.Properties['data']
+        if ($null -ne $data -and $null -ne $data.Value) {
+            foreach ($property in $data.Value.PSObject.Properties) { $params[$property.Name] = $property.Value }
         }
-        $script:OpVM = $null
         $result = & $Ops[$op] @params
         Write-Frame -Id $id -Message ([ordered]@{ ok = $true; result = $result })
     } catch {
