@@ -39,6 +39,7 @@ class Context:
             "db": getattr(args, "db", None),
             "backend": getattr(args, "backend", None),
             "readonly": True if getattr(args, "readonly", False) else None,
+            "backend_switch": True if getattr(args, "backend_switch", False) else None,
         }
         loaded = load_settings(flags)
         self.settings: Settings = loaded.settings
@@ -201,6 +202,12 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
             f"({pool.hot_count} hot, {pool.warm_count} warm), release={pool.release_policy.value}."
             f" Next: hvkube pool provision {pool.name}"
         )
+        if ctx.engine.get_template(pool.template).gpu:
+            console.print(
+                "GPU pool: Hyper-V can neither save nor checkpoint a VM with a GPU partition, so "
+                "its VMs are kept hot (paused) or cold (off), and a reset makes the VM's "
+                "differencing disk anew (it then boots cold)."
+            )
     return 0
 
 
@@ -422,7 +429,7 @@ def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_vm_info(args: argparse.Namespace, ctx: Context) -> int:
     vm = ctx.engine.get_vm(args.name)
-    host = ctx.engine.backend.get_vm(args.name)
+    host = ctx.engine.host_vm(vm)
     if ctx.json:
         print_json({**vm.model_dump(mode="json"), "host": host})
         return 0
@@ -441,7 +448,12 @@ def cmd_vm_info(args: argparse.Namespace, ctx: Context) -> int:
             ("mcp endpoint", ctx.engine.mcp_endpoint(vm)),
             ("memory", f"{vm.memory_mb} MB"),
             ("disk", vm.disk_path),
-            ("checkpoints", ", ".join(host.checkpoints) if host else None),
+            (
+                "checkpoints",
+                ", ".join(ctx.engine.backend.checkpoint_names(ctx.engine.ref(vm)))
+                if host
+                else None,
+            ),
             ("created", vm.created_at),
             ("last resumed", vm.last_resumed_at),
             ("last resume", ms(vm.last_resume_ms)),
@@ -494,7 +506,7 @@ def _input_backend(ctx: Context, name: str, capability: str, what: str) -> Any:
     from core.backends.base import Capability, InputBackend
     from core.errors import ReadOnlyMode, Unsupported
 
-    ctx.engine.get_vm(name)  # validates the name; the VM must be one of ours
+    vm = ctx.engine.get_vm(name)  # validates the name; the VM must be one of ours
     backend = ctx.engine.backend
     if Capability(capability) not in backend.capabilities or not isinstance(backend, InputBackend):
         raise Unsupported(
@@ -504,11 +516,12 @@ def _input_backend(ctx: Context, name: str, capability: str, what: str) -> Any:
         )
     if ctx.settings.readonly and capability == "input":
         raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
-    return backend
+    return backend, ctx.engine.ref(vm)
 
 
 def cmd_vm_type(args: argparse.Namespace, ctx: Context) -> int:
-    _input_backend(ctx, args.name, "input", "type into a VM").send_text(args.name, args.text)
+    backend, ref = _input_backend(ctx, args.name, "input", "type into a VM")
+    backend.send_text(ref, args.text)
     _done(
         ctx,
         {"name": args.name, "typed": len(args.text)},
@@ -518,22 +531,23 @@ def cmd_vm_type(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def cmd_vm_key(args: argparse.Namespace, ctx: Context) -> int:
-    _input_backend(ctx, args.name, "input", "press keys in a VM").send_key(args.name, args.key)
+    backend, ref = _input_backend(ctx, args.name, "input", "press keys in a VM")
+    backend.send_key(ref, args.key)
     _done(ctx, {"name": args.name, "key": args.key}, f"{args.name}: pressed {args.key}")
     return 0
 
 
 def cmd_vm_click(args: argparse.Namespace, ctx: Context) -> int:
-    backend = _input_backend(ctx, args.name, "input", "click in a VM")
-    backend.click(args.name, args.x, args.y, button=args.button)
+    backend, ref = _input_backend(ctx, args.name, "input", "click in a VM")
+    backend.click(ref, args.x, args.y, button=args.button)
     value = {"name": args.name, "x": args.x, "y": args.y, "button": args.button}
     _done(ctx, value, f"{args.name}: {args.button} click at {args.x},{args.y}")
     return 0
 
 
 def cmd_vm_console(args: argparse.Namespace, ctx: Context) -> int:
-    backend = _input_backend(ctx, args.name, "console", "open a console")
-    proc = backend.console(args.name)
+    backend, ref = _input_backend(ctx, args.name, "console", "open a console")
+    proc = backend.console(ref)
     _done(ctx, {"name": args.name, "pid": proc.pid}, f"{args.name}: console opened")
     return 0
 
@@ -740,10 +754,16 @@ def cmd_reconcile(args: argparse.Namespace, ctx: Context) -> int:
         console.print(f"  [red]missing from host[/]: {name}")
     for name in report.orphans:
         console.print(
-            f"  [yellow]on host but not in store[/]: {name} (reconcile --remove-orphans removes it)"
+            f"  [yellow]made by this store but not in it[/]: {name} "
+            "(reconcile --remove-orphans removes it)"
         )
     for name in report.orphans_removed:
         console.print(f"  removed orphan: {name}")
+    for name in report.foreign:
+        console.print(
+            f"  [yellow]foreign[/]: {name} has a pool's name but this store did not make it; "
+            "hvkube leaves it alone"
+        )
     for agent_id in report.agents_failed:
         console.print(f"  agent {agent_id} failed (see 'hvkube agent show {agent_id}')")
     for agent_id in report.agents_requeued:
@@ -907,6 +927,13 @@ def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         action="store_true",
         default=False if top else argparse.SUPPRESS,
         help="refuse every change (env HVKUBE_READONLY=1)",
+    )
+    group.add_argument(
+        "--backend-switch",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="open a store made with another backend and record this one as its backend "
+        "(its VMs are then checked against the new backend's host)",
     )
 
 

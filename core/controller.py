@@ -378,9 +378,10 @@ class Controller:
         # The store first, then the host: a host state seen after the store's can only be
         # newer, and every correction below is conditional on the store not having moved.
         stored = engine.list_vms(pool=name)
-        host = {vm.name: vm for vm in engine.backend.list_vms(prefix=f"{name}-")}
+        host = {vm.id: vm for vm in engine.backend.list_vms(prefix=f"{name}-")}
         for vm in stored:
-            self._check_vm(vm, host.get(vm.name))
+            if vm.host_id or vm.state is not VMState.PROVISIONING:
+                self._check_vm(vm, host.get(vm.host_id or ""))
         vms = engine.list_vms(pool=name)
         for vm in vms:
             if vm.state in {VMState.ERROR, VMState.MISSING} and not vm.held:
@@ -464,7 +465,7 @@ class Controller:
         if mapped is VMState.RUNNING and vm.state is VMState.RUNNING:
             try:
                 engine.vm_ip(vm.name)  # refreshed in the store when DHCP moved it
-                beating = engine.backend.heartbeat_ok(vm.name)
+                beating = engine.backend.heartbeat_ok(engine.ref(vm))
             except HvkubeError as exc:
                 log.warning("%s: IP or heartbeat check failed: %s", vm.name, exc)
                 return
@@ -484,7 +485,7 @@ class Controller:
         agent = t.Agent.get_or_none(t.Agent.id == vm.agent_id)
         if agent is None or agent.status != AgentStatus.RUNNING.value or agent.vm != vm.name:
             return  # not (or no longer) running there: reconcile releases it
-        fresh = engine.backend.get_vm(vm.name)  # look again right before acting
+        fresh = engine.host_vm(vm)  # look again right before acting
         if fresh is None or fresh.state.transitional:
             return
         mapped = engine._state_from_host(fresh) or mapped
@@ -527,8 +528,14 @@ class Controller:
         paused = [vm.name for vm in idle if vm.state is VMState.PAUSED]
         saved = [vm.name for vm in idle if vm.state is VMState.SAVED]
         off = [vm.name for vm in idle if vm.state is VMState.OFF]
-        for name in paused[pool.hot_count :]:  # hot -> warm
-            if self._try(notes, f"save {name}", lambda n=name: engine.save_vm(n, idle_only=True)):
+        for name in paused[pool.hot_count :]:  # hot -> warm (a GPU VM cannot be saved: cold)
+            if tpl.gpu:
+                self._try(
+                    notes,
+                    f"stop {name}",
+                    lambda n=name: engine.stop_vm(n, force=True, idle_only=True),
+                )
+            elif self._try(notes, f"save {name}", lambda n=name: engine.save_vm(n, idle_only=True)):
                 saved.append(name)
         paused = paused[: pool.hot_count]
         short = pool.hot_count - len(paused)

@@ -21,11 +21,13 @@ from typing import Any
 import peewee as pw
 import psutil
 
-from core.backends.base import CLEAN_CHECKPOINT, Backend
+from core.backends.base import CLEAN_CHECKPOINT, Backend, VMRef
 from core.errors import (
     AlreadyExists,
     BackendError,
+    BackendMismatch,
     CapacityExceeded,
+    CheckpointNotFound,
     Conflict,
     HvkubeError,
     InvalidInput,
@@ -45,6 +47,7 @@ from core.models import (
     AgentStatus,
     Event,
     HostState,
+    HostVM,
     ReadinessProbe,
     ReleasePolicy,
     Template,
@@ -115,6 +118,23 @@ class Engine:
         self.settings = settings
         self.readonly = settings.readonly
         self.t = store.t
+        self.store_id = store.store_id
+        self._check_backend(settings.backend_switch)
+
+    def _check_backend(self, switch: bool) -> None:
+        """A store belongs to the backend it was made with: read with another one, every VM
+        would look missing (and be rebuilt) or fail."""
+        made_with = self.store.meta("backend")
+        if made_with == self.backend.name:
+            return
+        if made_with is not None and not switch:
+            raise BackendMismatch(
+                f"the store {self.store.path} was made with the {made_with!r} backend, not "
+                f"{self.backend.name!r}; use --backend {made_with}, or add --backend-switch "
+                "to move it to this backend on purpose"
+            )
+        if not self.readonly:
+            self.store.set_meta("backend", self.backend.name)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -187,8 +207,7 @@ class Engine:
         self._mutating("create a template")
         probe = probe or ReadinessProbe()
         with self.store.write():
-            if self.t.Template.get_or_none(self.t.Template.name == name) is not None:
-                raise AlreadyExists(f"template {name!r} already exists; pick another name")
+            self._check_unique(self.t.Template, "template", name)
             self.t.Template.create(
                 name=name,
                 disk_path=disk_path,
@@ -259,11 +278,11 @@ class Engine:
         self._check_tiers(count, warm, hot, max_per_host)
         policy = self._policy(release)
         tpl = self.get_template(template)
+        self._check_gpu_pool(tpl, warm, policy)
         self._mutating("create a pool")
         self._check_hot_memory(tpl, hot)
         with self.store.write():
-            if self.t.Pool.get_or_none(self.t.Pool.name == name) is not None:
-                raise AlreadyExists(f"pool {name!r} already exists; pick another name")
+            self._check_unique(self.t.Pool, "pool", name)
             self.t.Pool.create(
                 name=name,
                 template=template,
@@ -274,6 +293,32 @@ class Engine:
                 release_policy=policy.value,
             )
         return self.get_pool(name)
+
+    @staticmethod
+    def _check_gpu_pool(tpl: Template, warm: int, policy: ReleasePolicy) -> None:
+        """A VM with a GPU partition can be neither saved nor checkpointed: its pool keeps VMs
+        hot or cold, and a reset makes its differencing disk anew."""
+        if tpl.gpu and (warm > 0 or policy is ReleasePolicy.SAVE):
+            asked = f"--warm {warm}" if warm > 0 else "--release save"
+            raise InvalidInput(
+                f"template {tpl.name!r} has a GPU partition, and Hyper-V can neither save nor "
+                f"checkpoint such a VM, so {asked} cannot work: a GPU pool keeps its VMs hot or "
+                "cold (--hot, --count) and releases by reset (a new disk) or destroy"
+            )
+
+    @staticmethod
+    def _check_unique(table: Any, what: str, name: str) -> None:
+        """Names are unique ignoring case: Hyper-V and NTFS would take 'web' and 'WEB' (and
+        their VMs and disks) for one."""
+        row = table.get_or_none(pw.fn.LOWER(table.name) == name.lower())
+        if row is None:
+            return
+        if row.name == name:
+            raise AlreadyExists(f"{what} {name!r} already exists; pick another name")
+        raise AlreadyExists(
+            f"{what} {name!r} differs from {what} {row.name!r} only in case, and Hyper-V and "
+            "Windows file names ignore case; pick another name"
+        )
 
     @staticmethod
     def _policy(release: ReleasePolicy | str) -> ReleasePolicy:
@@ -320,6 +365,7 @@ class Engine:
         hot = pool.hot_count if hot is None else hot
         self._check_tiers(count, warm, hot, pool.max_per_host)
         policy = pool.release_policy if release is None else self._policy(release)
+        self._check_gpu_pool(self.get_template(pool.template), warm, policy)
         self._mutating("change a pool")
         self._check_hot_memory(self.get_template(pool.template), hot)
         self.t.Pool.update(
@@ -401,6 +447,48 @@ class Engine:
             return None
         return str(row["mcp_endpoint"]).replace("{ip}", vm.ip)
 
+    def ref(self, vm: VM) -> VMRef:
+        """How the backend addresses `vm`: by the hypervisor's id recorded when hvkube made it.
+        A row without one (made before ids were recorded, or never built) is not acted on."""
+        if not vm.host_id:
+            raise Conflict(
+                f"VM {vm.name!r} has no recorded hypervisor id, so hvkube cannot tell it from "
+                "another VM of that name; run 'hvkube reconcile' to adopt or drop it"
+            )
+        return VMRef(vm.name, vm.host_id)
+
+    def restore_clean(self, vm: VM) -> None:
+        """Bring `vm` back to clean: restore its "clean" checkpoint (it ends Saved). A VM with
+        a GPU partition takes no checkpoints: its differencing disk is made anew instead, and
+        it ends Off."""
+        self._mutating("reset a VM")
+        ref = self.ref(vm)
+        if not self._gpu(vm.template):
+            self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
+            return
+        tpl = self.get_template(vm.template)
+        self.backend.stop(ref, force=True)
+        disk = vm.disk_path or self.backend.disk_path_for(vm.name, tpl.disk_path)
+        self.backend.remove_disk(disk)
+        self.backend.create_differencing_disk(tpl.disk_path, disk)
+
+    def _refuse_gpu_save(self, vm: VM) -> None:
+        if self._gpu(vm.template):
+            raise InvalidInput(
+                f"VM {vm.name!r} has a GPU partition, and Hyper-V cannot save such a VM; "
+                "pause it, stop it, or release it with --reset or --destroy"
+            )
+
+    def _gpu(self, template: str) -> bool:
+        row = self.store.fetch_one('SELECT "gpu" FROM "template" WHERE "name" = ?', (template,))
+        return bool(row and row["gpu"])
+
+    def host_vm(self, vm: VM) -> HostVM | None:
+        """The host's view of `vm`, found by its id; None when the host has no such VM."""
+        if not vm.host_id:
+            return None
+        return self.backend.get_vm(VMRef(vm.name, vm.host_id))
+
     # -- VMs: state changes --------------------------------------------------------------------
 
     def _begin(
@@ -464,7 +552,7 @@ class Engine:
             fields.update(holder=None, agent_id=None)
         host = None
         with suppress(HvkubeError):
-            host = self.backend.get_vm(name)
+            host = self.host_vm(self.get_vm(name))
         if host is not None:
             fields["raw_state"] = host.raw_state
         self._finish(name, state, **fields)
@@ -475,7 +563,7 @@ class Engine:
         kind: str,
         doing: VMState,
         allowed: set[VMState],
-        action: Callable[[], None],
+        action: Callable[[VMRef], None],
         done: VMState | Callable[[], VMState],
         idle_only: bool = False,
         **done_fields: Any,
@@ -483,7 +571,7 @@ class Engine:
         vm = self._begin(name, doing, allowed, idle_only=idle_only)
         with self.step(kind, name, vm.pool):
             try:
-                action()
+                action(self.ref(vm))
             except HvkubeError as exc:
                 self._recover_after_failure(name, vm.state, exc)
                 raise
@@ -494,7 +582,7 @@ class Engine:
     def _recover_after_failure(self, name: str, before: VMState, exc: HvkubeError) -> None:
         """After a failed backend call: go back to what the host says, or ERROR."""
         try:
-            host = self.backend.get_vm(name)
+            host = self.host_vm(self.get_vm(name))
         except HvkubeError:
             host = None
         mapped = self._state_from_host(host) if host is not None else None
@@ -532,12 +620,13 @@ class Engine:
 
     def save_vm(self, name: str, *, idle_only: bool = False) -> VM:
         self._mutating("save a VM")
+        self._refuse_gpu_save(self.get_vm(name))
         return self._run(
             name,
             "save",
             VMState.SAVING,
             {VMState.RUNNING, VMState.PAUSED},
-            lambda: self.backend.save(name),
+            self.backend.save,
             VMState.SAVED,
             idle_only=idle_only,
             saved_state_path=None,
@@ -550,7 +639,7 @@ class Engine:
             "pause",
             VMState.PAUSING,
             {VMState.RUNNING},
-            lambda: self.backend.pause(name),
+            self.backend.pause,
             VMState.PAUSED,
             idle_only=idle_only,
         )
@@ -565,7 +654,7 @@ class Engine:
             "stop",
             VMState.STOPPING,
             allowed,
-            lambda: self.backend.stop(name, force=force),
+            lambda ref: self.backend.stop(ref, force=force),
             VMState.OFF,
             idle_only=idle_only,
             ip=None,
@@ -582,8 +671,8 @@ class Engine:
         )
         with self.step("reset", name, vm.pool):
             try:
-                self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
-                host = self.backend.get_vm(name)
+                self.restore_clean(vm)
+                host = self.backend.get_vm(self.ref(vm))
             except HvkubeError as exc:
                 self._fail(name, exc)
                 raise
@@ -600,31 +689,36 @@ class Engine:
         self._begin(name, VMState.DELETING, idle_only=not force)
         with self.step("delete", name, vm.pool):
             try:
-                self._remove_from_host(name, vm.disk_path)
+                self.remove_from_host(vm)
             except HvkubeError as exc:
                 self._fail(name, exc)
                 raise
             self.t.VM.delete_by_id(name)
 
-    def _remove_from_host(self, name: str, disk_path: str | None) -> None:
-        if self.backend.get_vm(name) is not None:
-            self.backend.remove(name)
-        elif disk_path:
-            self.backend.remove_disk(disk_path)
+    def remove_from_host(self, vm: VM) -> None:
+        """Remove what hvkube made for `vm`: the VM with its recorded id, then the disk it
+        created. A VM of that name with another id is someone else's and stays."""
+        self._mutating("remove a VM from the host")
+        if vm.host_id and self.host_vm(vm) is not None:
+            self.backend.remove(VMRef(vm.name, vm.host_id))
+        # A row from before ids were recorded (no backend either) names a disk that its VM,
+        # not found here by id, may still use: it stays.
+        if vm.disk_path and vm.backend is not None:
+            self.backend.remove_disk(vm.disk_path)
 
     def vm_ip(self, name: str, refresh: bool = True) -> str | None:
         vm = self.get_vm(name)
         if not refresh or self.readonly:
             return vm.ip
-        ip = self.backend.ip_address(name)
+        ip = self.backend.ip_address(self.ref(vm))
         if ip and ip != vm.ip:
             self.t.VM.update(ip=ip).where(self.t.VM.name == name).execute()
         return ip or vm.ip
 
     def screenshot(self, name: str) -> bytes:
-        self.get_vm(name)
+        vm = self.get_vm(name)
         started = time.perf_counter()
-        data = self.backend.screenshot(name)
+        data = self.backend.screenshot(self.ref(vm))
         if not self.readonly:
             self.record_event("screenshot", name, self.get_vm(name).pool, started)
         return data
@@ -642,7 +736,7 @@ class Engine:
                 self._start_from(vm, vm.state, tpl)
             except InvalidVMState:
                 # The store's idea of the VM was stale: act on what the host says.
-                host = self.backend.get_vm(name)
+                host = self.host_vm(vm)
                 if host is None:
                     raise VMNotFoundInHost(
                         f"VM {name!r} is no longer on the host", vm=name
@@ -655,7 +749,7 @@ class Engine:
                 if actual is not VMState.RUNNING:
                     self._start_from(vm, actual, tpl)
         resume_ms = (time.perf_counter() - started) * 1000.0
-        ip = self._refresh_ip(name)
+        ip = self._refresh_ip(self.ref(vm))
         self._finish(
             name,
             VMState.RUNNING,
@@ -668,55 +762,57 @@ class Engine:
         return resume_ms, ip
 
     def _start_from(self, vm: VM, state: VMState, tpl: Template) -> None:
+        ref = self.ref(vm)
         if state is VMState.PAUSED:
-            self.backend.unpause(vm.name)
+            self.backend.unpause(ref)
         elif state is VMState.SAVED:
             self._resume_saved(vm, tpl)
         elif state is VMState.RUNNING:
             return
         else:
             self._ensure_memory(tpl.memory_mb)
-            self.backend.start(vm.name)
-            wait_ready(self.backend, vm.name, tpl.probe, self.settings.ready_timeout_s)
+            self.backend.start(ref)
+            wait_ready(self.backend, ref, tpl.probe, self.settings.ready_timeout_s)
 
     def _resume_saved(self, vm: VM, tpl: Template) -> None:
         """Resume from Saved; when the saved state is broken, fall back to the clean checkpoint,
         and when that fails too, to a cold boot with a new clean checkpoint."""
         name = vm.name
+        ref = self.ref(vm)
         try:
-            self.backend.start(name)
+            self.backend.start(ref)
             return
         except SavedStateCorrupt as exc:
             first_error = str(exc)
         with self.step("resume_fallback", name, vm.pool):
-            self.backend.stop(name, force=True)
+            self.backend.stop(ref, force=True)
             try:
-                self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
-                self.backend.start(name)
+                self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
+                self.backend.start(ref)
                 return
-            except (SavedStateCorrupt, VMNotFoundInHost):
+            except (SavedStateCorrupt, CheckpointNotFound):
                 pass
-            self.backend.stop(name, force=True)
-            self.backend.start(name)
-            wait_ready(self.backend, name, tpl.probe, self.settings.ready_timeout_s)
-            self.backend.remove_checkpoint(name, CLEAN_CHECKPOINT)
-            self.backend.checkpoint(name, CLEAN_CHECKPOINT)
+            self.backend.stop(ref, force=True)
+            self.backend.start(ref)
+            wait_ready(self.backend, ref, tpl.probe, self.settings.ready_timeout_s)
+            self.backend.remove_checkpoint(ref, CLEAN_CHECKPOINT)
+            self.backend.checkpoint(ref, CLEAN_CHECKPOINT)
             self.t.VM.update(error=f"recovered by cold boot after: {first_error}"[:2000]).where(
                 self.t.VM.name == name
             ).execute()
 
-    def _refresh_ip(self, name: str) -> str | None:
+    def _refresh_ip(self, ref: VMRef) -> str | None:
         """The recorded IP is refreshed after every resume (DHCP may have moved it)."""
         found: list[str] = []
 
         def check() -> bool:
-            ip = self.backend.ip_address(name)
+            ip = self.backend.ip_address(ref)
             if ip:
                 found.append(ip)
             return bool(ip)
 
         try:
-            poll(check, min(30.0, self.settings.ready_timeout_s), "IP address", name)
+            poll(check, min(30.0, self.settings.ready_timeout_s), "IP address", ref.name)
         except HvkubeError:
             return None
         return found[-1]
@@ -737,13 +833,14 @@ class Engine:
     def _claim(self, pool: str, holder: str, agent_id: int | None) -> VM | None:
         """One atomic claim: hot first, then warm, then cold. Returns the VM as it was."""
         candidates = self.store.fetch_all(
-            'SELECT "name", "state", "template", "rdp_port" FROM "vm" '
+            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
             'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN (?, ?, ?) '
+            'AND "host_id" IS NOT NULL '
             'ORDER BY CASE "state" WHEN ? THEN 0 WHEN ? THEN 1 ELSE 2 END, "name" LIMIT 16',
             (pool, *_READY, VMState.PAUSED.value, VMState.SAVED.value),
         )
         owner = process_owner()
-        for name, state, template, rdp_port in candidates:
+        for name, state, template, rdp_port, host_id in candidates:
             changed = self.store.update_vm(
                 name,
                 {
@@ -766,6 +863,7 @@ class Engine:
                     rdp_port=rdp_port,
                     holder=holder,
                     agent_id=agent_id,
+                    host_id=host_id,
                 )
         return None
 
@@ -834,7 +932,7 @@ class Engine:
         noted. Otherwise it goes to ERROR, out of circulation, for the controller to replace."""
         host = None
         with suppress(HvkubeError):
-            host = self.backend.get_vm(vm.name)
+            host = self.host_vm(vm)
         if host is not None and self._state_from_host(host) is vm.state:
             self._finish(
                 vm.name,
@@ -866,17 +964,20 @@ class Engine:
         if chosen is ReleasePolicy.DESTROY:
             self.delete_vm(name, force=True)
             return None
+        if chosen is ReleasePolicy.SAVE:
+            self._refuse_gpu_save(vm)
         doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
         self._begin(name, doing, holder=vm.holder, op="release", known=vm)
         with self.step(f"release_{chosen.value}", name, vm.pool):
             try:
+                ref = self.ref(vm)
                 if chosen is ReleasePolicy.RESET:
-                    self.backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
+                    self.restore_clean(vm)
                 else:
-                    host = self.backend.get_vm(name)
+                    host = self.backend.get_vm(ref)
                     if host is not None and host.state in {HostState.RUNNING, HostState.PAUSED}:
-                        self.backend.save(name)
-                host = self.backend.get_vm(name)
+                        self.backend.save(ref)
+                host = self.backend.get_vm(ref)
             except HvkubeError as exc:
                 self._fail(name, exc)
                 raise

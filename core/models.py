@@ -165,6 +165,10 @@ class VM(BaseModel):
     holder: str | None = None
     error: str | None = None
     raw_state: str | None = None
+    # Where the VM lives: the backend, the host and the hypervisor's own id for it.
+    backend: str | None = None
+    host: str | None = None
+    host_id: str | None = None
 
     @property
     def held(self) -> bool:
@@ -221,6 +225,10 @@ class HostVM(BaseModel):
     """One VM as the hypervisor sees it."""
 
     name: str
+    # The hypervisor's own id (Hyper-V's VM Id GUID): operations address the VM by it.
+    id: str
+    # The store id in the VM's ownership mark (core.ownership), None when hvkube did not make it.
+    owner: str | None = None
     state: HostState
     raw_state: str
     memory_mb: int = 0

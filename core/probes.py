@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from core.backends.base import Backend
+from core.backends.base import Backend, VMRef
 from core.errors import OperationTimeout
 from core.models import ReadinessProbe
 
@@ -44,19 +44,20 @@ def poll(check: Callable[[], bool], timeout_s: float, what: str, vm: str) -> Non
         delay = min(1.0, delay * 2)
 
 
-def wait_ready(backend: Backend, vm: str, probe: ReadinessProbe, timeout_s: float) -> str:
+def wait_ready(backend: Backend, ref: VMRef, probe: ReadinessProbe, timeout_s: float) -> str:
     """Wait until the guest answers its probe. Returns how readiness was decided.
 
     A simulated host has no reachable guests, so every probe there is answered by
     its heartbeat: no traffic ever goes to a simulated address.
     """
     timeout = min(timeout_s, probe.timeout_s)
+    vm = ref.name
     if probe.kind == "heartbeat" or backend.simulated:
-        poll(lambda: backend.heartbeat_ok(vm), timeout, "guest heartbeat", vm)
+        poll(lambda: backend.heartbeat_ok(ref), timeout, "guest heartbeat", vm)
         return "heartbeat"
 
     def address() -> str | None:
-        return backend.ip_address(vm)
+        return backend.ip_address(ref)
 
     poll(lambda: address() is not None, timeout, "guest IP address", vm)
     if probe.kind == "tcp":

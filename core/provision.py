@@ -7,14 +7,15 @@ are already booting.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from core.backends.base import CLEAN_CHECKPOINT
+from core.backends.base import CLEAN_CHECKPOINT, VMRef
 from core.engine import ProvisionReport, process_owner, vm_name_for
-from core.errors import CapacityExceeded, HvkubeError, InvalidInput
+from core.errors import CapacityExceeded, ForeignVM, HostObjectExists, HvkubeError, InvalidInput
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
 from core.store import utcnow
@@ -33,14 +34,15 @@ class _TierPlan:
         self.warm = max(0, pool.warm_count - saved)
         self._lock = threading.Lock()
 
-    def next_tier(self) -> VMState:
+    def next_tier(self, gpu: bool = False) -> VMState:
+        """`gpu`: a VM with a GPU partition cannot be saved, so a warm place is a cold one."""
         with self._lock:
             if self.hot > 0:
                 self.hot -= 1
                 return VMState.PAUSED
             if self.warm > 0:
                 self.warm -= 1
-                return VMState.SAVED
+                return VMState.OFF if gpu else VMState.SAVED
             return VMState.OFF
 
 
@@ -155,7 +157,7 @@ def provision_pool(
                 template=tpl.name,
                 pool=name,
                 state=VMState.PROVISIONING.value,
-                disk_path=engine.backend.disk_path_for(vm_name, tpl.disk_path),
+                backend=engine.backend.name,
                 rdp_port=tpl.rdp_port,
                 memory_mb=tpl.memory_mb,
                 op_owner=owner,
@@ -179,6 +181,23 @@ def provision_pool(
     return report
 
 
+def host_name() -> str:
+    """This host's name as VM rows record it."""
+    return socket.gethostname()
+
+
+def check_name_free(engine: Engine, vm_name: str) -> None:
+    """Refuse to build `vm_name` while the host has a VM of that name (ignoring case) that
+    this store did not make: it is someone else's, and hvkube never touches it."""
+    for other in engine.backend.find_vms(vm_name):
+        if other.owner == engine.store_id:
+            continue  # one of ours that the store lost track of: reconcile reports it
+        raise ForeignVM(
+            f"the host already has a VM named {other.name!r} (id {other.id}) that hvkube did "
+            f"not make; rename or remove it in Hyper-V Manager, or give the pool another name"
+        )
+
+
 def _notify(progress: ProgressFn | None, vm: str, step: str, detail: str = "") -> None:
     if progress is not None:
         progress(vm, step, detail)
@@ -194,40 +213,53 @@ def _build_one(
 ) -> None:
     backend = engine.backend
     row = engine.get_vm(vm_name)
-    disk = row.disk_path or backend.disk_path_for(vm_name, tpl.disk_path)
+    disk = backend.disk_path_for(vm_name, tpl.disk_path)
     with engine.step("provision", vm_name, row.pool):
+        check_name_free(engine, vm_name)
         _notify(progress, vm_name, "disk", disk)
-        backend.create_differencing_disk(tpl.disk_path, disk)
+        # The path is recorded before the disk is made, so a crash leaves nothing unknown; a
+        # file already there is not ours, and is forgotten so that no rollback deletes it.
+        engine.store.update_vm(vm_name, {"disk_path": disk})
+        try:
+            backend.create_differencing_disk(tpl.disk_path, disk)
+        except HostObjectExists:
+            engine.store.update_vm(vm_name, {"disk_path": None})
+            raise
         _notify(progress, vm_name, "create")
-        backend.create_vm(vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu)
+        made = backend.create_vm(
+            vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu, owner=engine.store_id
+        )
+        engine.store.update_vm(vm_name, {"host_id": made.id, "host": host_name()})
+        ref = VMRef(vm_name, made.id)
         gate.admit(tpl.memory_mb, engine.settings.op_timeout_s)
         try:
             try:
                 _notify(progress, vm_name, "boot")
                 with engine.step("first_boot", vm_name, row.pool):
-                    backend.start(vm_name)
+                    backend.start(ref)
             finally:
                 gate.booted(tpl.memory_mb)
             _notify(progress, vm_name, "wait_ready")
-            how = wait_ready(backend, vm_name, tpl.probe, engine.settings.ready_timeout_s)
-            _notify(progress, vm_name, "checkpoint", how)
-            with engine.step("checkpoint", vm_name, row.pool):
-                backend.checkpoint(vm_name, CLEAN_CHECKPOINT)
-            ip = backend.ip_address(vm_name)
-            tier = plan.next_tier()
+            how = wait_ready(backend, ref, tpl.probe, engine.settings.ready_timeout_s)
+            if not tpl.gpu:  # a GPU partition takes no checkpoints: reset rebuilds its disk
+                _notify(progress, vm_name, "checkpoint", how)
+                with engine.step("checkpoint", vm_name, row.pool):
+                    backend.checkpoint(ref, CLEAN_CHECKPOINT)
+            ip = backend.ip_address(ref)
+            tier = plan.next_tier(gpu=tpl.gpu)
             _notify(progress, vm_name, "park", tier.value)
             if tier is VMState.PAUSED:
-                backend.pause(vm_name)
+                backend.pause(ref)
             elif tier is VMState.SAVED:
-                backend.save(vm_name)
+                backend.save(ref)
             else:
-                backend.stop(vm_name, force=True)
+                backend.stop(ref, force=True)
         finally:
             gate.parked()
         extra = {}
         forwarded = getattr(backend, "forwarded_port", None)
         if forwarded is not None:  # user-mode networking: the guest's RDP port on loopback
-            extra["rdp_port"] = forwarded(vm_name)
+            extra["rdp_port"] = forwarded(ref)
         engine._finish(vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None, **extra)
     _notify(progress, vm_name, "ready", tier.value)
 

@@ -1,9 +1,11 @@
 """Reconcile: make the store and the host agree after a crash or outside changes.
 
 Half-done steps whose process is gone are finished or rolled back; VMs
-deleted outside hvkube are marked MISSING; VMs on the host with a pool's name
-prefix that the store does not know are reported (or removed on request);
-VMs still held by agents that have ended are released.
+deleted outside hvkube are marked MISSING; VMs on the host that carry this
+store's ownership mark but that the store does not know are reported as
+orphans (or removed on request); VMs with a pool's name that this store did
+not make are reported as foreign and never touched; VMs still held by agents
+that have ended are released. Every VM is matched by the hypervisor's id.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from core.backends.base import CLEAN_CHECKPOINT
-from core.errors import HvkubeError
+from core.backends.base import VMRef
+from core.errors import Conflict, HvkubeError
 from core.models import VM, AgentStatus, HostState, HostVM, VMState
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ class ReconcileReport(BaseModel):
     missing: list[str] = Field(default_factory=list)
     orphans: list[str] = Field(default_factory=list)
     orphans_removed: list[str] = Field(default_factory=list)
+    foreign: list[str] = Field(default_factory=list)
     busy: list[str] = Field(default_factory=list)
     agents_failed: list[int] = Field(default_factory=list)
     agents_requeued: list[int] = Field(default_factory=list)
@@ -49,7 +52,7 @@ def reconcile(
     engine._mutating("reconcile")
     report = ReconcileReport()
     me = process_owner()
-    host_vms = {vm.name: vm for vm in engine.backend.list_vms()}
+    host_vms = {vm.id: vm for vm in engine.backend.list_vms()}
 
     with engine.step("reconcile", None, None):
         for vm in engine.list_vms():
@@ -62,7 +65,8 @@ def reconcile(
                 report.busy.append(vm.name)
                 continue
             try:
-                note = _settle(engine, vm, row.op_kind, host_vms.get(vm.name))
+                host = host_vms.get(vm.host_id) if vm.host_id else None
+                note = _settle(engine, vm, row.op_kind, host)
             except HvkubeError as exc:
                 engine._fail(vm.name, exc)
                 report.errors.append(f"{vm.name}: {exc}")
@@ -75,21 +79,26 @@ def reconcile(
         if not while_running:
             _settle_agents(engine, report)
 
-        known = {vm.name for vm in engine.list_vms()}
+        known = {vm.host_id for vm in engine.list_vms() if vm.host_id}
         pools = [p.name for p in engine.list_pools()]
-        for name in sorted(vm.name for vm in engine.backend.list_vms()):
-            if name in known:
+        for found in engine.backend.list_vms():
+            if found.id in known:
                 continue
-            if any(re.fullmatch(re.escape(p) + r"-\d{3,}", name) for p in pools):
+            shown = f"{found.name} ({found.id})"
+            if found.owner == engine.store_id:
                 if remove_orphans:
                     try:
-                        engine.backend.remove(name)
-                        report.orphans_removed.append(name)
+                        engine.backend.remove(VMRef(found.name, found.id))
+                        report.orphans_removed.append(shown)
                     except HvkubeError as exc:
-                        report.errors.append(f"{name}: {exc}")
-                        report.orphans.append(name)
+                        report.errors.append(f"{found.name}: {exc}")
+                        report.orphans.append(shown)
                 else:
-                    report.orphans.append(name)
+                    report.orphans.append(shown)
+            elif any(
+                re.fullmatch(re.escape(p) + r"-\d{3,}", found.name, re.IGNORECASE) for p in pools
+            ):
+                report.foreign.append(shown)
     return report
 
 
@@ -98,14 +107,28 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
     name = vm.name
     backend = engine.backend
     if vm.state is VMState.PROVISIONING:
-        # Roll back: a half-built VM is removed; provisioning builds it anew.
-        engine._remove_from_host(name, vm.disk_path)
+        # Roll back: a half-built VM is removed; provisioning builds it anew. Without a
+        # recorded id, only a VM of that name carrying this store's mark can be the one.
+        if not vm.host_id:
+            for made in backend.find_vms(name):
+                if made.owner == engine.store_id and not _id_known(engine, made.id):
+                    backend.remove(VMRef(made.name, made.id))
+        engine.remove_from_host(vm)
         engine.t.VM.delete_by_id(name)
         return "half-provisioned VM rolled back"
     if vm.state is VMState.DELETING:
-        engine._remove_from_host(name, vm.disk_path)
+        engine.remove_from_host(vm)
         engine.t.VM.delete_by_id(name)
         return "deletion finished"
+    if not vm.host_id and vm.backend is not None and vm.state in {VMState.ERROR, VMState.MISSING}:
+        return None  # never built (its build failed before Hyper-V made it): nothing to settle
+    if not vm.host_id:
+        raise Conflict(
+            "no recorded hypervisor id (made by an hvkube that did not record them), so it "
+            "cannot be told from another VM of that name; hvkube leaves it alone: check it is "
+            "hvkube's, remove it in Hyper-V Manager and let the pool build a new one"
+        )
+    ref = VMRef(name, vm.host_id)
     if host is None:
         if vm.state is VMState.MISSING:
             return None
@@ -121,7 +144,7 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
         engine._finish(name, VMState.ERROR, raw_state=host.raw_state, error="unknown host state")
         return f"host reports unknown state {host.raw_state!r}"
     if host.state.transitional:
-        host = _wait_until_settled(engine, name)
+        host = _wait_until_settled(engine, ref)
         if host is None or host.state.transitional:
             return None  # the host is still working on it; look again next time
 
@@ -132,21 +155,21 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
     if vm.state is VMState.RESUMING and op_kind == "acquire" and not held_by_agent:
         # The process that claimed it died before handing it over: nobody has it.
         if mapped in {VMState.RUNNING, VMState.PAUSED}:
-            backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
-            mapped = _mapped_now(engine, name, VMState.SAVED)
+            engine.restore_clean(vm)
+            mapped = _mapped_now(engine, ref, VMState.SAVED)
         engine._finish(name, mapped, holder=None, agent_id=None, error=None)
         return f"interrupted acquire rolled back ({mapped.value})"
     if vm.state is VMState.RESETTING:
-        backend.restore_checkpoint(name, CLEAN_CHECKPOINT)
-        final = _mapped_now(engine, name, VMState.SAVED)
+        engine.restore_clean(vm)
+        final = _mapped_now(engine, ref, VMState.SAVED)
         engine._finish(name, final, holder=None, agent_id=None, error=None)
         return "interrupted reset finished"
     if vm.state is VMState.SAVING:
         if mapped in {VMState.RUNNING, VMState.PAUSED}:
-            backend.save(name)
+            backend.save(ref)
         release = op_kind == "release"
         fields = {"holder": None, "agent_id": None} if release else {}
-        engine._finish(name, _mapped_now(engine, name, VMState.SAVED), error=None, **fields)
+        engine._finish(name, _mapped_now(engine, ref, VMState.SAVED), error=None, **fields)
         return "interrupted save finished"
     if vm.state.transitional:
         engine._finish(name, mapped, error=None)
@@ -162,7 +185,12 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
     return None
 
 
-def _wait_until_settled(engine: Engine, name: str) -> HostVM | None:
+def _id_known(engine: Engine, host_id: str) -> bool:
+    row = engine.store.fetch_one('SELECT "name" FROM "vm" WHERE "host_id" = ?', (host_id,))
+    return row is not None
+
+
+def _wait_until_settled(engine: Engine, ref: VMRef) -> HostVM | None:
     """A transitional host state ends by itself (the hypervisor finishes the operation
     whoever asked for it): wait for that, within the operation timeout."""
     from core.probes import poll
@@ -170,17 +198,17 @@ def _wait_until_settled(engine: Engine, name: str) -> HostVM | None:
     seen: list[HostVM | None] = []
 
     def settled() -> bool:
-        vm = engine.backend.get_vm(name)
+        vm = engine.backend.get_vm(ref)
         seen.append(vm)
         return vm is None or not vm.state.transitional
 
     with contextlib.suppress(HvkubeError):
-        poll(settled, min(120.0, engine.settings.op_timeout_s), "a settled host state", name)
+        poll(settled, min(120.0, engine.settings.op_timeout_s), "a settled host state", ref.name)
     return seen[-1] if seen else None
 
 
-def _mapped_now(engine: Engine, name: str, default: VMState) -> VMState:
-    host = engine.backend.get_vm(name)
+def _mapped_now(engine: Engine, ref: VMRef, default: VMState) -> VMState:
+    host = engine.backend.get_vm(ref)
     return (engine._state_from_host(host) if host else None) or default
 
 

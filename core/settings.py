@@ -60,6 +60,9 @@ class Settings(BaseModel):
     hyperv_sessions: int = Field(default=4, ge=1, le=32, description="PowerShell sessions")
     hyperv_dynamic_memory: bool = Field(default=False, description="dynamic memory for new VMs")
     readonly: bool = Field(default=False, description="refuse every change")
+    backend_switch: bool = Field(
+        default=False, description="open a store made with another backend, on purpose"
+    )
     provision_parallelism: int = Field(default=8, ge=1, le=64)
     memory_ceiling: float = Field(default=0.8, gt=0, le=1, description="host memory cap")
     op_timeout_s: float = Field(default=600.0, gt=0, description="per-operation timeout")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from core.models import (
     VMState,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -157,6 +158,10 @@ def make_tables(db: pw.Database) -> Tables:
         op_started_at = pw.DateTimeField(null=True)
         error = pw.TextField(null=True)
         raw_state = pw.CharField(max_length=64, null=True)
+        # Where the VM lives (schema 3): backend, host, and the hypervisor's own id for it.
+        backend = pw.CharField(max_length=16, null=True)
+        host = pw.CharField(max_length=128, null=True)
+        host_id = pw.CharField(max_length=64, null=True)
 
         class Meta:
             table_name = "vm"
@@ -286,6 +291,26 @@ def _add_leases(store: Store) -> None:
     store.db.create_tables([store.t.Lease])
 
 
+@migration(3)
+def _add_vm_identity(store: Store) -> None:
+    """Each VM row names its backend, host and hypervisor id; the store gets an id of its own
+    for the ownership mark on the VMs it makes. Rows made before this have no hypervisor id:
+    hvkube leaves those VMs alone until `hvkube reconcile` adopts them."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    vm = store.t.VM
+    columns = {c.name for c in store.db.get_columns("vm")}
+    migrator = SchemaMigrator.from_database(store.db)
+    migrate(
+        *(
+            migrator.add_column("vm", name, getattr(vm, name))
+            for name in ("backend", "host", "host_id")
+            if name not in columns
+        )
+    )
+    store.t.Meta.insert(key="store_id", value=uuid.uuid4().hex).on_conflict_ignore().execute()
+
+
 class Store:
     """One database: tables, schema migrations, and the conversions to models."""
 
@@ -353,6 +378,23 @@ class Store:
         """A write transaction that holds the write lock from its first statement."""
         with _sqlite_write_transaction(self.db):
             yield
+
+    def meta(self, key: str) -> str | None:
+        row = self.fetch_one('SELECT "value" FROM "meta" WHERE "key" = ?', (key,))
+        return None if row is None else str(row["value"])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.t.Meta.insert(key=key, value=value).on_conflict(
+            conflict_target=[self.t.Meta.key], update={self.t.Meta.value: value}
+        ).execute()
+
+    @property
+    def store_id(self) -> str:
+        """This store's own id: the ownership mark on every VM it makes names it."""
+        value = self.meta("store_id")
+        if value is None:  # pragma: no cover - migration 3 always writes it
+            raise HvkubeError(f"database {self.path} has no store id; it is damaged")
+        return value
 
     def data_version(self) -> int:
         return _sqlite_data_version(self.db)
@@ -476,6 +518,9 @@ class Store:
             holder=row.holder,
             error=row.error,
             raw_state=row.raw_state,
+            backend=row.backend,
+            host=row.host,
+            host_id=row.host_id,
         )
 
     @staticmethod

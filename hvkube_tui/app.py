@@ -411,7 +411,7 @@ class HvkubeApp(App[None]):
     def _fetch_thumbnail(self, vm: str, cols: int, rows: int) -> None:
         try:
             # Straight from the host: a thumbnail every few seconds is no lifecycle event.
-            data = self.engine.backend.screenshot(vm)
+            data = self.engine.backend.screenshot(self.engine.ref(self.engine.get_vm(vm)))
         except HvkubeError as exc:
             self.post_message(
                 Invoke(partial(self._show_thumbnail, vm, "", Text(exc.message, style="dim red")))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core import open_engine
+from core.backends.base import VMRef
 from core.backends.sim import SimHost
 from core.engine import Engine
 from core.errors import HvkubeError
@@ -41,7 +42,6 @@ TEMPLATES: tuple[dict[str, Any], ...] = (
         "disk_path": "D:\\templates\\win11-office.vhdx",
         "memory_mb": 8192,
         "cpus": 4,
-        "gpu": True,
         "software": ["office-365", "python-3.12"],
     },
 )
@@ -239,8 +239,9 @@ def steady_screens(engine: Engine) -> None:
     """The simulated screen carries a wall-clock stamp; tests draw it without one."""
     backend: Any = engine.backend
 
-    def screenshot(name: str) -> bytes:
-        host = backend.get_vm(name)
+    def screenshot(ref: VMRef) -> bytes:
+        name = ref.name
+        host = backend.get_vm(ref)
         state = host.raw_state if host else "gone"
         if state == "Off":
             return text_card([name, state], background=(0, 0, 0))

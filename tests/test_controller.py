@@ -17,6 +17,7 @@ from core.controller import controller_status
 from core.errors import InvalidInput
 from core.models import AgentStatus, HostState, VMState
 from core.store import utcnow
+from tests.host_support import host_named, ref_named
 
 
 @pytest.fixture
@@ -208,7 +209,7 @@ def test_host_full_is_the_reason_shown(tmp_path: Path) -> None:
 
 def test_gpu_agent_never_lands_on_a_pool_without_gpu(engine: Engine, pool: str) -> None:
     engine.create_template("gpu", r"C:\gpu.vhdx", memory_mb=4096, gpu=True)
-    engine.create_pool("gp", "gpu", count=1, warm=1)
+    engine.create_pool("gp", "gpu", count=1)  # cold: a GPU VM cannot be saved
     with pytest.raises(InvalidInput):
         engine.submit_agent(pool, "wf", requires_gpu=True)
     # Even a row written behind the API's back is never placed on the non-GPU pool.
@@ -277,7 +278,7 @@ def test_agent_vm_stopped_under_it_is_resumed(engine: Engine, pool: str) -> None
         wait_for(lambda: engine.get_agent(agent.id).status is AgentStatus.RUNNING, "agent")
         vm = engine.get_agent(agent.id).vm or ""
         before = len(engine.events(vm=vm, kind="resume", limit=100))
-        engine.backend.save(vm)  # something outside saved it
+        engine.backend.save(ref_named(engine, vm))  # something outside saved it
         wait_for(
             lambda: len(engine.events(vm=vm, kind="resume", limit=100)) > before,
             "the controller to resume it",
@@ -286,7 +287,7 @@ def test_agent_vm_stopped_under_it_is_resumed(engine: Engine, pool: str) -> None
         assert controller.ticks > 1
     assert engine.get_agent(agent.id).status is AgentStatus.RUNNING
     assert engine.get_vm(vm).state is VMState.RUNNING
-    assert engine.backend.get_vm(vm).state is HostState.RUNNING  # type: ignore[union-attr]
+    assert host_named(engine, vm).state is HostState.RUNNING  # type: ignore[union-attr]
 
 
 def test_agent_vm_deleted_outside_fails_the_agent_and_is_replaced(

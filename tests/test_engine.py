@@ -18,6 +18,7 @@ from core.errors import (
     ReadOnlyMode,
 )
 from core.models import HostState, ReleasePolicy
+from tests.host_support import host_named
 
 
 def states(engine: Engine, pool: str) -> dict[str, VMState]:
@@ -25,7 +26,7 @@ def states(engine: Engine, pool: str) -> dict[str, VMState]:
 
 
 def host_state(engine: Engine, name: str) -> HostState:
-    vm = engine.backend.get_vm(name)
+    vm = host_named(engine, name)
     assert vm is not None
     return vm.state
 
@@ -36,7 +37,7 @@ def test_provision_parks_vms_in_the_asked_tiers(engine: Engine, pool: str) -> No
         [VMState.PAUSED, VMState.SAVED, VMState.SAVED, VMState.SAVED, VMState.OFF]
     )
     for vm in engine.list_vms(pool=pool):
-        host = engine.backend.get_vm(vm.name)
+        host = host_named(engine, vm.name)
         assert host is not None and "clean" in host.checkpoints
         assert engine._state_from_host(host) == vm.state
     kinds = {e.kind for e in engine.events(limit=500)}
@@ -73,7 +74,7 @@ def test_release_policies(engine: Engine, pool: str) -> None:
     assert engine.release(vm.name, policy="save").state is VMState.SAVED  # type: ignore[union-attr]
     vm = engine.acquire(pool)
     assert engine.release(vm.name, policy=ReleasePolicy.DESTROY) is None
-    assert engine.backend.get_vm(vm.name) is None
+    assert host_named(engine, vm.name) is None
     with pytest.raises(NotFound):
         engine.get_vm(vm.name)
     with pytest.raises(InvalidInput):
@@ -205,7 +206,7 @@ def test_vm_operations(engine: Engine, pool: str) -> None:
     assert engine.stop_vm(name, force=True).state is VMState.OFF
     assert engine.screenshot(name).startswith(b"\x89PNG")
     engine.delete_vm(name)
-    assert engine.backend.get_vm(name) is None
+    assert host_named(engine, name) is None
 
 
 def test_read_only_engine_refuses_every_change(engine: Engine, pool: str) -> None:

@@ -430,12 +430,11 @@ def test_a_broken_vm_record_never_says_the_vm_was_saved() -> None:
 def test_over_the_fake_host_a_missing_checkpoint_is_not_a_missing_vm(tmp_path: Path) -> None:
     backend = fake_backend(tmp_path)
     try:
-        make_running_vm(backend)
+        ref = make_running_vm(backend)
         with pytest.raises(CheckpointNotFound) as info:
-            backend.restore_checkpoint("p-001", "clean")
+            backend.restore_checkpoint(ref, "clean")
         assert info.value.vm == "p-001"
-        assert info.value.raw is not None and "GetVMSnapshot" in info.value.raw
-        assert backend.get_vm("p-001") is not None
+        assert backend.get_vm(ref) is not None
     finally:
         backend.close()
 
@@ -460,12 +459,12 @@ def test_over_the_fake_host_a_start_without_memory_and_a_corrupt_saved_state(
 ) -> None:
     backend = fake_backend(tmp_path, *extra)
     try:
-        make_running_vm(backend)
-        backend.save("p-001")
+        ref = make_running_vm(backend)
+        backend.save(ref)
         sim = sim_host(tmp_path)
         sim.inject_fault("out-of-memory")
         with pytest.raises(OutOfMemory) as oom:
-            backend.start("p-001")
+            backend.start(ref)
         assert "lacks the free memory" in oom.value.message
         assert oom.value.raw is not None and "OutOfMemory,Microsoft.HyperV" in oom.value.raw
         if extra:
@@ -473,7 +472,23 @@ def test_over_the_fake_host_a_start_without_memory_and_a_corrupt_saved_state(
         sim.clear_faults()
         sim.inject_fault("corrupt-saved-state", vm="p-001")
         with pytest.raises(SavedStateCorrupt) as corrupt:
-            backend.start("p-001")
+            backend.start(ref)
         assert corrupt.value.raw is not None and saved in corrupt.value.raw
+    finally:
+        backend.close()
+
+
+def test_a_listing_that_fails_for_want_of_rights_is_not_an_empty_host(tmp_path: Path) -> None:
+    """vm_list answers the VMs it could read and the errors of the others: a ghost VM is left
+    out, but a permission failure is raised, never shown as a host with no VMs."""
+    backend = fake_backend(tmp_path)
+    denied = next(r for r in RECORDS if r.name == "start_vm_access_denied").record
+    ghost = {"message": "could not read 'ghost'", "fqid": "OperationFailed,GetVM", "hresults": []}
+    answers = iter([{"Items": [], "Errors": [ghost]}, {"Items": [], "Errors": [ghost, denied]}])
+    backend.call = lambda *args, **kwargs: next(answers)  # type: ignore[method-assign]
+    try:
+        assert backend.list_vms() == []
+        with pytest.raises(PermissionDenied):
+            backend.list_vms()
     finally:
         backend.close()

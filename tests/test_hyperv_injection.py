@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 from hyperv_helpers import fake_backend
 
+from core.backends.base import VMRef
 from core.backends.hyperv.transport import DISPATCHER, MARK_REQUEST
 from core.engine import Engine
-from core.errors import InvalidInput, VMNotFoundInHost
+from core.errors import BackendError, InvalidInput, VMNotFoundInHost
 from core.settings import Settings
 from core.store import Store
 
@@ -51,25 +53,39 @@ def test_a_hostile_value_reaching_the_dispatcher_is_only_json_data(tmp_path: Pat
     """Bypass validation: call the backend directly and read what went down the pipe."""
     record = tmp_path / "requests.log"
     backend = fake_backend(tmp_path, "--record", str(record))
+    expected: list[tuple[str, dict[str, str]]] = []
     try:
         for name in HOSTILE:
-            assert backend.get_vm(name) is None  # exact match: no wildcard, no injection
-            with pytest.raises(VMNotFoundInHost):
-                backend.start(name)
+            # Lookup by name: exact (ignoring case), never a wildcard, never code.
+            if any(c in name for c in "*?[]`"):
+                with pytest.raises(InvalidInput, match="wildcard"):
+                    backend.find_vms(name)  # refused before anything is sent
+            else:
+                assert backend.find_vms(name) == []
+                expected.append(("vm_find", {"Name": name}))
+            # An operation addresses the VM by id: the name never goes down the pipe.
+            vm_id = str(uuid.uuid4())
+            with pytest.raises(VMNotFoundInHost) as info:
+                backend.start(VMRef(name, vm_id))
+            assert info.value.vm == name
+            expected.append(("vm_start", {"Id": vm_id}))
+            # The hostile value as the id itself: still only a JSON string, and refused.
+            with pytest.raises(BackendError):
+                backend.start(VMRef("x", name))
+            expected.append(("vm_start", {"Id": name}))
     finally:
         backend.close()
     lines = [line for line in record.read_text().splitlines() if line]
-    assert len(lines) == 2 * len(HOSTILE)
-    for index, line in enumerate(lines):
-        name = HOSTILE[index // 2]
+    assert len(lines) == len(expected)
+    for line, (op, data) in zip(lines, expected, strict=True):
         assert line.isascii()  # non-ASCII (e.g. U+2019) is \u-escaped inside the JSON string
         marker, _, payload = line.partition(" ")
         assert marker == MARK_REQUEST
         frame = json.loads(payload)
         assert set(frame) == {"id", "op", "data"}
         assert re.fullmatch(r"[0-9a-f]{16}", frame["id"])
-        assert frame["op"] in {"vm_get", "vm_start"}
-        assert frame["data"] == {"Name": name}  # the name, whole, as a JSON string value
+        assert frame["op"] == op
+        assert frame["data"] == data  # the value, whole, as a JSON string value
         # The payload is exactly the JSON encoding: nothing outside the string literal.
         assert payload == json.dumps(frame, ensure_ascii=True, separators=(",", ":"))
         assert "\n" not in payload

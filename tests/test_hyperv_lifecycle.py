@@ -8,33 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hyperv_helpers import fake_backend, sim_host
+from hyperv_helpers import engine_on, sim_host
 
-from core.backends.base import CLEAN_CHECKPOINT, Backend
+from core.backends.base import CLEAN_CHECKPOINT
 from core.engine import Engine
 from core.models import HostState, VMState
-from core.settings import Settings
-from core.store import Store
-
-
-def _backend(kind: str, state_dir: Path) -> Backend:
-    if kind == "sim":
-        return sim_host(state_dir)
-    return fake_backend(state_dir, sessions=4)
+from tests.host_support import host_named
 
 
 @pytest.fixture(params=["sim", "hyperv"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    settings = Settings(
-        db=str(tmp_path / "hvkube.db"),
-        backend=request.param,
-        sim_scale=0,
-        ready_timeout_s=10,
-        op_timeout_s=20,
-    )
-    eng = Engine(Store(settings.db_path()), _backend(request.param, tmp_path), settings)
-    eng.create_template("win11", "C:\\templates\\win11.vhdx", memory_mb=2048)
-    eng.create_pool("web", "win11", count=2, warm=2)
+    eng = engine_on(request.param, tmp_path, sessions=4)
     yield eng
     eng.close()
 
@@ -44,19 +28,19 @@ def test_provision_parks_vms_saved_with_a_clean_checkpoint(engine: Engine) -> No
     assert sorted(report.created) == ["web-001", "web-002"] and not report.failed
     for vm in engine.list_vms(pool="web"):
         assert vm.state is VMState.SAVED
-        host = engine.backend.get_vm(vm.name)
+        host = host_named(engine, vm.name)
         assert host is not None and host.state is HostState.SAVED
-        assert host.checkpoints == [CLEAN_CHECKPOINT]
+        assert engine.backend.checkpoint_names(engine.ref(vm)) == [CLEAN_CHECKPOINT]
 
 
 def test_acquire_then_release_with_reset(engine: Engine) -> None:
     engine.provision_pool("web")
     got = engine.acquire("web")
     assert got.from_state is VMState.SAVED and got.ip
-    assert engine.backend.get_vm(got.name).state is HostState.RUNNING  # type: ignore[union-attr]
+    assert host_named(engine, got.name).state is HostState.RUNNING  # type: ignore[union-attr]
     vm = engine.release(got.name, policy="reset")
     assert vm is not None and vm.state is VMState.SAVED and not vm.held
-    assert engine.backend.get_vm(got.name).state is HostState.SAVED  # type: ignore[union-attr]
+    assert host_named(engine, got.name).state is HostState.SAVED  # type: ignore[union-attr]
 
 
 def test_reconcile_marks_a_vm_deleted_outside_as_missing(engine: Engine, tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ from core.backends.hyperv.parsing import (
     pick_ipv4,
 )
 from core.models import HostState
+from core.ownership import owner_mark
+
+VM_ID = "5D4D2D7E-1B2A-4C3D-9E8F-0A1B2C3D4E5F"  # Hyper-V's id for a VM, as [string]$VM.Id
 
 
 def test_states_map_by_name_and_51_integers_by_the_stable_table() -> None:
@@ -30,14 +33,14 @@ def test_states_map_by_name_and_51_integers_by_the_stable_table() -> None:
 
 @pytest.mark.parametrize("raw", [32783, "ComponentServicing", "RunningCritical", "Hibernated"])
 def test_unknown_and_version_dependent_states_are_kept_raw(raw: object) -> None:
-    vm = parse_vm({"Name": "a-001", "State": raw})
+    vm = parse_vm({"Name": "a-001", "Id": VM_ID, "State": raw})
     assert vm.state is HostState.UNKNOWN
     assert vm.raw_state == str(raw)
 
 
 def test_transitional_states_stay_transitional() -> None:
     for raw in ("Saving", 32773, "Starting", "Resuming", 32777, "Stopping", "Pausing"):
-        assert parse_vm({"Name": "a", "State": raw}).state.transitional, raw
+        assert parse_vm({"Name": "a", "Id": VM_ID, "State": raw}).state.transitional, raw
 
 
 def test_dates_in_both_forms() -> None:
@@ -66,23 +69,38 @@ def test_list_or_single_object() -> None:
 
 
 def test_vm_record_in_51_shape() -> None:
+    # ConvertTo-HvRecord's fields (Name, Id, State, Notes, MemoryStartup, CreationTime,
+    # Generation, Path) as Windows PowerShell 5.1 writes them when not stringified: the state
+    # as an integer, the date as /Date(ms)/.
     vm = parse_vm(
         {
             "Name": "p-001",
+            "Id": VM_ID,
             "State": 6,
-            "MemoryAssigned": 0,
+            "Notes": "made by hvkube\r\n" + owner_mark("a" * 32),
             "MemoryStartup": 4096 * 1024 * 1024,
-            "Uptime": {"Ticks": 0, "TotalSeconds": 0.0},
-            "Checkpoints": "clean",
             "CreationTime": "/Date(1326441600000)/",
+            "Generation": 2,
+            "Path": "D:\\hvkube\\vms\\p-001",
         }
     )
+    assert (vm.name, vm.id, vm.owner) == ("p-001", VM_ID.lower(), "a" * 32)
     assert (vm.state, vm.raw_state, vm.memory_mb, vm.checkpoints) == (
         HostState.SAVED,
         "Saved",
         4096,
-        ["clean"],
+        [],
     )
+
+
+def test_ownership_is_read_from_notes_only() -> None:
+    base = {"Name": "p-001", "Id": VM_ID, "State": "Off"}
+    assert parse_vm(base).owner is None  # no Notes: not hvkube's
+    assert parse_vm({**base, "Notes": ""}).owner is None
+    assert parse_vm({**base, "Notes": None}).owner is None  # 5.1 writes null for an empty string
+    assert parse_vm({**base, "Notes": "someone's VM"}).owner is None
+    two = owner_mark("a" * 32) + "\n" + owner_mark("b" * 32)
+    assert parse_vm({**base, "Notes": two}).owner is None  # Notes copied by hand: nobody's
 
 
 def test_bad_records_are_refused() -> None:
@@ -90,6 +108,10 @@ def test_bad_records_are_refused() -> None:
         parse_vm({"State": "Running"})
     with pytest.raises(ValueError):
         parse_vm("Running")  # type: ignore[arg-type]
+    # A record without the hypervisor's id cannot be addressed: refused, never guessed.
+    for bad_id in ({}, {"Id": ""}, {"Id": None}, {"Id": 7}):
+        with pytest.raises(ValueError):
+            parse_vm({"Name": "a-001", "State": "Running", **bad_id})
 
 
 def test_ipv4_is_preferred_over_ipv6_and_apipa() -> None:

@@ -12,6 +12,7 @@ from hyperv_helpers import fake_backend, make_running_vm
 from PIL import Image
 
 from core.backends import fakeps
+from core.backends.base import VMRef
 from core.backends.hyperv import HyperVBackend
 from core.backends.hyperv.keys import key_code, text_chunks
 from core.errors import InvalidInput, InvalidVMState, Unsupported
@@ -72,64 +73,72 @@ def test_rgb565_short_data_is_refused() -> None:
 @pytest.fixture
 def backend(tmp_path: Path) -> HyperVBackend:
     b = fake_backend(tmp_path)
-    make_running_vm(b)
     yield b
     b.close()
 
 
+@pytest.fixture
+def vm(backend: HyperVBackend) -> VMRef:
+    return make_running_vm(backend)
+
+
 def test_screenshot_over_the_session_is_a_png_at_the_vm_resolution(
-    backend: HyperVBackend,
+    backend: HyperVBackend, vm: VMRef
 ) -> None:
-    png = backend.screenshot("p-001")
+    png = backend.screenshot(vm)
     image = Image.open(io.BytesIO(png))
     assert image.format == "PNG" and image.size == (640, 400)
     # The simulated desktop's blue (0, 90, 158) after a round trip through RGB565.
     assert image.getpixel((1, 1)) == (0, 89, 156)
 
 
-def test_typing_goes_in_chunks_of_at_most_512(backend: HyperVBackend, tmp_path: Path) -> None:
+def test_typing_goes_in_chunks_of_at_most_512(
+    backend: HyperVBackend, vm: VMRef, tmp_path: Path
+) -> None:
     text = "x" * 1100 + "\tok\n"
-    backend.send_text("p-001", text)
+    backend.send_text(vm, text)
     typed = [e["text"] for e in fakeps.read_input_log(tmp_path) if e["op"] == "type_text"]
     assert [len(t) for t in typed] == [512, 512, 80]
     assert "".join(typed) == text
 
 
-def test_keys_and_ctrl_alt_del(backend: HyperVBackend, tmp_path: Path) -> None:
-    backend.send_key("p-001", "enter")
-    backend.send_key("p-001", "F5")
-    backend.send_key("p-001", "a")
-    backend.send_key("p-001", "0x5B")
-    backend.send_key("p-001", "ctrl+alt+del")
+def test_keys_and_ctrl_alt_del(backend: HyperVBackend, vm: VMRef, tmp_path: Path) -> None:
+    backend.send_key(vm, "enter")
+    backend.send_key(vm, "F5")
+    backend.send_key(vm, "a")
+    backend.send_key(vm, "0x5B")
+    backend.send_key(vm, "ctrl+alt+del")
     log = fakeps.read_input_log(tmp_path)
     assert [e.get("key") for e in log] == [0x0D, 0x74, 0x41, 0x5B, None]
     assert log[-1]["op"] == "ctrl_alt_del"
 
 
-def test_click(backend: HyperVBackend, tmp_path: Path) -> None:
-    backend.click("p-001", 100, 200)
-    backend.click("p-001", 5, 6, button="right")
+def test_click(backend: HyperVBackend, vm: VMRef, tmp_path: Path) -> None:
+    backend.click(vm, 100, 200)
+    backend.click(vm, 5, 6, button="right")
     clicks = [(e["x"], e["y"], e["button"]) for e in fakeps.read_input_log(tmp_path)]
     assert clicks == [(100, 200, 1), (5, 6, 2)]
 
 
-def test_bad_input_is_refused_before_anything_is_sent(backend: HyperVBackend) -> None:
+def test_bad_input_is_refused_before_anything_is_sent(backend: HyperVBackend, vm: VMRef) -> None:
     with pytest.raises(InvalidInput, match="printable ASCII"):
-        backend.send_text("p-001", "héllo")
+        backend.send_text(vm, "héllo")
     with pytest.raises(InvalidInput, match="empty"):
-        backend.send_text("p-001", "")
+        backend.send_text(vm, "")
     with pytest.raises(InvalidInput, match="unknown key"):
-        backend.send_key("p-001", "hyperspace")
+        backend.send_key(vm, "hyperspace")
     with pytest.raises(InvalidInput, match="--button"):
-        backend.click("p-001", 1, 1, button="thumb")
+        backend.click(vm, 1, 1, button="thumb")
     with pytest.raises(InvalidInput, match="X must be"):
-        backend.click("p-001", -1, 1)
+        backend.click(vm, -1, 1)
 
 
-def test_input_to_a_vm_that_is_not_running_is_an_invalid_state(backend: HyperVBackend) -> None:
-    backend.save("p-001")
+def test_input_to_a_vm_that_is_not_running_is_an_invalid_state(
+    backend: HyperVBackend, vm: VMRef
+) -> None:
+    backend.save(vm)
     with pytest.raises(InvalidVMState):
-        backend.send_key("p-001", "enter")
+        backend.send_key(vm, "enter")
 
 
 def test_key_names() -> None:
@@ -142,9 +151,9 @@ def test_key_names() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="vmconnect exists on Windows")
-def test_console_says_why_it_cannot_run_here(backend: HyperVBackend) -> None:
+def test_console_says_why_it_cannot_run_here(backend: HyperVBackend, vm: VMRef) -> None:
     with pytest.raises(Unsupported, match=r"vmconnect\.exe"):
-        backend.console("p-001")
+        backend.console(vm)
 
 
 def test_rdp_client_command_or_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
 from hyperv_helpers import fake_backend, fake_command, make_running_vm, sim_host
 
 from core.backends import fakeps
+from core.backends.base import VMRef
 from core.backends.hyperv import HyperVBackend
 from core.backends.hyperv.errors import SessionRights
 from core.backends.hyperv.host_check import host_problem
@@ -47,8 +49,9 @@ def _pid(backend: HyperVBackend) -> int | None:
 def test_one_process_serves_many_calls(backend: HyperVBackend) -> None:
     backend.list_vms()
     first = _pid(backend)
+    nope = VMRef("nope", str(uuid.uuid4()))
     for _ in range(20):
-        backend.get_vm("nope")
+        assert backend.get_vm(nope) is None
     assert first is not None and _pid(backend) == first
     assert backend.pool.restarts == 0
 
@@ -56,26 +59,26 @@ def test_one_process_serves_many_calls(backend: HyperVBackend) -> None:
 def test_killed_mid_call_reports_clearly_and_the_next_call_works(
     backend: HyperVBackend, tmp_path: Path
 ) -> None:
-    make_running_vm(backend)
+    ref = make_running_vm(backend)
     before = _pid(backend)
     fakeps.inject(tmp_path, "die", op="vm_save")
     with pytest.raises(SessionLost) as info:
-        backend.save("p-001")
+        backend.save(ref)
     assert "session ended during 'vm_save'" in info.value.message
     # The CLIXML the process wrote on stderr is shown as plain text.
     assert "The pipeline has been stopped." in info.value.message
-    assert backend.get_vm("p-001") is not None
+    assert backend.get_vm(ref) is not None
     assert _pid(backend) != before
-    backend.save("p-001")
-    assert backend.get_vm("p-001").state is HostState.SAVED  # type: ignore[union-attr]
+    backend.save(ref)
+    assert backend.get_vm(ref).state is HostState.SAVED  # type: ignore[union-attr]
 
 
 def test_read_only_calls_are_retried_on_a_fresh_session(
     backend: HyperVBackend, tmp_path: Path
 ) -> None:
-    make_running_vm(backend)
+    ref = make_running_vm(backend)
     fakeps.inject(tmp_path, "die", op="vm_get")
-    vm = backend.get_vm("p-001")
+    vm = backend.get_vm(ref)
     assert vm is not None and vm.state is HostState.RUNNING
     assert backend.pool.restarts == 1
 
@@ -83,33 +86,34 @@ def test_read_only_calls_are_retried_on_a_fresh_session(
 def test_hung_past_the_timeout_is_killed_and_replaced(
     backend: HyperVBackend, tmp_path: Path
 ) -> None:
-    make_running_vm(backend)
+    ref = make_running_vm(backend)
     fakeps.inject(tmp_path, "hang", op="vm_pause")
     with pytest.raises(OperationTimeout) as info:
-        backend.pause("p-001")
+        backend.pause(ref)
     assert "did not answer 'vm_pause'" in info.value.message
     assert info.value.vm == "p-001"
-    backend.pause("p-001")
-    assert backend.get_vm("p-001").state is HostState.PAUSED  # type: ignore[union-attr]
+    backend.pause(ref)
+    assert backend.get_vm(ref).state is HostState.PAUSED  # type: ignore[union-attr]
 
 
 def test_garbage_is_an_error_and_the_next_call_works(
     backend: HyperVBackend, tmp_path: Path
 ) -> None:
-    make_running_vm(backend)
+    ref = make_running_vm(backend)
     fakeps.inject(tmp_path, "garbage", op="checkpoint_new")
     with pytest.raises(MalformedResponse) as info:
-        backend.checkpoint("p-001", "clean")
+        backend.checkpoint(ref, "clean")
     assert "malformed response" in info.value.message
     assert info.value.raw is not None and "this is not JSON" in info.value.raw
-    backend.checkpoint("p-001", "clean")
-    assert backend.get_vm("p-001").checkpoints == ["clean"]  # type: ignore[union-attr]
+    backend.checkpoint(ref, "clean")
+    # VM records no longer carry checkpoints: they are listed by checkpoint_list.
+    assert backend.checkpoint_names(ref) == ["clean"]
 
 
 def test_stray_output_and_forged_frames_are_ignored(backend: HyperVBackend, tmp_path: Path) -> None:
-    make_running_vm(backend)
+    ref = make_running_vm(backend)
     fakeps.inject(tmp_path, "noise", op="vm_ip")
-    assert backend.ip_address("p-001") is not None  # not "forged"
+    assert backend.ip_address(ref) is not None  # not "forged"
     session = backend.pool._idle[0]
     assert any("forged" in line for line in session.noise)
 
@@ -117,22 +121,20 @@ def test_stray_output_and_forged_frames_are_ignored(backend: HyperVBackend, tmp_
 def test_windows_powershell_51_shapes(tmp_path: Path) -> None:
     backend = fake_backend(tmp_path, "--ps51", "--localized")
     try:
-        make_running_vm(backend)
-        backend.checkpoint("p-001", "clean")
+        ref = make_running_vm(backend)
+        backend.checkpoint(ref, "clean")
         vms = backend.list_vms(prefix="p-")  # one VM: a bare object, not a list
-        assert [(v.name, v.state, v.checkpoints) for v in vms] == [
-            ("p-001", HostState.RUNNING, ["clean"])
-        ]
-        assert backend.ip_address(
-            "p-001",
-        ).startswith("172.")  # type: ignore[union-attr]
-        assert backend.heartbeat_ok("p-001")
-        backend.save("p-001")
-        vm = backend.get_vm("p-001")
+        assert [(v.name, v.id, v.state) for v in vms] == [("p-001", ref.id, HostState.RUNNING)]
+        # One checkpoint: checkpoint_list's Items is a bare object, not a list.
+        assert backend.checkpoint_names(ref) == ["clean"]
+        assert backend.ip_address(ref).startswith("172.")  # type: ignore[union-attr]
+        assert backend.heartbeat_ok(ref)
+        backend.save(ref)
+        vm = backend.get_vm(ref)
         assert vm is not None and (vm.state, vm.raw_state) == (HostState.SAVED, "Saved")
         # A localised message still maps to the right error.
         with pytest.raises(InvalidVMState) as info:
-            backend.save("p-001")
+            backend.save(ref)
         assert "Échec" in info.value.message
         assert backend.list_vms(prefix="none-") == []
         session = backend.pool._idle[0]
@@ -143,7 +145,7 @@ def test_windows_powershell_51_shapes(tmp_path: Path) -> None:
 
 def test_errors_come_back_typed(backend: HyperVBackend) -> None:
     with pytest.raises(VMNotFoundInHost) as info:
-        backend.start("ghost-001")
+        backend.start(VMRef("ghost-001", str(uuid.uuid4())))
     assert info.value.vm == "ghost-001"
     assert backend.pool.restarts == 0  # an error record is not a broken session
 
@@ -151,13 +153,13 @@ def test_errors_come_back_typed(backend: HyperVBackend) -> None:
 def test_many_threads_share_a_small_pool(tmp_path: Path) -> None:
     backend = fake_backend(tmp_path, sessions=3)
     try:
-        make_running_vm(backend)
+        ref = make_running_vm(backend)
         errors: list[BaseException] = []
 
         def work() -> None:
             try:
                 for _ in range(10):
-                    assert backend.get_vm("p-001") is not None
+                    assert backend.get_vm(ref) is not None
                     backend.capacity()
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
@@ -217,7 +219,7 @@ def test_missing_powershell_is_a_clear_error(tmp_path: Path) -> None:
 def test_session_start_and_close(tmp_path: Path) -> None:
     session = PowerShellSession(dispatcher_argv(fake_command(tmp_path)))
     session.start()
-    assert session.info["protocol"] == 1 and "vm_start" in session.info["ops"]
+    assert session.info["protocol"] == 2 and "vm_start" in session.info["ops"]
     assert session.call("ping", {}, 5.0)["pong"] is True
     session.close()
     assert not session.alive
@@ -314,7 +316,7 @@ def _ready_only(ready: dict[str, object]) -> list[str]:
     import json
     import sys
 
-    frame = "HVKUBE-READY " + json.dumps({"protocol": 1, **ready})
+    frame = "HVKUBE-READY " + json.dumps({"protocol": 2, **ready})
     return [sys.executable, "-c", f"import sys; print({frame!r}, flush=True); sys.stdin.read()"]
 
 
@@ -352,10 +354,10 @@ def test_the_fake_host_says_its_rights_and_version(tmp_path: Path) -> None:
 def test_without_rights_a_record_that_says_nothing_is_a_permission_error(tmp_path: Path) -> None:
     backend = fake_backend(tmp_path, "--no-rights", "--localized")
     try:
-        make_running_vm(backend)
+        ref = make_running_vm(backend)
         sim_host(tmp_path).inject_fault("permission-denied", op="save")
         with pytest.raises(PermissionDenied) as info:
-            backend.save("p-001")
+            backend.save(ref)
         assert info.value.raw is not None and "Unspecified,Microsoft.HyperV" in info.value.raw
         assert info.value.message.startswith("Vous ne disposez pas")
         assert (

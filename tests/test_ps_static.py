@@ -529,11 +529,6 @@ def test_the_planted_code_done_right_adds_nothing(module: HyperVModule, tmp_path
 # -- the real scripts --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the dispatcher is being rewritten for issue 12; the old one has the restore bug "
-    "(.Count and [-1] on Get-HvCheckpoints' unrolled output in checkpoint_restore)",
-)
 def test_every_core_script_passes_every_check(core_violations: dict[Path, list[Violation]]) -> None:
     violations = [v for found in core_violations.values() for v in found]
     assert not violations, "\n".join(map(str, violations))

@@ -22,12 +22,16 @@ from core.errors import BackendError, CapacityExceeded, HvkubeError, OutOfMemory
 from core.models import HostState, VMState
 from core.settings import Settings
 from core.store import Store
+from tests.host_support import host_named, ref_named
 
 
 def _settings(folder: Path, kind: str) -> Settings:
     return Settings(
         db=str(folder / "hvkube.db"),
         backend="sim" if kind == "sim" else "hyperv",
+        # The pool is built once on the simulated host that the fake PowerShell host answers
+        # from: the same VMs, the same ids, so moving the store to Hyper-V is sound.
+        backend_switch=kind != "sim",
         sim_scale=0,
         ready_timeout_s=10,
         op_timeout_s=3.0,
@@ -76,7 +80,7 @@ class Rig:
         assert check_invariants(self.engine, report=report, sim=self.sim) == []
 
     def host_state(self, name: str) -> HostState:
-        vm = self.sim.get_vm(name)
+        vm = host_named(self.sim, name)
         assert vm is not None
         return vm.state
 
@@ -139,7 +143,11 @@ def test_ip_change_on_resume_is_recorded(rig: Rig) -> None:
     again = rig.engine.acquire("web", holder="second")
     assert again.name == first.name
     assert again.ip and again.ip != first.ip
-    assert rig.engine.get_vm(first.name).ip == again.ip == rig.sim.ip_address(first.name)
+    assert (
+        rig.engine.get_vm(first.name).ip
+        == again.ip
+        == rig.sim.ip_address(ref_named(rig.sim, first.name))
+    )
     rig.consistent()
 
 

@@ -12,6 +12,7 @@ from core import open_engine
 from core.engine import Engine
 from core.errors import Conflict
 from core.models import VMState
+from tests.host_support import host_named
 
 
 def test_a_vm_claimed_while_being_scaled_away_is_not_deleted(db_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_a_vm_claimed_while_being_scaled_away_is_not_deleted(db_path: Path) -> N
                 scaler.delete_vm("p-001")
         vm = scaler.get_vm("p-001")
         assert vm.holder == "agent-lease" and vm.state is VMState.RUNNING
-        assert scaler.backend.get_vm("p-001") is not None
+        assert host_named(scaler, "p-001") is not None
         assert check_invariants(scaler) == []
 
 

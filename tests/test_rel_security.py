@@ -161,6 +161,8 @@ READS = {
     "get_agent",
     "list_agents",
     "step",  # a context manager used inside mutating methods only
+    "ref",
+    "host_vm",
 }
 MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "record_event": lambda e: e.record_event("x", None, None, 0.0),
@@ -184,6 +186,8 @@ MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "provision_pool": lambda e: e.provision_pool("p"),
     "scale_pool": lambda e: e.scale_pool("p", 3),
     "reconcile": lambda e: e.reconcile(),
+    "remove_from_host": lambda e: e.remove_from_host(e.get_vm("p-002")),
+    "restore_clean": lambda e: e.restore_clean(e.get_vm("p-002")),
 }
 
 

@@ -7,6 +7,7 @@ lacks a capability lists it as absent in `capabilities` and raises
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -26,73 +27,106 @@ class Capability(StrEnum):
 CLEAN_CHECKPOINT = "clean"
 
 
+@dataclass(frozen=True)
+class VMRef:
+    """A VM as hvkube addresses it: by the hypervisor's own id, with its name to show."""
+
+    name: str
+    id: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """Operations on one hypervisor host. Names are exact: never wildcards."""
+    """Operations on one hypervisor host.
+
+    Every operation on a VM takes a `VMRef` and addresses the VM by its id, never by a
+    name lookup: a VM with the same name that hvkube did not make is never touched.
+    Names are compared ignoring case, as Hyper-V and NTFS do."""
 
     name: str
     simulated: bool
     capabilities: frozenset[Capability]
 
     def list_vms(self, prefix: str | None = None) -> list[HostVM]:
-        """Every VM on the host (whose name starts with `prefix`, when given)."""
+        """Every VM on the host (whose name starts with `prefix`, ignoring case, when given).
+        A VM the host cannot read (its files are gone) is left out, not an error."""
         ...
 
-    def get_vm(self, name: str) -> HostVM | None:
-        """The VM with exactly this name, or None."""
+    def find_vms(self, name: str) -> list[HostVM]:
+        """The VMs named `name`, ignoring case (Hyper-V allows several)."""
+        ...
+
+    def get_vm(self, vm: VMRef) -> HostVM | None:
+        """The VM with this id, or None when the host has no such VM."""
         ...
 
     def disk_path_for(self, vm_name: str, template_disk: str) -> str:
         """Where the clone of `template_disk` for `vm_name` lives on this host."""
         ...
 
-    def create_differencing_disk(self, parent_path: str, child_path: str) -> None: ...
+    def create_differencing_disk(self, parent_path: str, child_path: str) -> None:
+        """A new differencing disk; HostObjectExists when a file is already there."""
+        ...
 
     def remove_disk(self, path: str) -> None:
-        """Delete a disk file that no VM uses (a half-provisioned clone). Absent: no error."""
+        """Delete a disk file that no VM uses. Absent: no error."""
         ...
 
-    def create_vm(self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool) -> None:
-        """Create an Off VM on the disk (generation 2, automatic checkpoints off)."""
+    def create_vm(
+        self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool, owner: str
+    ) -> HostVM:
+        """Create an Off VM on the disk (generation 2, automatic checkpoints off) carrying
+        the ownership mark of store `owner`; returns it with its id."""
         ...
 
-    def start(self, name: str) -> None:
+    def start(self, vm: VMRef) -> None:
         """Cold boot an Off VM or resume a Saved one, as Hyper-V's Start-VM does."""
         ...
 
-    def save(self, name: str) -> None: ...
+    def save(self, vm: VMRef) -> None: ...
 
-    def pause(self, name: str) -> None: ...
+    def pause(self, vm: VMRef) -> None: ...
 
-    def unpause(self, name: str) -> None: ...
+    def unpause(self, vm: VMRef) -> None: ...
 
-    def stop(self, name: str, force: bool = False) -> None:
+    def stop(self, vm: VMRef, force: bool = False) -> None:
         """Shut down gracefully, or turn off when `force`."""
         ...
 
-    def remove(self, name: str) -> None:
-        """Remove the VM with its disk, saved state and checkpoints."""
+    def remove(self, vm: VMRef) -> None:
+        """Remove the VM and its checkpoints (merged). Its disks stay, as with Remove-VM:
+        the caller removes the disk it made with `remove_disk`."""
         ...
 
-    def checkpoint(self, name: str, checkpoint: str) -> None:
-        """A standard checkpoint, with memory when the VM runs."""
+    def checkpoint(self, vm: VMRef, checkpoint: str) -> None:
+        """A standard checkpoint, with memory when the VM runs; replaces older ones of the
+        same name."""
         ...
 
-    def restore_checkpoint(self, name: str, checkpoint: str) -> None: ...
+    def restore_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
+        """Apply the newest checkpoint of that name; CheckpointNotFound when there is none."""
+        ...
 
-    def remove_checkpoint(self, name: str, checkpoint: str) -> None: ...
+    def remove_checkpoint(self, vm: VMRef, checkpoint: str) -> None: ...
 
-    def ip_address(self, name: str) -> str | None: ...
+    def checkpoint_names(self, vm: VMRef) -> list[str]:
+        """The names of the VM's checkpoints, oldest first."""
+        ...
 
-    def heartbeat_ok(self, name: str) -> bool: ...
+    def ip_address(self, vm: VMRef) -> str | None: ...
+
+    def heartbeat_ok(self, vm: VMRef) -> bool: ...
 
     def capacity(self) -> HostCapacity: ...
 
-    def screenshot(self, name: str) -> bytes:
+    def screenshot(self, vm: VMRef) -> bytes:
         """The VM's screen as PNG bytes."""
         ...
 
-    def saved_state_path(self, name: str) -> str | None: ...
+    def saved_state_path(self, vm: VMRef) -> str | None: ...
 
     def close(self) -> None: ...
 
@@ -102,16 +136,16 @@ class InputBackend(Protocol):
     """Optional: backends with Capability.INPUT drive the guest's keyboard and mouse from the
     host, and with Capability.CONSOLE open the hypervisor's console window."""
 
-    def send_text(self, name: str, text: str) -> None:
+    def send_text(self, vm: VMRef, text: str) -> None:
         """Type ASCII text (chunked as the hypervisor needs)."""
         ...
 
-    def send_key(self, name: str, key: str) -> None:
+    def send_key(self, vm: VMRef, key: str) -> None:
         """Press and release one key: a name (enter, f5), a character, a code, ctrl+alt+del."""
         ...
 
-    def click(self, name: str, x: int, y: int, button: str = "left") -> None: ...
+    def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None: ...
 
-    def console(self, name: str) -> object:
+    def console(self, vm: VMRef) -> object:
         """Start the hypervisor's console viewer for the VM; returns the started process."""
         ...

@@ -21,6 +21,7 @@ frame), noise (stray lines and a forged frame before the real answer).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import io
@@ -36,17 +37,19 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from core.backends import fakeps_errors
+from core.backends.base import VMRef
+from core.backends.hyperv import HEARTBEAT_SERVICE_ID
 from core.backends.sim import SimHost
 from core.errors import (
     BackendError,
     CheckpointNotFound,
-    FileInUse,
-    HostObjectExists,
     HvkubeError,
+    InvalidVMState,
     PermissionDenied,
     Unsupported,
     VMNotFoundInHost,
 )
+from core.ownership import same_name
 
 FAULT_KINDS = ("die", "die-after", "hang", "garbage", "noise")
 FAULTS_FILE = "fakeps-faults.json"
@@ -135,10 +138,11 @@ def dispatcher_ops(text: str) -> dict[str, list[str]]:
         end = _matching_brace(body, found.end() - 1)
         block = body[found.end() : end - 1]
         params: list[str] = []
-        declared = re.match(r"\s*param\s*\((.*?)\)\s*\n", block, re.S)
+        # Comments may come before `param(...)`, as PowerShell allows.
+        declared = re.match(r"(?:\s*#[^\n]*\n)*\s*param\s*\((.*?)\)\s*\n", block, re.S)
         if declared:
             # Every parameter is typed: `[string]$Name`, `[bool]$Click = $true`.
-            params = re.findall(r"\[[A-Za-z.]+\]\s*\$([A-Za-z]+)", declared.group(1))
+            params = re.findall(r"\[[A-Za-z.]+\]\s*\$([A-Za-z_][A-Za-z0-9_]*)", declared.group(1))
         ops[found.group(1)] = params
         pos = end
     return ops
@@ -202,6 +206,8 @@ class FakeHost:
         self.state_dir = state_dir
         self.ps51 = ps51
         self.localized = localized
+        # The VM the current operation looked up: its state goes into error records.
+        self.op_vm: dict[str, Any] | None = None
 
     # shapes --------------------------------------------------------------------------------
 
@@ -224,40 +230,57 @@ class FakeHost:
             return None
         return items
 
-    def _record(self, name: str, vms: dict[str, Any] | None = None) -> dict[str, Any]:
-        raw = (vms if vms is not None else self.sim.raw_state()["vms"])[name]
-        state = raw["state"]
-        running = state in {"Running", "Paused"}
-        uptime = max(0.0, time.time() - raw["booted_at"]) if running and raw["booted_at"] else 0.0
-        record: dict[str, Any] = {
-            "Name": name,
-            "Id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"hvkube-vm:{name}")),
-            "State": self._enum(state, STATE_NUMBERS),
-            "Status": "Operating normally",
-            "Heartbeat": self._enum(
-                "OkApplicationsHealthy" if state == "Running" else "NoContact", HEARTBEAT_NUMBERS
-            ),
-            "MemoryAssigned": raw["memory_mb"] * 1024 * 1024 if running else 0,
+    def _record(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """What the dispatcher's ConvertTo-HvRecord projects from a VirtualMachine."""
+        return {
+            "Name": raw["name"],
+            "Id": raw["id"],
+            "State": self._enum(self.sim._final_state(raw), STATE_NUMBERS),
+            "Notes": raw.get("notes") or "",
             "MemoryStartup": raw["memory_mb"] * 1024 * 1024,
             "CreationTime": self._date(raw.get("created_at")),
             "Generation": 2,
-            "Checkpoints": self._list(sorted(raw["checkpoints"])),
+            "Path": self.sim.vm_dir,
         }
-        if self.ps51:
-            ticks = int(uptime * 10_000_000)
-            record["Uptime"] = {"Ticks": ticks, "TotalSeconds": uptime}
-        else:
-            record["UptimeSeconds"] = uptime
-        return record
+
+    def _ref(self, p: dict[str, Any]) -> VMRef:
+        """The VM with the request's Id, as Get-VM -Id finds it; a real host's error when none."""
+        vm_id = str(uuid.UUID(str(p["Id"])))
+        raw = self.sim.raw_state()["vms"].get(vm_id)
+        if raw is None:
+            raise _NoVM(vm_id)
+        if raw.get("broken"):
+            raise BackendError(
+                f"The virtual machine '{raw['name']}' could not be read: its configuration "
+                "file was not found (0x80070002).",
+                vm=raw["name"],
+            )
+        self.op_vm = raw
+        return VMRef(raw["name"], vm_id)
+
+    def _checkpoints(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {"Id": c["id"], "Name": c["name"], "CreationTime": self._date(c["at"])}
+            for c in raw["checkpoints"]
+        ]
+
+    def _find_checkpoint(self, checkpoint_id: str) -> VMRef:
+        """Get-VMSnapshot -Id: the VM that has the checkpoint."""
+        wanted = str(uuid.UUID(checkpoint_id))
+        for raw in self.sim.raw_state()["vms"].values():
+            if any(c["id"] == wanted for c in raw["checkpoints"]):
+                return VMRef(raw["name"], raw["id"])
+        raise _NoCheckpoint(checkpoint_id)
+
+    def _wmi_result(self, ref: VMRef, log: dict[str, Any] | None) -> dict[str, Any]:
+        """A keyboard or mouse method: 32775 (invalid state) unless the VM runs."""
+        if self.sim.raw_vm(ref)["state"] != "Running":
+            return {"ReturnValue": 32775, "Job": ""}
+        if log is not None:
+            self._log_input({"vm": ref.name, **log})
+        return {"ReturnValue": 0, "Job": ""}
 
     # operations ----------------------------------------------------------------------------
-
-    def _running(self, name: str, what: str) -> None:
-        vm = self.sim.raw_state()["vms"].get(name)
-        if vm is None:
-            raise VMNotFoundInHost(f"Hyper-V has no virtual machine named '{name}'", vm=name)
-        if vm["state"] != "Running":
-            raise _Wmi(32775, f"{what} failed with WMI return value 32775")
 
     def _log_input(self, entry: dict[str, Any]) -> None:
         with (self.state_dir / INPUT_FILE).open("a", encoding="utf-8") as fh:
@@ -265,6 +288,7 @@ class FakeHost:
 
     def run(self, op: str, p: dict[str, Any]) -> Any:
         sim = self.sim
+        self.op_vm = None
         if op == "ping":
             return {"pong": True, "ps": "5.1.fake" if self.ps51 else "7.4.fake"}
         if op == "host_info":
@@ -277,20 +301,51 @@ class FakeHost:
                 "VirtualMachinePath": sim.vm_dir,
             }
         if op == "vm_list":
-            prefix = p.get("Prefix") or None
-            vms = sim.raw_state()["vms"]
-            return self._list([self._record(vm.name, vms) for vm in sim.list_vms(prefix)])
+            vms = sim.raw_state()["vms"].values()
+            return {
+                "Items": self._list([self._record(vm) for vm in vms if not vm.get("broken")]),
+                "Errors": [
+                    self.error_record(
+                        BackendError(
+                            f"The virtual machine '{vm['name']}' could not be read: its "
+                            "configuration file was not found. (0x80070002)"
+                        ),
+                        op,
+                    )
+                    for vm in vms
+                    if vm.get("broken")
+                ],
+            }
+        if op == "vm_find":
+            found = [
+                vm for vm in sim.raw_state()["vms"].values() if same_name(vm["name"], p["Name"])
+            ]
+            errors = [] if found else [self.error_record(_NoVM(p["Name"], by_name=True), op)]
+            return {"Items": self._list([self._record(vm) for vm in found]), "Errors": errors}
         if op == "vm_get":
-            return self._record(p["Name"]) if sim.get_vm(p["Name"]) is not None else None
+            return self._record(sim.raw_vm(self._ref(p)))
         if op == "disk_new_diff":
             sim.create_differencing_disk(p["ParentPath"], p["Path"])
             return None
+        if op == "disk_exists":
+            return {"Exists": sim.disk_exists(p["Path"])}
         if op == "disk_remove":
+            if not sim.disk_exists(p["Path"]):
+                raise _NoFile(p["Path"])
             sim.remove_disk(p["Path"])
             return None
-        if op == "vm_new":
+        if op in {"vm_new", "vm_new_on_switch"}:
             memory_mb = int(p["MemoryBytes"]) // (1024 * 1024)
-            sim.create_vm(p["Name"], p["DiskPath"], memory_mb, int(p["Cpus"]), bool(p["Gpu"]))
+            made = sim._new_vm(p["Name"], p["DiskPath"], memory_mb, 2, False, notes=None)
+            return self._record(sim.raw_vm(VMRef(made.name, made.id)))
+        if op == "vm_configure":
+            sim.configure(self._ref(p), notes=str(p["Notes"]))
+            return None
+        if op == "vm_add_gpu":
+            sim.configure(self._ref(p), gpu=True)
+            return None
+        if op in {"vm_dynamic_memory", "vm_enhanced_session"}:
+            self._ref(p)
             return None
         simple = {
             "vm_start": sim.start,
@@ -300,64 +355,97 @@ class FakeHost:
             "vm_remove": sim.remove,
         }
         if op in simple:
-            simple[op](p["Name"])
+            simple[op](self._ref(p))
             return None
-        if op == "vm_stop":
-            sim.stop(p["Name"], force=bool(p.get("Force")))
+        if op in {"vm_shutdown", "vm_turn_off"}:
+            ref = self._ref(p)
+            if sim.raw_vm(ref)["state"] == "Off":
+                raise InvalidVMState(f"'{ref.name}' is already turned off", vm=ref.name)
+            sim.stop(ref, force=op == "vm_turn_off")
             return None
+        if op == "checkpoint_list":
+            return {"Items": self._list(self._checkpoints(sim.raw_vm(self._ref(p))))}
         if op == "checkpoint_new":
-            sim.checkpoint(p["Name"], p["Checkpoint"])
-            return None
+            taken = sim.add_checkpoint(self._ref(p), p["Checkpoint"])
+            return {
+                "Id": taken["id"],
+                "Name": taken["name"],
+                "CreationTime": self._date(taken["at"]),
+            }
         if op == "checkpoint_restore":
-            sim.restore_checkpoint(p["Name"], p["Checkpoint"])
+            checkpoint_id = str(uuid.UUID(str(p["CheckpointId"])))
+            sim.restore_checkpoint_id(self._find_checkpoint(checkpoint_id), checkpoint_id)
             return None
         if op == "checkpoint_remove":
-            sim.remove_checkpoint(p["Name"], p["Checkpoint"])
+            checkpoint_id = str(uuid.UUID(str(p["CheckpointId"])))
+            sim.remove_checkpoint_id(self._find_checkpoint(checkpoint_id), checkpoint_id)
             return None
         if op == "vm_ip":
-            name = p["Name"]
-            ip = sim.ip_address(name)
-            state = sim.raw_state()["vms"][name]["state"]
+            ref = self._ref(p)
+            ip = sim.ip_address(ref)
             addresses = [] if ip is None else ["fe80::215:5dff:fe00:1", ip]
             return {
-                "State": self._enum(state, STATE_NUMBERS),
+                "State": self._enum(sim.raw_vm(ref)["state"], STATE_NUMBERS),
                 "Addresses": self._list(addresses),
-                "KvpIPv4": ip,
             }
+        if op == "vm_kvp":
+            ref = self._ref(p)
+            ip = sim.ip_address(ref)
+            if ip is None:
+                raise _NoDevice("Msvm_KvpExchangeComponent")
+            return {"Items": [_kvp_item("NetworkAddressIPv4", ip)]}
         if op == "vm_heartbeat":
-            name = p["Name"]
-            ok = sim.heartbeat_ok(name)
-            state = sim.raw_state()["vms"][name]["state"]
+            ref = self._ref(p)
+            ok = sim.heartbeat_ok(ref)
+            services = [
+                ("Guest Service Interface", "6C09BB55-D683-4DA0-8931-C9BF705F6480", "Ok"),
+                ("Heartbeat", HEARTBEAT_SERVICE_ID, "Ok" if ok else "NoContact"),
+            ]
             return {
-                "State": self._enum(state, STATE_NUMBERS),
-                "Heartbeat": self._enum(
-                    "OkApplicationsHealthy" if ok else "NoContact", HEARTBEAT_NUMBERS
+                "State": self._enum(sim.raw_vm(ref)["state"], STATE_NUMBERS),
+                "Items": self._list(
+                    [
+                        {
+                            "Id": f"Microsoft:{ref.id.upper()}\\{service_id}",
+                            "Enabled": True,
+                            "PrimaryStatus": status,
+                        }
+                        for _name, service_id, status in services
+                    ]
                 ),
-                "Found": True,
-                "Enabled": True,
-                "PrimaryStatus": "Ok" if ok else "NoContact",
             }
-        if op == "vm_saved_state":
-            return sim.saved_state_path(p["Name"])
-        if op == "vm_screenshot":
-            return _rgb565_screenshot(sim.screenshot(p["Name"]))
+        if op == "vm_video_head":
+            ref = self._ref(p)
+            if sim.raw_vm(ref)["state"] != "Running":
+                raise _NoDevice("Msvm_VideoHead")
+            shot = _rgb565_screenshot(sim.screenshot(ref))
+            return {"Width": shot["Width"], "Height": shot["Height"]}
+        if op == "vm_thumbnail":
+            shot = _rgb565_screenshot(sim.screenshot(self._ref(p)))
+            return {"ReturnValue": 0, "Job": "", "Data": shot["Data"]}
         if op == "vm_type_text":
-            self._running(p["Name"], "TypeText")
-            self._log_input({"vm": p["Name"], "op": "type_text", "text": p["Text"]})
-            return None
+            ref = self._ref(p)
+            text = base64.b64decode(str(p["TextBase64"])).decode("ascii")
+            return self._wmi_result(ref, {"op": "type_text", "text": text})
         if op == "vm_type_key":
-            self._running(p["Name"], "TypeKey")
-            self._log_input({"vm": p["Name"], "op": "type_key", "key": int(p["KeyCode"])})
-            return None
+            ref = self._ref(p)
+            return self._wmi_result(ref, {"op": "type_key", "key": int(p["KeyCode"])})
         if op == "vm_ctrl_alt_del":
-            self._running(p["Name"], "TypeCtrlAltDel")
-            self._log_input({"vm": p["Name"], "op": "ctrl_alt_del"})
-            return None
+            return self._wmi_result(self._ref(p), {"op": "ctrl_alt_del"})
+        if op == "vm_mouse_move":
+            ref = self._ref(p)
+            result = self._wmi_result(ref, None)
+            if result["ReturnValue"] == 0:  # the host keeps the pointer, whichever session asks
+                (self.state_dir / f"fakeps-pointer-{ref.id}.json").write_text(
+                    json.dumps([int(p["X"]), int(p["Y"])])
+                )
+            return result
         if op == "vm_mouse_click":
-            self._running(p["Name"], "SetAbsolutePosition")
-            entry = {"vm": p["Name"], "op": "click", "x": int(p["X"]), "y": int(p["Y"])}
-            self._log_input({**entry, "button": int(p["Button"])})
-            return None
+            ref = self._ref(p)
+            pointer = self.state_dir / f"fakeps-pointer-{ref.id}.json"
+            x, y = json.loads(pointer.read_text()) if pointer.exists() else (0, 0)
+            entry = {"op": "click", "x": x, "y": y, "button": int(p["Button"])}
+            return self._wmi_result(ref, entry)
         raise Unsupported(f"the fake host does not implement '{op}'")
 
     # errors --------------------------------------------------------------------------------
@@ -368,36 +456,95 @@ class FakeHost:
         """The record the dispatcher would send for this failure on a real host (built by
         fakeps_errors.build_record; in French with --localized)."""
         message = str(exc)
-        vm = getattr(exc, "vm", None)
-        # The simulated host raises a few failures under a neighbouring class or as a plain
-        # BackendError; a real host reports them as these.
-        if isinstance(exc, VMNotFoundInHost) and "checkpoint" in message:
-            exc = CheckpointNotFound(message, vm=vm, operation=op)
-        elif isinstance(exc, FileInUse) and "already exists" in message:
-            exc = HostObjectExists(message, vm=vm, operation=op)
-        elif type(exc) is BackendError and exc.raw == "PermissionDenied":
-            exc = PermissionDenied(message, vm=vm, operation=op)
-        elif type(exc) is BackendError and "already exists" in message:
-            exc = HostObjectExists(message, vm=vm, operation=op)
+        # The VM the operation found: a failed call leaves the state it found, the state
+        # before it.
         vm_state = None
-        if vm and not isinstance(exc, VMNotFoundInHost):
-            raw = self.sim.raw_state()["vms"].get(vm)
-            if raw is not None:  # a failed call leaves the state it found: the state before it
-                vm_state = self._enum(raw["state"], STATE_NUMBERS)
+        if self.op_vm is not None:
+            vm_state = self._enum(self.op_vm["state"], STATE_NUMBERS)
+        # Failures of the dispatcher's own lookups, in the shapes a real host gives them:
+        # (FullyQualifiedErrorId, category, exception type, HResult).
+        own = {
+            _NoVM: (  # Get-VM -Id / -Name with no such VM
+                "InvalidParameter,Microsoft.HyperV.PowerShell.Commands.GetVM",
+                "InvalidArgument",
+                fakeps_errors.VIRTUALIZATION_EXCEPTION,
+                fakeps_errors.COR_E_EXCEPTION,
+            ),
+            _NoFile: (  # Remove-Item of a path that is not there
+                "PathNotFound,Microsoft.PowerShell.Commands.RemoveItemCommand",
+                "ObjectNotFound",
+                "System.Management.Automation.ItemNotFoundException",
+                fakeps_errors.COR_E_INVALIDOPERATION,
+            ),
+            _NoDevice: (  # the dispatcher's own Stop-Hv in Get-HvDevice
+                "HvkubeInvalidState,Get-HvDevice",
+                "InvalidOperation",
+                fakeps_errors.INVALID_OPERATION,
+                fakeps_errors.COR_E_INVALIDOPERATION,
+            ),
+        }
+        for kind, (fqid, category, exc_type, hresult) in own.items():
+            if isinstance(exc, kind):
+                return {
+                    "message": message,
+                    "fqid": fqid,
+                    "category": category,
+                    "type": exc_type,
+                    "hresults": [hresult],
+                    "target": "",
+                }
+        vm = getattr(exc, "vm", None)
+        # The simulated host raises a few failures as a plain BackendError; a real host
+        # reports them as these.
+        if type(exc) is BackendError and exc.raw == "PermissionDenied":
+            exc = PermissionDenied(message, vm=vm, operation=op)
         return fakeps_errors.build_record(
             exc,
             op,
             "fr" if self.localized else "en",
             vm_state=vm_state,
-            wmi_code=exc.code if isinstance(exc, _Wmi) else None,
             no_rights=self.no_rights,
         )
 
 
-class _Wmi(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class _NoVM(VMNotFoundInHost):
+    """Get-VM found no VM with that Id (or name)."""
+
+    def __init__(self, key: str, by_name: bool = False) -> None:
+        what = "name" if by_name else "identifier"
+        super().__init__(f"Hyper-V was unable to find a virtual machine with {what} '{key}'.")
+        self.by_name = by_name
+
+
+class _NoCheckpoint(CheckpointNotFound):
+    def __init__(self, checkpoint_id: str) -> None:
+        super().__init__(
+            f"Hyper-V was unable to find a checkpoint with identifier '{checkpoint_id}'."
+        )
+
+
+class _NoFile(VMNotFoundInHost):
+    """Remove-Item of a path that is not there."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Cannot find path '{path}' because it does not exist.")
+
+
+class _NoDevice(InvalidVMState):
+    def __init__(self, class_name: str) -> None:
+        super().__init__(f"the VM has no {class_name} now (is it running?)")
+
+
+def _kvp_item(key: str, value: str) -> str:
+    """A Msvm_KvpExchangeDataItem as the KVP component hands it out: an XML text."""
+    from xml.sax.saxutils import escape
+
+    return (
+        '<INSTANCE CLASSNAME="Msvm_KvpExchangeDataItem">'
+        f'<PROPERTY NAME="Data" TYPE="string"><VALUE>{escape(value)}</VALUE></PROPERTY>'
+        f'<PROPERTY NAME="Name" TYPE="string"><VALUE>{escape(key)}</VALUE></PROPERTY>'
+        '<PROPERTY NAME="Source" TYPE="uint16"><VALUE>2</VALUE></PROPERTY></INSTANCE>'
+    )
 
 
 def _rgb565_screenshot(png: bytes) -> dict[str, Any]:
@@ -467,7 +614,7 @@ def serve(host: FakeHost, ops: dict[str, list[str]], args: argparse.Namespace) -
         err.write(CLIXML_PROGRESS)
         err.flush()
     ready = {
-        "protocol": 1,
+        "protocol": 2,
         "ps": "5.1.fake" if host.ps51 else "7.4.fake",
         "edition": "Desktop" if host.ps51 else "Core",
         "moduleError": None,
@@ -539,7 +686,7 @@ def serve(host: FakeHost, ops: dict[str, list[str]], args: argparse.Namespace) -
 
         try:
             message: dict[str, Any] = {"ok": True, "result": host.run(op, data)}
-        except (HvkubeError, _Wmi) as exc:
+        except HvkubeError as exc:
             message = {"ok": False, "error": host.error_record(exc, op)}
         except (KeyError, TypeError, ValueError) as exc:
             message = {

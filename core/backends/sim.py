@@ -19,15 +19,18 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.backends.base import Capability
+from core.backends.base import Capability, VMRef
 from core.errors import (
     BackendError,
+    CheckpointNotFound,
     FileInUse,
+    HostObjectExists,
     InvalidVMState,
     OperationTimeout,
     OutOfMemory,
@@ -36,6 +39,7 @@ from core.errors import (
     VMNotFoundInHost,
 )
 from core.models import HostCapacity, HostState, HostVM
+from core.ownership import owner_of, same_name
 from core.settings import Settings
 
 FAULT_KINDS = {
@@ -46,6 +50,8 @@ FAULT_KINDS = {
     "out-of-memory": "the host reports no free memory; starting a VM fails",
     "fail": "the next operation of the given kind (or any) fails with an error",
     "permission-denied": "the next operation fails as if the user were not a Hyper-V admin",
+    "foreign-vm": "a VM that hvkube did not make appears on the host with the given name",
+    "broken-vm": "the VM's files are gone: the host can no longer read it (a ghost VM)",
 }
 
 
@@ -287,11 +293,20 @@ class SimHost:
         if self.scale > 0 and seconds > 0:
             time.sleep(seconds * self.scale)
 
-    def _vm(self, state: _SimState, name: str, op: str) -> dict[str, Any]:
-        vm = state["vms"].get(name)
+    def _vm(self, state: _SimState, ref: VMRef, op: str) -> dict[str, Any]:
+        """The VM with this id, as Get-VM -Id finds it (never by its name)."""
+        name = ref.name
+        vm = state["vms"].get(ref.id)
         if vm is None:
             raise VMNotFoundInHost(
-                f"Hyper-V was unable to find a virtual machine with name '{name}'",
+                f"Hyper-V was unable to find a virtual machine with identifier '{ref.id}'",
+                vm=name,
+                operation=op,
+            )
+        if vm.get("broken"):
+            raise BackendError(
+                f"The virtual machine '{vm['name']}' could not be read: its configuration "
+                "file was not found (0x80070002).",
                 vm=name,
                 operation=op,
             )
@@ -339,7 +354,7 @@ class SimHost:
 
     def _transition(
         self,
-        name: str,
+        ref: VMRef,
         op: str,
         allowed: set[str],
         during: str,
@@ -351,8 +366,9 @@ class SimHost:
         operation's end is recorded with the VM so that it completes even if this process
         dies. With no time to take (scale 0) it is one transaction."""
         args = args or {}
+        name = ref.name
         with self._locked() as state:
-            vm = self._vm(state, name, op)
+            vm = self._vm(state, ref, op)
             hang = self._apply_op_faults(state, op, name)
             if vm["state"] not in allowed:
                 raise InvalidVMState(
@@ -376,7 +392,7 @@ class SimHost:
             self._hang(op, name, hang)
         time.sleep(seconds)
         with self._locked() as state:
-            self._vm(state, name, op)  # completes the pending operation
+            self._vm(state, ref, op)  # completes the pending operation
 
     def _memory_in_use(self, state: _SimState) -> int:
         return state.vms.memory_in_use()
@@ -400,80 +416,134 @@ class SimHost:
         uptime = 0.0
         if shown in {"Running", "Paused"} and vm.get("booted_at"):
             uptime = max(0.0, time.time() - vm["booted_at"])
+        if vm.get("broken"):
+            shown = "Broken"
         return HostVM(
             name=vm["name"],
+            id=vm["id"],
+            owner=owner_of(vm.get("notes")),
             state=HostState.from_name(shown),
             raw_state=shown,
             memory_mb=vm["memory_mb"],
             uptime_s=uptime,
-            checkpoints=sorted(vm["checkpoints"]),
+            checkpoints=[c["name"] for c in vm["checkpoints"]],
         )
 
     def list_vms(self, prefix: str | None = None) -> list[HostVM]:
+        folded = None if prefix is None else prefix.casefold()
         with self._locked(write=False) as state:
-            return [
+            found = [
                 self._host_vm(vm)
-                for name, vm in sorted(state["vms"].items())
-                if prefix is None or name.startswith(prefix)
+                for vm in state["vms"].values()
+                if not vm.get("broken")
+                and (folded is None or vm["name"].casefold().startswith(folded))
             ]
+        return sorted(found, key=lambda vm: (vm.name, vm.id))
 
-    def get_vm(self, name: str) -> HostVM | None:
+    def find_vms(self, name: str) -> list[HostVM]:
         with self._locked(write=False) as state:
-            vm = state["vms"].get(name)
+            found = [
+                self._host_vm(vm) for vm in state["vms"].values() if same_name(vm["name"], name)
+            ]
+        return sorted(found, key=lambda vm: (vm.name, vm.id))
+
+    def get_vm(self, ref: VMRef) -> HostVM | None:
+        with self._locked(write=False) as state:
+            vm = state["vms"].get(ref.id)
+            if vm is not None and vm.get("broken"):
+                self._vm(state, ref, "get")  # raises as Get-VM -Id does for a ghost
             return None if vm is None else self._host_vm(vm)
 
     def disk_path_for(self, vm_name: str, template_disk: str) -> str:
         suffix = Path(template_disk.replace("\\", "/")).suffix or ".vhdx"
         return f"{self.vm_dir}\\{vm_name}\\{vm_name}{suffix}"
 
+    @staticmethod
+    def _disk_key(path: str) -> str:
+        """NTFS compares paths ignoring case, and takes either slash."""
+        return path.replace("/", "\\").casefold()
+
     def create_differencing_disk(self, parent_path: str, child_path: str) -> None:
         with self._locked() as state:
             hang = self._apply_op_faults(state, "create_disk", None)
-            if child_path in state["disks"]:
-                raise FileInUse(f"The file '{child_path}' already exists.", operation="create_disk")
-            state["disks"][child_path] = {"parent": parent_path}
+            if self._disk_key(child_path) in state["disks"]:
+                raise HostObjectExists(
+                    f"Failed to create the virtual hard disk. The system failed to create "
+                    f"'{child_path}': The file exists. (0x80070050)",
+                    operation="create_disk",
+                )
+            state["disks"][self._disk_key(child_path)] = {
+                "path": child_path,
+                "parent": parent_path,
+            }
         if hang:
             self._hang("create_disk", None, hang)
         self._sleep(0.3)
 
     def remove_disk(self, path: str) -> None:
+        key = self._disk_key(path)
         with self._locked() as state:
-            if any(vm["disk"] == path for vm in state["vms"].values()):
-                raise FileInUse(f"The file '{path}' is in use by a virtual machine.")
-            state["disks"].pop(path, None)
+            # A VM that is Off holds no lock on its disk; one that runs or is saved does.
+            users = [vm for vm in state["vms"].values() if self._disk_key(vm["disk"]) == key]
+            if any(self._final_state(vm) != "Off" for vm in users):
+                raise FileInUse(
+                    f"The process cannot access the file '{path}' because it is being used "
+                    "by another process. (0x80070020)"
+                )
+            state["disks"].pop(key, None)
 
-    def create_vm(self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool) -> None:
+    def disk_exists(self, path: str) -> bool:
+        with self._locked(write=False) as state:
+            return self._disk_key(path) in state["disks"]
+
+    def create_vm(
+        self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool, owner: str
+    ) -> HostVM:
+        from core.ownership import owner_mark
+
+        return self._new_vm(name, disk_path, memory_mb, cpus, gpu, owner_mark(owner))
+
+    def _new_vm(
+        self,
+        name: str,
+        disk_path: str,
+        memory_mb: int,
+        cpus: int,
+        gpu: bool,
+        notes: str | None,
+    ) -> HostVM:
+        """New-VM, then Set-VM -Notes: Hyper-V allows several VMs of one name, told apart by
+        their ids."""
         with self._locked() as state:
             hang = self._apply_op_faults(state, "create_vm", name)
-            if name in state["vms"]:
-                raise BackendError(
-                    f"A virtual machine named '{name}' already exists.",
-                    vm=name,
-                    operation="create_vm",
-                )
-            if disk_path not in state["disks"]:
+            if self._disk_key(disk_path) not in state["disks"]:
                 raise BackendError(
                     f"The virtual hard disk '{disk_path}' does not exist.",
                     vm=name,
                     operation="create_vm",
                 )
-            state["vms"][name] = {
+            vm_id = str(uuid.uuid4())
+            state["vms"][vm_id] = {
+                "id": vm_id,
+                "notes": notes,
                 "name": name,
                 "state": "Off",
                 "memory_mb": memory_mb,
                 "cpus": cpus,
                 "gpu": gpu,
                 "disk": disk_path,
-                "checkpoints": {},
+                "checkpoints": [],  # oldest first; Hyper-V allows several of one name
                 "saved_state_ok": True,
                 "ip": None,
                 "booted": False,
                 "booted_at": None,
                 "created_at": _now_iso(),
             }
+            created = self._host_vm(state["vms"][vm_id])
         if hang:
             self._hang("create_vm", name, hang)
         self._sleep(1.0)
+        return created
 
     def _boot_seconds(self, vm: dict[str, Any]) -> float:
         return 30.0 + 30.0 * _stable_fraction(vm["name"] + vm["created_at"])
@@ -518,7 +588,7 @@ class SimHost:
             vm["ip"] = None
             vm["booted_at"] = None
         elif op == "restore":
-            target = vm["checkpoints"][args["checkpoint"]]["restores_to"]
+            target = self._checkpoint_by_id(vm, args["checkpoint_id"])["restores_to"]
             vm["state"] = target
             vm["saved_state_ok"] = True
             vm["booted_at"] = None
@@ -535,7 +605,8 @@ class SimHost:
             return str(vm["state"])
         op = pending["op"]
         if op == "restore":
-            return str(vm["checkpoints"][pending["args"]["checkpoint"]]["restores_to"])
+            taken = SimHost._checkpoint_by_id(vm, pending["args"]["checkpoint_id"])
+            return str(taken["restores_to"])
         return {
             "start": "Running",
             "save": "Saved",
@@ -544,7 +615,9 @@ class SimHost:
             "stop": "Off",
         }[op]
 
-    def start(self, name: str) -> None:
+    def start(self, ref: VMRef) -> None:
+        name = ref.name
+
         def duration(vm: dict[str, Any]) -> float:
             return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
 
@@ -559,26 +632,37 @@ class SimHost:
                 )
             vm["resume_from"] = vm["state"]
 
-        self._transition(name, "start", {"Off", "Saved"}, "Starting", duration, check=check)
+        self._transition(ref, "start", {"Off", "Saved"}, "Starting", duration, check=check)
 
-    def save(self, name: str) -> None:
+    def save(self, ref: VMRef) -> None:
+        def check(state: _SimState, vm: dict[str, Any]) -> None:
+            if vm.get("gpu"):
+                raise BackendError(
+                    f"'{ref.name}' failed to save: a virtual machine with a GPU partition "
+                    "adapter cannot be saved.",
+                    vm=ref.name,
+                    operation="save",
+                )
+
         self._transition(
-            name,
+            ref,
             "save",
             {"Running", "Paused"},
             "Saving",
             lambda vm: 0.3 + vm["memory_mb"] / 1536.0,
+            check=check,
         )
 
-    def pause(self, name: str) -> None:
-        self._transition(name, "pause", {"Running"}, "Pausing", lambda vm: 0.05)
+    def pause(self, ref: VMRef) -> None:
+        self._transition(ref, "pause", {"Running"}, "Pausing", lambda vm: 0.05)
 
-    def unpause(self, name: str) -> None:
-        self._transition(name, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02)
+    def unpause(self, ref: VMRef) -> None:
+        self._transition(ref, "unpause", {"Paused"}, "Resuming", lambda vm: 0.02)
 
-    def stop(self, name: str, force: bool = False) -> None:
+    def stop(self, ref: VMRef, force: bool = False) -> None:
+        name = ref.name
         with self._locked() as state:
-            vm = self._vm(state, name, "stop")
+            vm = self._vm(state, ref, "stop")
             if vm["state"] == "Off":
                 return
             if not force and vm["state"] != "Running":
@@ -589,27 +673,47 @@ class SimHost:
                     operation="stop",
                 )
         allowed = {"Running", "Paused", "Saved"} if force else {"Running"}
-        self._transition(name, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0)
+        self._transition(ref, "stop", allowed, "Stopping", lambda vm: 0.5 if force else 8.0)
 
-    def remove(self, name: str) -> None:
+    def remove(self, ref: VMRef) -> None:
+        """Remove-VM: the VM and its checkpoints go; its disk stays, as on Hyper-V."""
         with self._locked() as state:
-            self._vm(state, name, "remove")
-            hang = self._apply_op_faults(state, "remove", name)
+            self._vm(state, ref, "remove")
+            hang = self._apply_op_faults(state, "remove", ref.name)
         if hang:
-            self._hang("remove", name, hang)
+            self._hang("remove", ref.name, hang)
         self._sleep(1.0)
         with self._locked() as state:
-            vm = self._vm(state, name, "remove")
-            state["disks"].pop(vm["disk"], None)
-            del state["vms"][name]
+            self._vm(state, ref, "remove")
+            del state["vms"][ref.id]
 
-    def checkpoint(self, name: str, checkpoint: str) -> None:
+    @staticmethod
+    def _checkpoint_by_id(vm: dict[str, Any], checkpoint_id: str) -> dict[str, Any]:
+        for taken in vm["checkpoints"]:
+            if taken["id"] == checkpoint_id:
+                return dict(taken)
+        raise CheckpointNotFound(
+            f"Hyper-V was unable to find a checkpoint with identifier '{checkpoint_id}'.",
+            vm=vm["name"],
+            operation="restore",
+        )
+
+    def add_checkpoint(self, ref: VMRef, checkpoint: str) -> dict[str, Any]:
+        """Checkpoint-VM: one more checkpoint, even when others have that name."""
+        name = ref.name
         with self._locked() as state:
-            vm = self._vm(state, name, "checkpoint")
+            vm = self._vm(state, ref, "checkpoint")
             hang = self._apply_op_faults(state, "checkpoint", name)
-            if len(vm["checkpoints"]) >= 50 and checkpoint not in vm["checkpoints"]:
+            if len(vm["checkpoints"]) >= 50:
                 raise BackendError(
                     f"'{name}' already has 50 checkpoints, the most Hyper-V allows",
+                    vm=name,
+                    operation="checkpoint",
+                )
+            if vm.get("gpu"):
+                raise BackendError(
+                    f"'{name}' cannot take a checkpoint: a VM with a GPU partition adapter "
+                    "does not support checkpoints.",
                     vm=name,
                     operation="checkpoint",
                 )
@@ -617,42 +721,83 @@ class SimHost:
         if hang:
             self._hang("checkpoint", name, hang)
         self._sleep(2.5)
+        taken = {
+            "id": str(uuid.uuid4()),
+            "name": checkpoint,
+            "restores_to": restores_to,
+            "at": _now_iso(),
+        }
         with self._locked() as state:
-            vm = self._vm(state, name, "checkpoint")
-            vm["checkpoints"][checkpoint] = {"restores_to": restores_to, "at": _now_iso()}
+            self._vm(state, ref, "checkpoint")["checkpoints"].append(taken)
+        return taken
 
-    def restore_checkpoint(self, name: str, checkpoint: str) -> None:
+    def checkpoint(self, ref: VMRef, checkpoint: str) -> None:
+        """The backend's checkpoint: the new one replaces older ones of that name."""
+        taken = self.add_checkpoint(ref, checkpoint)
+        with self._locked() as state:
+            vm = self._vm(state, ref, "checkpoint")
+            vm["checkpoints"] = [
+                c for c in vm["checkpoints"] if c["name"] != checkpoint or c["id"] == taken["id"]
+            ]
+
+    def restore_checkpoint(self, ref: VMRef, checkpoint: str) -> None:
+        """The newest checkpoint of that name."""
+        with self._locked(write=False) as state:
+            matching = [
+                c for c in self._vm(state, ref, "restore")["checkpoints"] if c["name"] == checkpoint
+            ]
+        if not matching:
+            raise CheckpointNotFound(
+                f"Hyper-V was unable to find a checkpoint named '{checkpoint}' of "
+                f"virtual machine '{ref.name}'.",
+                vm=ref.name,
+                operation="restore",
+            )
+        self.restore_checkpoint_id(ref, matching[-1]["id"])
+
+    def restore_checkpoint_id(self, ref: VMRef, checkpoint_id: str) -> None:
+        """Restore-VMSnapshot of one checkpoint, found by its id."""
+
         def check(state: _SimState, vm: dict[str, Any]) -> None:
-            if checkpoint not in vm["checkpoints"]:
-                raise VMNotFoundInHost(
-                    f"'{name}' has no checkpoint named '{checkpoint}'",
-                    vm=name,
-                    operation="restore",
-                )
+            self._checkpoint_by_id(vm, checkpoint_id)
 
         self._transition(
-            name,
+            ref,
             "restore",
             {"Running", "Off", "Saved", "Paused"},
             "Stopping",
             lambda vm: 2.0,
             check=check,
-            args={"checkpoint": checkpoint},
+            args={"checkpoint_id": checkpoint_id},
         )
 
-    def remove_checkpoint(self, name: str, checkpoint: str) -> None:
+    def remove_checkpoint(self, ref: VMRef, checkpoint: str) -> None:
         with self._locked() as state:
-            vm = self._vm(state, name, "remove_checkpoint")
-            vm["checkpoints"].pop(checkpoint, None)
+            vm = self._vm(state, ref, "remove_checkpoint")
+            vm["checkpoints"] = [c for c in vm["checkpoints"] if c["name"] != checkpoint]
 
-    def ip_address(self, name: str) -> str | None:
+    def remove_checkpoint_id(self, ref: VMRef, checkpoint_id: str) -> None:
+        with self._locked() as state:
+            vm = self._vm(state, ref, "remove_checkpoint")
+            self._checkpoint_by_id(vm, checkpoint_id)
+            vm["checkpoints"] = [c for c in vm["checkpoints"] if c["id"] != checkpoint_id]
+
+    def checkpoint_records(self, ref: VMRef) -> list[dict[str, Any]]:
+        """Every checkpoint, oldest first: id, name, restores_to, at."""
         with self._locked(write=False) as state:
-            vm = self._vm(state, name, "ip")
+            return [dict(c) for c in self._vm(state, ref, "checkpoints")["checkpoints"]]
+
+    def checkpoint_names(self, ref: VMRef) -> list[str]:
+        return [c["name"] for c in self.checkpoint_records(ref)]
+
+    def ip_address(self, ref: VMRef) -> str | None:
+        with self._locked(write=False) as state:
+            vm = self._vm(state, ref, "ip")
             return vm["ip"] if vm["state"] == "Running" else None
 
-    def heartbeat_ok(self, name: str) -> bool:
+    def heartbeat_ok(self, ref: VMRef) -> bool:
         with self._locked(write=False) as state:
-            vm = self._vm(state, name, "heartbeat")
+            vm = self._vm(state, ref, "heartbeat")
             return bool(vm["state"] == "Running" and vm["booted"])
 
     def capacity(self) -> HostCapacity:
@@ -666,20 +811,20 @@ class SimHost:
                 logical_cpus=int(state["logical_cpus"]),
             )
 
-    def screenshot(self, name: str) -> bytes:
+    def screenshot(self, ref: VMRef) -> bytes:
         with self._locked(write=False) as state:
-            vm = self._vm(state, name, "screenshot")
+            vm = self._vm(state, ref, "screenshot")
             vm_state = vm["state"]
         from core.imaging import text_card  # Pillow loads only when a picture is asked for
 
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if vm_state == "Off":
-            return text_card([name, "Off", stamp], background=(0, 0, 0))
-        return text_card([name, vm_state, stamp])
+            return text_card([ref.name, "Off", stamp], background=(0, 0, 0))
+        return text_card([ref.name, vm_state, stamp])
 
-    def saved_state_path(self, name: str) -> str | None:
+    def saved_state_path(self, ref: VMRef) -> str | None:
         with self._locked(write=False) as state:
-            vm = self._vm(state, name, "saved_state_path")
+            vm = self._vm(state, ref, "saved_state_path")
             if vm["state"] != "Saved":
                 return None
             return str(Path(vm["disk"]).with_suffix(".vmrs"))
@@ -687,8 +832,38 @@ class SimHost:
     def close(self) -> None:
         return None
 
-    def send_text(self, name: str, text: str) -> None:
-        raise Unsupported("the simulated host has no keyboard", vm=name, operation="type")
+    def send_text(self, ref: VMRef, text: str) -> None:
+        raise Unsupported("the simulated host has no keyboard", vm=ref.name, operation="type")
+
+    def configure(self, ref: VMRef, *, notes: str | None = None, gpu: bool | None = None) -> None:
+        """Set-VM -Notes / Add-VMGpuPartitionAdapter on an existing VM."""
+        with self._locked() as state:
+            vm = self._vm(state, ref, "configure")
+            if notes is not None:
+                vm["notes"] = notes
+            if gpu is not None:
+                vm["gpu"] = gpu
+
+    def raw_vm(self, ref: VMRef) -> dict[str, Any]:
+        """The VM's record as the host keeps it (for the fake PowerShell host)."""
+        with self._locked(write=False) as state:
+            return dict(self._vm(state, ref, "get"))
+
+    # -- the host's other users ----------------------------------------------------------------
+
+    def add_foreign_vm(
+        self, name: str, state: str = "Off", memory_mb: int = 2048, disk_path: str | None = None
+    ) -> HostVM:
+        """A VM someone made by hand in Hyper-V Manager (or another hvkube store): no mark of
+        ours. Its disk lives where that person put it."""
+        disk = disk_path or f"C:\\Users\\Public\\Documents\\Hyper-V\\{name}.vhdx"
+        with self._locked() as host:
+            host["disks"][self._disk_key(disk)] = {"path": disk, "parent": None}
+        vm = self._new_vm(name, disk, memory_mb, 2, False, notes="made by hand")
+        if state != "Off":
+            with self._locked() as host:
+                host["vms"][vm.id]["state"] = state
+        return self.get_vm(VMRef(vm.name, vm.id)) or vm
 
     # -- fault injection -----------------------------------------------------------------------
 
@@ -701,17 +876,28 @@ class SimHost:
     ) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; choose from {', '.join(FAULT_KINDS)}")
+        if kind == "foreign-vm":
+            if vm is None:
+                raise ValueError("fault 'foreign-vm' needs a VM name")
+            self.add_foreign_vm(vm)
+            return
         with self._locked() as state:
-            if kind in {"corrupt-saved-state", "delete-vm", "ip-change"}:
+            if kind in {"corrupt-saved-state", "delete-vm", "ip-change", "broken-vm"}:
                 if vm is None:
                     raise ValueError(f"fault {kind!r} needs a VM name")
-                target = self._vm(state, vm, "fault")
+                matches = [v for v in state["vms"].values() if same_name(v["name"], vm)]
+                if not matches:
+                    raise ValueError(f"the simulated host has no VM named {vm!r}")
+                target = matches[0]
                 if kind == "corrupt-saved-state":
                     target["saved_state_ok"] = False
                     return
+                if kind == "broken-vm":
+                    target["broken"] = True
+                    return
                 if kind == "delete-vm":
-                    state["disks"].pop(target["disk"], None)
-                    del state["vms"][vm]
+                    state["disks"].pop(self._disk_key(target["disk"]), None)
+                    del state["vms"][target["id"]]
                     return
             state["faults"].append({"kind": kind, "vm": vm, "op": op, "seconds": seconds})
 

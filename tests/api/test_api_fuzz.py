@@ -37,7 +37,7 @@ def seed_objects(server: Any) -> dict[str, list[Any]]:
     """A pool with VMs, agents and leases for the fuzzer to find."""
     with open_engine(Settings(db=str(server.db), backend="sim", sim_scale=0.0)) as engine:
         engine.create_template("win11", "C:\\templates\\win11.vhdx", gpu=True)
-        engine.create_pool("fz", "win11", 4, warm=4)
+        engine.create_pool("fz", "win11", 4, hot=2)  # a GPU pool: hot or cold, never saved
         assert not engine.provision_pool("fz").failed
         agents = [engine.submit_agent("fz", "wf").id for _ in range(3)]
     headers = {"Authorization": f"Bearer {server.token}"}

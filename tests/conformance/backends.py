@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.backends.base import VMRef
 from core.engine import Engine
 from core.settings import Settings
+from tests.host_support import ref_named
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ def _qemu_template(root: Path) -> str:
 
 
 def _qemu_damage(engine: Engine, vm: str) -> None:
-    path = engine.backend.saved_state_path(vm)
+    path = engine.backend.saved_state_path(ref_named(engine, vm))
     assert path is not None, f"{vm} has no saved state to damage"
     with open(path, "r+b") as fh:  # keep the size, break the content
         fh.write(b"\0" * 4096)
@@ -164,7 +166,7 @@ def _qemu_cleanup(engine: Engine, root: Path) -> None:
     # Through the engine's backend first: it reaps the QEMU processes it started.
     for vm in engine.backend.list_vms():
         with contextlib.suppress(Exception):
-            engine.backend.remove(vm.name)
+            engine.backend.remove(VMRef(vm.name, vm.id))
     from core.backends.qemu import QemuBackend
 
     vms = root / "vms"
@@ -172,7 +174,7 @@ def _qemu_cleanup(engine: Engine, root: Path) -> None:
         backend = QemuBackend(vms, state_dir=root, accel="tcg")
         for vm in backend.list_vms():
             with contextlib.suppress(Exception):
-                backend.remove(vm.name)
+                backend.remove(VMRef(vm.name, vm.id))
 
 
 QEMU = BackendCase(

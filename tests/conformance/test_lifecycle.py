@@ -20,6 +20,7 @@ from core.engine import Engine
 from core.models import HostState, VMState
 from tests.conformance.backends import BackendCase
 from tests.conformance.conftest import engine_env
+from tests.host_support import host_named, ref_named
 
 POOL = "conf"
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ def make_pool(engine: Engine, case: BackendCase, root: Path, count: int, warm: i
 
 
 def host_state(engine: Engine, name: str) -> HostState:
-    host = engine.backend.get_vm(name)
+    host = host_named(engine, name)
     assert host is not None, f"{name} is not on the host"
     return host.state
 
@@ -45,13 +46,13 @@ def test_provision_and_prepare(case: BackendCase, engine: Engine, root: Path) ->
     vms = engine.list_vms(pool=POOL)
     assert sorted(vm.state for vm in vms) == sorted([VMState.SAVED, VMState.OFF])
     for vm in vms:
-        host = engine.backend.get_vm(vm.name)
+        host = host_named(engine, vm.name)
         assert host is not None
         assert host.state.value == {VMState.SAVED: "Saved", VMState.OFF: "Off"}[vm.state]
-        assert CLEAN_CHECKPOINT in host.checkpoints
+        assert CLEAN_CHECKPOINT in engine.backend.checkpoint_names(ref_named(engine, vm.name))
         assert not vm.held
     saved = next(vm for vm in vms if vm.state is VMState.SAVED)
-    assert engine.backend.saved_state_path(saved.name)
+    assert engine.backend.saved_state_path(ref_named(engine, saved.name))
     kinds = {(e.kind, e.ok) for e in engine.events(pool=POOL, limit=100)}
     assert ("provision", True) in kinds
     assert ("checkpoint", True) in kinds
@@ -64,12 +65,12 @@ def test_acquire_and_release_with_reset(case: BackendCase, engine: Engine, root:
     assert warm.from_state is VMState.SAVED
     assert warm.ip
     assert host_state(engine, warm.name) is HostState.RUNNING
-    assert engine.backend.heartbeat_ok(warm.name)
+    assert engine.backend.heartbeat_ok(ref_named(engine, warm.name))
 
     cold = engine.acquire(POOL, holder="agent-b")
     assert cold.from_state is VMState.OFF
     assert host_state(engine, cold.name) is HostState.RUNNING
-    assert engine.backend.heartbeat_ok(cold.name)
+    assert engine.backend.heartbeat_ok(ref_named(engine, cold.name))
 
     for lease in (warm, cold):
         vm = engine.release(lease.name, policy="reset", holder=lease.holder)
@@ -80,7 +81,7 @@ def test_acquire_and_release_with_reset(case: BackendCase, engine: Engine, root:
 
     again = engine.acquire(POOL)
     assert again.from_state is VMState.SAVED
-    assert engine.backend.heartbeat_ok(again.name)
+    assert engine.backend.heartbeat_ok(ref_named(engine, again.name))
     assert engine.get_vm(again.name).error is None
 
 
@@ -92,7 +93,7 @@ def test_hot_tier_acquire(case: BackendCase, engine: Engine, root: Path) -> None
     lease = engine.acquire(POOL)
     assert lease.from_state is VMState.PAUSED
     assert host_state(engine, lease.name) is HostState.RUNNING
-    assert engine.backend.heartbeat_ok(lease.name)
+    assert engine.backend.heartbeat_ok(ref_named(engine, lease.name))
 
 
 def test_resume_falls_back_to_clean_after_damaged_saved_state(
@@ -107,7 +108,7 @@ def test_resume_falls_back_to_clean_after_damaged_saved_state(
 
     assert lease.from_state is VMState.SAVED
     assert host_state(engine, lease.name) is HostState.RUNNING
-    assert engine.backend.heartbeat_ok(lease.name)
+    assert engine.backend.heartbeat_ok(ref_named(engine, lease.name))
     now = engine.get_vm(lease.name)
     assert now.state is VMState.RUNNING
     assert now.error is None  # restored from the clean checkpoint, no cold boot needed
@@ -167,7 +168,7 @@ def test_reconcile_after_engine_killed(case: BackendCase, engine: Engine, root: 
     assert host_state(engine, vm.name) is HostState.SAVED
     lease = engine.acquire(POOL)
     assert lease.name == vm.name
-    assert engine.backend.heartbeat_ok(vm.name)
+    assert engine.backend.heartbeat_ok(ref_named(engine, vm.name))
 
 
 def test_screenshot_is_png_of_screen_size(case: BackendCase, engine: Engine, root: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.backends import make_backend
-from core.backends.base import Backend, Capability
+from core.backends.base import Backend, Capability, VMRef
 from core.backends.qemu import QemuBackend, VMFiles, boot_files_for
 from core.backends.qemu.accel import choose_accel
 from core.backends.qemu.keys import chord_for, qcode_for
@@ -75,16 +75,26 @@ def test_long_paths_put_sockets_in_a_short_directory(tmp_path: Path) -> None:
     assert files.dir == deep / "vm-001"
 
 
+STORE = "0123456789abcdef0123456789abcdef"
+
+
 def test_unknown_vm_and_bad_names(tmp_path: Path) -> None:
     backend = QemuBackend(tmp_path / "vms", accel="tcg")
-    assert backend.get_vm("nope") is None
+    nope = VMRef("nope", "f" * 32)
+    assert backend.get_vm(nope) is None
     assert backend.list_vms() == []
+    assert backend.find_vms("nope") == []
+    assert backend.find_vms("../escape") == []
     with pytest.raises(VMNotFoundInHost):
-        backend.start("nope")
+        backend.start(nope)
+    with pytest.raises(VMNotFoundInHost):
+        backend.start(VMRef("../escape", "f" * 32))
     with pytest.raises(InvalidInput):
         backend.files("../escape")
     with pytest.raises(Unsupported):
-        backend.create_vm("g", str(tmp_path / "g.qcow2"), 512, 1, gpu=True)
+        backend.create_vm("g", str(tmp_path / "g.qcow2"), 512, 1, gpu=True, owner=STORE)
+    with pytest.raises(InvalidInput):
+        backend.create_vm("g", str(tmp_path / "g.qcow2"), 512, 1, gpu=False, owner="me")
 
 
 def test_capacity_from_meminfo(tmp_path: Path) -> None:
@@ -98,12 +108,13 @@ def test_off_vm_state_from_files(tmp_path: Path) -> None:
     files = backend.files("v1")
     files.dir.mkdir(parents=True)
     files.config.write_text('{"name": "v1", "memory_mb": 512, "argv": []}')
-    vm = backend.get_vm("v1")
-    assert vm is not None and vm.state is HostState.OFF
+    [listed] = backend.find_vms("v1")
+    assert listed.state is HostState.OFF
+    ref = VMRef(listed.name, listed.id)
     files.state.write_bytes(b"x")
-    vm = backend.get_vm("v1")
+    vm = backend.get_vm(ref)
     assert vm is not None and vm.state is HostState.SAVED
     # A pidfile naming a process that is not this VM's QEMU is stale.
     files.pidfile.write_text("1\n")
-    vm = backend.get_vm("v1")
+    vm = backend.get_vm(ref)
     assert vm is not None and vm.state is HostState.SAVED

@@ -222,8 +222,9 @@ def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) 
     if sc.then:
         _phase(sc, sc.then, sc.then_window, rng, seed, trial, folder, result)
 
-    # Restart: a new process reconciles and checks.
-    with open_engine(db=db, backend="sim", sim_scale=0) as engine:
+    # Restart: a new process reconciles and checks (on the simulated host behind the workers'
+    # fake PowerShell host, when they used one).
+    with open_engine(db=db, backend="sim", sim_scale=0, backend_switch=True) as engine:
         report = engine.reconcile()
         journal = Journal.read(folder)
         result.fixed_by_reconcile = len(report.fixed)

@@ -26,12 +26,14 @@ def check_store_and_host(
     """Store and host agree: every VM on each side is on the other (or reported), no VM is in a
     transitional state on either side, states match, and no disk is left behind."""
     out: list[str] = []
+    # Matched by the hypervisor's id: a VM of the same name with another id is not ours.
     store = {vm.name: vm for vm in engine.list_vms()}
-    host = {vm.name: vm for vm in engine.backend.list_vms()}
-    orphans_reported = set(report.orphans) if report else set()
+    host = {vm.id: vm for vm in engine.backend.list_vms()}
+    reported = [*(report.orphans if report else []), *(report.foreign if report else [])]
+    orphans_reported = {item.rsplit("(", 1)[-1].rstrip(")") for item in reported}
 
     for name, vm in sorted(store.items()):
-        on_host = host.get(name)
+        on_host = host.get(vm.host_id or "")
         if vm.state.transitional:
             out.append(f"{name}: left in transitional state {vm.state.value}")
         if on_host is None:
@@ -53,9 +55,11 @@ def check_store_and_host(
         mapped = engine._state_from_host(on_host)
         if mapped is not vm.state:
             out.append(f"{name}: store says {vm.state.value}, host says {on_host.raw_state}")
-    for name in sorted(set(host) - set(store)):
-        if name not in orphans_reported:
-            out.append(f"{name}: on the host but neither in the store nor reported")
+    known = {vm.host_id for vm in store.values()}
+    for vm_id in sorted(set(host) - known):
+        if vm_id not in orphans_reported:
+            shown = f"{host[vm_id].name} ({vm_id})"
+            out.append(f"{shown}: on the host but neither in the store nor reported")
 
     from core.backends.sim import SimHost
 
@@ -63,7 +67,7 @@ def check_store_and_host(
     sim = sim if sim is not None else engine.backend
     if isinstance(sim, SimHost):
         raw = sim.raw_state()
-        used = {vm["disk"] for vm in raw["vms"].values()}
+        used = {SimHost._disk_key(vm["disk"]) for vm in raw["vms"].values()}
         for disk in sorted(set(raw["disks"]) - used):
             out.append(f"disk {disk}: left on the host with no VM")
     return out

@@ -29,7 +29,6 @@ $Stdout.AutoFlush = $true
 $Stdout.NewLine = "`n"
 
 $Namespace = 'root\virtualization\v2'
-$HeartbeatServiceId = '84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47'
 $ModuleError = $null
 try {
     Import-Module Hyper-V -ErrorAction Stop
@@ -38,6 +37,12 @@ try {
 }
 
 # -- helpers -----------------------------------------------------------------------------------
+# No decisions here (which checkpoint, how many, whether to wait or retry): each operation is one
+# cmdlet or WMI call with typed parameters, its result projected to fixed fields. Python decides.
+
+# The VM an operation looked up: its state goes into the error record, so that Python can tell a
+# failed resume from Saved from a failed cold boot.
+$script:OpVM = $null
 
 function Stop-Hv {
     # Raise an error record with a fixed id the Python side classifies.
@@ -48,109 +53,69 @@ function Stop-Hv {
     $PSCmdlet.ThrowTerminatingError($record)
 }
 
-function Find-HvVM {
-    # The VM with exactly this name, or $null. Get-VM -Name takes wildcards: never use it.
-    param([string]$Name)
-    $found = @(Hyper-V\Get-VM | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -gt 1) {
-        Stop-Hv -Id 'HvkubeAmbiguousName' -Category InvalidData -Target $Name `
-            -Message ("{0} virtual machines are named '{1}'; hvkube needs unique names" -f $found.Count, $Name)
-    }
-    if ($found.Count -eq 0) { return $null }
-    return $found[0]
-}
-
 function Get-HvVM {
-    param([string]$Name)
-    $vm = Find-HvVM -Name $Name
-    if ($null -eq $vm) {
-        Stop-Hv -Id 'HvkubeVMNotFound' -Category ObjectNotFound -Target $Name `
-            -Message ("Hyper-V has no virtual machine named '{0}'" -f $Name)
-    }
+    # The VM with this Id: never a name lookup over every VM (one broken VM fails that listing).
+    param([guid]$Id)
+    $vm = Hyper-V\Get-VM -Id $Id
+    $script:OpVM = $vm
     return $vm
-}
-
-function Get-HvCheckpoints {
-    param($VM, [string]$Checkpoint)
-    # -Name would take wildcards; filter by exact, case-sensitive name instead.
-    return @(Hyper-V\Get-VMSnapshot -VM $VM | Where-Object { $_.Name -ceq $Checkpoint } |
-        Sort-Object CreationTime)
 }
 
 function ConvertTo-HvRecord {
     param($VM)
-    $checkpoints = @(Hyper-V\Get-VMSnapshot -VM $VM | ForEach-Object { [string]$_.Name })
     return [ordered]@{
         Name          = [string]$VM.Name
         Id            = [string]$VM.Id
         State         = "$($VM.State)"
-        Status        = [string]$VM.Status
-        Heartbeat     = "$($VM.Heartbeat)"
-        MemoryAssigned = [long]$VM.MemoryAssigned
+        Notes         = [string]$VM.Notes
         MemoryStartup = [long]$VM.MemoryStartup
-        UptimeSeconds = [double]$VM.Uptime.TotalSeconds
         CreationTime  = $VM.CreationTime.ToUniversalTime().ToString('o')
         Generation    = [int]$VM.Generation
-        Checkpoints   = $checkpoints
+        Path          = [string]$VM.Path
     }
 }
 
-function Get-HvComputerSystem {
-    param($VM)
-    # The filter is built from the VM's Id, a [guid] Hyper-V returned: hex digits and dashes only.
-    $id = ([guid]$VM.Id).ToString()
-    $cs = Get-CimInstance -Namespace $Namespace -ClassName Msvm_ComputerSystem -Filter ("Name='{0}'" -f $id)
-    if ($null -eq $cs) {
-        Stop-Hv -Id 'HvkubeVMNotFound' -Category ObjectNotFound -Target $VM.Name `
-            -Message ("WMI has no Msvm_ComputerSystem for '{0}'" -f $VM.Name)
-    }
-    return $cs
-}
-
-function Wait-HvJob {
-    # Complete a WMI method call: 0 done, 4096 a job to poll, anything else an error code.
-    param($Result, [string]$What, [int]$TimeoutSeconds = 120)
-    $code = [int]$Result.ReturnValue
-    if ($code -eq 4096) {
-        $job = Get-CimInstance -InputObject $Result.Job
-        $deadline = (Get-Date).AddSeconds($TimeoutSeconds)
-        while ($job.JobState -eq 3 -or $job.JobState -eq 4) {
-            if ((Get-Date) -gt $deadline) {
-                Stop-Hv -Id 'HvkubeTimeout' -Category OperationTimeout -Target $What `
-                    -Message ("{0} did not finish within {1} s" -f $What, $TimeoutSeconds)
-            }
-            Start-Sleep -Milliseconds 100
-            $job = Get-CimInstance -InputObject $job
-        }
-        if ($job.JobState -ne 7) {
-            $exception = New-Object System.InvalidOperationException ("{0} failed: {1}" -f $What, $job.ErrorDescription)
-            $record = New-Object System.Management.Automation.ErrorRecord $exception, ('HvkubeWmi' + [int]$job.ErrorCode), 'NotSpecified', $What
-            $record.ErrorDetails = New-Object System.Management.Automation.ErrorDetails ("wmiCode=" + [int]$job.ErrorCode)
-            throw $record
-        }
-        return
-    }
-    if ($code -ne 0) {
-        $exception = New-Object System.InvalidOperationException ("{0} failed with WMI return value {1}" -f $What, $code)
-        $record = New-Object System.Management.Automation.ErrorRecord $exception, ('HvkubeWmi' + $code), 'NotSpecified', $What
-        $record.ErrorDetails = New-Object System.Management.Automation.ErrorDetails ("wmiCode=" + $code)
-        throw $record
+function ConvertTo-HvCheckpoint {
+    param($Snapshot)
+    return [ordered]@{
+        Id           = [string]$Snapshot.Id
+        Name         = [string]$Snapshot.Name
+        CreationTime = $Snapshot.CreationTime.ToUniversalTime().ToString('o')
     }
 }
 
 function Get-HvDevice {
-    param($VM, [string]$ClassName)
-    $cs = Get-HvComputerSystem -VM $VM
+    # One of the VM's WMI devices (keyboard, mouse, video head, KVP), found from its Id.
+    param([guid]$Id, [string]$ClassName)
+    # The filter is built from a [guid]: hex digits and dashes only.
+    $cs = Get-CimInstance -Namespace $Namespace -ClassName Msvm_ComputerSystem -Filter ("Name='{0}'" -f $Id.ToString())
+    if ($null -eq $cs) {
+        Stop-Hv -Id 'HvkubeVMNotFound' -Category ObjectNotFound -Target $Id `
+            -Message ("WMI has no Msvm_ComputerSystem with id {0}" -f $Id)
+    }
     $device = Get-CimAssociatedInstance -InputObject $cs -ResultClassName $ClassName | Select-Object -First 1
     if ($null -eq $device) {
-        Stop-Hv -Id 'HvkubeInvalidState' -Category InvalidOperation -Target $VM.Name `
-            -Message ("'{0}' has no {1} now (is it running?)" -f $VM.Name, $ClassName)
+        Stop-Hv -Id 'HvkubeInvalidState' -Category InvalidOperation -Target $Id `
+            -Message ("the VM has no {0} now (is it running?)" -f $ClassName)
     }
     return $device
 }
 
+function ConvertTo-HvWmiResult {
+    # A WMI method's outcome as data: Python waits for a job (4096) and maps the codes.
+    param($Result, [string]$Data = '')
+    # Only methods that can start a job have a Job output: under strict mode, reading a property
+    # that is not there throws, so look it up by name.
+    $job = ''
+    $jobProperty = $Result.PSObject.Properties['Job']
+    if ($null -ne $jobProperty -and $null -ne $jobProperty.Value) { $job = [string]$jobProperty.Value.InstanceID }
+    return [ordered]@{ ReturnValue = [int]$Result.ReturnValue; Job = $job; Data = $Data }
+}
+
 # -- operations: the allow-list ----------------------------------------------------------------
-# Each entry takes named parameters only; the request's data is splatted into them.
+# Each entry takes named parameters only; the request's data is splatted into them. Collections
+# are wrapped at the call site (@(...)) and returned inside an object, never bare: a function's
+# output is unrolled, and one item or none would reach the caller as a single object or $null.
 
 $Ops = @{
     'ping' = {
@@ -170,247 +135,249 @@ $Ops = @{
     }
 
     'vm_list' = {
-        param([string]$Prefix = '')
-        $vms = @(Hyper-V\Get-VM | Where-Object { $Prefix -eq '' -or $_.Name.StartsWith($Prefix, [StringComparison]::Ordinal) })
-        return , @($vms | ForEach-Object { ConvertTo-HvRecord -VM $_ })
+        # Every VM the host can read; the ones it cannot (a VM whose files are gone) are
+        # reported beside them instead of failing the whole listing.
+        $failures = @()
+        $vms = @(Hyper-V\Get-VM -ErrorAction SilentlyContinue -ErrorVariable failures)
+        $items = @($vms | ForEach-Object { ConvertTo-HvRecord -VM $_ })
+        $errors = @($failures | ForEach-Object { Get-ErrorPayload -Record $_ })
+        return [ordered]@{ Items = $items; Errors = $errors }
+    }
+
+    'vm_find' = {
+        # VMs with this name (Hyper-V compares ignoring case). hvkube's names hold no wildcard
+        # characters, so -Name matches exactly; a name with no VM is an empty list.
+        param([string]$Name)
+        $failures = @()
+        $vms = @(Hyper-V\Get-VM -Name $Name -ErrorAction SilentlyContinue -ErrorVariable failures)
+        $items = @($vms | ForEach-Object { ConvertTo-HvRecord -VM $_ })
+        $errors = @($failures | ForEach-Object { Get-ErrorPayload -Record $_ })
+        return [ordered]@{ Items = $items; Errors = $errors }
     }
 
     'vm_get' = {
-        param([string]$Name)
-        $vm = Find-HvVM -Name $Name
-        if ($null -eq $vm) { return $null }
-        return ConvertTo-HvRecord -VM $vm
+        param([guid]$Id)
+        return ConvertTo-HvRecord -VM (Get-HvVM -Id $Id)
     }
 
     'disk_new_diff' = {
-        param([string]$Path, [string]$ParentPath)
-        $folder = Split-Path -Parent $Path
-        if (-not (Test-Path -LiteralPath $folder)) { New-Item -ItemType Directory -Path $folder | Out-Null }
+        param([string]$Path, [string]$ParentPath, [string]$Folder)
+        New-Item -ItemType Directory -Path $Folder -Force | Out-Null
         Hyper-V\New-VHD -Path $Path -ParentPath $ParentPath -Differencing | Out-Null
         return $null
     }
 
+    'disk_exists' = {
+        param([string]$Path)
+        return [ordered]@{ Exists = [bool](Test-Path -LiteralPath $Path -PathType Leaf) }
+    }
+
     'disk_remove' = {
         param([string]$Path)
-        if (Test-Path -LiteralPath $Path) { Remove-Item -LiteralPath $Path -Force }
+        Remove-Item -LiteralPath $Path -Force
         return $null
     }
 
     'vm_new' = {
-        param([string]$Name, [string]$DiskPath, [long]$MemoryBytes, [int]$Cpus, [bool]$DynamicMemory,
-              [string]$SwitchName = '', [string]$Path = '', [bool]$Gpu, [bool]$EnhancedSession)
-        if ($null -ne (Find-HvVM -Name $Name)) {
-            Stop-Hv -Id 'HvkubeAlreadyExists' -Category ResourceExists -Target $Name `
-                -Message ("a virtual machine named '{0}' already exists" -f $Name)
-        }
-        $new = @{ Name = $Name; Generation = 2; MemoryStartupBytes = $MemoryBytes; VHDPath = $DiskPath }
-        if ($SwitchName -ne '') { $new['SwitchName'] = $SwitchName }
-        if ($Path -ne '') { $new['Path'] = $Path }
-        $vm = Hyper-V\New-VM @new
-        $set = @{
-            VM                          = $vm
-            ProcessorCount              = $Cpus
-            AutomaticCheckpointsEnabled = $false
-            CheckpointType              = 'Standard'
-            AutomaticStopAction         = 'Save'
-        }
-        if ($DynamicMemory) { $set['DynamicMemory'] = $true } else { $set['StaticMemory'] = $true }
-        if ($EnhancedSession) { $set['EnhancedSessionTransportType'] = 'HvSocket' }
-        Hyper-V\Set-VM @set
-        if ($Gpu) { Hyper-V\Add-VMGpuPartitionAdapter -VM $vm }
+        param([string]$Name, [string]$DiskPath, [long]$MemoryBytes, [string]$Path)
+        $vm = Hyper-V\New-VM -Name $Name -Generation 2 -MemoryStartupBytes $MemoryBytes -VHDPath $DiskPath -Path $Path
+        return ConvertTo-HvRecord -VM $vm
+    }
+
+    'vm_new_on_switch' = {
+        param([string]$Name, [string]$DiskPath, [long]$MemoryBytes, [string]$Path, [string]$SwitchName)
+        $vm = Hyper-V\New-VM -Name $Name -Generation 2 -MemoryStartupBytes $MemoryBytes -VHDPath $DiskPath `
+            -Path $Path -SwitchName $SwitchName
+        return ConvertTo-HvRecord -VM $vm
+    }
+
+    'vm_configure' = {
+        # Ownership mark, CPUs, static memory, standard checkpoints, no automatic checkpoints.
+        param([guid]$Id, [string]$Notes, [int]$Cpus, [string]$StopAction)
+        Hyper-V\Set-VM -VM (Get-HvVM -Id $Id) -Notes $Notes -ProcessorCount $Cpus -StaticMemory `
+            -AutomaticCheckpointsEnabled $false -CheckpointType Standard -AutomaticStopAction $StopAction
+        return $null
+    }
+
+    'vm_dynamic_memory' = {
+        param([guid]$Id)
+        Hyper-V\Set-VM -VM (Get-HvVM -Id $Id) -DynamicMemory
+        return $null
+    }
+
+    'vm_enhanced_session' = {
+        param([guid]$Id)
+        Hyper-V\Set-VM -VM (Get-HvVM -Id $Id) -EnhancedSessionTransportType HvSocket
+        return $null
+    }
+
+    'vm_add_gpu' = {
+        param([guid]$Id)
+        Hyper-V\Add-VMGpuPartitionAdapter -VM (Get-HvVM -Id $Id)
         return $null
     }
 
     'vm_start' = {
-        param([string]$Name)
-        Hyper-V\Start-VM -VM (Get-HvVM -Name $Name)
+        param([guid]$Id)
+        Hyper-V\Start-VM -VM (Get-HvVM -Id $Id)
         return $null
     }
 
     'vm_save' = {
-        param([string]$Name)
-        Hyper-V\Save-VM -VM (Get-HvVM -Name $Name)
+        param([guid]$Id)
+        Hyper-V\Save-VM -VM (Get-HvVM -Id $Id)
         return $null
     }
 
     'vm_pause' = {
-        param([string]$Name)
-        Hyper-V\Suspend-VM -VM (Get-HvVM -Name $Name)
+        param([guid]$Id)
+        Hyper-V\Suspend-VM -VM (Get-HvVM -Id $Id)
         return $null
     }
 
     'vm_unpause' = {
-        param([string]$Name)
-        Hyper-V\Resume-VM -VM (Get-HvVM -Name $Name)
+        param([guid]$Id)
+        Hyper-V\Resume-VM -VM (Get-HvVM -Id $Id)
         return $null
     }
 
-    'vm_stop' = {
-        param([string]$Name, [bool]$Force)
-        $vm = Get-HvVM -Name $Name
-        if ("$($vm.State)" -eq 'Off') { return $null }
-        if ($Force) {
-            Hyper-V\Stop-VM -VM $vm -TurnOff -Force -Confirm:$false
-        } else {
-            Hyper-V\Stop-VM -VM $vm -Force -Confirm:$false
-        }
+    'vm_shutdown' = {
+        param([guid]$Id)
+        Hyper-V\Stop-VM -VM (Get-HvVM -Id $Id) -Force -Confirm:$false
+        return $null
+    }
+
+    'vm_turn_off' = {
+        param([guid]$Id)
+        Hyper-V\Stop-VM -VM (Get-HvVM -Id $Id) -TurnOff -Force -Confirm:$false
         return $null
     }
 
     'vm_remove' = {
-        param([string]$Name)
-        $vm = Get-HvVM -Name $Name
-        if ("$($vm.State)" -ne 'Off') { Hyper-V\Stop-VM -VM $vm -TurnOff -Force -Confirm:$false }
-        # Remove-VMSnapshot merges differencing checkpoint disks; never delete .avhdx by hand.
-        Hyper-V\Get-VMSnapshot -VM $vm | Hyper-V\Remove-VMSnapshot -Confirm:$false
-        $disks = @(Hyper-V\Get-VMHardDiskDrive -VM $vm | ForEach-Object { [string]$_.Path })
-        Hyper-V\Remove-VM -VM $vm -Force -Confirm:$false
-        foreach ($disk in $disks) {
-            if ($disk -ne '' -and (Test-Path -LiteralPath $disk)) { Remove-Item -LiteralPath $disk -Force }
-        }
+        param([guid]$Id)
+        Hyper-V\Remove-VM -VM (Get-HvVM -Id $Id) -Force -Confirm:$false
         return $null
+    }
+
+    'checkpoint_list' = {
+        param([guid]$Id)
+        $snapshots = @(Hyper-V\Get-VMSnapshot -VM (Get-HvVM -Id $Id))
+        return [ordered]@{ Items = @($snapshots | ForEach-Object { ConvertTo-HvCheckpoint -Snapshot $_ }) }
     }
 
     'checkpoint_new' = {
-        param([string]$Name, [string]$Checkpoint)
-        $vm = Get-HvVM -Name $Name
-        $older = Get-HvCheckpoints -VM $vm -Checkpoint $Checkpoint
-        Hyper-V\Checkpoint-VM -VM $vm -SnapshotName $Checkpoint -Confirm:$false
-        # One checkpoint per name: replace the older ones with the same name.
-        foreach ($snapshot in $older) { Hyper-V\Remove-VMSnapshot -VMSnapshot $snapshot -Confirm:$false }
-        return $null
+        param([guid]$Id, [string]$Checkpoint)
+        $snapshot = Hyper-V\Checkpoint-VM -VM (Get-HvVM -Id $Id) -SnapshotName $Checkpoint -Passthru -Confirm:$false
+        return ConvertTo-HvCheckpoint -Snapshot $snapshot
     }
 
     'checkpoint_restore' = {
-        param([string]$Name, [string]$Checkpoint)
-        $vm = Get-HvVM -Name $Name
-        $found = Get-HvCheckpoints -VM $vm -Checkpoint $Checkpoint
-        if ($found.Count -eq 0) {
-            Stop-Hv -Id 'HvkubeCheckpointNotFound' -Category ObjectNotFound -Target $Name `
-                -Message ("'{0}' has no checkpoint named '{1}'" -f $Name, $Checkpoint)
-        }
-        Hyper-V\Restore-VMSnapshot -VMSnapshot $found[-1] -Confirm:$false
+        param([guid]$CheckpointId)
+        Hyper-V\Restore-VMSnapshot -VMSnapshot (Hyper-V\Get-VMSnapshot -Id $CheckpointId) -Confirm:$false
         return $null
     }
 
     'checkpoint_remove' = {
-        param([string]$Name, [string]$Checkpoint)
-        $vm = Get-HvVM -Name $Name
-        foreach ($snapshot in (Get-HvCheckpoints -VM $vm -Checkpoint $Checkpoint)) {
-            Hyper-V\Remove-VMSnapshot -VMSnapshot $snapshot -Confirm:$false
-        }
+        # Remove-VMSnapshot merges differencing checkpoint disks; never delete .avhdx by hand.
+        param([guid]$CheckpointId)
+        Hyper-V\Remove-VMSnapshot -VMSnapshot (Hyper-V\Get-VMSnapshot -Id $CheckpointId) -Confirm:$false
         return $null
     }
 
     'vm_ip' = {
-        param([string]$Name)
-        $vm = Get-HvVM -Name $Name
-        $addresses = @(Hyper-V\Get-VMNetworkAdapter -VM $vm | ForEach-Object { @($_.IPAddresses) } |
-            ForEach-Object { [string]$_ })
-        $kvp = $null
-        if ("$($vm.State)" -eq 'Running') {
-            # Fallback: the guest's own report through the KVP exchange (intrinsic items).
-            try {
-                $component = Get-HvDevice -VM $vm -ClassName Msvm_KvpExchangeComponent
-                foreach ($item in @($component.GuestIntrinsicExchangeItems)) {
-                    $xml = [xml]$item
-                    $key = $xml.SelectSingleNode("/INSTANCE/PROPERTY[@NAME='Name']/VALUE")
-                    if ($null -ne $key -and $key.InnerText -eq 'NetworkAddressIPv4') {
-                        $kvp = $xml.SelectSingleNode("/INSTANCE/PROPERTY[@NAME='Data']/VALUE").InnerText
-                    }
-                }
-            } catch {
-                $kvp = $null
-            }
-        }
-        return [ordered]@{ State = "$($vm.State)"; Addresses = $addresses; KvpIPv4 = $kvp }
+        param([guid]$Id)
+        $vm = Get-HvVM -Id $Id
+        $adapters = @(Hyper-V\Get-VMNetworkAdapter -VM $vm)
+        $addresses = @($adapters | ForEach-Object { @($_.IPAddresses) } | ForEach-Object { [string]$_ })
+        return [ordered]@{ State = "$($vm.State)"; Addresses = $addresses }
+    }
+
+    'vm_kvp' = {
+        # The guest's own report through the KVP exchange (intrinsic items), as raw XML texts.
+        param([guid]$Id)
+        $component = Get-HvDevice -Id $Id -ClassName Msvm_KvpExchangeComponent
+        $texts = @(@($component.GuestIntrinsicExchangeItems) | Where-Object { $null -ne $_ } | ForEach-Object { [string]$_ })
+        return [ordered]@{ Items = $texts }
     }
 
     'vm_heartbeat' = {
-        param([string]$Name)
-        $vm = Get-HvVM -Name $Name
-        # Match the service by its ID: its name is localised.
-        $service = Hyper-V\Get-VMIntegrationService -VM $vm |
-            Where-Object { ([string]$_.Id).ToUpperInvariant().EndsWith('\' + $HeartbeatServiceId) } |
-            Select-Object -First 1
-        $result = [ordered]@{ State = "$($vm.State)"; Heartbeat = "$($vm.Heartbeat)"; Found = $false }
-        if ($null -ne $service) {
-            $result['Found'] = $true
-            $result['Enabled'] = [bool]$service.Enabled
-            $result['PrimaryStatus'] = "$($service.PrimaryOperationalStatus)"
+        # Every integration service with its id: their names are localised, Python matches the id.
+        param([guid]$Id)
+        $vm = Get-HvVM -Id $Id
+        $services = @(Hyper-V\Get-VMIntegrationService -VM $vm)
+        $items = @($services | ForEach-Object {
+            [ordered]@{ Id = [string]$_.Id; Enabled = [bool]$_.Enabled; PrimaryStatus = "$($_.PrimaryOperationalStatus)" }
+        })
+        return [ordered]@{ State = "$($vm.State)"; Items = $items }
+    }
+
+    'vm_video_head' = {
+        param([guid]$Id)
+        $head = Get-HvDevice -Id $Id -ClassName Msvm_VideoHead
+        return [ordered]@{
+            Width  = [int]$head.CurrentHorizontalResolution
+            Height = [int]$head.CurrentVerticalResolution
         }
-        return $result
     }
 
-    'vm_saved_state' = {
-        param([string]$Name)
-        $vm = Get-HvVM -Name $Name
-        if ("$($vm.State)" -ne 'Saved') { return $null }
-        # Configuration version 6+ keeps the runtime state beside the configuration, named by VM Id.
-        $candidate = Join-Path $vm.ConfigurationLocation ('Virtual Machines\{0}.vmrs' -f ([guid]$vm.Id))
-        if (Test-Path -LiteralPath $candidate) { return $candidate }
-        return $null
-    }
-
-    'vm_screenshot' = {
-        param([string]$Name)
-        $vm = Get-HvVM -Name $Name
-        $cs = Get-HvComputerSystem -VM $vm
-        $head = Get-HvDevice -VM $vm -ClassName Msvm_VideoHead
-        $width = [uint16]$head.CurrentHorizontalResolution
-        $height = [uint16]$head.CurrentVerticalResolution
-        if ($width -eq 0 -or $height -eq 0) { $width = 640; $height = 480 }
-        $settings = Get-CimAssociatedInstance -InputObject $cs -ResultClassName Msvm_VirtualSystemSettingData |
-            Where-Object { $_.VirtualSystemType -eq 'Microsoft:Hyper-V:System:Realized' } | Select-Object -First 1
+    'vm_thumbnail' = {
+        param([guid]$Id, [int]$Width, [int]$Height)
+        $cs = Get-CimInstance -Namespace $Namespace -ClassName Msvm_ComputerSystem -Filter ("Name='{0}'" -f $Id.ToString())
+        $settings = @(Get-CimAssociatedInstance -InputObject $cs -ResultClassName Msvm_VirtualSystemSettingData |
+            Where-Object { $_.VirtualSystemType -eq 'Microsoft:Hyper-V:System:Realized' })
         $service = Get-CimInstance -Namespace $Namespace -ClassName Msvm_VirtualSystemManagementService
         $result = Invoke-CimMethod -InputObject $service -MethodName GetVirtualSystemThumbnailImage -Arguments @{
-            TargetSystem = $settings; WidthPixels = $width; HeightPixels = $height
+            TargetSystem = $settings[0]; WidthPixels = [uint16]$Width; HeightPixels = [uint16]$Height
         }
-        Wait-HvJob -Result $result -What 'GetVirtualSystemThumbnailImage'
+        # A failed call may have no ImageData: read it by name, as strict mode needs.
+        $data = ''
+        $image = $result.PSObject.Properties['ImageData']
+        if ($null -ne $image -and $null -ne $image.Value) { $data = [Convert]::ToBase64String([byte[]]$image.Value) }
+        return ConvertTo-HvWmiResult -Result $result -Data $data
+    }
+
+    'wmi_job' = {
+        param([string]$InstanceId)
+        $job = Get-CimInstance -Namespace $Namespace -ClassName Msvm_ConcreteJob -Filter ("InstanceID='{0}'" -f ($InstanceId -replace "'", ''))
         return [ordered]@{
-            Width  = [int]$width
-            Height = [int]$height
-            Format = 'RGB565'
-            Data   = [Convert]::ToBase64String([byte[]]$result.ImageData)
+            JobState         = [int]$job.JobState
+            ErrorCode        = [int]$job.ErrorCode
+            ErrorDescription = [string]$job.ErrorDescription
         }
     }
 
     'vm_type_text' = {
-        param([string]$Name, [string]$Text)
-        $keyboard = Get-HvDevice -VM (Get-HvVM -Name $Name) -ClassName Msvm_Keyboard
-        $result = Invoke-CimMethod -InputObject $keyboard -MethodName TypeText -Arguments @{ asciiText = $Text }
-        Wait-HvJob -Result $result -What 'TypeText'
-        return $null
+        # The text travels base64-encoded: PowerShell 6+ would turn a date-like string into a DateTime.
+        param([guid]$Id, [string]$TextBase64)
+        $text = [System.Text.Encoding]::ASCII.GetString([Convert]::FromBase64String($TextBase64))
+        $keyboard = Get-HvDevice -Id $Id -ClassName Msvm_Keyboard
+        return ConvertTo-HvWmiResult -Result (Invoke-CimMethod -InputObject $keyboard -MethodName TypeText -Arguments @{ asciiText = $text })
     }
 
     'vm_type_key' = {
-        param([string]$Name, [int]$KeyCode)
-        $keyboard = Get-HvDevice -VM (Get-HvVM -Name $Name) -ClassName Msvm_Keyboard
-        $result = Invoke-CimMethod -InputObject $keyboard -MethodName TypeKey -Arguments @{ keyCode = [uint32]$KeyCode }
-        Wait-HvJob -Result $result -What 'TypeKey'
-        return $null
+        param([guid]$Id, [int]$KeyCode)
+        $keyboard = Get-HvDevice -Id $Id -ClassName Msvm_Keyboard
+        return ConvertTo-HvWmiResult -Result (Invoke-CimMethod -InputObject $keyboard -MethodName TypeKey -Arguments @{ keyCode = [uint32]$KeyCode })
     }
 
     'vm_ctrl_alt_del' = {
-        param([string]$Name)
-        $keyboard = Get-HvDevice -VM (Get-HvVM -Name $Name) -ClassName Msvm_Keyboard
-        $result = Invoke-CimMethod -InputObject $keyboard -MethodName TypeCtrlAltDel
-        Wait-HvJob -Result $result -What 'TypeCtrlAltDel'
-        return $null
+        param([guid]$Id)
+        $keyboard = Get-HvDevice -Id $Id -ClassName Msvm_Keyboard
+        return ConvertTo-HvWmiResult -Result (Invoke-CimMethod -InputObject $keyboard -MethodName TypeCtrlAltDel)
+    }
+
+    'vm_mouse_move' = {
+        param([guid]$Id, [int]$X, [int]$Y)
+        $mouse = Get-HvDevice -Id $Id -ClassName Msvm_SyntheticMouse
+        return ConvertTo-HvWmiResult -Result (Invoke-CimMethod -InputObject $mouse -MethodName SetAbsolutePosition -Arguments @{
+            horizontalPosition = $X; verticalPosition = $Y
+        })
     }
 
     'vm_mouse_click' = {
-        param([string]$Name, [int]$X, [int]$Y, [int]$Button, [bool]$Click = $true)
-        $mouse = Get-HvDevice -VM (Get-HvVM -Name $Name) -ClassName Msvm_SyntheticMouse
-        $result = Invoke-CimMethod -InputObject $mouse -MethodName SetAbsolutePosition -Arguments @{
-            horizontalPosition = $X; verticalPosition = $Y
-        }
-        Wait-HvJob -Result $result -What 'SetAbsolutePosition'
-        if ($Click) {
-            $result = Invoke-CimMethod -InputObject $mouse -MethodName ClickButton -Arguments @{ buttonIndex = $Button }
-            Wait-HvJob -Result $result -What 'ClickButton'
-        }
-        return $null
+        param([guid]$Id, [int]$Button)
+        $mouse = Get-HvDevice -Id $Id -ClassName Msvm_SyntheticMouse
+        return ConvertTo-HvWmiResult -Result (Invoke-CimMethod -InputObject $mouse -MethodName ClickButton -Arguments @{ buttonIndex = $Button })
     }
 }
 
@@ -439,14 +406,19 @@ function Get-ErrorPayload {
         hresults = $hresults
         target   = [string]$Record.TargetObject
     }
-    if ($null -ne $Record.ErrorDetails -and ([string]$Record.ErrorDetails.Message) -match '^wmiCode=(\d+)$') {
-        $payload['wmiCode'] = [int]$Matches[1]
+    if ($null -ne $script:OpVM) {
+        $payload['vmState'] = "$($script:OpVM.State)"
     }
     return $payload
 }
 
+$identity = [Security.Principal.WindowsIdentity]::GetCurrent()
+$principal = New-Object Security.Principal.WindowsPrincipal $identity
 $ready = [ordered]@{
-    protocol    = 1
+    protocol    = 2
+    elevated    = $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+    hyperVAdmin = $principal.IsInRole((New-Object Security.Principal.SecurityIdentifier 'S-1-5-32-578'))
+    osVersion   = [Environment]::OSVersion.Version.ToString()
     ps          = $PSVersionTable.PSVersion.ToString()
     edition     = [string]$PSVersionTable['PSEdition']
     moduleError = $ModuleError
@@ -459,6 +431,7 @@ while ($true) {
     if ($null -eq $line) { break }
     if (-not $line.StartsWith('HVKUBE-REQ ')) { continue }
     $id = 'unknown'
+    $script:OpVM = $null
     try {
         $request = ConvertFrom-Json -InputObject $line.Substring(11)
         $id = [string]$request.id
@@ -469,8 +442,10 @@ while ($true) {
                 -Message ("'{0}' is not an operation of this dispatcher" -f $op)
         }
         $params = @{}
-        if ($null -ne $request.data) {
-            foreach ($property in $request.data.PSObject.Properties) { $params[$property.Name] = $property.Value }
+        # Read by name: under strict mode a request without "data" would throw on $request.data.
+        $data = $request.PSObject.Properties['data']
+        if ($null -ne $data -and $null -ne $data.Value) {
+            foreach ($property in $data.Value.PSObject.Properties) { $params[$property.Name] = $property.Value }
         }
         $result = & $Ops[$op] @params
         Write-Frame -Id $id -Message ([ordered]@{ ok = $true; result = $result })

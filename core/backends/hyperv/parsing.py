@@ -9,10 +9,12 @@ where a list was expected, `null` for an empty list.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.models import HostState, HostVM
+from core.ownership import owner_of
 
 # Microsoft.HyperV.PowerShell.VMState values that are the same on every Windows
 # build since 2016. Values above 32781 differ between versions and are kept raw.
@@ -55,6 +57,9 @@ def as_list(value: Any) -> list[Any]:
         return []
     if isinstance(value, list):
         return value
+    if isinstance(value, dict) and set(value) == {"value", "Count"}:
+        # Windows PowerShell 5.1 serialises some arrays as {"value": [...], "Count": n}.
+        return as_list(value["value"])
     return [value]
 
 
@@ -146,11 +151,16 @@ def parse_vm(item: dict[str, Any]) -> HostVM:
     """One VM record from the dispatcher's `vm_list` / `vm_get`."""
     if not isinstance(item, dict) or not isinstance(item.get("Name"), str):
         raise ValueError(f"not a VM record: {item!r}"[:300])
+    if not isinstance(item.get("Id"), str) or not item["Id"]:
+        raise ValueError(f"VM record without an Id: {item!r}"[:300])
     raw_state = enum_name(item.get("State"), VM_STATE_NAMES)
     memory_bytes = parse_int(item.get("MemoryAssigned")) or parse_int(item.get("MemoryStartup"))
     checkpoints = [str(c) for c in as_list(item.get("Checkpoints")) if c is not None]
+    notes = item.get("Notes")
     return HostVM(
         name=item["Name"],
+        id=item["Id"].lower(),
+        owner=owner_of(notes if isinstance(notes, str) else None),
         state=HostState.from_name(raw_state),
         raw_state=raw_state,
         memory_mb=memory_bytes // (1024 * 1024),
@@ -159,12 +169,39 @@ def parse_vm(item: dict[str, Any]) -> HostVM:
     )
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    id: str
+    name: str
+    created: datetime | None
+
+
+def parse_checkpoints(value: Any) -> list[Checkpoint]:
+    """The `Items` of `checkpoint_list`, oldest first."""
+    found = []
+    for item in as_list(value):
+        if not isinstance(item, dict) or not isinstance(item.get("Id"), str):
+            raise ValueError(f"not a checkpoint record: {item!r}"[:300])
+        found.append(
+            Checkpoint(
+                id=item["Id"],
+                name=str(item.get("Name") or ""),
+                created=parse_date(item.get("CreationTime")),
+            )
+        )
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return sorted(found, key=lambda c: c.created or oldest)
+
+
 def pick_ipv4(addresses: Any) -> str | None:
     """The first usable IPv4 address of a list that may mix IPv4 and IPv6 (link-local)."""
     for raw in as_list(addresses):
         text = str(raw).strip()
         parts = text.split(".")
-        if len(parts) != 4 or not all(p.isdigit() and int(p) <= 255 for p in parts):
+        # ASCII digits only: str.isdigit() also accepts '²' and Arabic-Indic digits.
+        if len(parts) != 4 or not all(
+            p.isascii() and p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts
+        ):
             continue
         if text.startswith(("169.254.", "0.", "127.")):
             continue  # APIPA, unset or loopback: not an address an agent can use

@@ -6,10 +6,10 @@ Protocol (one line each way, UTF-8, newline-terminated):
     <- HVKUBE-RES <nonce> {"ok": true, "result": ...}
     <- HVKUBE-RES <nonce> {"ok": false, "error": {"message", "fqid", "category", "type", ...}}
 
-At start the dispatcher writes `HVKUBE-READY {"protocol": 1, ...}`, which may also say
+At start the dispatcher writes `HVKUBE-READY {"protocol": 2, ...}`, which also says
 what the session may do and where it runs: `"elevated": bool`, `"hyperVAdmin": bool` (a
 member of Hyper-V Administrators, S-1-5-32-578) and `"osVersion": "10.0.17763"`; a field
-that is missing (an older dispatcher) is unknown. Requests are
+that is missing is unknown. Requests are
 ASCII-only JSON (`ensure_ascii`), so the console input encoding never matters.
 Any other output line (a BOM, a banner, a stray `Write-Host`) is noise: a
 response is only accepted when it carries the nonce of the pending request.
@@ -43,7 +43,7 @@ from core.backends.hyperv.errors import MODULE_HINT, ErrorRecord, SessionRights
 from core.backends.hyperv.host_check import host_problem
 from core.errors import BackendError, OperationTimeout, Unsupported
 
-PROTOCOL = 1
+PROTOCOL = 2
 MARK_REQUEST = "HVKUBE-REQ"
 MARK_RESPONSE = "HVKUBE-RES"
 MARK_READY = "HVKUBE-READY"

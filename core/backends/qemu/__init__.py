@@ -2,8 +2,10 @@
 
 One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database):
 
+    NAME/marker.txt      the VM's id and the ownership mark of the store that made it
     NAME/vm.json         the VM's definition and its exact QEMU command line
-    NAME/disk.qcow2      the clone: a qcow2 overlay whose backing file is the template
+    NAME/disk.qcow2      the clone: a qcow2 overlay whose backing file is the template;
+                         `remove` leaves it (as Remove-VM does), `remove_disk` deletes it
     NAME/qemu.pid        pidfile of the running QEMU process
     NAME/qmp.sock        QMP monitor socket
     NAME/console.sock    serial console (a unix socket); its output is logged to serial.log
@@ -15,6 +17,16 @@ One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database):
 
 QEMU processes run in their own session, so VMs outlive the engine; every state is
 read back from these files and the process, so a restarted engine finds them again.
+
+A directory holding `vm.json` is a VM. Its id is in `marker.txt` (see `marker`): every
+operation takes a `VMRef` and acts only on the directory whose id is the ref's, so a VM
+made again under the same name, or someone else's, is never touched. A directory
+without a marker (made by hand or by an older hvkube) is listed with owner None and an
+id derived from its `vm.json`; one whose marker cannot be read, or whose `vm.json` is
+not a definition, is left out of listings and cannot be addressed.
+
+Names compare ignoring case, as on Hyper-V: `WEB-001` is not created beside `web-001`,
+and a VM's lock is keyed by its case-folded name.
 
 Templates are qcow2 files. A template `NAME.qcow2` boots from its disk, or directly
 from a kernel when `NAME.kernel` lies beside it (with `NAME.initrd` and `NAME.cmdline`
@@ -44,13 +56,16 @@ from typing import Any
 
 import psutil
 
-from core.backends.base import Capability
+from core.backends.base import Capability, VMRef
 from core.backends.qemu.accel import READY_MARKER, AccelChoice, BootFiles, choose_accel
 from core.backends.qemu.keys import chord_for, qcode_for
+from core.backends.qemu.marker import MARKER_FILE, derived_id, marker_text, new_id, read_marker
 from core.backends.qemu.qmp import QMPClient
 from core.errors import (
     BackendError,
+    CheckpointNotFound,
     FileInUse,
+    HostObjectExists,
     InvalidInput,
     InvalidVMState,
     OperationTimeout,
@@ -103,10 +118,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary name, so readers see the old or the new content."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    _write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -150,6 +170,7 @@ class VMFiles:
     def __init__(self, root: Path, name: str) -> None:
         self.name = name
         self.dir = root / name
+        self.marker = self.dir / MARKER_FILE
         self.config = self.dir / "vm.json"
         self.disk = self.dir / "disk.qcow2"
         self.pidfile = self.dir / "qemu.pid"
@@ -243,44 +264,120 @@ class QemuBackend:
         }
 
     @contextlib.contextmanager
-    def _locked(self, name: str, op: str | None, wait_s: float | None = None) -> Iterator[bool]:
-        """Hold the VM's lock (threads and processes). Yields False when `wait_s` ran out."""
-        fd = os.open(self.lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def _locked(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
+        """Hold the lock of VM name `name`, ignoring case (threads and processes).
+        Yields False when `wait_s` ran out."""
+        lock = self.lock_dir / f"{name.casefold()}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            got = False
             if wait_s is None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                got = True
-            else:
-                deadline = time.monotonic() + wait_s
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        got = True
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            break
-                        time.sleep(0.02)
-            files = self.files(name)
-            if got and op is not None and files.dir.is_dir():
-                _write_json(files.op, {"op": op, "pid": os.getpid(), "at": _now_iso()})
-            try:
-                yield got
-            finally:
-                if got and op is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        files.op.unlink()
+                yield True
+                return
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.02)
+            yield True
         finally:
             os.close(fd)
 
-    def _config(self, name: str, op: str) -> dict[str, Any]:
-        config = _read_json(self.files(name).config)
-        if config is None:
-            raise VMNotFoundInHost(
-                f"no QEMU VM named '{name}' in {self.root}", vm=name, operation=op
-            )
-        return config
+    def _candidates(self, name: str) -> list[VMFiles]:
+        """The directories named `name` ignoring case, the exact spelling first."""
+        try:
+            self.files(name)
+        except InvalidInput:
+            return []  # a name that cannot be a directory name names no VM here
+        folded = name.casefold()
+        found = [
+            self.files(entry.name)
+            for entry in self.root.iterdir()
+            if not entry.name.startswith(".") and entry.name.casefold() == folded and entry.is_dir()
+        ]
+        return sorted(found, key=lambda files: (files.name != name, files.name))
+
+    def _identity(self, files: VMFiles) -> tuple[str, str | None, dict[str, Any]] | None:
+        """(id, owner, definition) of the VM in `files.dir`; None when there is no VM
+        there or it cannot be read (see the module docstring)."""
+        try:
+            raw = files.config.read_bytes()
+            config = json.loads(raw)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(config, dict):
+            return None
+        try:
+            text = files.marker.read_text()
+        except FileNotFoundError:
+            return derived_id(files.name, raw), None, config
+        except (OSError, ValueError):
+            return None
+        marked = read_marker(text)
+        if marked is None:
+            return None
+        return marked[0], marked[1], config
+
+    def _find(self, vm: VMRef) -> tuple[VMFiles, dict[str, Any]] | None:
+        """The directory and definition of the VM with the ref's id, under its name."""
+        for files in self._candidates(vm.name):
+            identity = self._identity(files)
+            if identity is not None and identity[0] == vm.id:
+                return files, identity[2]
+        return None
+
+    def _resolve(self, vm: VMRef, op: str) -> tuple[VMFiles, dict[str, Any]]:
+        """Like `_find`, but VMNotFoundInHost when the host has no VM with that id."""
+        found = self._find(vm)
+        if found is not None:
+            return found
+        others = [
+            f"{files.name} ({identity[0]})"
+            for files in self._candidates(vm.name)
+            if (identity := self._identity(files)) is not None
+        ]
+        also = f"; the VM there now is another one: {', '.join(others)}" if others else ""
+        raise VMNotFoundInHost(
+            f"no QEMU VM '{vm.name}' with id {vm.id} in {self.root}{also}",
+            vm=vm.name,
+            operation=op,
+        )
+
+    def files_of(self, vm: VMRef) -> VMFiles:
+        """The files of the VM with this ref's id (VMNotFoundInHost when there is none)."""
+        return self._resolve(vm, "files")[0]
+
+    @contextlib.contextmanager
+    def _operating(
+        self, vm: VMRef, op: str, record: bool = True
+    ) -> Iterator[tuple[VMFiles, dict[str, Any]]]:
+        """Hold the VM's lock and yield its files and definition, once its id is checked.
+        With `record`, op.json tells readers what is going on meanwhile."""
+        with self._locked(vm.name):
+            files, config = self._resolve(vm, op)
+            if record:
+                _write_json(files.op, {"op": op, "pid": os.getpid(), "at": _now_iso()})
+            try:
+                yield files, config
+            finally:
+                if record:
+                    with contextlib.suppress(FileNotFoundError):
+                        files.op.unlink()
+
+    @contextlib.contextmanager
+    def _trying(
+        self, vm: VMRef, op: str, wait_s: float
+    ) -> Iterator[tuple[VMFiles, dict[str, Any]] | None]:
+        """Like `_operating` without op.json, waiting at most `wait_s` for the lock: yields
+        None when another operation holds it (a missing VM is reported all the same)."""
+        self._resolve(vm, op)
+        with self._locked(vm.name, wait_s=wait_s) as got:
+            yield self._resolve(vm, op) if got else None
 
     def _runtime(self, files: VMFiles) -> dict[str, Any]:
         return _read_json(files.runtime) or {}
@@ -433,17 +530,20 @@ class QemuBackend:
             return HostState.UNKNOWN, "Unresponsive"
         return _RUN_STATES.get(status, HostState.UNKNOWN), status
 
-    def _state_for_read(self, name: str) -> tuple[HostState, str]:
-        files = self.files(name)
-        with self._locked(name, None, wait_s=2.0) as got:
-            if got:
-                return self._run_state(files)
+    def _busy_state(self, files: VMFiles) -> tuple[HostState, str]:
+        """The state of a VM whose lock another operation holds, from its op.json."""
         op = _read_json(files.op) or {}
         with contextlib.suppress(psutil.Error, TypeError, ValueError):
             if psutil.pid_exists(int(op["pid"])):
                 raw = _OP_STATES.get(str(op.get("op")), "Other")
                 return HostState.from_name(raw), raw
         return HostState.OTHER, "Busy"
+
+    def _state_for_read(self, files: VMFiles) -> tuple[HostState, str]:
+        with self._locked(files.name, wait_s=2.0) as got:
+            if got:
+                return self._run_state(files)
+        return self._busy_state(files)
 
     def _require(self, name: str, op: str, state: HostState, allowed: set[HostState]) -> None:
         if state not in allowed:
@@ -456,48 +556,67 @@ class QemuBackend:
 
     # -- Backend protocol: reads ---------------------------------------------------------------
 
-    def _host_vm(self, name: str) -> HostVM | None:
-        files = self.files(name)
-        config = _read_json(files.config)
-        if config is None:
+    def _host_vm(self, files: VMFiles, want_id: str | None = None) -> HostVM | None:
+        """The VM in `files.dir` (None when there is none, it cannot be read, or its id is
+        not `want_id`)."""
+        with self._locked(files.name, wait_s=2.0) as got:
+            identity = self._identity(files)
+            if identity is None or (want_id is not None and identity[0] != want_id):
+                return None
+            vm_id, owner, config = identity
+            state, raw = self._run_state(files) if got else self._busy_state(files)
+            uptime = 0.0
+            if state in {HostState.RUNNING, HostState.PAUSED}:
+                pid = self._pid(files)
+                with contextlib.suppress(psutil.Error, TypeError):
+                    uptime = max(0.0, time.time() - psutil.Process(pid).create_time())
+            return HostVM(
+                name=files.name,
+                id=vm_id,
+                owner=owner,
+                state=state,
+                raw_state=raw,
+                memory_mb=int(config.get("memory_mb", 0)),
+                uptime_s=uptime,
+                checkpoints=self._checkpoint_names(files),
+            )
+
+    def _readable(self, files: VMFiles) -> HostVM | None:
+        """`_host_vm`, with a VM whose files cannot be read left out instead of failing."""
+        try:
+            return self._host_vm(files)
+        except (OSError, ValueError, TypeError, BackendError):
             return None
-        state, raw = self._state_for_read(name)
-        uptime = 0.0
-        if state in {HostState.RUNNING, HostState.PAUSED}:
-            pid = self._pid(files)
-            with contextlib.suppress(psutil.Error, TypeError):
-                uptime = max(0.0, time.time() - psutil.Process(pid).create_time())
-        return HostVM(
-            name=name,
-            state=state,
-            raw_state=raw,
-            memory_mb=int(config.get("memory_mb", 0)),
-            uptime_s=uptime,
-            checkpoints=self._checkpoint_names(files),
-        )
 
     def list_vms(self, prefix: str | None = None) -> list[HostVM]:
+        folded = None if prefix is None else prefix.casefold()
         found: list[HostVM] = []
         for entry in sorted(self.root.iterdir()):
-            if entry.name.startswith(".") or not (entry / "vm.json").is_file():
+            if entry.name.startswith(".") or not entry.is_dir():
                 continue
-            if prefix is not None and not entry.name.startswith(prefix):
+            if folded is not None and not entry.name.casefold().startswith(folded):
                 continue
-            vm = self._host_vm(entry.name)
+            vm = self._readable(self.files(entry.name))
             if vm is not None:
                 found.append(vm)
         return found
 
-    def get_vm(self, name: str) -> HostVM | None:
-        return self._host_vm(name)
+    def find_vms(self, name: str) -> list[HostVM]:
+        return [vm for files in self._candidates(name) if (vm := self._readable(files))]
+
+    def get_vm(self, vm: VMRef) -> HostVM | None:
+        for files in self._candidates(vm.name):
+            found = self._host_vm(files, want_id=vm.id)
+            if found is not None:
+                return found
+        return None
 
     def disk_path_for(self, vm_name: str, template_disk: str) -> str:
         return str(self.files(vm_name).disk)
 
-    def saved_state_path(self, name: str) -> str | None:
-        files = self.files(name)
-        self._config(name, "saved_state_path")
-        state, _ = self._state_for_read(name)
+    def saved_state_path(self, vm: VMRef) -> str | None:
+        files, _ = self._resolve(vm, "saved_state_path")
+        state, _ = self._state_for_read(files)
         return str(files.state) if state is HostState.SAVED else None
 
     def capacity(self) -> HostCapacity:
@@ -550,7 +669,9 @@ class QemuBackend:
                 f"the template disk '{parent_path}' does not exist", operation="create_disk"
             )
         if child.exists():
-            raise FileInUse(f"The file '{child_path}' already exists.", operation="create_disk")
+            raise HostObjectExists(
+                f"The file '{child_path}' already exists.", operation="create_disk"
+            )
         fmt = str(self._image_info(str(parent.absolute()), "create_disk").get("format", "qcow2"))
         child.parent.mkdir(parents=True, exist_ok=True)
         self._qemu_img(
@@ -567,12 +688,28 @@ class QemuBackend:
         )
 
     def remove_disk(self, path: str) -> None:
-        disk = Path(path)
-        with contextlib.suppress(FileNotFoundError):
-            disk.unlink()
-        # A half-provisioned clone's directory holds nothing else; remove it too.
-        if disk.parent.parent == self.root and not (disk.parent / "vm.json").exists():
-            shutil.rmtree(disk.parent, ignore_errors=True)
+        """Delete a disk no VM uses: FileInUse when the VM of its folder still does. A VM
+        folder left with no VM in it (a removed or half-made VM) goes too."""
+        disk = Path(path).absolute()
+        folder = disk.parent
+        if folder.parent != self.root or folder.name.startswith("."):
+            with contextlib.suppress(FileNotFoundError):
+                disk.unlink()
+            return
+        with self._locked(folder.name):
+            config = _read_json(folder / "vm.json")
+            if config is not None:
+                used = Path(str(config.get("disk") or folder / "disk.qcow2")).absolute()
+                if used == disk:
+                    raise FileInUse(
+                        f"The file '{path}' is in use by the virtual machine '{folder.name}'.",
+                        vm=folder.name,
+                        operation="remove_disk",
+                    )
+            with contextlib.suppress(FileNotFoundError):
+                disk.unlink()
+            if config is None and not (folder / "vm.json").exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -633,19 +770,28 @@ class QemuBackend:
                 argv += ["-initrd", boot.initrd]
         return argv
 
-    def create_vm(self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool) -> None:
+    def create_vm(
+        self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool, owner: str
+    ) -> HostVM:
         if gpu:
             raise Unsupported(
                 "the qemu backend has no GPU passthrough", vm=name, operation="create_vm"
             )
         files = self.files(name)
-        with self._locked(name, None):
-            if files.config.exists():
-                raise BackendError(
-                    f"A virtual machine named '{name}' already exists.",
-                    vm=name,
-                    operation="create_vm",
-                )
+        vm_id = new_id()
+        try:
+            marker = marker_text(vm_id, owner)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        with self._locked(name):
+            for twin in self._candidates(name):
+                if twin.config.exists():
+                    also = "" if twin.name == name else f" (names differ only in case: '{name}')"
+                    raise HostObjectExists(
+                        f"A virtual machine named '{twin.name}' already exists{also}.",
+                        vm=name,
+                        operation="create_vm",
+                    )
             disk = Path(disk_path)
             if not disk.is_file():
                 raise BackendError(
@@ -677,7 +823,17 @@ class QemuBackend:
                 "created_at": _now_iso(),
                 "argv": self._build_argv(files, memory_mb, cpus, choice.accel, port, boot),
             }
+            # The marker first: a vm.json without one would read as someone else's VM.
+            _write_text(files.marker, marker)
             _write_json(files.config, config)
+        return HostVM(
+            name=name,
+            id=vm_id,
+            owner=owner,
+            state=HostState.OFF,
+            raw_state="Off",
+            memory_mb=memory_mb,
+        )
 
     def _check_memory(self, name: str, config: dict[str, Any]) -> None:
         need = int(config.get("memory_mb", 0))
@@ -689,10 +845,9 @@ class QemuBackend:
                 operation="start",
             )
 
-    def start(self, name: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "start"):
-            config = self._config(name, "start")
+    def start(self, vm: VMRef) -> None:
+        name = vm.name
+        with self._operating(vm, "start") as (files, config):
             state, _ = self._run_state(files)
             self._require(name, "start", state, {HostState.OFF, HostState.SAVED})
             self._check_memory(name, config)
@@ -781,10 +936,9 @@ class QemuBackend:
             )
         os.replace(tmp, target)
 
-    def save(self, name: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "save"):
-            self._config(name, "save")
+    def save(self, vm: VMRef) -> None:
+        name = vm.name
+        with self._operating(vm, "save") as (files, _):
             state, _ = self._run_state(files)
             self._require(name, "save", state, {HostState.RUNNING, HostState.PAUSED})
             pid = self._pid(files)
@@ -802,28 +956,25 @@ class QemuBackend:
                 self._kill(files)
             self._cleanup_process_files(files)
 
-    def pause(self, name: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "pause"):
-            self._config(name, "pause")
+    def pause(self, vm: VMRef) -> None:
+        name = vm.name
+        with self._operating(vm, "pause") as (files, _):
             state, _ = self._run_state(files)
             self._require(name, "pause", state, {HostState.RUNNING})
             with self._qmp(files) as qmp:
                 qmp.execute("stop")
 
-    def unpause(self, name: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "unpause"):
-            self._config(name, "unpause")
+    def unpause(self, vm: VMRef) -> None:
+        name = vm.name
+        with self._operating(vm, "unpause") as (files, _):
             state, _ = self._run_state(files)
             self._require(name, "unpause", state, {HostState.PAUSED})
             with self._qmp(files) as qmp:
                 qmp.execute("cont")
 
-    def stop(self, name: str, force: bool = False) -> None:
-        files = self.files(name)
-        with self._locked(name, "stop"):
-            self._config(name, "stop")
+    def stop(self, vm: VMRef, force: bool = False) -> None:
+        name = vm.name
+        with self._operating(vm, "stop") as (files, _):
             state, _ = self._run_state(files)
             if state is HostState.OFF:
                 return
@@ -846,16 +997,29 @@ class QemuBackend:
                 files.state.unlink()
             self._set_runtime(files, booted=False, booted_at=None)
 
-    def remove(self, name: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "remove"):
-            self._config(name, "remove")
+    def remove(self, vm: VMRef) -> None:
+        """Remove the VM: its process, definition, saved state and checkpoints. Its disk
+        stays, as with Remove-VM; `remove_disk` deletes it (and then the folder)."""
+        name = vm.name
+        with self._operating(vm, "remove") as (files, config):
             self._kill(files)
-            shutil.rmtree(files.dir, ignore_errors=True)
+            keep = {files.disk, Path(str(config.get("disk") or files.disk)).absolute()}
+            # The definition first: from here on the folder holds no VM.
+            files.config.unlink()
+            for entry in files.dir.iterdir():
+                if entry.absolute() in keep:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.unlink()
+            with contextlib.suppress(OSError):
+                files.dir.rmdir()  # empty when the disk is elsewhere or already gone
             if files.sock_dir != files.dir:
                 shutil.rmtree(files.sock_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
-            (self.lock_dir / f"{name}.lock").unlink()
+            (self.lock_dir / f"{name.casefold()}.lock").unlink()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -887,10 +1051,9 @@ class QemuBackend:
             self._set_runtime(files, booted=True, booted_at=_now_iso())
         return seen
 
-    def checkpoint(self, name: str, checkpoint: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "checkpoint"):
-            self._config(name, "checkpoint")
+    def checkpoint(self, vm: VMRef, checkpoint: str) -> None:
+        name = vm.name
+        with self._operating(vm, "checkpoint") as (files, _):
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
             files.checkpoints.mkdir(exist_ok=True)
             state, raw = self._run_state(files)
@@ -932,14 +1095,19 @@ class QemuBackend:
                 },
             )
 
-    def restore_checkpoint(self, name: str, checkpoint: str) -> None:
-        files = self.files(name)
-        with self._locked(name, "restore"):
-            self._config(name, "restore")
+    def checkpoint_names(self, vm: VMRef) -> list[str]:
+        found = self.get_vm(vm)
+        if found is None:
+            raise VMNotFoundInHost(f"{vm.name!r} is not on this host", vm=vm.name)
+        return list(found.checkpoints)
+
+    def restore_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
+        name = vm.name
+        with self._operating(vm, "restore") as (files, _):
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
             meta = _read_json(meta_path)
             if meta is None or not disk_copy.is_file():
-                raise VMNotFoundInHost(
+                raise CheckpointNotFound(
                     f"'{name}' has no checkpoint named '{checkpoint}'", vm=name, operation="restore"
                 )
             if meta.get("with_memory") and not state_copy.is_file():
@@ -957,25 +1125,24 @@ class QemuBackend:
                     files.state.unlink()
             self._set_runtime(files, booted=bool(meta.get("booted")), restored=checkpoint)
 
-    def remove_checkpoint(self, name: str, checkpoint: str) -> None:
-        files = self.files(name)
-        with self._locked(name, None):
-            self._config(name, "remove_checkpoint")
+    def remove_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
+        with self._operating(vm, "remove_checkpoint", record=False) as (files, _):
             for path in self._checkpoint_files(files, checkpoint):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
     # -- guest ---------------------------------------------------------------------------------
 
-    def ip_address(self, name: str) -> str | None:
-        self._config(name, "ip")
-        state, _ = self._state_for_read(name)
+    def ip_address(self, vm: VMRef) -> str | None:
+        files, _ = self._resolve(vm, "ip")
+        state, _ = self._state_for_read(files)
         # User-mode networking: the guest is reached through a port on the loopback interface.
         return "127.0.0.1" if state is HostState.RUNNING else None
 
-    def forwarded_port(self, name: str) -> int:
-        """The loopback port forwarded to the guest's RDP port (3389)."""
-        return int(self._config(name, "ip")["rdp_port"])
+    def forwarded_port(self, vm: VMRef) -> int:
+        """The loopback port forwarded to the guest's RDP port (3389). By ref, like every
+        other operation: a same-named VM that is not this one has its own port."""
+        return int(self._resolve(vm, "ip")[1]["rdp_port"])
 
     def _agent_ping(self, files: VMFiles, timeout_s: float = 0.3) -> bool:
         """True when a QEMU guest agent answers a sync request on its channel."""
@@ -999,23 +1166,21 @@ class QemuBackend:
             return False
         return False
 
-    def heartbeat_ok(self, name: str) -> bool:
-        files = self.files(name)
-        self._config(name, "heartbeat")
-        with self._locked(name, None, wait_s=2.0) as got:
-            if not got:
+    def heartbeat_ok(self, vm: VMRef) -> bool:
+        with self._trying(vm, "heartbeat", wait_s=2.0) as held:
+            if held is None:
                 return False
+            files, _ = held
             state, _ = self._run_state(files)
             if state is not HostState.RUNNING:
                 return False
             return self._guest_booted(files) or self._agent_ping(files)
 
-    def screenshot(self, name: str) -> bytes:
-        files = self.files(name)
-        self._config(name, "screenshot")
-        with self._locked(name, None, wait_s=10.0) as got:
-            state, raw = self._run_state(files) if got else (HostState.OTHER, "Busy")
-            if state in {HostState.RUNNING, HostState.PAUSED}:
+    def screenshot(self, vm: VMRef) -> bytes:
+        with self._trying(vm, "screenshot", wait_s=10.0) as held:
+            state, raw = (HostState.OTHER, "Busy") if held is None else self._run_state(held[0])
+            if held is not None and state in {HostState.RUNNING, HostState.PAUSED}:
+                files = held[0]
                 tmp = files.screen.with_name(f".screen.{os.getpid()}.png")
                 try:
                     with self._qmp(files) as qmp:
@@ -1024,16 +1189,14 @@ class QemuBackend:
                 finally:
                     with contextlib.suppress(FileNotFoundError):
                         tmp.unlink()
-        return text_card([name, raw], size=SCREEN_SIZE, background=(0, 0, 0))
+        return text_card([vm.name, raw], size=SCREEN_SIZE, background=(0, 0, 0))
 
     def _send_events(
-        self, name: str, groups: list[list[dict[str, Any]]], pace_s: float = 0.02
+        self, vm: VMRef, groups: list[list[dict[str, Any]]], pace_s: float = 0.02
     ) -> None:
-        files = self.files(name)
-        self._config(name, "input")
-        with self._locked(name, None):
+        with self._operating(vm, "input", record=False) as (files, _):
             state, _ = self._run_state(files)
-            self._require(name, "send input", state, {HostState.RUNNING})
+            self._require(vm.name, "send input", state, {HostState.RUNNING})
             with self._qmp(files) as qmp:
                 for group in groups:
                     qmp.execute("input-send-event", {"events": group})
@@ -1044,16 +1207,16 @@ class QemuBackend:
     def _key(qcode: str, down: bool) -> dict[str, Any]:
         return {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
 
-    def send_key(self, name: str, key: str) -> None:
+    def send_key(self, vm: VMRef, key: str) -> None:
         """Press and release a key or a chord: a name (enter, f5, win), a character, or
         names joined by '+' (ctrl+alt+del)."""
         chord = chord_for(key)
         events = [self._key(k, True) for k in chord] + [
             self._key(k, False) for k in reversed(chord)
         ]
-        self._send_events(name, [events])
+        self._send_events(vm, [events])
 
-    def send_text(self, name: str, text: str) -> None:
+    def send_text(self, vm: VMRef, text: str) -> None:
         """Type `text` on the emulated keyboard (US layout)."""
         if not isinstance(text, str) or text == "":
             raise InvalidInput("text to type is empty")
@@ -1064,22 +1227,22 @@ class QemuBackend:
             if shift:
                 events = [self._key("shift", True), *events, self._key("shift", False)]
             groups.append(events)
-        self._send_events(name, groups)
+        self._send_events(vm, groups)
 
-    def _screen_size(self, name: str) -> tuple[int, int]:
+    def _screen_size(self, vm: VMRef) -> tuple[int, int]:
         from PIL import Image
 
-        with Image.open(io.BytesIO(self.screenshot(name))) as image:
+        with Image.open(io.BytesIO(self.screenshot(vm))) as image:
             return image.size
 
-    def click(self, name: str, x: int, y: int, button: str = "left") -> None:
+    def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None:
         """Move the (absolute, USB tablet) pointer to screen pixel (x, y) and click."""
         if button not in {"left", "right", "middle"}:
             raise InvalidInput(f"--button {button!r} is not one of left, right, middle")
         for value, what in ((x, "X"), (y, "Y")):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
                 raise InvalidInput(f"{what} must be a pixel from 0 to 16384, got {value!r}")
-        width, height = self._screen_size(name)
+        width, height = self._screen_size(vm)
         ax = max(0, min(0x7FFF, x * 0x7FFF // max(1, width - 1)))
         ay = max(0, min(0x7FFF, y * 0x7FFF // max(1, height - 1)))
         events = [
@@ -1088,12 +1251,12 @@ class QemuBackend:
             {"type": "btn", "data": {"down": True, "button": button}},
             {"type": "btn", "data": {"down": False, "button": button}},
         ]
-        self._send_events(name, [events])
+        self._send_events(vm, [events])
 
-    def console(self, name: str) -> subprocess.Popen[bytes]:
+    def console(self, vm: VMRef) -> subprocess.Popen[bytes]:
         """Open a VNC viewer on the VM's screen (QEMU serves VNC on a unix socket)."""
-        files = self.files(name)
-        self._config(name, "console")
+        name = vm.name
+        files, _ = self._resolve(vm, "console")
         if self.viewer is None:
             raise Unsupported(
                 f"no VNC viewer found (install {' or '.join(VIEWERS)}); the screen is served "
@@ -1104,10 +1267,10 @@ class QemuBackend:
         target = f"vnc+unix://{files.vnc}" if "remote-viewer" in self.viewer else str(files.vnc)
         return subprocess.Popen([self.viewer, target], start_new_session=True)
 
-    def console_exchange(self, name: str, line: str, expect: str, timeout_s: float = 10.0) -> str:
+    def console_exchange(self, vm: VMRef, line: str, expect: str, timeout_s: float = 10.0) -> str:
         """Send a line on the serial console and return what comes back until `expect`."""
-        files = self.files(name)
-        self._config(name, "console")
+        name = vm.name
+        files, _ = self._resolve(vm, "console")
         if "\n" in line or "\r" in line:
             raise InvalidInput("console input is one line without line breaks")
         try:
