@@ -38,7 +38,9 @@ from pydantic import BaseModel, Field
 from core import leases
 from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
 from core.leases import CONTROLLER_LEASE
+from core.ledger import state_from_host
 from core.models import VM, AgentResult, AgentStatus, HostState, HostVM, Template, VMPool, VMState
+from core.owner import owner_alive, process_owner
 from core.provision import surplus_vms
 from core.scheduler import PoolInfo, Scheduler
 from core.settings import Settings
@@ -121,8 +123,6 @@ class Controller:
         provision_parallelism: int | None = None,
         holder: str | None = None,
     ) -> None:
-        from core.engine import process_owner
-
         if tick_s <= 0 or lease_ttl_s <= 0:
             raise ValueError("tick and lease times must be positive")
         self.engine = engine
@@ -341,8 +341,6 @@ class Controller:
     def _settle_dead_operations(self) -> None:
         """A step left half-done by another process that died (a CLI killed mid-acquire,
         say) is settled by reconcile, as at start-up."""
-        from core.engine import owner_alive
-
         t = self.t
         transitional = [s.value for s in VMState if s.transitional]
         owners = {
@@ -428,8 +426,7 @@ class Controller:
 
     def _check_vm(self, vm: VM, host: HostVM | None) -> None:
         """The host and the store disagree about a VM nobody is working on: act on it."""
-        engine = self.engine
-        t = self.t
+        ledger = self.engine.ledger
         if vm.state.transitional:
             return
         if host is None:
@@ -439,13 +436,11 @@ class Controller:
             if vm.agent_id is not None and vm.held:
                 log.warning("%s vanished under agent %s", vm.name, vm.agent_id)
                 self._fail_agent(vm.agent_id, f"its VM {vm.name} was deleted outside hvkube")
-            t.VM.update(state=VMState.MISSING.value, error=why).where(
-                (t.VM.name == vm.name) & (t.VM.state == vm.state.value)
-            ).execute()
+            ledger.correct(vm, VMState.MISSING, why, error=why)
             return
         if host.state.transitional or host.state is HostState.UNKNOWN:
             return
-        mapped = engine._state_from_host(host)
+        mapped = state_from_host(host)
         if mapped is None:
             return
         if vm.held and vm.agent_id is not None and vm.state is not VMState.ERROR:
@@ -453,9 +448,14 @@ class Controller:
             return
         if vm.held or mapped == vm.state or vm.state is VMState.ERROR:
             return
-        t.VM.update(state=mapped.value, error=None, raw_state=None).where(
-            (t.VM.name == vm.name) & (t.VM.state == vm.state.value) & t.VM.holder.is_null()
-        ).execute()
+        ledger.correct(
+            vm,
+            mapped,
+            f"the host shows {host.raw_state}",
+            idle_only=True,
+            error=None,
+            raw_state=None,
+        )
 
     def _check_running(self, vm: VM, host: HostVM, mapped: VMState) -> None:
         """An agent's VM: still running, still reachable? If it stopped, resume it (with the
@@ -474,11 +474,11 @@ class Controller:
                 started = time.perf_counter()
                 if beating:
                     self._no_heartbeat.discard(vm.name)
-                    engine.record_event("heartbeat", vm.name, vm.pool, started)
+                    engine.ledger.record_event("heartbeat", vm.name, vm.pool, started)
                 else:
                     self._no_heartbeat.add(vm.name)
                     log.warning("%s: no heartbeat from the guest", vm.name)
-                    engine.record_event(
+                    engine.ledger.record_event(
                         "heartbeat", vm.name, vm.pool, started, ok=False, error="no heartbeat"
                     )
             return
@@ -488,16 +488,12 @@ class Controller:
         fresh = engine.host_vm(vm)  # look again right before acting
         if fresh is None or fresh.state.transitional:
             return
-        mapped = engine._state_from_host(fresh) or mapped
+        mapped = state_from_host(fresh) or mapped
         log.warning("%s stopped under agent %s (%s); resuming", vm.name, vm.agent_id, mapped)
-        changed = (
-            t.VM.update(state=mapped.value)
-            .where(
-                (t.VM.name == vm.name) & (t.VM.state == vm.state.value) & (t.VM.holder == vm.holder)
-            )
-            .execute()
+        changed = engine.ledger.correct(
+            vm, mapped, f"stopped under agent {vm.agent_id}", holder=vm.holder
         )
-        if changed != 1 or mapped is VMState.RUNNING:
+        if not changed or mapped is VMState.RUNNING:
             return
         try:
             engine.resume_vm(vm.name)

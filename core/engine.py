@@ -9,22 +9,18 @@ Invariants kept here (see docs/design.md):
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee as pw
-import psutil
 
 from core.backends.base import CLEAN_CHECKPOINT, Backend, VMRef
 from core.errors import (
     AlreadyExists,
-    BackendError,
     BackendMismatch,
     CapacityExceeded,
     CheckpointNotFound,
@@ -34,12 +30,11 @@ from core.errors import (
     InvalidVMState,
     NotFound,
     NoVMAvailable,
-    ReadOnlyMode,
     SavedStateCorrupt,
     VMNotFoundInHost,
 )
+from core.ledger import Ledger, state_from_host
 from core.models import (
-    READY_TIERS,
     VM,
     AcquiredVM,
     Agent,
@@ -62,39 +57,6 @@ from core.store import Store, utcnow
 # A lifecycle step in progress: (vm name, step, detail)
 ProgressFn = Callable[[str, str, str], None]
 
-_owner_cache: tuple[int, str] | None = None
-
-
-def process_owner() -> str:
-    """Identifies this process across pid reuse: host, pid and start time."""
-    global _owner_cache
-    pid = os.getpid()
-    if _owner_cache is None or _owner_cache[0] != pid:
-        started = int(psutil.Process(pid).create_time())
-        _owner_cache = (pid, f"{socket.gethostname()}:{pid}:{started}")
-    return _owner_cache[1]
-
-
-def owner_alive(owner: str | None) -> bool:
-    """Is the process named by `owner` (from process_owner) still running here?"""
-    if not owner:
-        return False
-    try:
-        host, pid_text, started_text = owner.rsplit(":", 2)
-        pid, started = int(pid_text), int(started_text)
-    except ValueError:
-        return False
-    if host != socket.gethostname():
-        return True  # another host's process: not ours to judge
-    try:
-        return int(psutil.Process(pid).create_time()) == started
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-_TRANSITIONAL = tuple(sorted(s.value for s in VMState if s.transitional))
-_READY = tuple(s.value for s in READY_TIERS)
-
 
 def vm_name_for(pool: str, index: int) -> str:
     return f"{pool}-{index:03d}"
@@ -116,10 +78,19 @@ class Engine:
         self.store = store
         self.backend = backend
         self.settings = settings
-        self.readonly = settings.readonly
         self.t = store.t
         self.store_id = store.store_id
+        self.ledger = Ledger(store, settings.readonly, self.host_vm)
         self._check_backend(settings.backend_switch)
+
+    @property
+    def readonly(self) -> bool:
+        """Read-only mode: the ledger refuses every change."""
+        return self.ledger.readonly
+
+    @readonly.setter
+    def readonly(self, value: bool) -> None:
+        self.ledger.readonly = value
 
     def _check_backend(self, switch: bool) -> None:
         """A store belongs to the backend it was made with: read with another one, every VM
@@ -148,36 +119,6 @@ class Engine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _mutating(self, what: str) -> None:
-        if self.readonly:
-            raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
-
-    def record_event(
-        self,
-        kind: str,
-        vm: str | None,
-        pool: str | None,
-        started: float,
-        ok: bool = True,
-        error: str | None = None,
-    ) -> None:
-        self._mutating("record an event")
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        self.store.insert_event(kind, vm, pool, duration_ms, ok, error)
-
-    @contextmanager
-    def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[None]:
-        """Time a lifecycle step and leave an event whatever happens."""
-        started = time.perf_counter()
-        try:
-            yield
-        except BaseException as exc:
-            message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
-            with suppress(pw.PeeweeException, ReadOnlyMode):
-                self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
-            raise
-        self.record_event(kind, vm, pool, started)
-
     # -- templates -----------------------------------------------------------------------------
 
     def create_template(
@@ -204,7 +145,7 @@ class Engine:
                 f"--mcp-endpoint {mcp_endpoint!r} has no {{ip}} placeholder; "
                 "use a pattern such as http://{ip}:8080/mcp"
             )
-        self._mutating("create a template")
+        self.ledger.guard("create a template")
         probe = probe or ReadinessProbe()
         with self.store.write():
             self._check_unique(self.t.Template, "template", name)
@@ -235,7 +176,7 @@ class Engine:
 
     def delete_template(self, name: str) -> None:
         self.get_template(name)
-        self._mutating("delete a template")
+        self.ledger.guard("delete a template")
         with self.store.write():
             pools = [p.name for p in self.t.Pool.select().where(self.t.Pool.template == name)]
             vms = self.t.VM.select().where(self.t.VM.template == name).count()
@@ -279,7 +220,7 @@ class Engine:
         policy = self._policy(release)
         tpl = self.get_template(template)
         self._check_gpu_pool(tpl, warm, policy)
-        self._mutating("create a pool")
+        self.ledger.guard("create a pool")
         self._check_hot_memory(tpl, hot)
         with self.store.write():
             self._check_unique(self.t.Pool, "pool", name)
@@ -366,7 +307,7 @@ class Engine:
         self._check_tiers(count, warm, hot, pool.max_per_host)
         policy = pool.release_policy if release is None else self._policy(release)
         self._check_gpu_pool(self.get_template(pool.template), warm, policy)
-        self._mutating("change a pool")
+        self.ledger.guard("change a pool")
         self._check_hot_memory(self.get_template(pool.template), hot)
         self.t.Pool.update(
             desired_count=count, warm_count=warm, hot_count=hot, release_policy=policy.value
@@ -392,7 +333,7 @@ class Engine:
 
     def delete_pool(self, name: str, with_vms: bool = False) -> int:
         self.get_pool(name)
-        self._mutating("delete a pool")
+        self.ledger.guard("delete a pool")
         vms = self.list_vms(pool=name)
         if vms and not with_vms:
             raise Conflict(
@@ -422,11 +363,7 @@ class Engine:
     # -- VMs: reads ----------------------------------------------------------------------------
 
     def get_vm(self, name: str) -> VM:
-        check_name(name, "VM name")
-        row = self.store.fetch_one('SELECT * FROM "vm" WHERE "name" = ?', (name,))
-        if row is None:
-            raise NotFound(f"no VM named {name!r}; see 'hvkube vm list'")
-        return Store.vm_model(row)
+        return self.ledger.load(name)
 
     def list_vms(self, pool: str | None = None, state: VMState | None = None) -> list[VM]:
         query = self.t.VM.select().order_by(self.t.VM.name)
@@ -461,7 +398,7 @@ class Engine:
         """Bring `vm` back to clean: restore its "clean" checkpoint (it ends Saved). A VM with
         a GPU partition takes no checkpoints: its differencing disk is made anew instead, and
         it ends Off."""
-        self._mutating("reset a VM")
+        self.ledger.guard("reset a VM")
         ref = self.ref(vm)
         if not self._gpu(vm.template):
             self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
@@ -491,72 +428,6 @@ class Engine:
 
     # -- VMs: state changes --------------------------------------------------------------------
 
-    def _begin(
-        self,
-        name: str,
-        doing: VMState,
-        allowed: set[VMState] | None = None,
-        holder: str | None = None,
-        op: str | None = None,
-        known: VM | None = None,
-        idle_only: bool = False,
-    ) -> VM:
-        """Record the intent (transitional state and owner) with one conditional UPDATE.
-
-        `idle_only`: only while nobody holds the VM (the controller's tier moves and
-        removals must never touch a VM an agent has just claimed)."""
-        vm = known or self.get_vm(name)
-        where = f'"state" NOT IN ({", ".join("?" * len(_TRANSITIONAL))})'
-        params: list[Any] = list(_TRANSITIONAL)
-        if allowed is not None:
-            where += f' AND "state" IN ({", ".join("?" * len(allowed))})'
-            params += sorted(s.value for s in allowed)
-        if holder is not None:
-            where += ' AND "holder" = ?'
-            params.append(holder)
-        if idle_only:
-            where += ' AND "holder" IS NULL'
-        changed = self.store.update_vm(
-            name,
-            {
-                "state": doing.value,
-                "op_owner": process_owner(),
-                "op_kind": op or doing.value,
-                "op_started_at": utcnow(),
-                "error": None,
-            },
-            where,
-            tuple(params),
-        )
-        if changed != 1:
-            now = self.get_vm(name)
-            if idle_only and now.held:
-                raise Conflict(f"VM {name!r} is held by {now.holder}; leaving it alone")
-            if now.state.transitional:
-                raise Conflict(f"VM {name!r} is busy ({now.state.value}); try again shortly")
-            allowed_text = ", ".join(sorted(s.value for s in allowed or set()))
-            raise Conflict(f"VM {name!r} is {now.state.value}; this needs it to be {allowed_text}")
-        return vm
-
-    def _finish(self, name: str, state: VMState, **fields: Any) -> None:
-        fields.setdefault("op_owner", None)
-        fields.setdefault("op_kind", None)
-        fields.setdefault("op_started_at", None)
-        self.store.update_vm(name, {"state": state.value, **fields})
-
-    def _fail(self, name: str, exc: BaseException, *, keep_holder: bool = False) -> None:
-        """Record a failed step: the VM goes to ERROR (or MISSING) with the message."""
-        state = VMState.MISSING if isinstance(exc, VMNotFoundInHost) else VMState.ERROR
-        fields: dict[str, Any] = {"error": str(exc)[:2000]}
-        if not keep_holder:
-            fields.update(holder=None, agent_id=None)
-        host = None
-        with suppress(HvkubeError):
-            host = self.host_vm(self.get_vm(name))
-        if host is not None:
-            fields["raw_state"] = host.raw_state
-        self._finish(name, state, **fields)
-
     def _run(
         self,
         name: str,
@@ -568,44 +439,21 @@ class Engine:
         idle_only: bool = False,
         **done_fields: Any,
     ) -> VM:
-        vm = self._begin(name, doing, allowed, idle_only=idle_only)
-        with self.step(kind, name, vm.pool):
+        vm = self.ledger.begin(name, doing, allowed, idle_only=idle_only)
+        with self.ledger.step(kind, name, vm.pool):
             try:
                 action(self.ref(vm))
             except HvkubeError as exc:
-                self._recover_after_failure(name, vm.state, exc)
+                self.ledger.recover(name, vm.state, exc)
                 raise
         final = done() if callable(done) else done
-        self._finish(name, final, **done_fields)
+        self.ledger.finish(name, final, **done_fields)
         return self.get_vm(name)
-
-    def _recover_after_failure(self, name: str, before: VMState, exc: HvkubeError) -> None:
-        """After a failed backend call: go back to what the host says, or ERROR."""
-        try:
-            host = self.host_vm(self.get_vm(name))
-        except HvkubeError:
-            host = None
-        mapped = self._state_from_host(host) if host is not None else None
-        if isinstance(exc, BackendError) and mapped is not None and mapped == before:
-            # Nothing changed on the host (an invalid-state refusal, say): keep the VM.
-            self._finish(name, before, error=str(exc)[:2000])
-        else:
-            self._fail(name, exc, keep_holder=True)
-
-    @staticmethod
-    def _state_from_host(host: Any) -> VMState | None:
-        mapping = {
-            HostState.OFF: VMState.OFF,
-            HostState.RUNNING: VMState.RUNNING,
-            HostState.SAVED: VMState.SAVED,
-            HostState.PAUSED: VMState.PAUSED,
-        }
-        return mapping.get(host.state)
 
     def resume_vm(self, name: str, *, idle_only: bool = False) -> VM:
         """Bring a VM to Running from whatever ready state it is in, with fallback."""
-        self._mutating("resume a VM")
-        vm = self._begin(
+        self.ledger.guard("resume a VM")
+        vm = self.ledger.begin(
             name,
             VMState.RESUMING,
             {VMState.OFF, VMState.SAVED, VMState.PAUSED, VMState.ERROR},
@@ -614,12 +462,12 @@ class Engine:
         try:
             self._bring_up(vm)
         except HvkubeError as exc:
-            self._fail(name, exc, keep_holder=True)
+            self.ledger.fail(name, exc, keep_holder=True)
             raise
         return self.get_vm(name)
 
     def save_vm(self, name: str, *, idle_only: bool = False) -> VM:
-        self._mutating("save a VM")
+        self.ledger.guard("save a VM")
         self._refuse_gpu_save(self.get_vm(name))
         return self._run(
             name,
@@ -633,7 +481,7 @@ class Engine:
         )
 
     def pause_vm(self, name: str, *, idle_only: bool = False) -> VM:
-        self._mutating("pause a VM")
+        self.ledger.guard("pause a VM")
         return self._run(
             name,
             "pause",
@@ -645,7 +493,7 @@ class Engine:
         )
 
     def stop_vm(self, name: str, force: bool = False, *, idle_only: bool = False) -> VM:
-        self._mutating("stop a VM")
+        self.ledger.guard("stop a VM")
         allowed = {VMState.RUNNING}
         if force:
             allowed |= {VMState.PAUSED, VMState.SAVED, VMState.ERROR, VMState.OFF}
@@ -662,43 +510,43 @@ class Engine:
 
     def reset_vm(self, name: str, *, idle_only: bool = False) -> VM:
         """Restore the "clean" checkpoint: the VM ends Saved, ready to resume."""
-        self._mutating("reset a VM")
-        vm = self._begin(
+        self.ledger.guard("reset a VM")
+        vm = self.ledger.begin(
             name,
             VMState.RESETTING,
             {VMState.RUNNING, VMState.PAUSED, VMState.SAVED, VMState.OFF, VMState.ERROR},
             idle_only=idle_only,
         )
-        with self.step("reset", name, vm.pool):
+        with self.ledger.step("reset", name, vm.pool):
             try:
                 self.restore_clean(vm)
                 host = self.backend.get_vm(self.ref(vm))
             except HvkubeError as exc:
-                self._fail(name, exc)
+                self.ledger.fail(name, exc)
                 raise
-        final = self._state_from_host(host) if host else None
-        self._finish(name, final or VMState.SAVED, holder=None, agent_id=None, error=None)
+        final = state_from_host(host) if host else None
+        self.ledger.finish(name, final or VMState.SAVED, holder=None, agent_id=None, error=None)
         return self.get_vm(name)
 
     def delete_vm(self, name: str, *, force: bool = False) -> None:
         vm = self.get_vm(name)
-        self._mutating("delete a VM")
+        self.ledger.guard("delete a VM")
         if vm.held and not force:
             raise Conflict(f"VM {name!r} is held by {vm.holder}; release it first")
         # Not forced: the VM must still be free when the intent is recorded.
-        self._begin(name, VMState.DELETING, idle_only=not force)
-        with self.step("delete", name, vm.pool):
+        self.ledger.begin(name, VMState.DELETING, idle_only=not force)
+        with self.ledger.step("delete", name, vm.pool):
             try:
                 self.remove_from_host(vm)
             except HvkubeError as exc:
-                self._fail(name, exc)
+                self.ledger.fail(name, exc)
                 raise
-            self.t.VM.delete_by_id(name)
+            self.ledger.forget(name)
 
     def remove_from_host(self, vm: VM) -> None:
         """Remove what hvkube made for `vm`: the VM with its recorded id, then the disk it
         created. A VM of that name with another id is someone else's and stays."""
-        self._mutating("remove a VM from the host")
+        self.ledger.guard("remove a VM from the host")
         if vm.host_id and self.host_vm(vm) is not None:
             self.backend.remove(VMRef(vm.name, vm.host_id))
         # A row from before ids were recorded (no backend either) names a disk that its VM,
@@ -712,7 +560,7 @@ class Engine:
             return vm.ip
         ip = self.backend.ip_address(self.ref(vm))
         if ip and ip != vm.ip:
-            self.t.VM.update(ip=ip).where(self.t.VM.name == name).execute()
+            self.ledger.note(name, ip=ip)
         return ip or vm.ip
 
     def screenshot(self, name: str) -> bytes:
@@ -720,7 +568,7 @@ class Engine:
         started = time.perf_counter()
         data = self.backend.screenshot(self.ref(vm))
         if not self.readonly:
-            self.record_event("screenshot", name, self.get_vm(name).pool, started)
+            self.ledger.record_event("screenshot", name, self.get_vm(name).pool, started)
         return data
 
     # -- bringing a VM up ----------------------------------------------------------------------
@@ -731,7 +579,7 @@ class Engine:
         name = vm.name
         started = time.perf_counter()
         tpl = tpl or self.get_template(vm.template)
-        with self.step("resume", name, vm.pool):
+        with self.ledger.step("resume", name, vm.pool):
             try:
                 self._start_from(vm, vm.state, tpl)
             except InvalidVMState:
@@ -741,7 +589,7 @@ class Engine:
                     raise VMNotFoundInHost(
                         f"VM {name!r} is no longer on the host", vm=name
                     ) from None
-                actual = self._state_from_host(host)
+                actual = state_from_host(host)
                 if actual is None:
                     raise Conflict(
                         f"VM {name!r} is {host.raw_state} on the host; cannot resume it"
@@ -750,7 +598,7 @@ class Engine:
                     self._start_from(vm, actual, tpl)
         resume_ms = (time.perf_counter() - started) * 1000.0
         ip = self._refresh_ip(self.ref(vm))
-        self._finish(
+        self.ledger.finish(
             name,
             VMState.RUNNING,
             ip=ip,
@@ -784,7 +632,7 @@ class Engine:
             return
         except SavedStateCorrupt as exc:
             first_error = str(exc)
-        with self.step("resume_fallback", name, vm.pool):
+        with self.ledger.step("resume_fallback", name, vm.pool):
             self.backend.stop(ref, force=True)
             try:
                 self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
@@ -797,9 +645,7 @@ class Engine:
             wait_ready(self.backend, ref, tpl.probe, self.settings.ready_timeout_s)
             self.backend.remove_checkpoint(ref, CLEAN_CHECKPOINT)
             self.backend.checkpoint(ref, CLEAN_CHECKPOINT)
-            self.t.VM.update(error=f"recovered by cold boot after: {first_error}"[:2000]).where(
-                self.t.VM.name == name
-            ).execute()
+            self.ledger.note(name, error=f"recovered by cold boot after: {first_error}"[:2000])
 
     def _refresh_ip(self, ref: VMRef) -> str | None:
         """The recorded IP is refreshed after every resume (DHCP may have moved it)."""
@@ -830,43 +676,6 @@ class Engine:
 
     # -- acquire and release -------------------------------------------------------------------
 
-    def _claim(self, pool: str, holder: str, agent_id: int | None) -> VM | None:
-        """One atomic claim: hot first, then warm, then cold. Returns the VM as it was."""
-        candidates = self.store.fetch_all(
-            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
-            'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN (?, ?, ?) '
-            'AND "host_id" IS NOT NULL '
-            'ORDER BY CASE "state" WHEN ? THEN 0 WHEN ? THEN 1 ELSE 2 END, "name" LIMIT 16',
-            (pool, *_READY, VMState.PAUSED.value, VMState.SAVED.value),
-        )
-        owner = process_owner()
-        for name, state, template, rdp_port, host_id in candidates:
-            changed = self.store.update_vm(
-                name,
-                {
-                    "holder": holder,
-                    "agent_id": agent_id,
-                    "state": VMState.RESUMING.value,
-                    "op_owner": owner,
-                    "op_kind": "acquire",
-                    "op_started_at": utcnow(),
-                },
-                '"state" = ? AND "holder" IS NULL',
-                (state,),
-            )
-            if changed == 1:
-                return VM(
-                    name=name,
-                    template=template,
-                    pool=pool,
-                    state=VMState(state),
-                    rdp_port=rdp_port,
-                    holder=holder,
-                    agent_id=agent_id,
-                    host_id=host_id,
-                )
-        return None
-
     def acquire(
         self,
         pool: str,
@@ -878,11 +687,11 @@ class Engine:
         if wait_s < 0 or wait_s > 86400:
             raise InvalidInput(f"--wait must be between 0 and 86400 seconds, got {wait_s:g}")
         check_name(pool, "pool name")
-        self._mutating("acquire a VM")
+        self.ledger.guard("acquire a VM")
         holder = holder or f"lease-{secrets.token_hex(6)}"
         deadline = time.monotonic() + wait_s
         delay = 0.02
-        claimed = self._claim(pool, holder, agent_id)
+        claimed = self.ledger.claim(pool, holder, agent_id)
         while claimed is None:
             self.get_pool(pool)  # an unknown pool is bad input, not an empty pool
             if time.monotonic() >= deadline:
@@ -894,7 +703,7 @@ class Engine:
                 )
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(0.5, delay * 1.5)
-            claimed = self._claim(pool, holder, agent_id)
+            claimed = self.ledger.claim(pool, holder, agent_id)
         vm = claimed
         tpl = self.get_template(vm.template)
         while True:
@@ -904,8 +713,8 @@ class Engine:
             except VMNotFoundInHost as exc:
                 # Deleted outside hvkube: it is marked missing (reconcile reports it,
                 # provisioning replaces it) and another VM is handed out instead.
-                self._fail(vm.name, exc)
-                claimed = self._claim(pool, holder, agent_id)
+                self.ledger.fail(vm.name, exc)
+                claimed = self.ledger.claim(pool, holder, agent_id)
                 if claimed is None:
                     raise
                 vm = claimed
@@ -933,8 +742,8 @@ class Engine:
         host = None
         with suppress(HvkubeError):
             host = self.host_vm(vm)
-        if host is not None and self._state_from_host(host) is vm.state:
-            self._finish(
+        if host is not None and state_from_host(host) is vm.state:
+            self.ledger.finish(
                 vm.name,
                 vm.state,
                 holder=None,
@@ -943,7 +752,7 @@ class Engine:
                 raw_state=None,
             )
         else:
-            self._fail(vm.name, exc)
+            self.ledger.fail(vm.name, exc)
 
     def release(
         self, name: str, policy: ReleasePolicy | str | None = None, holder: str | None = None
@@ -951,7 +760,7 @@ class Engine:
         """Give a VM back: reset to clean, save as is, or destroy. None when destroyed."""
         vm = self.get_vm(name)
         chosen = self._policy(policy) if policy is not None else None
-        self._mutating("release a VM")
+        self.ledger.guard("release a VM")
         if not vm.held:
             raise Conflict(f"VM {name!r} is not acquired; nothing to release")
         if holder is not None and vm.holder != holder:
@@ -967,8 +776,8 @@ class Engine:
         if chosen is ReleasePolicy.SAVE:
             self._refuse_gpu_save(vm)
         doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
-        self._begin(name, doing, holder=vm.holder, op="release", known=vm)
-        with self.step(f"release_{chosen.value}", name, vm.pool):
+        self.ledger.begin(name, doing, holder=vm.holder, op="release", known=vm)
+        with self.ledger.step(f"release_{chosen.value}", name, vm.pool):
             try:
                 ref = self.ref(vm)
                 if chosen is ReleasePolicy.RESET:
@@ -979,10 +788,10 @@ class Engine:
                         self.backend.save(ref)
                 host = self.backend.get_vm(ref)
             except HvkubeError as exc:
-                self._fail(name, exc)
+                self.ledger.fail(name, exc)
                 raise
-        final = (self._state_from_host(host) if host else None) or VMState.SAVED
-        self._finish(name, final, holder=None, agent_id=None, error=None)
+        final = (state_from_host(host) if host else None) or VMState.SAVED
+        self.ledger.finish(name, final, holder=None, agent_id=None, error=None)
         return vm.model_copy(
             update={"state": final, "holder": None, "agent_id": None, "error": None}
         )
@@ -1031,7 +840,7 @@ class Engine:
             )
         if exec_command is not None and not exec_command.strip():
             raise InvalidInput("--exec is empty; give the command to run")
-        self._mutating("submit an agent")
+        self.ledger.guard("submit an agent")
         row = self.t.Agent.create(
             pool=pool,
             workflow=workflow,
@@ -1094,7 +903,7 @@ class Engine:
     ) -> Agent:
         """End an agent (completed, failed or cancelled) and release its VM by pool policy."""
         agent = self.get_agent(agent_id)
-        self._mutating("finish an agent")
+        self.ledger.guard("finish an agent")
         if agent.status.finished:
             raise Conflict(f"agent {agent_id} has already ended ({agent.status.value})")
         changed = self.store.update_agent(
@@ -1115,7 +924,7 @@ class Engine:
 
     def release_agent_vm(self, agent_id: int, vm_name: str) -> None:
         # Refused here, not only in release(), whose errors are swallowed below.
-        self._mutating("release an agent's VM")
+        self.ledger.guard("release an agent's VM")
         row = self.store.fetch_one(
             'SELECT "agent_id", "holder" FROM "vm" WHERE "name" = ?', (vm_name,)
         )

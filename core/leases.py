@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.owner import owner_alive
 from core.store import Store, utcnow
 
 CONTROLLER_LEASE = "controller"
@@ -38,15 +39,13 @@ class LeaseInfo:
 
     @property
     def owner(self) -> str | None:
-        """The holding process as core.engine.process_owner names it, when recorded."""
+        """The holding process as core.owner.process_owner names it, when recorded."""
         owner = self.data.get("owner")
         return owner if isinstance(owner, str) else None
 
     @property
     def alive(self) -> bool:
         """Unexpired and, when the holder runs on this host, its process still exists."""
-        from core.engine import owner_alive
-
         if self.expired:
             return False
         return owner_alive(self.owner) if self.owner else True

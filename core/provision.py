@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from core.backends.base import CLEAN_CHECKPOINT, VMRef
-from core.engine import ProvisionReport, process_owner, vm_name_for
+from core.engine import ProvisionReport, vm_name_for
 from core.errors import CapacityExceeded, ForeignVM, HostObjectExists, HvkubeError, InvalidInput
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
-from core.store import utcnow
 
 if TYPE_CHECKING:
     from core.engine import Engine, ProgressFn
@@ -122,7 +121,7 @@ def provision_pool(
     workers = parallelism or engine.settings.provision_parallelism
     if not 1 <= workers <= 64:
         raise InvalidInput(f"--parallel must be between 1 and 64, got {workers}")
-    engine._mutating("provision a pool")
+    engine.ledger.guard("provision a pool")
     started = time.perf_counter()
 
     for vm in engine.list_vms(pool=name):
@@ -131,7 +130,7 @@ def provision_pool(
             try:
                 engine.delete_vm(vm.name)
             except HvkubeError:
-                engine.t.VM.delete_by_id(vm.name)
+                engine.ledger.forget(vm.name)
 
     existing = engine.list_vms(pool=name)
     missing = max(0, pool.desired_count - len(existing))
@@ -149,21 +148,19 @@ def provision_pool(
 
     names = _free_names(name, {vm.name for vm in existing}, missing)
     # Intent first: every VM about to be built is in the store as PROVISIONING.
-    owner = process_owner()
-    with engine.store.write():
-        for vm_name in names:
-            engine.t.VM.create(
-                name=vm_name,
-                template=tpl.name,
-                pool=name,
-                state=VMState.PROVISIONING.value,
-                backend=engine.backend.name,
-                rdp_port=tpl.rdp_port,
-                memory_mb=tpl.memory_mb,
-                op_owner=owner,
-                op_kind="provision",
-                op_started_at=utcnow(),
-            )
+    engine.ledger.insert_provisioning(
+        [
+            {
+                "name": vm_name,
+                "template": tpl.name,
+                "pool": name,
+                "backend": engine.backend.name,
+                "rdp_port": tpl.rdp_port,
+                "memory_mb": tpl.memory_mb,
+            }
+            for vm_name in names
+        ]
+    )
     plan = _TierPlan(pool, existing)
 
     def build(vm_name: str) -> None:
@@ -173,7 +170,7 @@ def provision_pool(
         except HvkubeError as exc:
             report.failed[vm_name] = str(exc)
             _notify(progress, vm_name, "failed", str(exc))
-            engine._fail(vm_name, exc)
+            engine.ledger.fail(vm_name, exc)
 
     with ThreadPoolExecutor(max_workers=min(workers, len(names))) as executor:
         list(executor.map(build, names))
@@ -214,28 +211,28 @@ def _build_one(
     backend = engine.backend
     row = engine.get_vm(vm_name)
     disk = backend.disk_path_for(vm_name, tpl.disk_path)
-    with engine.step("provision", vm_name, row.pool):
+    with engine.ledger.step("provision", vm_name, row.pool):
         check_name_free(engine, vm_name)
         _notify(progress, vm_name, "disk", disk)
         # The path is recorded before the disk is made, so a crash leaves nothing unknown; a
         # file already there is not ours, and is forgotten so that no rollback deletes it.
-        engine.store.update_vm(vm_name, {"disk_path": disk})
+        engine.ledger.note(vm_name, disk_path=disk)
         try:
             backend.create_differencing_disk(tpl.disk_path, disk)
         except HostObjectExists:
-            engine.store.update_vm(vm_name, {"disk_path": None})
+            engine.ledger.note(vm_name, disk_path=None)
             raise
         _notify(progress, vm_name, "create")
         made = backend.create_vm(
             vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu, owner=engine.store_id
         )
-        engine.store.update_vm(vm_name, {"host_id": made.id, "host": host_name()})
+        engine.ledger.note(vm_name, host_id=made.id, host=host_name())
         ref = VMRef(vm_name, made.id)
         gate.admit(tpl.memory_mb, engine.settings.op_timeout_s)
         try:
             try:
                 _notify(progress, vm_name, "boot")
-                with engine.step("first_boot", vm_name, row.pool):
+                with engine.ledger.step("first_boot", vm_name, row.pool):
                     backend.start(ref)
             finally:
                 gate.booted(tpl.memory_mb)
@@ -243,7 +240,7 @@ def _build_one(
             how = wait_ready(backend, ref, tpl.probe, engine.settings.ready_timeout_s)
             if not tpl.gpu:  # a GPU partition takes no checkpoints: reset rebuilds its disk
                 _notify(progress, vm_name, "checkpoint", how)
-                with engine.step("checkpoint", vm_name, row.pool):
+                with engine.ledger.step("checkpoint", vm_name, row.pool):
                     backend.checkpoint(ref, CLEAN_CHECKPOINT)
             ip = backend.ip_address(ref)
             tier = plan.next_tier(gpu=tpl.gpu)
@@ -260,7 +257,9 @@ def _build_one(
         forwarded = getattr(backend, "forwarded_port", None)
         if forwarded is not None:  # user-mode networking: the guest's RDP port on loopback
             extra["rdp_port"] = forwarded(ref)
-        engine._finish(vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None, **extra)
+        engine.ledger.finish(
+            vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None, **extra
+        )
     _notify(progress, vm_name, "ready", tier.value)
 
 

@@ -18,7 +18,9 @@ from pydantic import BaseModel, Field
 
 from core.backends.base import VMRef
 from core.errors import Conflict, HvkubeError
+from core.ledger import state_from_host
 from core.models import VM, AgentStatus, HostState, HostVM, VMState
+from core.owner import owner_alive, owner_busy, process_owner
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -47,14 +49,12 @@ def reconcile(
     """`while_running`: called by a controller that has steps and agents in flight in this
     very process (to settle what another, dead process left): its own transitional VMs
     count as busy, and agents are left alone."""
-    from core.engine import owner_alive, process_owner
-
-    engine._mutating("reconcile")
+    engine.ledger.guard("reconcile")
     report = ReconcileReport()
     me = process_owner()
     host_vms = {vm.id: vm for vm in engine.backend.list_vms()}
 
-    with engine.step("reconcile", None, None):
+    with engine.ledger.step("reconcile", None, None):
         for vm in engine.list_vms():
             report.checked += 1
             row = engine.t.VM.get_or_none(engine.t.VM.name == vm.name)
@@ -68,7 +68,7 @@ def reconcile(
                 host = host_vms.get(vm.host_id) if vm.host_id else None
                 note = _settle(engine, vm, row.op_kind, host)
             except HvkubeError as exc:
-                engine._fail(vm.name, exc)
+                engine.ledger.fail(vm.name, exc)
                 report.errors.append(f"{vm.name}: {exc}")
                 continue
             if note == "missing":
@@ -114,11 +114,11 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
                 if made.owner == engine.store_id and not _id_known(engine, made.id):
                     backend.remove(VMRef(made.name, made.id))
         engine.remove_from_host(vm)
-        engine.t.VM.delete_by_id(name)
+        engine.ledger.forget(name)
         return "half-provisioned VM rolled back"
     if vm.state is VMState.DELETING:
         engine.remove_from_host(vm)
-        engine.t.VM.delete_by_id(name)
+        engine.ledger.forget(name)
         return "deletion finished"
     if not vm.host_id and vm.backend is not None and vm.state in {VMState.ERROR, VMState.MISSING}:
         return None  # never built (its build failed before Hyper-V made it): nothing to settle
@@ -132,7 +132,7 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
     if host is None:
         if vm.state is VMState.MISSING:
             return None
-        engine._finish(
+        engine.ledger.finish(
             name,
             VMState.MISSING,
             holder=None,
@@ -141,14 +141,16 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
         )
         return "missing"
     if host.state is HostState.UNKNOWN:
-        engine._finish(name, VMState.ERROR, raw_state=host.raw_state, error="unknown host state")
+        engine.ledger.finish(
+            name, VMState.ERROR, raw_state=host.raw_state, error="unknown host state"
+        )
         return f"host reports unknown state {host.raw_state!r}"
     if host.state.transitional:
         host = _wait_until_settled(engine, ref)
         if host is None or host.state.transitional:
             return None  # the host is still working on it; look again next time
 
-    mapped = engine._state_from_host(host)
+    mapped = state_from_host(host)
     assert mapped is not None
     held_by_agent = vm.agent_id is not None and _agent_active(engine, vm.agent_id)
 
@@ -157,30 +159,30 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
         if mapped in {VMState.RUNNING, VMState.PAUSED}:
             engine.restore_clean(vm)
             mapped = _mapped_now(engine, ref, VMState.SAVED)
-        engine._finish(name, mapped, holder=None, agent_id=None, error=None)
+        engine.ledger.finish(name, mapped, holder=None, agent_id=None, error=None)
         return f"interrupted acquire rolled back ({mapped.value})"
     if vm.state is VMState.RESETTING:
         engine.restore_clean(vm)
         final = _mapped_now(engine, ref, VMState.SAVED)
-        engine._finish(name, final, holder=None, agent_id=None, error=None)
+        engine.ledger.finish(name, final, holder=None, agent_id=None, error=None)
         return "interrupted reset finished"
     if vm.state is VMState.SAVING:
         if mapped in {VMState.RUNNING, VMState.PAUSED}:
             backend.save(ref)
         release = op_kind == "release"
         fields = {"holder": None, "agent_id": None} if release else {}
-        engine._finish(name, _mapped_now(engine, ref, VMState.SAVED), error=None, **fields)
+        engine.ledger.finish(name, _mapped_now(engine, ref, VMState.SAVED), error=None, **fields)
         return "interrupted save finished"
     if vm.state.transitional:
-        engine._finish(name, mapped, error=None)
+        engine.ledger.finish(name, mapped, error=None)
         return f"interrupted {vm.state.value} settled as {mapped.value}"
     if vm.state in {VMState.MISSING, VMState.ERROR} and mapped is not None:
         if vm.state is VMState.MISSING:
-            engine._finish(name, mapped, error=None, raw_state=None)
+            engine.ledger.finish(name, mapped, error=None, raw_state=None)
             return f"found again on the host ({mapped.value})"
         return None
     if mapped != vm.state:
-        engine._finish(name, mapped, raw_state=None)
+        engine.ledger.finish(name, mapped, raw_state=None)
         return f"store said {vm.state.value}, host says {mapped.value}"
     return None
 
@@ -209,7 +211,7 @@ def _wait_until_settled(engine: Engine, ref: VMRef) -> HostVM | None:
 
 def _mapped_now(engine: Engine, ref: VMRef, default: VMState) -> VMState:
     host = engine.backend.get_vm(ref)
-    return (engine._state_from_host(host) if host else None) or default
+    return (state_from_host(host) if host else None) or default
 
 
 def _agent_active(engine: Engine, agent_id: int) -> bool:
@@ -218,7 +220,6 @@ def _agent_active(engine: Engine, agent_id: int) -> bool:
 
 
 def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
-    from core.engine import process_owner
     from core.leases import active_holder
     from core.models import AgentResult
     from core.store import utcnow
@@ -296,9 +297,3 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
             report.fixed.append(f"{row.name}: released from agent {row.agent_id}")
         except HvkubeError as exc:
             report.errors.append(f"{row.name}: {exc}")
-
-
-def owner_busy(owner: str | None) -> bool:
-    from core.engine import owner_alive, process_owner
-
-    return owner is not None and owner != process_owner() and owner_alive(owner)

@@ -433,6 +433,12 @@ class Store:
         text = f'UPDATE "vm" SET {columns} WHERE "name" = ?' + (f" AND {where}" if where else "")
         return self.execute(text, (*map(_db_value, values.values()), name, *params))
 
+    def insert_vm(self, values: dict[str, Any]) -> None:
+        self.t.VM.insert(**values).execute()
+
+    def delete_vm(self, name: str) -> None:
+        self.t.VM.delete_by_id(name)
+
     def update_agent(
         self, agent_id: int, values: dict[str, Any], where: str = "", params: tuple[Any, ...] = ()
     ) -> int:

@@ -17,6 +17,7 @@ from core.errors import (
     NoVMAvailable,
     ReadOnlyMode,
 )
+from core.ledger import state_from_host
 from core.models import HostState, ReleasePolicy
 from tests.host_support import host_named
 
@@ -39,7 +40,7 @@ def test_provision_parks_vms_in_the_asked_tiers(engine: Engine, pool: str) -> No
     for vm in engine.list_vms(pool=pool):
         host = host_named(engine, vm.name)
         assert host is not None and "clean" in host.checkpoints
-        assert engine._state_from_host(host) == vm.state
+        assert state_from_host(host) == vm.state
     kinds = {e.kind for e in engine.events(limit=500)}
     assert {"provision", "first_boot", "checkpoint"} <= kinds
 

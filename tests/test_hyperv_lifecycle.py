@@ -56,7 +56,7 @@ def test_reconcile_finishes_an_interrupted_reset(engine: Engine) -> None:
     engine.provision_pool("web")
     got = engine.acquire("web")
     # A crash after the intent was recorded: the row says RESETTING, nobody owns it.
-    engine._begin(got.name, VMState.RESETTING, holder=got.holder, op="release")
+    engine.ledger.begin(got.name, VMState.RESETTING, holder=got.holder, op="release")
     dead = f"{socket.gethostname()}:999999999:1"  # a process of this host that is gone
     engine.t.VM.update(op_owner=dead).where(engine.t.VM.name == got.name).execute()
     report = engine.reconcile()

@@ -160,12 +160,10 @@ READS = {
     "events",
     "get_agent",
     "list_agents",
-    "step",  # a context manager used inside mutating methods only
     "ref",
     "host_vm",
 }
 MUTATIONS: dict[str, Callable[[Engine], Any]] = {
-    "record_event": lambda e: e.record_event("x", None, None, 0.0),
     "create_template": lambda e: e.create_template("t2", "C:\\t2.vhdx"),
     "delete_template": lambda e: e.delete_template("unused"),
     "create_pool": lambda e: e.create_pool("p2", "w", count=1),
@@ -188,6 +186,16 @@ MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "reconcile": lambda e: e.reconcile(),
     "remove_from_host": lambda e: e.remove_from_host(e.get_vm("p-002")),
     "restore_clean": lambda e: e.restore_clean(e.get_vm("p-002")),
+}
+# The ledger records every VM change: each of its writes is refused in read-only mode too.
+LEDGER_WRITES: dict[str, Callable[[Engine], Any]] = {
+    "record_event": lambda e: e.ledger.record_event("x", None, None, 0.0),
+    "begin": lambda e: e.ledger.begin("p-002", VMState.SAVING),
+    "claim": lambda e: e.ledger.claim("p", "someone", None),
+    "correct": lambda e: e.ledger.correct(e.get_vm("p-002"), VMState.OFF, "test"),
+    "note": lambda e: e.ledger.note("p-002", ip="10.0.0.1"),
+    "forget": lambda e: e.ledger.forget("p-002"),
+    "insert_provisioning": lambda e: e.ledger.insert_provisioning([]),
 }
 
 
@@ -231,14 +239,15 @@ def populated(tmp_path: Path) -> Path:
     return data
 
 
-@pytest.mark.parametrize("method", sorted(MUTATIONS))
+@pytest.mark.parametrize("method", sorted(MUTATIONS) + [f"ledger.{m}" for m in LEDGER_WRITES])
 def test_read_only_engine_refuses_every_change(populated: Path, method: str) -> None:
     before = dump(populated)
+    change = LEDGER_WRITES[method[7:]] if method.startswith("ledger.") else MUTATIONS[method]
     with open_engine(
         db=str(populated / "hvkube.db"), backend="sim", sim_scale=0, readonly=True
     ) as engine:
         with pytest.raises(ReadOnlyMode) as info:
-            MUTATIONS[method](engine)
+            change(engine)
         assert "read-only" in info.value.message
     assert dump(populated) == before
 

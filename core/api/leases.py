@@ -181,6 +181,6 @@ class ApiLeases:
                     return None  # busy: another sweep retries after RETRY_EXPIRY_S
             except HvkubeError:
                 pass  # the engine left the VM in ERROR with the reason; the lease is over
-        self.engine.record_event("lease_expired", vm, pool, started)
+        self.engine.ledger.record_event("lease_expired", vm, pool, started)
         self.drop(lease_id)
         return Expired(lease_id, vm, pool)

@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from core.engine import Engine
+from core.ledger import state_from_host
 from core.models import AgentStatus, VMState
 from core.reconcile import ReconcileReport
 
@@ -52,7 +53,7 @@ def check_store_and_host(
             elif not errors_allowed:
                 out.append(f"{name}: in error with no fault injected: {vm.error}")
             continue
-        mapped = engine._state_from_host(on_host)
+        mapped = state_from_host(on_host)
         if mapped is not vm.state:
             out.append(f"{name}: store says {vm.state.value}, host says {on_host.raw_state}")
     known = {vm.host_id for vm in store.values()}

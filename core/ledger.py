@@ -1,0 +1,283 @@
+"""The VM state machine: every change to a VM's row goes through here, with its event.
+
+Intent before action (design invariant 2): `begin` records the transitional state and the
+process doing it with one conditional UPDATE (a compare-and-swap on the row), the caller acts
+on the host, then `finish`, `fail` or `recover` records the outcome. `correct` brings a row in
+line with what the host shows when nobody is working on it. Every lifecycle step is timed by
+`step` and leaves an event (invariant 6). The engine, provisioning, reconcile and the
+controller all use this one module; none of them writes a VM's state itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import peewee as pw
+
+from core.errors import (
+    BackendError,
+    Conflict,
+    HvkubeError,
+    NotFound,
+    ReadOnlyMode,
+    VMNotFoundInHost,
+)
+from core.models import READY_TIERS, VM, HostState, HostVM, VMState
+from core.names import check_name
+from core.owner import process_owner
+from core.store import Store, utcnow
+
+_TRANSITIONAL = tuple(sorted(s.value for s in VMState if s.transitional))
+_READY = tuple(s.value for s in READY_TIERS)
+_HOST_TO_STORE = {
+    HostState.OFF: VMState.OFF,
+    HostState.RUNNING: VMState.RUNNING,
+    HostState.SAVED: VMState.SAVED,
+    HostState.PAUSED: VMState.PAUSED,
+}
+
+
+def state_from_host(host: HostVM) -> VMState | None:
+    """The store state a settled host state stands for; None for a transitional or unknown
+    one (mapped by name, never final)."""
+    return _HOST_TO_STORE.get(host.state)
+
+
+class Ledger:
+    """Records of VM changes in one store. `host_of` tells what the host shows for a VM (by
+    its recorded id), so that a failure can keep the host's raw state."""
+
+    def __init__(
+        self, store: Store, readonly: bool, host_of: Callable[[VM], HostVM | None]
+    ) -> None:
+        self.store = store
+        self.readonly = readonly
+        self.host_of = host_of
+
+    # -- read-only mode and events ---------------------------------------------------------
+
+    def guard(self, what: str) -> None:
+        """Refuse any change in read-only mode, before anything happens."""
+        if self.readonly:
+            raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
+
+    def record_event(
+        self,
+        kind: str,
+        vm: str | None,
+        pool: str | None,
+        started: float,
+        ok: bool = True,
+        error: str | None = None,
+    ) -> None:
+        self.guard("record an event")
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        self.store.insert_event(kind, vm, pool, duration_ms, ok, error)
+
+    @contextmanager
+    def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[None]:
+        """Time a lifecycle step and leave an event whatever happens."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException as exc:
+            message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
+            with suppress(pw.PeeweeException, ReadOnlyMode):
+                self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
+            raise
+        self.record_event(kind, vm, pool, started)
+
+    # -- the state machine -----------------------------------------------------------------
+
+    def load(self, name: str) -> VM:
+        check_name(name, "VM name")
+        row = self.store.fetch_one('SELECT * FROM "vm" WHERE "name" = ?', (name,))
+        if row is None:
+            raise NotFound(f"no VM named {name!r}; see 'hvkube vm list'")
+        return Store.vm_model(row)
+
+    def begin(
+        self,
+        name: str,
+        doing: VMState,
+        allowed: set[VMState] | None = None,
+        holder: str | None = None,
+        op: str | None = None,
+        known: VM | None = None,
+        idle_only: bool = False,
+    ) -> VM:
+        """Record the intent (transitional state and owner) with one conditional UPDATE.
+        Returns the VM as it was.
+
+        `idle_only`: only while nobody holds the VM (the controller's tier moves and
+        removals must never touch a VM an agent has just claimed)."""
+        self.guard(f"change VM {name!r}")
+        vm = known or self.load(name)
+        where = f'"state" NOT IN ({", ".join("?" * len(_TRANSITIONAL))})'
+        params: list[Any] = list(_TRANSITIONAL)
+        if allowed is not None:
+            where += f' AND "state" IN ({", ".join("?" * len(allowed))})'
+            params += sorted(s.value for s in allowed)
+        if holder is not None:
+            where += ' AND "holder" = ?'
+            params.append(holder)
+        if idle_only:
+            where += ' AND "holder" IS NULL'
+        changed = self.store.update_vm(
+            name,
+            {
+                "state": doing.value,
+                "op_owner": process_owner(),
+                "op_kind": op or doing.value,
+                "op_started_at": utcnow(),
+                "error": None,
+            },
+            where,
+            tuple(params),
+        )
+        if changed != 1:
+            now = self.load(name)
+            if idle_only and now.held:
+                raise Conflict(f"VM {name!r} is held by {now.holder}; leaving it alone")
+            if now.state.transitional:
+                raise Conflict(f"VM {name!r} is busy ({now.state.value}); try again shortly")
+            allowed_text = ", ".join(sorted(s.value for s in allowed or set()))
+            raise Conflict(f"VM {name!r} is {now.state.value}; this needs it to be {allowed_text}")
+        return vm
+
+    def claim(self, pool: str, holder: str, agent_id: int | None) -> VM | None:
+        """One atomic claim (invariant 1): hot first, then warm, then cold, a conditional
+        UPDATE per candidate. Returns the VM as it was, or None when none is free."""
+        self.guard("acquire a VM")
+        candidates = self.store.fetch_all(
+            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
+            'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN (?, ?, ?) '
+            'AND "host_id" IS NOT NULL '
+            'ORDER BY CASE "state" WHEN ? THEN 0 WHEN ? THEN 1 ELSE 2 END, "name" LIMIT 16',
+            (pool, *_READY, VMState.PAUSED.value, VMState.SAVED.value),
+        )
+        owner = process_owner()
+        for name, state, template, rdp_port, host_id in candidates:
+            changed = self.store.update_vm(
+                name,
+                {
+                    "holder": holder,
+                    "agent_id": agent_id,
+                    "state": VMState.RESUMING.value,
+                    "op_owner": owner,
+                    "op_kind": "acquire",
+                    "op_started_at": utcnow(),
+                },
+                '"state" = ? AND "holder" IS NULL',
+                (state,),
+            )
+            if changed == 1:
+                return VM(
+                    name=name,
+                    template=template,
+                    pool=pool,
+                    state=VMState(state),
+                    rdp_port=rdp_port,
+                    holder=holder,
+                    agent_id=agent_id,
+                    host_id=host_id,
+                )
+        return None
+
+    def finish(self, name: str, state: VMState, **fields: Any) -> None:
+        """The step is over: the VM is in `state`, and no process is working on it."""
+        fields.setdefault("op_owner", None)
+        fields.setdefault("op_kind", None)
+        fields.setdefault("op_started_at", None)
+        self.store.update_vm(name, {"state": state.value, **fields})
+
+    def fail(self, name: str, exc: BaseException, *, keep_holder: bool = False) -> None:
+        """Record a failed step: the VM goes to ERROR (or MISSING) with the message."""
+        state = VMState.MISSING if isinstance(exc, VMNotFoundInHost) else VMState.ERROR
+        fields: dict[str, Any] = {"error": str(exc)[:2000]}
+        if not keep_holder:
+            fields.update(holder=None, agent_id=None)
+        host = None
+        with suppress(HvkubeError):
+            host = self.host_of(self.load(name))
+        if host is not None:
+            fields["raw_state"] = host.raw_state
+        self.finish(name, state, **fields)
+
+    def recover(self, name: str, before: VMState, exc: HvkubeError) -> None:
+        """After a failed backend call: go back to what the host says, or ERROR."""
+        try:
+            host = self.host_of(self.load(name))
+        except HvkubeError:
+            host = None
+        mapped = state_from_host(host) if host is not None else None
+        if isinstance(exc, BackendError) and mapped is not None and mapped == before:
+            # Nothing changed on the host (an invalid-state refusal, say): keep the VM.
+            self.finish(name, before, error=str(exc)[:2000])
+        else:
+            self.fail(name, exc, keep_holder=True)
+
+    def correct(
+        self,
+        vm: VM,
+        state: VMState,
+        why: str,
+        *,
+        idle_only: bool = False,
+        holder: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """The host shows `vm` otherwise than the store does and nobody is working on it:
+        record `state` (with an event saying `why`), only if the row has not moved since `vm`
+        was read. Returns whether it was recorded."""
+        self.guard(f"correct VM {vm.name!r}")
+        started = time.perf_counter()
+        where = '"state" = ?'
+        params: list[Any] = [vm.state.value]
+        if idle_only:
+            where += ' AND "holder" IS NULL'
+        if holder is not None:
+            where += ' AND "holder" = ?'
+            params.append(holder)
+        changed = self.store.update_vm(
+            vm.name, {"state": state.value, **fields}, where, tuple(params)
+        )
+        if changed == 1:
+            # An event for every correction; one that takes a VM out of use says why.
+            lost = state in {VMState.ERROR, VMState.MISSING}
+            why = f"{vm.state.value} -> {state.value}: {why}"
+            self.record_event("host_sync", vm.name, vm.pool, started, ok=not lost, error=why[:2000])
+        return changed == 1
+
+    def note(self, name: str, **fields: Any) -> None:
+        """Facts about a VM learned along the way (its disk, its hypervisor id, a new IP
+        address, why it was recovered): never its state, which only the steps above change."""
+        if "state" in fields:
+            raise ValueError("a VM's state changes through begin/finish/fail/correct only")
+        self.guard(f"change VM {name!r}")
+        self.store.update_vm(name, fields)
+
+    def forget(self, name: str) -> None:
+        """The VM is gone from the host (or never made it there): drop its row."""
+        self.guard(f"drop VM {name!r}")
+        self.store.delete_vm(name)
+
+    def insert_provisioning(self, rows: list[dict[str, Any]]) -> None:
+        """Intent first: the VMs about to be built are in the store as PROVISIONING, owned by
+        this process, in one transaction."""
+        self.guard("provision VMs")
+        owner = process_owner()
+        with self.store.write():
+            for row in rows:
+                self.store.insert_vm(
+                    {
+                        **row,
+                        "state": VMState.PROVISIONING.value,
+                        "op_owner": owner,
+                        "op_kind": "provision",
+                        "op_started_at": utcnow(),
+                    }
+                )
