@@ -39,7 +39,17 @@ from core import leases
 from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
 from core.leases import CONTROLLER_LEASE
 from core.ledger import state_from_host
-from core.models import VM, AgentResult, AgentStatus, HostState, HostVM, Template, VMPool, VMState
+from core.models import (
+    ACTIVE_AGENT_STATUSES,
+    VM,
+    AgentResult,
+    AgentStatus,
+    HostState,
+    HostVM,
+    Template,
+    VMPool,
+    VMState,
+)
 from core.owner import owner_alive, process_owner
 from core.provision import surplus_vms
 from core.scheduler import PoolInfo, Scheduler
@@ -316,7 +326,7 @@ class Controller:
         counts: dict[str, int] = {}
         for status, n in (
             t.Agent.select(t.Agent.status, fn.COUNT(t.Agent.id))
-            .where(t.Agent.status.in_(["pending", "scheduled", "running"]))
+            .where(t.Agent.status.in_(sorted(ACTIVE_AGENT_STATUSES)))
             .group_by(t.Agent.status)
             .tuples()
         ):
@@ -508,9 +518,7 @@ class Controller:
             )
 
     def _memory_allows(self, memory_mb: int) -> bool:
-        cap = self.engine.backend.capacity()
-        ceiling = int(cap.total_memory_mb * self.engine.settings.memory_ceiling)
-        return cap.total_memory_mb - cap.free_memory_mb + memory_mb <= ceiling
+        return self.engine.memory_budget().allows(memory_mb)
 
     def _balance_tiers(self, pool: VMPool, tpl: Template, notes: list[str]) -> None:
         """Exactly `hot` idle VMs Paused and `warm` Saved; the rest Off. Only idle VMs move,

@@ -18,11 +18,12 @@ from typing import Any
 
 import peewee as pw
 
+from core.agents import AgentQueue
 from core.backends.base import CLEAN_CHECKPOINT, Backend, VMRef
+from core.budget import MemoryBudget
 from core.errors import (
     AlreadyExists,
     BackendMismatch,
-    CapacityExceeded,
     CheckpointNotFound,
     Conflict,
     HvkubeError,
@@ -35,6 +36,7 @@ from core.errors import (
 )
 from core.ledger import Ledger, state_from_host
 from core.models import (
+    ACTIVE_AGENT_STATUSES,
     VM,
     AcquiredVM,
     Agent,
@@ -81,6 +83,7 @@ class Engine:
         self.t = store.t
         self.store_id = store.store_id
         self.ledger = Ledger(store, settings.readonly, self.host_vm)
+        self.agents = AgentQueue(store, self.ledger.guard)
         self._check_backend(settings.backend_switch)
 
     @property
@@ -273,14 +276,7 @@ class Engine:
     def _check_hot_memory(self, tpl: Template, hot: int) -> None:
         if hot == 0:
             return
-        cap = self.backend.capacity()
-        ceiling = int(cap.total_memory_mb * self.settings.memory_ceiling)
-        if hot * tpl.memory_mb > ceiling:
-            raise CapacityExceeded(
-                f"{hot} hot VMs of {tpl.memory_mb} MB need {hot * tpl.memory_mb} MB of RAM, "
-                f"above the {self.settings.memory_ceiling:.0%} ceiling of "
-                f"{cap.total_memory_mb} MB ({ceiling} MB); lower --hot"
-            )
+        self.memory_budget().check_hot(hot, tpl.memory_mb)
 
     def get_pool(self, name: str) -> VMPool:
         check_name(name, "pool name")
@@ -351,7 +347,7 @@ class Engine:
                 self.t.Agent.select()
                 .where(
                     (self.t.Agent.pool == name)
-                    & self.t.Agent.status.in_(["pending", "scheduled", "running"])
+                    & self.t.Agent.status.in_(sorted(ACTIVE_AGENT_STATUSES))
                 )
                 .count()
             )
@@ -618,7 +614,7 @@ class Engine:
         elif state is VMState.RUNNING:
             return
         else:
-            self._ensure_memory(tpl.memory_mb)
+            self.memory_budget().check(tpl.memory_mb, "starting a VM")
             self.backend.start(ref)
             wait_ready(self.backend, ref, tpl.probe, self.settings.ready_timeout_s)
 
@@ -663,16 +659,9 @@ class Engine:
             return None
         return found[-1]
 
-    def _ensure_memory(self, memory_mb: int) -> None:
-        cap = self.backend.capacity()
-        ceiling = int(cap.total_memory_mb * self.settings.memory_ceiling)
-        used = cap.total_memory_mb - cap.free_memory_mb
-        if used + memory_mb > ceiling:
-            raise CapacityExceeded(
-                f"host memory: {used} of {cap.total_memory_mb} MB in use; starting a VM of "
-                f"{memory_mb} MB would pass the {self.settings.memory_ceiling:.0%} ceiling "
-                f"({ceiling} MB). Save or delete VMs, or lower the pool's hot count"
-            )
+    def memory_budget(self) -> MemoryBudget:
+        """The host's memory as measured now, with the configured ceiling."""
+        return MemoryBudget.measure(self.backend, self.settings.memory_ceiling)
 
     # -- acquire and release -------------------------------------------------------------------
 
@@ -906,17 +895,7 @@ class Engine:
         self.ledger.guard("finish an agent")
         if agent.status.finished:
             raise Conflict(f"agent {agent_id} has already ended ({agent.status.value})")
-        changed = self.store.update_agent(
-            agent_id,
-            {
-                "status": status.value,
-                "finished_at": utcnow(),
-                "result": result.model_dump() if result else None,
-            },
-            '"status" IN (?, ?, ?)',
-            ("pending", "scheduled", "running"),
-        )
-        if changed != 1:
+        if not self.agents.end(agent_id, status, result):
             raise Conflict(f"agent {agent_id} ended meanwhile")
         if agent.vm:
             self.release_agent_vm(agent_id, agent.vm)

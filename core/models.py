@@ -112,7 +112,11 @@ class AgentStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in {AgentStatus.COMPLETED, AgentStatus.FAILED, AgentStatus.CANCELLED}
+        return self not in ACTIVE_AGENT_STATUSES
+
+
+# An agent in one of these is still to run, or running: the one spelling of "active".
+ACTIVE_AGENT_STATUSES = frozenset({AgentStatus.PENDING, AgentStatus.SCHEDULED, AgentStatus.RUNNING})
 
 
 class ReadinessProbe(BaseModel):

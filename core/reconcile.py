@@ -221,8 +221,6 @@ def _agent_active(engine: Engine, agent_id: int) -> bool:
 
 def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
     from core.leases import active_holder
-    from core.models import AgentResult
-    from core.store import utcnow
 
     t = engine.t
     # Every loop below reads its rows in full before writing: a write while a read is still
@@ -234,35 +232,17 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
     controller_elsewhere = lease is not None and lease.owner != process_owner()
 
     def end(agent_id: int, status: str, why: str) -> bool:
-        changed = (
-            t.Agent.update(
-                status=AgentStatus.FAILED.value,
-                finished_at=utcnow(),
-                wait_reason=None,
-                result=AgentResult(success=False, error=why).model_dump(),
-            )
-            .where((t.Agent.id == agent_id) & (t.Agent.status == status))
-            .execute()
-        )
+        changed = engine.agents.fail(agent_id, why, before=AgentStatus(status))
         if changed:
             report.agents_failed.append(agent_id)
-        return bool(changed)
+        return changed
 
     if not controller_elsewhere:
         # Scheduled agents had not started: they go back to the queue (their VM, if one was
         # already claimed, is released below).
         for agent in list(t.Agent.select().where(t.Agent.status == AgentStatus.SCHEDULED.value)):
-            changed = (
-                t.Agent.update(
-                    status=AgentStatus.PENDING.value,
-                    vm=None,
-                    started_at=None,
-                    wait_reason="queued again: the controller stopped before it started",
-                )
-                .where((t.Agent.id == agent.id) & (t.Agent.status == AgentStatus.SCHEDULED.value))
-                .execute()
-            )
-            if changed:
+            why = "queued again: the controller stopped before it started"
+            if engine.agents.requeue(agent.id, AgentStatus.SCHEDULED, why):
                 report.agents_requeued.append(agent.id)
         # A command the controller ran died with it: its outcome is unknown.
         for agent in list(

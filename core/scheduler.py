@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from core.agent_exec import agent_env, run_command
+from core.budget import MemoryBudget
 from core.errors import (
     CapacityExceeded,
     HvkubeError,
@@ -32,7 +33,6 @@ from core.errors import (
     OutOfMemory,
 )
 from core.models import AgentResult, AgentStatus, Template, VMPool, VMState
-from core.store import utcnow
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -118,11 +118,9 @@ class Scheduler:
         if full:
             self._fail_unplaceable(pools, report)
         free = self._free_vms()
-        cap = self.engine.backend.capacity()
-        ceiling = int(cap.total_memory_mb * self.engine.settings.memory_ceiling)
-        used = cap.total_memory_mb - cap.free_memory_mb
+        budget = self.engine.memory_budget()
         with self._lock:
-            headroom = ceiling - used - self._claiming_mb
+            headroom = budget.headroom(reserved_mb=self._claiming_mb)
             claiming = dict(self._claiming)
         room = max(0, self.max_workers - self.busy())
         pending_pools = self._pending_pools()
@@ -146,7 +144,7 @@ class Scheduler:
             reason = None
             if pending_pools[name] > len(started):
                 short_of_memory = other > by_memory
-                reason = self._wait_reason(name, info, short_of_memory, used, ceiling, cap)
+                reason = self._wait_reason(name, info, short_of_memory, budget)
                 report.waiting[name] = reason
             self._set_wait_reason(name, reason)
         return report
@@ -174,13 +172,12 @@ class Scheduler:
         pool: str,
         info: PoolInfo,
         short_of_memory: bool,
-        used: int,
-        ceiling: int,
-        cap: Any,
+        budget: MemoryBudget,
     ) -> str:
         if short_of_memory:
             return (
-                f"host full: {used} of {cap.total_memory_mb} MB in use, ceiling {ceiling} MB; "
+                f"host full: {budget.used_mb} of {budget.total_mb} MB in use, ceiling "
+                f"{budget.ceiling_mb} MB; "
                 f"a VM of pool {pool} needs {info.template.memory_mb} MB to resume"
             )
         counts = self.engine.pool_counts(pool)
@@ -196,10 +193,7 @@ class Scheduler:
     def _set_wait_reason(self, pool: str, reason: str | None) -> None:
         if self._last_reason.get(pool, "-") == reason:
             return
-        t = self.t
-        t.Agent.update(wait_reason=reason).where(
-            (t.Agent.pool == pool) & (t.Agent.status == AgentStatus.PENDING.value)
-        ).execute()
+        self.engine.agents.set_wait_reason(pool, reason)
         self._last_reason[pool] = reason
 
     def _fail_unplaceable(self, pools: dict[str, PoolInfo], report: ScheduleReport) -> None:
@@ -223,45 +217,13 @@ class Scheduler:
             )
         for where, why in cases:
             for (agent_id,) in t.Agent.select(t.Agent.id).where(where).tuples():
-                changed = self._set_status(
-                    agent_id,
-                    AgentStatus.PENDING,
-                    AgentStatus.FAILED,
-                    finished_at=utcnow(),
-                    wait_reason=None,
-                    result=AgentResult(success=False, error=why).model_dump(),
-                )
-                if changed:
+                if self.engine.agents.fail(agent_id, why, before=AgentStatus.PENDING):
                     report.failed.append(agent_id)
                     log.info("agent %s failed: %s", agent_id, why)
 
-    def _set_status(
-        self, agent_id: int, before: AgentStatus, after: AgentStatus, **fields: Any
-    ) -> bool:
-        """Move an agent from `before` to `after`, only if it is still `before`."""
-        changed = self.engine.store.update_agent(
-            agent_id, {"status": after.value, **fields}, '"status" = ?', (before.value,)
-        )
-        return changed == 1
-
     def _dispatch(self, pool: str, slots: int, memory_mb: int) -> list[int]:
         """Mark up to `slots` oldest pending agents of `pool` scheduled and start them."""
-        store = self.engine.store
-        pending = AgentStatus.PENDING.value
-        with store.write():
-            rows = store.fetch_all(
-                'SELECT "id", "exec_command", "input", "timeout_s" FROM "agent" '
-                'WHERE "pool" = ? AND "status" = ? ORDER BY "id" LIMIT ?',
-                (pool, pending, slots),
-            )
-            ids = [int(row[0]) for row in rows]
-            if ids:
-                marks = ", ".join("?" * len(ids))
-                store.execute(
-                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL '
-                    f'WHERE "status" = ? AND "id" IN ({marks})',
-                    (AgentStatus.SCHEDULED.value, pending, *ids),
-                )
+        rows = self.engine.agents.schedule(pool, slots)
         started: list[int] = []
         for agent_id, command, agent_input, timeout_s in rows:
             task = {"exec_command": command, "input": agent_input, "timeout_s": timeout_s}
@@ -285,9 +247,7 @@ class Scheduler:
             self._claiming_mb = max(0, self._claiming_mb - memory_mb)
 
     def _requeue(self, agent_id: int, before: AgentStatus, reason: str) -> bool:
-        return self._set_status(
-            agent_id, before, AgentStatus.PENDING, vm=None, started_at=None, wait_reason=reason
-        )
+        return self.engine.agents.requeue(agent_id, before, reason)
 
     def _run_agent(self, agent_id: int, pool: str, memory_mb: int, task: dict[str, Any]) -> None:
         freed = False
@@ -345,26 +305,15 @@ class Scheduler:
                 self._requeue(agent_id, AgentStatus.SCHEDULED, f"{why}; trying another VM")
             else:
                 self._attempts.pop(agent_id, None)
-                self._set_status(
+                self.engine.agents.fail(
                     agent_id,
-                    AgentStatus.SCHEDULED,
-                    AgentStatus.FAILED,
-                    finished_at=utcnow(),
-                    result=AgentResult(
-                        success=False, error=f"{attempts} VMs failed to resume; last: {exc}"
-                    ).model_dump(),
+                    f"{attempts} VMs failed to resume; last: {exc}",
+                    before=AgentStatus.SCHEDULED,
                 )
             return False
         self._claimed(pool, memory_mb)
         self._attempts.pop(agent_id, None)
-        started = self._set_status(
-            agent_id,
-            AgentStatus.SCHEDULED,
-            AgentStatus.RUNNING,
-            vm=vm.name,
-            started_at=utcnow(),
-            wait_reason=None,
-        )
+        started = self.engine.agents.start(agent_id, vm.name)
         if not started:  # cancelled while its VM was being resumed
             try:
                 engine.release(vm.name, holder=holder)
@@ -416,13 +365,7 @@ class Scheduler:
         # What Engine.finish_agent does, without reading the agent back: end it only if it is
         # still running (it may have been cancelled or timed out meanwhile), then give its
         # VM back by the pool's policy either way.
-        self._set_status(
-            agent_id,
-            AgentStatus.RUNNING,
-            status,
-            finished_at=utcnow(),
-            result=result.model_dump(),
-        )
+        self.engine.agents.end(agent_id, status, result, before=AgentStatus.RUNNING)
         # The holder names the agent: release refuses if the VM is no longer its own.
         with contextlib.suppress(HvkubeError):
             self.engine.release(vm_name, holder=agent_holder(agent_id))

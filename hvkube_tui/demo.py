@@ -25,7 +25,6 @@ from core.errors import HvkubeError
 from core.imaging import text_card
 from core.models import AgentResult, AgentStatus, VMState
 from core.settings import Settings
-from core.store import utcnow
 
 DEMO_SCALE = 0.05  # simulated timings x 0.05: a 2.4 s resume takes about 0.12 s
 TEMPLATES: tuple[dict[str, Any], ...] = (
@@ -74,10 +73,9 @@ def _sim(engine: Engine) -> SimHost:
 
 def start_agent(engine: Engine, agent_id: int, pool: str) -> str:
     """Do what the scheduler does for one queued agent: acquire a VM for it, mark it running."""
+    engine.agents.move(agent_id, AgentStatus.PENDING, AgentStatus.SCHEDULED)
     got = engine.acquire(pool, agent_id=agent_id, holder=f"agent-{agent_id}")
-    engine.t.Agent.update(
-        status=AgentStatus.RUNNING.value, vm=got.name, started_at=utcnow(), wait_reason=None
-    ).where(engine.t.Agent.id == agent_id).execute()
+    engine.agents.start(agent_id, got.name)
     return got.name
 
 
@@ -92,9 +90,7 @@ def finish_agent(engine: Engine, agent_id: int, ok: bool) -> None:
 
 def queue_agent(engine: Engine, pool: str, workflow: str) -> int:
     agent = engine.submit_agent(pool, workflow, input={"run": workflow})
-    engine.t.Agent.update(wait_reason="waiting for a free VM").where(
-        engine.t.Agent.id == agent.id
-    ).execute()
+    engine.agents.set_wait_reason(pool, "waiting for a free VM")
     return agent.id
 
 
