@@ -59,30 +59,17 @@ class _MemoryGate:
         self.in_flight_mb = 0
         self.unparked = 0
 
-    def figures(self) -> tuple[int, int, int]:
-        cap = self.engine.backend.capacity()
-        ceiling = int(cap.total_memory_mb * self.engine.settings.memory_ceiling)
-        return cap.total_memory_mb, cap.total_memory_mb - cap.free_memory_mb, ceiling
-
-    def refusal(self, memory_mb: int) -> CapacityExceeded:
-        total, used, ceiling = self.figures()
-        return CapacityExceeded(
-            f"host memory: {used} of {total} MB in use; a VM of {memory_mb} MB would pass the "
-            f"{self.engine.settings.memory_ceiling:.0%} ceiling ({ceiling} MB). "
-            "Save or delete VMs, lower the pool's hot count, or add memory"
-        )
-
     def admit(self, memory_mb: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         with self.cond:
             while True:
-                _, used, ceiling = self.figures()
-                if used + self.in_flight_mb + memory_mb <= ceiling:
+                budget = self.engine.memory_budget()
+                if budget.allows(memory_mb, reserved_mb=self.in_flight_mb):
                     self.in_flight_mb += memory_mb
                     self.unparked += 1
                     return
                 if self.unparked == 0 or time.monotonic() >= deadline:
-                    raise self.refusal(memory_mb)
+                    raise budget.refusal(memory_mb)
                 self.cond.wait(timeout=0.25)
 
     def booted(self, memory_mb: int) -> None:
@@ -142,9 +129,7 @@ def provision_pool(
             f"pool {name!r} may have at most {pool.max_per_host} VMs on this host"
         )
     gate = _MemoryGate(engine)
-    _, used, ceiling = gate.figures()
-    if used + tpl.memory_mb > ceiling:
-        raise gate.refusal(tpl.memory_mb)
+    engine.memory_budget().check(tpl.memory_mb)
 
     names = _free_names(name, {vm.name for vm in existing}, missing)
     # Intent first: every VM about to be built is in the store as PROVISIONING.
