@@ -448,6 +448,7 @@ def cmd_vm_info(args: argparse.Namespace, ctx: Context) -> int:
             ("mcp endpoint", ctx.engine.mcp_endpoint(vm)),
             ("memory", f"{vm.memory_mb} MB"),
             ("disk", vm.disk_path),
+            ("saved state", vm.saved_state_path),
             (
                 "checkpoints",
                 ", ".join(ctx.engine.backend.checkpoint_names(ctx.engine.ref(vm)))

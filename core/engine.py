@@ -465,7 +465,7 @@ class Engine:
     def save_vm(self, name: str, *, idle_only: bool = False) -> VM:
         self.ledger.guard("save a VM")
         self._refuse_gpu_save(self.get_vm(name))
-        return self._run(
+        vm = self._run(
             name,
             "save",
             VMState.SAVING,
@@ -473,8 +473,17 @@ class Engine:
             self.backend.save,
             VMState.SAVED,
             idle_only=idle_only,
-            saved_state_path=None,
         )
+        return self._note_saved_state(vm)
+
+    def _note_saved_state(self, vm: VM) -> VM:
+        """Where the hypervisor keeps a Saved VM's memory (shown by `vm info`; its size is
+        about the VM's memory)."""
+        path = None
+        with suppress(HvkubeError):
+            path = self.backend.saved_state_path(self.ref(vm))
+        self.ledger.note(vm.name, saved_state_path=path)
+        return vm.model_copy(update={"saved_state_path": path})
 
     def pause_vm(self, name: str, *, idle_only: bool = False) -> VM:
         self.ledger.guard("pause a VM")
@@ -602,6 +611,7 @@ class Engine:
             last_resume_ms=resume_ms,
             error=None,
             raw_state=None,
+            saved_state_path=None,
         )
         return resume_ms, ip
 
@@ -781,9 +791,12 @@ class Engine:
                 raise
         final = (state_from_host(host) if host else None) or VMState.SAVED
         self.ledger.finish(name, final, holder=None, agent_id=None, error=None)
-        return vm.model_copy(
+        released = vm.model_copy(
             update={"state": final, "holder": None, "agent_id": None, "error": None}
         )
+        if chosen is ReleasePolicy.SAVE and final is VMState.SAVED:
+            return self._note_saved_state(released)
+        return released
 
     # -- events --------------------------------------------------------------------------------
 

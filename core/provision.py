@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from core.backends.base import CLEAN_CHECKPOINT, VMRef
+from core.backends.base import CLEAN_CHECKPOINT, Capability, VMRef, feature
 from core.engine import ProvisionReport, vm_name_for
 from core.errors import CapacityExceeded, ForeignVM, HostObjectExists, HvkubeError, InvalidInput
 from core.models import VM, Template, VMPool, VMState
@@ -239,9 +239,9 @@ def _build_one(
         finally:
             gate.parked()
         extra = {}
-        forwarded = getattr(backend, "forwarded_port", None)
+        forwarded = feature(backend, Capability.FORWARDED_RDP)
         if forwarded is not None:  # user-mode networking: the guest's RDP port on loopback
-            extra["rdp_port"] = forwarded(ref)
+            extra["rdp_port"] = forwarded.forwarded_port(ref)
         engine.ledger.finish(
             vm_name, tier, ip=None if tier is VMState.OFF else ip, error=None, **extra
         )

@@ -240,3 +240,13 @@ def test_gpu_agents_need_a_gpu_pool(engine: Engine, pool: str) -> None:
     agent = engine.submit_agent(pool, "book-flight", {"dest": "NYC"})
     assert engine.get_agent(agent.id).task.input == {"dest": "NYC"}
     assert engine.cancel_agent(agent.id).status.value == "cancelled"
+
+
+def test_a_saved_vm_records_where_its_state_is_until_it_resumes(engine: Engine, pool: str) -> None:
+    got = engine.acquire(pool)
+    saved = engine.release(got.name, policy="save")
+    assert saved is not None and saved.saved_state_path
+    assert engine.get_vm(got.name).saved_state_path == saved.saved_state_path
+    engine.resume_vm(got.name)
+    assert engine.get_vm(got.name).saved_state_path is None
+    assert engine.save_vm(got.name).saved_state_path == saved.saved_state_path

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from core.models import HostCapacity, HostVM
 
@@ -22,6 +22,8 @@ class Capability(StrEnum):
     CHECKPOINT_WITH_MEMORY = "checkpoint_with_memory"
     INPUT = "input"
     CONSOLE = "console"
+    # The guest's RDP port is forwarded to a port on this host (QEMU's user-mode network).
+    FORWARDED_RDP = "forwarded_rdp"
 
 
 CLEAN_CHECKPOINT = "clean"
@@ -133,8 +135,7 @@ class Backend(Protocol):
 
 @runtime_checkable
 class InputBackend(Protocol):
-    """Optional: backends with Capability.INPUT drive the guest's keyboard and mouse from the
-    host, and with Capability.CONSOLE open the hypervisor's console window."""
+    """Capability.INPUT: drive the guest's keyboard and mouse from the host."""
 
     def send_text(self, vm: VMRef, text: str) -> None:
         """Type ASCII text (chunked as the hypervisor needs)."""
@@ -146,6 +147,41 @@ class InputBackend(Protocol):
 
     def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None: ...
 
-    def console(self, vm: VMRef) -> object:
-        """Start the hypervisor's console viewer for the VM; returns the started process."""
+
+@runtime_checkable
+class ConsoleBackend(Protocol):
+    """Capability.CONSOLE: open the hypervisor's console viewer for a VM on this machine."""
+
+    def console(self, vm: VMRef) -> Any:
+        """Start the viewer; returns the started process."""
         ...
+
+
+@runtime_checkable
+class ForwardedPortBackend(Protocol):
+    """Capability.FORWARDED_RDP: the guest's RDP port is reached through a port on this host."""
+
+    def forwarded_port(self, vm: VMRef) -> int: ...
+
+
+@runtime_checkable
+class DescribedBackend(Protocol):
+    """A backend with more to say about its host than its name (emulator, accelerator...)."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+_FEATURES: dict[Capability, type] = {
+    Capability.INPUT: InputBackend,
+    Capability.CONSOLE: ConsoleBackend,
+    Capability.FORWARDED_RDP: ForwardedPortBackend,
+}
+
+
+def feature(backend: Backend, capability: Capability) -> Any:
+    """The backend as the protocol of an optional feature it declares, or None: chosen by the
+    capabilities a backend declares, never by its name or by probing its attributes."""
+    protocol = _FEATURES[capability]
+    if capability in backend.capabilities and isinstance(backend, protocol):
+        return backend
+    return None

@@ -205,6 +205,7 @@ class QemuBackend:
             Capability.CHECKPOINT_WITH_MEMORY,
             Capability.INPUT,
             Capability.CONSOLE,
+            Capability.FORWARDED_RDP,
         }
     )
 
