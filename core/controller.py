@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from peewee import fn
 from pydantic import BaseModel, Field
 
 from core import leases
@@ -322,19 +321,7 @@ class Controller:
         }
 
     def _count(self) -> dict[str, int]:
-        t = self.t
-        counts: dict[str, int] = {}
-        for status, n in (
-            t.Agent.select(t.Agent.status, fn.COUNT(t.Agent.id))
-            .where(t.Agent.status.in_(sorted(ACTIVE_AGENT_STATUSES)))
-            .group_by(t.Agent.status)
-            .tuples()
-        ):
-            counts[status] = int(n)
-        counts["vms"] = t.VM.select().count()
-        counts["vms_held"] = t.VM.select().where(t.VM.holder.is_null(False)).count()
-        counts["pools"] = t.Pool.select().count()
-        return counts
+        return self.engine.store.activity_counts(sorted(ACTIVE_AGENT_STATUSES))
 
     def _maintain(self, pools: dict[str, PoolInfo], wait: bool) -> None:
         assert self._pool_executor is not None

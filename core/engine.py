@@ -16,8 +16,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import peewee as pw
-
 from core.agents import AgentQueue
 from core.backends.base import CLEAN_CHECKPOINT, Backend, VMRef
 from core.budget import MemoryBudget
@@ -151,7 +149,7 @@ class Engine:
         self.ledger.guard("create a template")
         probe = probe or ReadinessProbe()
         with self.store.write():
-            self._check_unique(self.t.Template, "template", name)
+            self._check_unique("template", name)
             self.t.Template.create(
                 name=name,
                 disk_path=disk_path,
@@ -226,7 +224,7 @@ class Engine:
         self.ledger.guard("create a pool")
         self._check_hot_memory(tpl, hot)
         with self.store.write():
-            self._check_unique(self.t.Pool, "pool", name)
+            self._check_unique("pool", name)
             self.t.Pool.create(
                 name=name,
                 template=template,
@@ -250,17 +248,16 @@ class Engine:
                 "cold (--hot, --count) and releases by reset (a new disk) or destroy"
             )
 
-    @staticmethod
-    def _check_unique(table: Any, what: str, name: str) -> None:
+    def _check_unique(self, what: str, name: str) -> None:
         """Names are unique ignoring case: Hyper-V and NTFS would take 'web' and 'WEB' (and
         their VMs and disks) for one."""
-        row = table.get_or_none(pw.fn.LOWER(table.name) == name.lower())
-        if row is None:
+        taken = self.store.name_taken(what, name)
+        if taken is None:
             return
-        if row.name == name:
+        if taken == name:
             raise AlreadyExists(f"{what} {name!r} already exists; pick another name")
         raise AlreadyExists(
-            f"{what} {name!r} differs from {what} {row.name!r} only in case, and Hyper-V and "
+            f"{what} {name!r} differs from {what} {taken!r} only in case, and Hyper-V and "
             "Windows file names ignore case; pick another name"
         )
 
@@ -312,20 +309,7 @@ class Engine:
 
     def pool_counts(self, name: str) -> dict[str, int]:
         """How many of the pool's VMs are in each state, plus 'held'."""
-        counts: dict[str, int] = {}
-        query = (
-            self.t.VM.select(self.t.VM.state, pw.fn.COUNT(self.t.VM.name).alias("n"))
-            .where(self.t.VM.pool == name)
-            .group_by(self.t.VM.state)
-        )
-        for row in query:
-            counts[row.state] = row.n
-        counts["held"] = (
-            self.t.VM.select()
-            .where((self.t.VM.pool == name) & self.t.VM.holder.is_null(False))
-            .count()
-        )
-        return counts
+        return self.store.vm_state_counts(name)
 
     def delete_pool(self, name: str, with_vms: bool = False) -> int:
         self.get_pool(name)

@@ -15,8 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-import peewee as pw
-
 from core.errors import (
     BackendError,
     Conflict,
@@ -28,7 +26,7 @@ from core.errors import (
 from core.models import READY_TIERS, VM, HostState, HostVM, VMState
 from core.names import check_name
 from core.owner import process_owner
-from core.store import Store, utcnow
+from core.store import Store, StoreError, utcnow
 
 _TRANSITIONAL = tuple(sorted(s.value for s in VMState if s.transitional))
 _READY = tuple(s.value for s in READY_TIERS)
@@ -85,7 +83,7 @@ class Ledger:
             yield
         except BaseException as exc:
             message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
-            with suppress(pw.PeeweeException, ReadOnlyMode):
+            with suppress(StoreError, ReadOnlyMode):
                 self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
             raise
         self.record_event(kind, vm, pool, started)

@@ -67,6 +67,10 @@ def _db_value(value: Any) -> Any:
     return value
 
 
+# What a failed database call raises, for callers that must not import the driver.
+StoreError = pw.PeeweeException
+
+
 class JSONField(pw.TextField):
     def db_value(self, value: Any) -> str | None:
         return None if value is None else json.dumps(value, sort_keys=True)
@@ -438,6 +442,40 @@ class Store:
 
     def delete_vm(self, name: str) -> None:
         self.t.VM.delete_by_id(name)
+
+    def name_taken(self, table: str, name: str) -> str | None:
+        """The name of the template or pool (`table`) equal to `name` ignoring case, if any."""
+        model = {"template": self.t.Template, "pool": self.t.Pool}[table]
+        row = model.get_or_none(pw.fn.LOWER(model.name) == name.lower())
+        return None if row is None else str(row.name)
+
+    def vm_state_counts(self, pool: str) -> dict[str, int]:
+        """How many of the pool's VMs are in each state, plus 'held'."""
+        vm = self.t.VM
+        counts = {
+            state: int(n)
+            for state, n in vm.select(vm.state, pw.fn.COUNT(vm.name))
+            .where(vm.pool == pool)
+            .group_by(vm.state)
+            .tuples()
+        }
+        counts["held"] = vm.select().where((vm.pool == pool) & vm.holder.is_null(False)).count()
+        return counts
+
+    def activity_counts(self, statuses: list[str]) -> dict[str, int]:
+        """Agents in each of `statuses`, VMs, VMs held and pools: the controller's status."""
+        agent = self.t.Agent
+        counts = {
+            status: int(n)
+            for status, n in agent.select(agent.status, pw.fn.COUNT(agent.id))
+            .where(agent.status.in_(statuses))
+            .group_by(agent.status)
+            .tuples()
+        }
+        counts["vms"] = self.t.VM.select().count()
+        counts["vms_held"] = self.t.VM.select().where(self.t.VM.holder.is_null(False)).count()
+        counts["pools"] = self.t.Pool.select().count()
+        return counts
 
     def update_agent(
         self, agent_id: int, values: dict[str, Any], where: str = "", params: tuple[Any, ...] = ()

@@ -235,7 +235,7 @@ class FakeHost:
         return {
             "Name": raw["name"],
             "Id": raw["id"],
-            "State": self._enum(self.sim._final_state(raw), STATE_NUMBERS),
+            "State": self._enum(self.sim.final_state(raw), STATE_NUMBERS),
             "Notes": raw.get("notes") or "",
             "MemoryStartup": raw["memory_mb"] * 1024 * 1024,
             "CreationTime": self._date(raw.get("created_at")),
@@ -336,7 +336,7 @@ class FakeHost:
             return None
         if op in {"vm_new", "vm_new_on_switch"}:
             memory_mb = int(p["MemoryBytes"]) // (1024 * 1024)
-            made = sim._new_vm(p["Name"], p["DiskPath"], memory_mb, 2, False, notes=None)
+            made = sim.new_vm(p["Name"], p["DiskPath"], memory_mb, 2, False, notes=None)
             return self._record(sim.raw_vm(VMRef(made.name, made.id)))
         if op == "vm_configure":
             sim.configure(self._ref(p), notes=str(p["Notes"]))

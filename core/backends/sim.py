@@ -196,6 +196,17 @@ def _stable_fraction(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
 
 
+def checkpoint_by_id(vm: dict[str, Any], checkpoint_id: str) -> dict[str, Any]:
+    for taken in vm["checkpoints"]:
+        if taken["id"] == checkpoint_id:
+            return dict(taken)
+    raise CheckpointNotFound(
+        f"Hyper-V was unable to find a checkpoint with identifier '{checkpoint_id}'.",
+        vm=vm["name"],
+        operation="restore",
+    )
+
+
 class SimHost:
     """Simulated Hyper-V host with state persisted in `state_dir/sim-host.json`."""
 
@@ -412,7 +423,7 @@ class SimHost:
     # -- Backend protocol ----------------------------------------------------------------------
 
     def _host_vm(self, vm: dict[str, Any]) -> HostVM:
-        shown = self._final_state(vm)
+        shown = self.final_state(vm)
         uptime = 0.0
         if shown in {"Running", "Paused"} and vm.get("booted_at"):
             uptime = max(0.0, time.time() - vm["booted_at"])
@@ -485,7 +496,7 @@ class SimHost:
         with self._locked() as state:
             # A VM that is Off holds no lock on its disk; one that runs or is saved does.
             users = [vm for vm in state["vms"].values() if self._disk_key(vm["disk"]) == key]
-            if any(self._final_state(vm) != "Off" for vm in users):
+            if any(self.final_state(vm) != "Off" for vm in users):
                 raise FileInUse(
                     f"The process cannot access the file '{path}' because it is being used "
                     "by another process. (0x80070020)"
@@ -501,9 +512,9 @@ class SimHost:
     ) -> HostVM:
         from core.ownership import owner_mark
 
-        return self._new_vm(name, disk_path, memory_mb, cpus, gpu, owner_mark(owner))
+        return self.new_vm(name, disk_path, memory_mb, cpus, gpu, owner_mark(owner))
 
-    def _new_vm(
+    def new_vm(
         self,
         name: str,
         disk_path: str,
@@ -588,7 +599,7 @@ class SimHost:
             vm["ip"] = None
             vm["booted_at"] = None
         elif op == "restore":
-            target = self._checkpoint_by_id(vm, args["checkpoint_id"])["restores_to"]
+            target = checkpoint_by_id(vm, args["checkpoint_id"])["restores_to"]
             vm["state"] = target
             vm["saved_state_ok"] = True
             vm["booted_at"] = None
@@ -598,14 +609,14 @@ class SimHost:
             raise ValueError(op)
 
     @staticmethod
-    def _final_state(vm: dict[str, Any]) -> str:
+    def final_state(vm: dict[str, Any]) -> str:
         """The state a VM shows once its pending operation (if any) is over."""
         pending = vm.get("pending")
         if not pending or pending["until"] > time.time():
             return str(vm["state"])
         op = pending["op"]
         if op == "restore":
-            taken = SimHost._checkpoint_by_id(vm, pending["args"]["checkpoint_id"])
+            taken = checkpoint_by_id(vm, pending["args"]["checkpoint_id"])
             return str(taken["restores_to"])
         return {
             "start": "Running",
@@ -687,17 +698,6 @@ class SimHost:
             self._vm(state, ref, "remove")
             del state["vms"][ref.id]
 
-    @staticmethod
-    def _checkpoint_by_id(vm: dict[str, Any], checkpoint_id: str) -> dict[str, Any]:
-        for taken in vm["checkpoints"]:
-            if taken["id"] == checkpoint_id:
-                return dict(taken)
-        raise CheckpointNotFound(
-            f"Hyper-V was unable to find a checkpoint with identifier '{checkpoint_id}'.",
-            vm=vm["name"],
-            operation="restore",
-        )
-
     def add_checkpoint(self, ref: VMRef, checkpoint: str) -> dict[str, Any]:
         """Checkpoint-VM: one more checkpoint, even when others have that name."""
         name = ref.name
@@ -759,7 +759,7 @@ class SimHost:
         """Restore-VMSnapshot of one checkpoint, found by its id."""
 
         def check(state: _SimState, vm: dict[str, Any]) -> None:
-            self._checkpoint_by_id(vm, checkpoint_id)
+            checkpoint_by_id(vm, checkpoint_id)
 
         self._transition(
             ref,
@@ -779,7 +779,7 @@ class SimHost:
     def remove_checkpoint_id(self, ref: VMRef, checkpoint_id: str) -> None:
         with self._locked() as state:
             vm = self._vm(state, ref, "remove_checkpoint")
-            self._checkpoint_by_id(vm, checkpoint_id)
+            checkpoint_by_id(vm, checkpoint_id)
             vm["checkpoints"] = [c for c in vm["checkpoints"] if c["id"] != checkpoint_id]
 
     def checkpoint_records(self, ref: VMRef) -> list[dict[str, Any]]:
@@ -859,7 +859,7 @@ class SimHost:
         disk = disk_path or f"C:\\Users\\Public\\Documents\\Hyper-V\\{name}.vhdx"
         with self._locked() as host:
             host["disks"][self._disk_key(disk)] = {"path": disk, "parent": None}
-        vm = self._new_vm(name, disk, memory_mb, 2, False, notes="made by hand")
+        vm = self.new_vm(name, disk, memory_mb, 2, False, notes="made by hand")
         if state != "Off":
             with self._locked() as host:
                 host["vms"][vm.id]["state"] = state
