@@ -1,19 +1,7 @@
 """The qemu backend: real VMs on Linux with QEMU (KVM when it works, TCG otherwise).
 
-One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database):
-
-    NAME/marker.txt      the VM's id and the ownership mark of the store that made it
-    NAME/vm.json         the VM's definition and its exact QEMU command line
-    NAME/disk.qcow2      the clone: a qcow2 overlay whose backing file is the template;
-                         `remove` leaves it (as Remove-VM does), `remove_disk` deletes it
-    NAME/qemu.pid        pidfile of the running QEMU process
-    NAME/qmp.sock        QMP monitor socket
-    NAME/console.sock    serial console (a unix socket); its output is logged to serial.log
-    NAME/qga.sock        guest agent channel (used when a guest agent answers)
-    NAME/qemu.log        QEMU's own messages
-    NAME/runtime.json    what the backend knows about the guest (booted since cold boot)
-    NAME/state.bin       the saved state: present, with no QEMU process, means Saved
-    NAME/checkpoints/C.* a checkpoint: the overlay (C.qcow2), the memory (C.state), C.json
+One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database); see
+`layout` for its files.
 
 QEMU processes run in their own session, so VMs outlive the engine; every state is
 read back from these files and the process, so a restarted engine finds them again.
@@ -28,17 +16,14 @@ not a definition, is left out of listings and cannot be addressed.
 Names compare ignoring case, as on Hyper-V: `WEB-001` is not created beside `web-001`,
 and a VM's lock is keyed by its case-folded name.
 
-Templates are qcow2 files. A template `NAME.qcow2` boots from its disk, or directly
-from a kernel when `NAME.kernel` lies beside it (with `NAME.initrd` and `NAME.cmdline`
-when present). Readiness: the guest prints `HVKUBE-READY` on its serial console, or a
-QEMU guest agent answers.
+Templates are qcow2 files (see `layout` for direct kernel boot). Readiness: the guest
+prints `HVKUBE-READY` on its serial console, or a QEMU guest agent answers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -50,7 +35,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +43,19 @@ import psutil
 from core.backends.base import Capability, VMRef
 from core.backends.qemu.accel import READY_MARKER, AccelChoice, BootFiles, choose_accel
 from core.backends.qemu.keys import chord_for, qcode_for
-from core.backends.qemu.marker import MARKER_FILE, derived_id, marker_text, new_id, read_marker
+from core.backends.qemu.layout import (
+    VMFiles,
+    boot_files_for,
+    copy_file,
+    default_test_guest,
+    now_iso,
+    read_json,
+    read_runtime,
+    set_runtime,
+    write_json,
+    write_text,
+)
+from core.backends.qemu.marker import derived_id, marker_text, new_id, read_marker
 from core.backends.qemu.qmp import QMPClient
 from core.errors import (
     BackendError,
@@ -108,88 +104,10 @@ _OP_STATES = {
 }
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary name, so readers see the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_text(path, json.dumps(data, indent=2, sort_keys=True))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _copy(src: Path, dst: Path) -> None:
-    """Copy through a temporary name, so `dst` is either the old or the new file."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def boot_files_for(template_disk: str | Path) -> BootFiles | None:
-    """Direct-boot files beside a template: NAME.kernel (+ NAME.initrd, NAME.cmdline)."""
-    disk = Path(template_disk)
-    kernel = disk.with_suffix(".kernel")
-    if not kernel.is_file():
-        return None
-    initrd = disk.with_suffix(".initrd")
-    cmdline = disk.with_suffix(".cmdline")
-    append = cmdline.read_text().strip() if cmdline.is_file() else "console=ttyS0"
-    return BootFiles(str(kernel), str(initrd) if initrd.is_file() else None, append)
-
-
-def default_test_guest() -> Path:
-    """Where scripts/build-test-guest.sh puts the test guest's template."""
-    cache = os.environ.get("HVKUBE_GUEST_CACHE") or str(
-        Path.home() / ".cache" / "hvkube" / "test-guest"
-    )
-    return Path(cache) / "guest.qcow2"
-
-
-class VMFiles:
-    """The paths of one VM's directory (sockets in a short directory if the path is long)."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        self.name = name
-        self.dir = root / name
-        self.marker = self.dir / MARKER_FILE
-        self.config = self.dir / "vm.json"
-        self.disk = self.dir / "disk.qcow2"
-        self.pidfile = self.dir / "qemu.pid"
-        self.log = self.dir / "qemu.log"
-        self.serial = self.dir / "serial.log"
-        self.runtime = self.dir / "runtime.json"
-        self.state = self.dir / "state.bin"
-        self.op = self.dir / "op.json"
-        self.checkpoints = self.dir / "checkpoints"
-        self.screen = self.dir / "screen.png"
-        sock_dir = self.dir
-        if len(str(self.dir)) > 90:  # unix socket paths are limited to 108 bytes
-            digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
-            sock_dir = Path(f"/tmp/hvkube-{os.getuid()}") / digest
-        self.sock_dir = sock_dir
-        self.qmp = sock_dir / "qmp.sock"
-        self.console = sock_dir / "console.sock"
-        self.qga = sock_dir / "qga.sock"
-        self.vnc = sock_dir / "vnc.sock"
 
 
 class QemuBackend:
@@ -361,7 +279,7 @@ class QemuBackend:
         with self._locked(vm.name):
             files, config = self._resolve(vm, op)
             if record:
-                _write_json(files.op, {"op": op, "pid": os.getpid(), "at": _now_iso()})
+                write_json(files.op, {"op": op, "pid": os.getpid(), "at": now_iso()})
             try:
                 yield files, config
             finally:
@@ -378,14 +296,6 @@ class QemuBackend:
         self._resolve(vm, op)
         with self._locked(vm.name, wait_s=wait_s) as got:
             yield self._resolve(vm, op) if got else None
-
-    def _runtime(self, files: VMFiles) -> dict[str, Any]:
-        return _read_json(files.runtime) or {}
-
-    def _set_runtime(self, files: VMFiles, **values: Any) -> None:
-        runtime = self._runtime(files)
-        runtime.update(values)
-        _write_json(files.runtime, runtime)
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -472,7 +382,7 @@ class QemuBackend:
         files.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv = [self.binary, *config["argv"], *extra]
         with open(files.log, "ab") as log:
-            log.write(f"--- {_now_iso()} launch {' '.join(extra) or 'cold boot'}\n".encode())
+            log.write(f"--- {now_iso()} launch {' '.join(extra) or 'cold boot'}\n".encode())
             log.flush()
             try:
                 proc = subprocess.Popen(
@@ -532,7 +442,7 @@ class QemuBackend:
 
     def _busy_state(self, files: VMFiles) -> tuple[HostState, str]:
         """The state of a VM whose lock another operation holds, from its op.json."""
-        op = _read_json(files.op) or {}
+        op = read_json(files.op) or {}
         with contextlib.suppress(psutil.Error, TypeError, ValueError):
             if psutil.pid_exists(int(op["pid"])):
                 raw = _OP_STATES.get(str(op.get("op")), "Other")
@@ -697,7 +607,7 @@ class QemuBackend:
                 disk.unlink()
             return
         with self._locked(folder.name):
-            config = _read_json(folder / "vm.json")
+            config = read_json(folder / "vm.json")
             if config is not None:
                 used = Path(str(config.get("disk") or folder / "disk.qcow2")).absolute()
                 if used == disk:
@@ -820,12 +730,12 @@ class QemuBackend:
                 "accel_reason": choice.reason,
                 "rdp_port": port,
                 "boot": None if boot is None else boot.__dict__,
-                "created_at": _now_iso(),
+                "created_at": now_iso(),
                 "argv": self._build_argv(files, memory_mb, cpus, choice.accel, port, boot),
             }
             # The marker first: a vm.json without one would read as someone else's VM.
-            _write_text(files.marker, marker)
-            _write_json(files.config, config)
+            write_text(files.marker, marker)
+            write_json(files.config, config)
         return HostVM(
             name=name,
             id=vm_id,
@@ -858,7 +768,7 @@ class QemuBackend:
 
     def _cold_boot(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
         files.serial.write_bytes(b"")
-        self._set_runtime(files, booted=False, booted_at=None, cold_boot_at=_now_iso())
+        set_runtime(files, booted=False, booted_at=None, cold_boot_at=now_iso())
         self._launch(name, files, config, [])
 
     def _resume(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
@@ -995,7 +905,7 @@ class QemuBackend:
             # Turning off discards the saved state, as Stop-VM -TurnOff does on a Saved VM.
             with contextlib.suppress(FileNotFoundError):
                 files.state.unlink()
-            self._set_runtime(files, booted=False, booted_at=None)
+            set_runtime(files, booted=False, booted_at=None)
 
     def remove(self, vm: VMRef) -> None:
         """Remove the VM: its process, definition, saved state and checkpoints. Its disk
@@ -1039,7 +949,7 @@ class QemuBackend:
         )
 
     def _guest_booted(self, files: VMFiles) -> bool:
-        runtime = self._runtime(files)
+        runtime = read_runtime(files)
         if runtime.get("booted"):
             return True
         try:
@@ -1048,7 +958,7 @@ class QemuBackend:
         except OSError:
             seen = False
         if seen:
-            self._set_runtime(files, booted=True, booted_at=_now_iso())
+            set_runtime(files, booted=True, booted_at=now_iso())
         return seen
 
     def checkpoint(self, vm: VMRef, checkpoint: str) -> None:
@@ -1071,27 +981,27 @@ class QemuBackend:
                     try:
                         self._migrate_to(qmp, name, state_copy, "checkpoint")
                         # The migration flushed the disk and released it: copy it now.
-                        _copy(files.disk, disk_copy)
+                        copy_file(files.disk, disk_copy)
                     finally:
                         # `cont` takes the disk back; a VM that was paused stays paused.
                         qmp.execute("cont")
                         if state is HostState.PAUSED:
                             qmp.execute("stop")
             else:
-                _copy(files.disk, disk_copy)
+                copy_file(files.disk, disk_copy)
                 if state is HostState.SAVED:
-                    _copy(files.state, state_copy)
+                    copy_file(files.state, state_copy)
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         state_copy.unlink()
-            _write_json(
+            write_json(
                 meta_path,
                 {
                     "name": checkpoint,
                     "with_memory": with_memory,
                     "booted": booted,
                     "taken_in": raw,
-                    "created_at": _now_iso(),
+                    "created_at": now_iso(),
                 },
             )
 
@@ -1105,7 +1015,7 @@ class QemuBackend:
         name = vm.name
         with self._operating(vm, "restore") as (files, _):
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
-            meta = _read_json(meta_path)
+            meta = read_json(meta_path)
             if meta is None or not disk_copy.is_file():
                 raise CheckpointNotFound(
                     f"'{name}' has no checkpoint named '{checkpoint}'", vm=name, operation="restore"
@@ -1117,13 +1027,13 @@ class QemuBackend:
                     operation="restore",
                 )
             self._kill(files)
-            _copy(disk_copy, files.disk)
+            copy_file(disk_copy, files.disk)
             if meta.get("with_memory"):
-                _copy(state_copy, files.state)
+                copy_file(state_copy, files.state)
             else:
                 with contextlib.suppress(FileNotFoundError):
                     files.state.unlink()
-            self._set_runtime(files, booted=bool(meta.get("booted")), restored=checkpoint)
+            set_runtime(files, booted=bool(meta.get("booted")), restored=checkpoint)
 
     def remove_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
         with self._operating(vm, "remove_checkpoint", record=False) as (files, _):
@@ -1316,4 +1226,4 @@ def from_settings(settings: Settings) -> QemuBackend:
     )
 
 
-__all__ = ["QemuBackend", "from_settings"]
+__all__ = ["QemuBackend", "VMFiles", "boot_files_for", "default_test_guest", "from_settings"]
