@@ -23,7 +23,6 @@ prints `HVKUBE-READY` on its serial console, or a QEMU guest agent answers.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -34,7 +33,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +53,9 @@ from core.backends.qemu.layout import (
     write_json,
     write_text,
 )
-from core.backends.qemu.marker import derived_id, marker_text, new_id, read_marker
+from core.backends.qemu.marker import marker_text, new_id
 from core.backends.qemu.qmp import QMPClient
+from core.backends.qemu.registry import VMRegistry
 from core.errors import (
     BackendError,
     CheckpointNotFound,
@@ -150,15 +149,13 @@ class QemuBackend:
         self.viewer = next((v for v in VIEWERS if shutil.which(v)), None)
         if self.viewer is None:  # a console needs a viewer on this host
             self.capabilities = self.capabilities - {Capability.CONSOLE}
-        self.lock_dir = self.root / ".locks"
-        self.lock_dir.mkdir(exist_ok=True)
+        self.registry = VMRegistry(self.root)
+        self.lock_dir = self.registry.lock_dir
 
     # -- plumbing ------------------------------------------------------------------------------
 
     def files(self, name: str) -> VMFiles:
-        if not name or "/" in name or name in {".", ".."} or name.startswith("."):
-            raise InvalidInput(f"VM name {name!r} cannot be a directory name")
-        return VMFiles(self.root, name)
+        return self.registry.files(name)
 
     def accel(self, probe_guest: BootFiles | None = None) -> AccelChoice:
         """The accelerator new VMs get (probed once per host boot, then cached)."""
@@ -181,121 +178,9 @@ class QemuBackend:
             "accel_reason": choice.reason,
         }
 
-    @contextlib.contextmanager
-    def _locked(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
-        """Hold the lock of VM name `name`, ignoring case (threads and processes).
-        Yields False when `wait_s` ran out."""
-        lock = self.lock_dir / f"{name.casefold()}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            if wait_s is None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield True
-                return
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.02)
-            yield True
-        finally:
-            os.close(fd)
-
-    def _candidates(self, name: str) -> list[VMFiles]:
-        """The directories named `name` ignoring case, the exact spelling first."""
-        try:
-            self.files(name)
-        except InvalidInput:
-            return []  # a name that cannot be a directory name names no VM here
-        folded = name.casefold()
-        found = [
-            self.files(entry.name)
-            for entry in self.root.iterdir()
-            if not entry.name.startswith(".") and entry.name.casefold() == folded and entry.is_dir()
-        ]
-        return sorted(found, key=lambda files: (files.name != name, files.name))
-
-    def _identity(self, files: VMFiles) -> tuple[str, str | None, dict[str, Any]] | None:
-        """(id, owner, definition) of the VM in `files.dir`; None when there is no VM
-        there or it cannot be read (see the module docstring)."""
-        try:
-            raw = files.config.read_bytes()
-            config = json.loads(raw)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(config, dict):
-            return None
-        try:
-            text = files.marker.read_text()
-        except FileNotFoundError:
-            return derived_id(files.name, raw), None, config
-        except (OSError, ValueError):
-            return None
-        marked = read_marker(text)
-        if marked is None:
-            return None
-        return marked[0], marked[1], config
-
-    def _find(self, vm: VMRef) -> tuple[VMFiles, dict[str, Any]] | None:
-        """The directory and definition of the VM with the ref's id, under its name."""
-        for files in self._candidates(vm.name):
-            identity = self._identity(files)
-            if identity is not None and identity[0] == vm.id:
-                return files, identity[2]
-        return None
-
-    def _resolve(self, vm: VMRef, op: str) -> tuple[VMFiles, dict[str, Any]]:
-        """Like `_find`, but VMNotFoundInHost when the host has no VM with that id."""
-        found = self._find(vm)
-        if found is not None:
-            return found
-        others = [
-            f"{files.name} ({identity[0]})"
-            for files in self._candidates(vm.name)
-            if (identity := self._identity(files)) is not None
-        ]
-        also = f"; the VM there now is another one: {', '.join(others)}" if others else ""
-        raise VMNotFoundInHost(
-            f"no QEMU VM '{vm.name}' with id {vm.id} in {self.root}{also}",
-            vm=vm.name,
-            operation=op,
-        )
-
     def files_of(self, vm: VMRef) -> VMFiles:
         """The files of the VM with this ref's id (VMNotFoundInHost when there is none)."""
-        return self._resolve(vm, "files")[0]
-
-    @contextlib.contextmanager
-    def _operating(
-        self, vm: VMRef, op: str, record: bool = True
-    ) -> Iterator[tuple[VMFiles, dict[str, Any]]]:
-        """Hold the VM's lock and yield its files and definition, once its id is checked.
-        With `record`, op.json tells readers what is going on meanwhile."""
-        with self._locked(vm.name):
-            files, config = self._resolve(vm, op)
-            if record:
-                write_json(files.op, {"op": op, "pid": os.getpid(), "at": now_iso()})
-            try:
-                yield files, config
-            finally:
-                if record:
-                    with contextlib.suppress(FileNotFoundError):
-                        files.op.unlink()
-
-    @contextlib.contextmanager
-    def _trying(
-        self, vm: VMRef, op: str, wait_s: float
-    ) -> Iterator[tuple[VMFiles, dict[str, Any]] | None]:
-        """Like `_operating` without op.json, waiting at most `wait_s` for the lock: yields
-        None when another operation holds it (a missing VM is reported all the same)."""
-        self._resolve(vm, op)
-        with self._locked(vm.name, wait_s=wait_s) as got:
-            yield self._resolve(vm, op) if got else None
+        return self.registry.resolve(vm, "files")[0]
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -450,7 +335,7 @@ class QemuBackend:
         return HostState.OTHER, "Busy"
 
     def _state_for_read(self, files: VMFiles) -> tuple[HostState, str]:
-        with self._locked(files.name, wait_s=2.0) as got:
+        with self.registry.locked(files.name, wait_s=2.0) as got:
             if got:
                 return self._run_state(files)
         return self._busy_state(files)
@@ -469,8 +354,8 @@ class QemuBackend:
     def _host_vm(self, files: VMFiles, want_id: str | None = None) -> HostVM | None:
         """The VM in `files.dir` (None when there is none, it cannot be read, or its id is
         not `want_id`)."""
-        with self._locked(files.name, wait_s=2.0) as got:
-            identity = self._identity(files)
+        with self.registry.locked(files.name, wait_s=2.0) as got:
+            identity = self.registry.identity(files)
             if identity is None or (want_id is not None and identity[0] != want_id):
                 return None
             vm_id, owner, config = identity
@@ -512,10 +397,10 @@ class QemuBackend:
         return found
 
     def find_vms(self, name: str) -> list[HostVM]:
-        return [vm for files in self._candidates(name) if (vm := self._readable(files))]
+        return [vm for files in self.registry.candidates(name) if (vm := self._readable(files))]
 
     def get_vm(self, vm: VMRef) -> HostVM | None:
-        for files in self._candidates(vm.name):
+        for files in self.registry.candidates(vm.name):
             found = self._host_vm(files, want_id=vm.id)
             if found is not None:
                 return found
@@ -525,7 +410,7 @@ class QemuBackend:
         return str(self.files(vm_name).disk)
 
     def saved_state_path(self, vm: VMRef) -> str | None:
-        files, _ = self._resolve(vm, "saved_state_path")
+        files, _ = self.registry.resolve(vm, "saved_state_path")
         state, _ = self._state_for_read(files)
         return str(files.state) if state is HostState.SAVED else None
 
@@ -606,7 +491,7 @@ class QemuBackend:
             with contextlib.suppress(FileNotFoundError):
                 disk.unlink()
             return
-        with self._locked(folder.name):
+        with self.registry.locked(folder.name):
             config = read_json(folder / "vm.json")
             if config is not None:
                 used = Path(str(config.get("disk") or folder / "disk.qcow2")).absolute()
@@ -693,8 +578,8 @@ class QemuBackend:
             marker = marker_text(vm_id, owner)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
-        with self._locked(name):
-            for twin in self._candidates(name):
+        with self.registry.locked(name):
+            for twin in self.registry.candidates(name):
                 if twin.config.exists():
                     also = "" if twin.name == name else f" (names differ only in case: '{name}')"
                     raise HostObjectExists(
@@ -757,7 +642,7 @@ class QemuBackend:
 
     def start(self, vm: VMRef) -> None:
         name = vm.name
-        with self._operating(vm, "start") as (files, config):
+        with self.registry.operating(vm, "start") as (files, config):
             state, _ = self._run_state(files)
             self._require(name, "start", state, {HostState.OFF, HostState.SAVED})
             self._check_memory(name, config)
@@ -848,7 +733,7 @@ class QemuBackend:
 
     def save(self, vm: VMRef) -> None:
         name = vm.name
-        with self._operating(vm, "save") as (files, _):
+        with self.registry.operating(vm, "save") as (files, _):
             state, _ = self._run_state(files)
             self._require(name, "save", state, {HostState.RUNNING, HostState.PAUSED})
             pid = self._pid(files)
@@ -868,7 +753,7 @@ class QemuBackend:
 
     def pause(self, vm: VMRef) -> None:
         name = vm.name
-        with self._operating(vm, "pause") as (files, _):
+        with self.registry.operating(vm, "pause") as (files, _):
             state, _ = self._run_state(files)
             self._require(name, "pause", state, {HostState.RUNNING})
             with self._qmp(files) as qmp:
@@ -876,7 +761,7 @@ class QemuBackend:
 
     def unpause(self, vm: VMRef) -> None:
         name = vm.name
-        with self._operating(vm, "unpause") as (files, _):
+        with self.registry.operating(vm, "unpause") as (files, _):
             state, _ = self._run_state(files)
             self._require(name, "unpause", state, {HostState.PAUSED})
             with self._qmp(files) as qmp:
@@ -884,7 +769,7 @@ class QemuBackend:
 
     def stop(self, vm: VMRef, force: bool = False) -> None:
         name = vm.name
-        with self._operating(vm, "stop") as (files, _):
+        with self.registry.operating(vm, "stop") as (files, _):
             state, _ = self._run_state(files)
             if state is HostState.OFF:
                 return
@@ -911,7 +796,7 @@ class QemuBackend:
         """Remove the VM: its process, definition, saved state and checkpoints. Its disk
         stays, as with Remove-VM; `remove_disk` deletes it (and then the folder)."""
         name = vm.name
-        with self._operating(vm, "remove") as (files, config):
+        with self.registry.operating(vm, "remove") as (files, config):
             self._kill(files)
             keep = {files.disk, Path(str(config.get("disk") or files.disk)).absolute()}
             # The definition first: from here on the folder holds no VM.
@@ -929,7 +814,7 @@ class QemuBackend:
             if files.sock_dir != files.dir:
                 shutil.rmtree(files.sock_dir, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
-            (self.lock_dir / f"{name.casefold()}.lock").unlink()
+            self.registry.lock_file(name).unlink()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -963,7 +848,7 @@ class QemuBackend:
 
     def checkpoint(self, vm: VMRef, checkpoint: str) -> None:
         name = vm.name
-        with self._operating(vm, "checkpoint") as (files, _):
+        with self.registry.operating(vm, "checkpoint") as (files, _):
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
             files.checkpoints.mkdir(exist_ok=True)
             state, raw = self._run_state(files)
@@ -1013,7 +898,7 @@ class QemuBackend:
 
     def restore_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
         name = vm.name
-        with self._operating(vm, "restore") as (files, _):
+        with self.registry.operating(vm, "restore") as (files, _):
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
             meta = read_json(meta_path)
             if meta is None or not disk_copy.is_file():
@@ -1036,7 +921,7 @@ class QemuBackend:
             set_runtime(files, booted=bool(meta.get("booted")), restored=checkpoint)
 
     def remove_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        with self._operating(vm, "remove_checkpoint", record=False) as (files, _):
+        with self.registry.operating(vm, "remove_checkpoint", record=False) as (files, _):
             for path in self._checkpoint_files(files, checkpoint):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -1044,7 +929,7 @@ class QemuBackend:
     # -- guest ---------------------------------------------------------------------------------
 
     def ip_address(self, vm: VMRef) -> str | None:
-        files, _ = self._resolve(vm, "ip")
+        files, _ = self.registry.resolve(vm, "ip")
         state, _ = self._state_for_read(files)
         # User-mode networking: the guest is reached through a port on the loopback interface.
         return "127.0.0.1" if state is HostState.RUNNING else None
@@ -1052,7 +937,7 @@ class QemuBackend:
     def forwarded_port(self, vm: VMRef) -> int:
         """The loopback port forwarded to the guest's RDP port (3389). By ref, like every
         other operation: a same-named VM that is not this one has its own port."""
-        return int(self._resolve(vm, "ip")[1]["rdp_port"])
+        return int(self.registry.resolve(vm, "ip")[1]["rdp_port"])
 
     def _agent_ping(self, files: VMFiles, timeout_s: float = 0.3) -> bool:
         """True when a QEMU guest agent answers a sync request on its channel."""
@@ -1077,7 +962,7 @@ class QemuBackend:
         return False
 
     def heartbeat_ok(self, vm: VMRef) -> bool:
-        with self._trying(vm, "heartbeat", wait_s=2.0) as held:
+        with self.registry.trying(vm, "heartbeat", wait_s=2.0) as held:
             if held is None:
                 return False
             files, _ = held
@@ -1087,7 +972,7 @@ class QemuBackend:
             return self._guest_booted(files) or self._agent_ping(files)
 
     def screenshot(self, vm: VMRef) -> bytes:
-        with self._trying(vm, "screenshot", wait_s=10.0) as held:
+        with self.registry.trying(vm, "screenshot", wait_s=10.0) as held:
             state, raw = (HostState.OTHER, "Busy") if held is None else self._run_state(held[0])
             if held is not None and state in {HostState.RUNNING, HostState.PAUSED}:
                 files = held[0]
@@ -1104,7 +989,7 @@ class QemuBackend:
     def _send_events(
         self, vm: VMRef, groups: list[list[dict[str, Any]]], pace_s: float = 0.02
     ) -> None:
-        with self._operating(vm, "input", record=False) as (files, _):
+        with self.registry.operating(vm, "input", record=False) as (files, _):
             state, _ = self._run_state(files)
             self._require(vm.name, "send input", state, {HostState.RUNNING})
             with self._qmp(files) as qmp:
@@ -1166,7 +1051,7 @@ class QemuBackend:
     def console(self, vm: VMRef) -> subprocess.Popen[bytes]:
         """Open a VNC viewer on the VM's screen (QEMU serves VNC on a unix socket)."""
         name = vm.name
-        files, _ = self._resolve(vm, "console")
+        files, _ = self.registry.resolve(vm, "console")
         if self.viewer is None:
             raise Unsupported(
                 f"no VNC viewer found (install {' or '.join(VIEWERS)}); the screen is served "
@@ -1180,7 +1065,7 @@ class QemuBackend:
     def console_exchange(self, vm: VMRef, line: str, expect: str, timeout_s: float = 10.0) -> str:
         """Send a line on the serial console and return what comes back until `expect`."""
         name = vm.name
-        files, _ = self._resolve(vm, "console")
+        files, _ = self.registry.resolve(vm, "console")
         if "\n" in line or "\r" in line:
             raise InvalidInput("console input is one line without line breaks")
         try:
