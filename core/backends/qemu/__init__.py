@@ -28,7 +28,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -40,6 +39,7 @@ import psutil
 
 from core.backends.base import Capability, VMRef
 from core.backends.qemu.accel import READY_MARKER, AccelChoice, BootFiles, choose_accel
+from core.backends.qemu.cmdline import build_argv
 from core.backends.qemu.keys import chord_for, qcode_for
 from core.backends.qemu.layout import (
     VMFiles,
@@ -54,6 +54,8 @@ from core.backends.qemu.layout import (
     write_text,
 )
 from core.backends.qemu.marker import marker_text, new_id
+from core.backends.qemu.network import GUEST_PORT, Network, free_port
+from core.backends.qemu.process import QemuProcesses, require_state
 from core.backends.qemu.qmp import QMPClient
 from core.backends.qemu.registry import VMRegistry
 from core.errors import (
@@ -62,7 +64,6 @@ from core.errors import (
     FileInUse,
     HostObjectExists,
     InvalidInput,
-    InvalidVMState,
     OperationTimeout,
     OutOfMemory,
     SavedStateCorrupt,
@@ -73,40 +74,9 @@ from core.imaging import text_card
 from core.models import HostCapacity, HostState, HostVM
 from core.settings import Settings
 
-GUEST_PORT = 3389
 MAX_BANDWIDTH = 64 << 30  # bytes per second
 VIEWERS = ("remote-viewer", "vncviewer")
 SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no screen
-
-# QMP run states mapped to host states by name.
-_RUN_STATES = {
-    "running": HostState.RUNNING,
-    "paused": HostState.PAUSED,
-    "postmigrate": HostState.PAUSED,  # stopped after a migration: memory is still in RAM
-    "suspended": HostState.PAUSED,
-    "inmigrate": HostState.RESUMING,
-    "prelaunch": HostState.STARTING,
-    "finish-migrate": HostState.SAVING,
-    "save-vm": HostState.SAVING,
-    "restore-vm": HostState.RESUMING,
-    "shutdown": HostState.STOPPING,
-}
-_OP_STATES = {
-    "start": "Starting",
-    "save": "Saving",
-    "pause": "Pausing",
-    "unpause": "Resuming",
-    "stop": "Stopping",
-    "remove": "Stopping",
-    "checkpoint": "Saving",
-    "restore": "Stopping",
-}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class QemuBackend:
@@ -144,13 +114,13 @@ class QemuBackend:
         self.probe_guest = probe_guest
         self._accel: AccelChoice | None = None
         self._accel_lock = threading.Lock()
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._children_lock = threading.Lock()
         self.viewer = next((v for v in VIEWERS if shutil.which(v)), None)
         if self.viewer is None:  # a console needs a viewer on this host
             self.capabilities = self.capabilities - {Capability.CONSOLE}
         self.registry = VMRegistry(self.root)
         self.lock_dir = self.registry.lock_dir
+        self.processes = QemuProcesses(self.registry, binary, op_timeout_s)
+        self.network = Network(self.registry, self.processes)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -182,173 +152,6 @@ class QemuBackend:
         """The files of the VM with this ref's id (VMNotFoundInHost when there is none)."""
         return self.registry.resolve(vm, "files")[0]
 
-    # -- processes -----------------------------------------------------------------------------
-
-    def _pid(self, files: VMFiles) -> int | None:
-        """The pid of this VM's live QEMU process, or None (stale pidfiles are ignored)."""
-        try:
-            pid = int(files.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        with self._children_lock:
-            child = self._children.get(pid)
-            if child is not None and child.poll() is not None:
-                del self._children[pid]
-                return None
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            if str(files.qmp) not in " ".join(proc.cmdline()):
-                return None  # the pid was reused by another process
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        return pid
-
-    def _process_gone(self, pid: int) -> bool:
-        """Has process `pid` exited? Our own children are reaped here."""
-        with self._children_lock:
-            child = self._children.get(pid)
-            if child is not None:
-                if child.poll() is None:
-                    return False
-                del self._children[pid]
-                return True
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-        except psutil.Error:
-            return False
-
-    def _wait_exit(self, files: VMFiles, pid: int, timeout_s: float) -> bool:
-        """Wait until the process has really exited (QEMU drops its pidfile a bit earlier,
-        and only an exited process has released the disk image's locks)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process_gone(pid):
-                return True
-            time.sleep(0.01)
-        return self._process_gone(pid)
-
-    def _kill(self, files: VMFiles) -> None:
-        """End the VM's QEMU process: `quit` over QMP, then SIGKILL."""
-        pid = self._pid(files)
-        if pid is None:
-            return
-        with contextlib.suppress(BackendError), self._qmp(files, timeout_s=3.0) as qmp:
-            qmp.execute("quit")
-        if not self._wait_exit(files, pid, 5.0):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self._wait_exit(files, pid, 10.0)
-        self._cleanup_process_files(files)
-
-    def _cleanup_process_files(self, files: VMFiles) -> None:
-        for path in (files.pidfile, files.qmp, files.console, files.qga, files.vnc):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    def _qmp(self, files: VMFiles, timeout_s: float = 10.0) -> QMPClient:
-        return QMPClient(str(files.qmp), vm=files.name, timeout_s=timeout_s)
-
-    def _log_tail(self, files: VMFiles, lines: int = 5) -> str:
-        """QEMU's last messages since its latest launch."""
-        try:
-            text = files.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        last = text.rsplit("\n--- ", 1)[-1].splitlines()[1:]
-        return " | ".join(line.strip() for line in last[-lines:] if line.strip())
-
-    def _launch(self, name: str, files: VMFiles, config: dict[str, Any], extra: list[str]) -> None:
-        """Start QEMU with the VM's stored command line plus `extra`; wait for its monitor."""
-        self._cleanup_process_files(files)
-        files.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        argv = [self.binary, *config["argv"], *extra]
-        with open(files.log, "ab") as log:
-            log.write(f"--- {now_iso()} launch {' '.join(extra) or 'cold boot'}\n".encode())
-            log.flush()
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,  # outlives the engine and its signals
-                    close_fds=True,
-                    cwd=files.dir,
-                )
-            except OSError as exc:
-                raise BackendError(
-                    f"cannot run {self.binary}: {exc.strerror}", vm=name, operation="start"
-                ) from None
-        with self._children_lock:
-            self._children[proc.pid] = proc
-        deadline = time.monotonic() + min(60.0, self.op_timeout_s)
-        while True:
-            if proc.poll() is not None:
-                with self._children_lock:
-                    self._children.pop(proc.pid, None)
-                self._cleanup_process_files(files)
-                raise BackendError(
-                    f"QEMU for '{name}' exited at once ({proc.returncode}): "
-                    f"{self._log_tail(files)}",
-                    vm=name,
-                    operation="start",
-                    raw=self._log_tail(files, 20),
-                )
-            if files.qmp.exists() and files.pidfile.exists():
-                try:
-                    with self._qmp(files, timeout_s=2.0):
-                        return
-                except BackendError:
-                    pass
-            if time.monotonic() >= deadline:
-                proc.kill()
-                raise OperationTimeout(
-                    f"QEMU for '{name}' did not open its monitor", vm=name, operation="start"
-                )
-            time.sleep(0.02)
-
-    def _run_state(self, files: VMFiles) -> tuple[HostState, str]:
-        """The VM's state from its process and files (the caller holds the lock)."""
-        pid = self._pid(files)
-        if pid is None:
-            if files.state.is_file():
-                return HostState.SAVED, "Saved"
-            return HostState.OFF, "Off"
-        try:
-            with self._qmp(files, timeout_s=5.0) as qmp:
-                status = str(qmp.execute("query-status").get("status", "unknown"))
-        except BackendError:
-            return HostState.UNKNOWN, "Unresponsive"
-        return _RUN_STATES.get(status, HostState.UNKNOWN), status
-
-    def _busy_state(self, files: VMFiles) -> tuple[HostState, str]:
-        """The state of a VM whose lock another operation holds, from its op.json."""
-        op = read_json(files.op) or {}
-        with contextlib.suppress(psutil.Error, TypeError, ValueError):
-            if psutil.pid_exists(int(op["pid"])):
-                raw = _OP_STATES.get(str(op.get("op")), "Other")
-                return HostState.from_name(raw), raw
-        return HostState.OTHER, "Busy"
-
-    def _state_for_read(self, files: VMFiles) -> tuple[HostState, str]:
-        with self.registry.locked(files.name, wait_s=2.0) as got:
-            if got:
-                return self._run_state(files)
-        return self._busy_state(files)
-
-    def _require(self, name: str, op: str, state: HostState, allowed: set[HostState]) -> None:
-        if state not in allowed:
-            raise InvalidVMState(
-                f"'{name}' failed to {op}: the operation cannot be performed while the "
-                f"virtual machine is in its current state ({state.value})",
-                vm=name,
-                operation=op,
-            )
-
     # -- Backend protocol: reads ---------------------------------------------------------------
 
     def _host_vm(self, files: VMFiles, want_id: str | None = None) -> HostVM | None:
@@ -359,10 +162,12 @@ class QemuBackend:
             if identity is None or (want_id is not None and identity[0] != want_id):
                 return None
             vm_id, owner, config = identity
-            state, raw = self._run_state(files) if got else self._busy_state(files)
+            state, raw = (
+                self.processes.run_state(files) if got else self.processes.busy_state(files)
+            )
             uptime = 0.0
             if state in {HostState.RUNNING, HostState.PAUSED}:
-                pid = self._pid(files)
+                pid = self.processes.pid(files)
                 with contextlib.suppress(psutil.Error, TypeError):
                     uptime = max(0.0, time.time() - psutil.Process(pid).create_time())
             return HostVM(
@@ -411,7 +216,7 @@ class QemuBackend:
 
     def saved_state_path(self, vm: VMRef) -> str | None:
         files, _ = self.registry.resolve(vm, "saved_state_path")
-        state, _ = self._state_for_read(files)
+        state, _ = self.processes.state_for_read(files)
         return str(files.state) if state is HostState.SAVED else None
 
     def capacity(self) -> HostCapacity:
@@ -508,63 +313,6 @@ class QemuBackend:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def _build_argv(
-        self,
-        files: VMFiles,
-        memory_mb: int,
-        cpus: int,
-        accel: str,
-        port: int,
-        boot: BootFiles | None,
-    ) -> list[str]:
-        sock = files.sock_dir
-        options: list[tuple[str, str]] = [
-            ("-name", f"hvkube-{files.name},process=hvkube-{files.name}"),
-            ("-machine", "q35"),
-            ("-accel", accel),
-            ("-m", str(memory_mb)),
-            ("-smp", str(cpus)),
-            ("-vga", "std"),
-            ("-display", "none"),
-            ("-blockdev", f"driver=file,filename={files.disk},node-name=disk0-file"),
-            ("-blockdev", "driver=qcow2,file=disk0-file,node-name=disk0"),
-            ("-device", "virtio-blk-pci,drive=disk0,bootindex=1"),
-            # User-mode networking: no traffic leaves the host (restrict=on); one TCP port
-            # on the loopback interface is forwarded to the guest's RDP port.
-            (
-                "-netdev",
-                f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
-            ),
-            ("-device", "virtio-net-pci,netdev=net0,romfile="),
-            # Serial console on a socket, everything it prints kept in serial.log.
-            (
-                "-chardev",
-                f"socket,id=ser0,path={sock / 'console.sock'},server=on,wait=off,"
-                f"logfile={files.serial},logappend=on",
-            ),
-            ("-serial", "chardev:ser0"),
-            ("-chardev", f"socket,id=qmp0,path={sock / 'qmp.sock'},server=on,wait=off"),
-            ("-mon", "chardev=qmp0,mode=control"),
-            # The guest agent's channel.
-            ("-device", "virtio-serial-pci,id=vser0"),
-            ("-chardev", f"socket,id=qga0,path={sock / 'qga.sock'},server=on,wait=off"),
-            ("-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"),
-            # An absolute pointer, so clicks land where they are aimed.
-            ("-device", "qemu-xhci,id=xhci0"),
-            ("-device", "usb-tablet,bus=xhci0.0"),
-            # The screen, for a console viewer; served on a unix socket only.
-            ("-vnc", f"unix:{sock / 'vnc.sock'}"),
-            ("-pidfile", str(files.pidfile)),
-        ]
-        argv = ["-nodefaults", "-no-user-config"]
-        for option, value in options:
-            argv += [option, value]
-        if boot is not None:
-            argv += ["-kernel", boot.kernel, "-append", boot.append]
-            if boot.initrd:
-                argv += ["-initrd", boot.initrd]
-        return argv
-
     def create_vm(
         self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool, owner: str
     ) -> HostVM:
@@ -603,7 +351,7 @@ class QemuBackend:
             template = info.get("full-backing-filename") or info.get("backing-filename")
             boot = boot_files_for(template) if template else None
             choice = self.accel(boot)
-            port = _free_port()
+            port = free_port()
             files.dir.mkdir(parents=True, exist_ok=True)
             config = {
                 "name": name,
@@ -616,7 +364,7 @@ class QemuBackend:
                 "rdp_port": port,
                 "boot": None if boot is None else boot.__dict__,
                 "created_at": now_iso(),
-                "argv": self._build_argv(files, memory_mb, cpus, choice.accel, port, boot),
+                "argv": build_argv(files, memory_mb, cpus, choice.accel, port, boot),
             }
             # The marker first: a vm.json without one would read as someone else's VM.
             write_text(files.marker, marker)
@@ -643,8 +391,8 @@ class QemuBackend:
     def start(self, vm: VMRef) -> None:
         name = vm.name
         with self.registry.operating(vm, "start") as (files, config):
-            state, _ = self._run_state(files)
-            self._require(name, "start", state, {HostState.OFF, HostState.SAVED})
+            state, _ = self.processes.run_state(files)
+            require_state(name, "start", state, {HostState.OFF, HostState.SAVED})
             self._check_memory(name, config)
             if state is HostState.SAVED:
                 self._resume(name, files, config)
@@ -654,7 +402,7 @@ class QemuBackend:
     def _cold_boot(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
         files.serial.write_bytes(b"")
         set_runtime(files, booted=False, booted_at=None, cold_boot_at=now_iso())
-        self._launch(name, files, config, [])
+        self.processes.launch(name, files, config, [])
 
     def _resume(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
         size = files.state.stat().st_size
@@ -666,8 +414,8 @@ class QemuBackend:
             )
         source = f"exec:cat {shlex.quote(str(files.state))}"
         try:
-            self._launch(name, files, config, ["-S", "-incoming", source])
-            with self._qmp(files, timeout_s=self.op_timeout_s) as qmp:
+            self.processes.launch(name, files, config, ["-S", "-incoming", source])
+            with self.processes.qmp(files, timeout_s=self.op_timeout_s) as qmp:
                 status = self._wait_migration(qmp, name, "start")
                 if status != "completed":
                     raise SavedStateCorrupt(
@@ -677,11 +425,11 @@ class QemuBackend:
                     )
                 qmp.execute("cont")
         except SavedStateCorrupt:
-            self._kill(files)
+            self.processes.kill(files)
             raise
         except BackendError as exc:
-            tail = self._log_tail(files)
-            self._kill(files)
+            tail = self.processes.log_tail(files)
+            self.processes.kill(files)
             if "migrat" in tail or "savevm" in tail or "load" in tail:
                 raise SavedStateCorrupt(
                     f"'{name}' could not restore its saved state: {tail}",
@@ -734,10 +482,10 @@ class QemuBackend:
     def save(self, vm: VMRef) -> None:
         name = vm.name
         with self.registry.operating(vm, "save") as (files, _):
-            state, _ = self._run_state(files)
-            self._require(name, "save", state, {HostState.RUNNING, HostState.PAUSED})
-            pid = self._pid(files)
-            with self._qmp(files, timeout_s=self.op_timeout_s) as qmp:
+            state, _ = self.processes.run_state(files)
+            require_state(name, "save", state, {HostState.RUNNING, HostState.PAUSED})
+            pid = self.processes.pid(files)
+            with self.processes.qmp(files, timeout_s=self.op_timeout_s) as qmp:
                 was_running = state is HostState.RUNNING
                 qmp.execute("stop")
                 try:
@@ -747,38 +495,38 @@ class QemuBackend:
                         qmp.execute("cont")
                     raise
                 qmp.execute("quit")
-            if pid is not None and not self._wait_exit(files, pid, 30.0):
-                self._kill(files)
-            self._cleanup_process_files(files)
+            if pid is not None and not self.processes.wait_exit(files, pid, 30.0):
+                self.processes.kill(files)
+            self.processes.cleanup_files(files)
 
     def pause(self, vm: VMRef) -> None:
         name = vm.name
         with self.registry.operating(vm, "pause") as (files, _):
-            state, _ = self._run_state(files)
-            self._require(name, "pause", state, {HostState.RUNNING})
-            with self._qmp(files) as qmp:
+            state, _ = self.processes.run_state(files)
+            require_state(name, "pause", state, {HostState.RUNNING})
+            with self.processes.qmp(files) as qmp:
                 qmp.execute("stop")
 
     def unpause(self, vm: VMRef) -> None:
         name = vm.name
         with self.registry.operating(vm, "unpause") as (files, _):
-            state, _ = self._run_state(files)
-            self._require(name, "unpause", state, {HostState.PAUSED})
-            with self._qmp(files) as qmp:
+            state, _ = self.processes.run_state(files)
+            require_state(name, "unpause", state, {HostState.PAUSED})
+            with self.processes.qmp(files) as qmp:
                 qmp.execute("cont")
 
     def stop(self, vm: VMRef, force: bool = False) -> None:
         name = vm.name
         with self.registry.operating(vm, "stop") as (files, _):
-            state, _ = self._run_state(files)
+            state, _ = self.processes.run_state(files)
             if state is HostState.OFF:
                 return
             if not force:
-                self._require(name, "stop", state, {HostState.RUNNING})
-                pid = self._pid(files)
-                with self._qmp(files) as qmp:
+                require_state(name, "stop", state, {HostState.RUNNING})
+                pid = self.processes.pid(files)
+                with self.processes.qmp(files) as qmp:
                     qmp.execute("system_powerdown")
-                if pid is not None and not self._wait_exit(
+                if pid is not None and not self.processes.wait_exit(
                     files, pid, min(120.0, self.op_timeout_s)
                 ):
                     raise OperationTimeout(
@@ -786,7 +534,7 @@ class QemuBackend:
                         vm=name,
                         operation="stop",
                     )
-            self._kill(files)
+            self.processes.kill(files)
             # Turning off discards the saved state, as Stop-VM -TurnOff does on a Saved VM.
             with contextlib.suppress(FileNotFoundError):
                 files.state.unlink()
@@ -797,7 +545,7 @@ class QemuBackend:
         stays, as with Remove-VM; `remove_disk` deletes it (and then the folder)."""
         name = vm.name
         with self.registry.operating(vm, "remove") as (files, config):
-            self._kill(files)
+            self.processes.kill(files)
             keep = {files.disk, Path(str(config.get("disk") or files.disk)).absolute()}
             # The definition first: from here on the folder holds no VM.
             files.config.unlink()
@@ -851,8 +599,8 @@ class QemuBackend:
         with self.registry.operating(vm, "checkpoint") as (files, _):
             meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
             files.checkpoints.mkdir(exist_ok=True)
-            state, raw = self._run_state(files)
-            self._require(
+            state, raw = self.processes.run_state(files)
+            require_state(
                 name,
                 "checkpoint",
                 state,
@@ -861,7 +609,7 @@ class QemuBackend:
             booted = self._guest_booted(files)
             with_memory = state is not HostState.OFF
             if state in {HostState.RUNNING, HostState.PAUSED}:
-                with self._qmp(files, timeout_s=self.op_timeout_s) as qmp:
+                with self.processes.qmp(files, timeout_s=self.op_timeout_s) as qmp:
                     qmp.execute("stop")
                     try:
                         self._migrate_to(qmp, name, state_copy, "checkpoint")
@@ -911,7 +659,7 @@ class QemuBackend:
                     vm=name,
                     operation="restore",
                 )
-            self._kill(files)
+            self.processes.kill(files)
             copy_file(disk_copy, files.disk)
             if meta.get("with_memory"):
                 copy_file(state_copy, files.state)
@@ -929,15 +677,11 @@ class QemuBackend:
     # -- guest ---------------------------------------------------------------------------------
 
     def ip_address(self, vm: VMRef) -> str | None:
-        files, _ = self.registry.resolve(vm, "ip")
-        state, _ = self._state_for_read(files)
-        # User-mode networking: the guest is reached through a port on the loopback interface.
-        return "127.0.0.1" if state is HostState.RUNNING else None
+        return self.network.ip_address(vm)
 
     def forwarded_port(self, vm: VMRef) -> int:
-        """The loopback port forwarded to the guest's RDP port (3389). By ref, like every
-        other operation: a same-named VM that is not this one has its own port."""
-        return int(self.registry.resolve(vm, "ip")[1]["rdp_port"])
+        """The loopback port forwarded to the guest's RDP port (3389)."""
+        return self.network.forwarded_port(vm)
 
     def _agent_ping(self, files: VMFiles, timeout_s: float = 0.3) -> bool:
         """True when a QEMU guest agent answers a sync request on its channel."""
@@ -966,19 +710,21 @@ class QemuBackend:
             if held is None:
                 return False
             files, _ = held
-            state, _ = self._run_state(files)
+            state, _ = self.processes.run_state(files)
             if state is not HostState.RUNNING:
                 return False
             return self._guest_booted(files) or self._agent_ping(files)
 
     def screenshot(self, vm: VMRef) -> bytes:
         with self.registry.trying(vm, "screenshot", wait_s=10.0) as held:
-            state, raw = (HostState.OTHER, "Busy") if held is None else self._run_state(held[0])
+            state, raw = (
+                (HostState.OTHER, "Busy") if held is None else self.processes.run_state(held[0])
+            )
             if held is not None and state in {HostState.RUNNING, HostState.PAUSED}:
                 files = held[0]
                 tmp = files.screen.with_name(f".screen.{os.getpid()}.png")
                 try:
-                    with self._qmp(files) as qmp:
+                    with self.processes.qmp(files) as qmp:
                         qmp.execute("screendump", {"filename": str(tmp), "format": "png"})
                     return tmp.read_bytes()
                 finally:
@@ -990,9 +736,9 @@ class QemuBackend:
         self, vm: VMRef, groups: list[list[dict[str, Any]]], pace_s: float = 0.02
     ) -> None:
         with self.registry.operating(vm, "input", record=False) as (files, _):
-            state, _ = self._run_state(files)
-            self._require(vm.name, "send input", state, {HostState.RUNNING})
-            with self._qmp(files) as qmp:
+            state, _ = self.processes.run_state(files)
+            require_state(vm.name, "send input", state, {HostState.RUNNING})
+            with self.processes.qmp(files) as qmp:
                 for group in groups:
                     qmp.execute("input-send-event", {"events": group})
                     # The PS/2 controller queues only a few scancodes: let the guest drain it.
@@ -1094,10 +840,7 @@ class QemuBackend:
 
     def close(self) -> None:
         # QEMU processes are meant to outlive the engine; only reap children that ended.
-        with self._children_lock:
-            for pid, child in list(self._children.items()):
-                if child.poll() is not None:
-                    del self._children[pid]
+        self.processes.reap()
 
 
 def from_settings(settings: Settings) -> QemuBackend:
@@ -1111,4 +854,11 @@ def from_settings(settings: Settings) -> QemuBackend:
     )
 
 
-__all__ = ["QemuBackend", "VMFiles", "boot_files_for", "default_test_guest", "from_settings"]
+__all__ = [
+    "GUEST_PORT",
+    "QemuBackend",
+    "VMFiles",
+    "boot_files_for",
+    "default_test_guest",
+    "from_settings",
+]
