@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import shlex
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -38,17 +35,17 @@ from typing import Any
 import psutil
 
 from core.backends.base import Capability, VMRef
-from core.backends.qemu.accel import READY_MARKER, AccelChoice, BootFiles, choose_accel
+from core.backends.qemu.accel import AccelChoice, BootFiles, choose_accel
+from core.backends.qemu.checkpoints import Checkpoints, checkpoint_names
 from core.backends.qemu.cmdline import build_argv
+from core.backends.qemu.disks import Disks
+from core.backends.qemu.guest import VIEWERS, Guest, find_viewer
 from core.backends.qemu.keys import chord_for, qcode_for
 from core.backends.qemu.layout import (
     VMFiles,
     boot_files_for,
-    copy_file,
     default_test_guest,
     now_iso,
-    read_json,
-    read_runtime,
     set_runtime,
     write_json,
     write_text,
@@ -56,17 +53,14 @@ from core.backends.qemu.layout import (
 from core.backends.qemu.marker import marker_text, new_id
 from core.backends.qemu.network import GUEST_PORT, Network, free_port
 from core.backends.qemu.process import QemuProcesses, require_state
-from core.backends.qemu.qmp import QMPClient
 from core.backends.qemu.registry import VMRegistry
+from core.backends.qemu.saved import MAX_BANDWIDTH, SavedState
 from core.errors import (
     BackendError,
-    CheckpointNotFound,
-    FileInUse,
     HostObjectExists,
     InvalidInput,
     OperationTimeout,
     OutOfMemory,
-    SavedStateCorrupt,
     Unsupported,
     VMNotFoundInHost,
 )
@@ -74,8 +68,6 @@ from core.imaging import text_card
 from core.models import HostCapacity, HostState, HostVM
 from core.settings import Settings
 
-MAX_BANDWIDTH = 64 << 30  # bytes per second
-VIEWERS = ("remote-viewer", "vncviewer")
 SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no screen
 
 
@@ -114,13 +106,17 @@ class QemuBackend:
         self.probe_guest = probe_guest
         self._accel: AccelChoice | None = None
         self._accel_lock = threading.Lock()
-        self.viewer = next((v for v in VIEWERS if shutil.which(v)), None)
+        self.viewer = find_viewer()
         if self.viewer is None:  # a console needs a viewer on this host
             self.capabilities = self.capabilities - {Capability.CONSOLE}
         self.registry = VMRegistry(self.root)
         self.lock_dir = self.registry.lock_dir
         self.processes = QemuProcesses(self.registry, binary, op_timeout_s)
         self.network = Network(self.registry, self.processes)
+        self.disks = Disks(self.registry, op_timeout_s)
+        self.saved = SavedState(self.registry, self.processes, op_timeout_s)
+        self.checkpoints = Checkpoints(self.registry, self.processes, self.saved, op_timeout_s)
+        self.guest = Guest(self.registry, self.processes, self.viewer)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -178,7 +174,7 @@ class QemuBackend:
                 raw_state=raw,
                 memory_mb=int(config.get("memory_mb", 0)),
                 uptime_s=uptime,
-                checkpoints=self._checkpoint_names(files),
+                checkpoints=checkpoint_names(files),
             )
 
     def _readable(self, files: VMFiles) -> HostVM | None:
@@ -212,12 +208,10 @@ class QemuBackend:
         return None
 
     def disk_path_for(self, vm_name: str, template_disk: str) -> str:
-        return str(self.files(vm_name).disk)
+        return self.disks.disk_path_for(vm_name, template_disk)
 
     def saved_state_path(self, vm: VMRef) -> str | None:
-        files, _ = self.registry.resolve(vm, "saved_state_path")
-        state, _ = self.processes.state_for_read(files)
-        return str(files.state) if state is HostState.SAVED else None
+        return self.saved.saved_state_path(vm)
 
     def capacity(self) -> HostCapacity:
         info: dict[str, int] = {}
@@ -234,82 +228,12 @@ class QemuBackend:
 
     # -- disks ---------------------------------------------------------------------------------
 
-    def _qemu_img(self, *args: str, op: str) -> str:
-        try:
-            done = subprocess.run(
-                ["qemu-img", *args],
-                capture_output=True,
-                text=True,
-                timeout=self.op_timeout_s,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise BackendError(
-                "qemu-img is not installed (Debian package qemu-utils)", operation=op
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise OperationTimeout(f"qemu-img {args[0]} timed out", operation=op) from None
-        if done.returncode != 0:
-            raise BackendError(
-                f"qemu-img {args[0]} failed: {done.stderr.strip()}", operation=op, raw=done.stderr
-            )
-        return done.stdout
-
-    def _image_info(self, path: str, op: str) -> dict[str, Any]:
-        info: dict[str, Any] = json.loads(
-            self._qemu_img("info", "-U", "--output=json", path, op=op)
-        )
-        return info
-
     def create_differencing_disk(self, parent_path: str, child_path: str) -> None:
-        parent = Path(parent_path)
-        child = Path(child_path)
-        if not parent.is_file():
-            raise BackendError(
-                f"the template disk '{parent_path}' does not exist", operation="create_disk"
-            )
-        if child.exists():
-            raise HostObjectExists(
-                f"The file '{child_path}' already exists.", operation="create_disk"
-            )
-        fmt = str(self._image_info(str(parent.absolute()), "create_disk").get("format", "qcow2"))
-        child.parent.mkdir(parents=True, exist_ok=True)
-        self._qemu_img(
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            fmt,
-            "-b",
-            str(parent.absolute()),
-            str(child),
-            op="create_disk",
-        )
+        self.disks.create_differencing_disk(parent_path, child_path)
 
     def remove_disk(self, path: str) -> None:
-        """Delete a disk no VM uses: FileInUse when the VM of its folder still does. A VM
-        folder left with no VM in it (a removed or half-made VM) goes too."""
-        disk = Path(path).absolute()
-        folder = disk.parent
-        if folder.parent != self.root or folder.name.startswith("."):
-            with contextlib.suppress(FileNotFoundError):
-                disk.unlink()
-            return
-        with self.registry.locked(folder.name):
-            config = read_json(folder / "vm.json")
-            if config is not None:
-                used = Path(str(config.get("disk") or folder / "disk.qcow2")).absolute()
-                if used == disk:
-                    raise FileInUse(
-                        f"The file '{path}' is in use by the virtual machine '{folder.name}'.",
-                        vm=folder.name,
-                        operation="remove_disk",
-                    )
-            with contextlib.suppress(FileNotFoundError):
-                disk.unlink()
-            if config is None and not (folder / "vm.json").exists():
-                shutil.rmtree(folder, ignore_errors=True)
+        """Delete a disk no VM uses (see `Disks.remove_disk`)."""
+        self.disks.remove_disk(path)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -347,7 +271,7 @@ class QemuBackend:
                     f"the disk of '{name}' must be {files.disk} (see disk_path_for), "
                     f"got {disk_path}"
                 )
-            info = self._image_info(str(files.disk), "create_vm")
+            info = self.disks.image_info(str(files.disk), "create_vm")
             template = info.get("full-backing-filename") or info.get("backing-filename")
             boot = boot_files_for(template) if template else None
             choice = self.accel(boot)
@@ -395,7 +319,7 @@ class QemuBackend:
             require_state(name, "start", state, {HostState.OFF, HostState.SAVED})
             self._check_memory(name, config)
             if state is HostState.SAVED:
-                self._resume(name, files, config)
+                self.saved.resume(name, files, config)
             else:
                 self._cold_boot(name, files, config)
 
@@ -404,100 +328,8 @@ class QemuBackend:
         set_runtime(files, booted=False, booted_at=None, cold_boot_at=now_iso())
         self.processes.launch(name, files, config, [])
 
-    def _resume(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
-        size = files.state.stat().st_size
-        if size < 1024:
-            raise SavedStateCorrupt(
-                f"'{name}' could not restore its saved state: {files.state} is {size} bytes",
-                vm=name,
-                operation="start",
-            )
-        source = f"exec:cat {shlex.quote(str(files.state))}"
-        try:
-            self.processes.launch(name, files, config, ["-S", "-incoming", source])
-            with self.processes.qmp(files, timeout_s=self.op_timeout_s) as qmp:
-                status = self._wait_migration(qmp, name, "start")
-                if status != "completed":
-                    raise SavedStateCorrupt(
-                        f"'{name}' could not restore its saved state (migration {status})",
-                        vm=name,
-                        operation="start",
-                    )
-                qmp.execute("cont")
-        except SavedStateCorrupt:
-            self.processes.kill(files)
-            raise
-        except BackendError as exc:
-            tail = self.processes.log_tail(files)
-            self.processes.kill(files)
-            if "migrat" in tail or "savevm" in tail or "load" in tail:
-                raise SavedStateCorrupt(
-                    f"'{name}' could not restore its saved state: {tail}",
-                    vm=name,
-                    operation="start",
-                    raw=tail,
-                ) from None
-            raise exc
-        # Running now: the saved state has been consumed, as Hyper-V deletes it on resume.
-        files.state.unlink()
-
-    def _wait_migration(self, qmp: QMPClient, name: str, op: str) -> str:
-        deadline = time.monotonic() + self.op_timeout_s
-        delay = 0.005
-        while True:
-            status = str((qmp.execute("query-migrate") or {}).get("status", "none"))
-            if status in {"completed", "failed", "cancelled"}:
-                return status
-            if time.monotonic() >= deadline:
-                raise OperationTimeout(
-                    f"'{name}': migration not done within {self.op_timeout_s:g} s ({status})",
-                    vm=name,
-                    operation=op,
-                )
-            time.sleep(delay)
-            delay = min(0.1, delay * 2)
-
-    def _migrate_to(self, qmp: QMPClient, name: str, target: Path, op: str) -> None:
-        """Write the stopped VM's state to `target` (through a temporary file)."""
-        tmp = target.with_name(f".{target.name}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        # The default bandwidth cap (128 MiB/s) is for live migration over a network; the
-        # VM is stopped and the target is a local file, so let it go as fast as it can.
-        qmp.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-        qmp.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(tmp))}"})
-        status = self._wait_migration(qmp, name, op)
-        if status != "completed":
-            info = qmp.execute("query-migrate") or {}
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise BackendError(
-                f"'{name}': writing the memory state failed ({status}): "
-                f"{info.get('error-desc', '')}",
-                vm=name,
-                operation=op,
-            )
-        os.replace(tmp, target)
-
     def save(self, vm: VMRef) -> None:
-        name = vm.name
-        with self.registry.operating(vm, "save") as (files, _):
-            state, _ = self.processes.run_state(files)
-            require_state(name, "save", state, {HostState.RUNNING, HostState.PAUSED})
-            pid = self.processes.pid(files)
-            with self.processes.qmp(files, timeout_s=self.op_timeout_s) as qmp:
-                was_running = state is HostState.RUNNING
-                qmp.execute("stop")
-                try:
-                    self._migrate_to(qmp, name, files.state, "save")
-                except BackendError:
-                    if was_running:
-                        qmp.execute("cont")
-                    raise
-                qmp.execute("quit")
-            if pid is not None and not self.processes.wait_exit(files, pid, 30.0):
-                self.processes.kill(files)
-            self.processes.cleanup_files(files)
+        self.saved.save(vm)
 
     def pause(self, vm: VMRef) -> None:
         name = vm.name
@@ -566,77 +398,8 @@ class QemuBackend:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _checkpoint_names(self, files: VMFiles) -> list[str]:
-        if not files.checkpoints.is_dir():
-            return []
-        return sorted(p.stem for p in files.checkpoints.glob("*.json"))
-
-    def _checkpoint_files(self, files: VMFiles, checkpoint: str) -> tuple[Path, Path, Path]:
-        if not checkpoint or "/" in checkpoint or checkpoint.startswith("."):
-            raise InvalidInput(f"checkpoint name {checkpoint!r} cannot be a file name")
-        base = files.checkpoints / checkpoint
-        return (
-            base.with_name(f"{checkpoint}.json"),
-            base.with_name(f"{checkpoint}.qcow2"),
-            base.with_name(f"{checkpoint}.state"),
-        )
-
-    def _guest_booted(self, files: VMFiles) -> bool:
-        runtime = read_runtime(files)
-        if runtime.get("booted"):
-            return True
-        try:
-            with open(files.serial, "rb") as fh:
-                seen = READY_MARKER.encode() in fh.read()
-        except OSError:
-            seen = False
-        if seen:
-            set_runtime(files, booted=True, booted_at=now_iso())
-        return seen
-
     def checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        name = vm.name
-        with self.registry.operating(vm, "checkpoint") as (files, _):
-            meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
-            files.checkpoints.mkdir(exist_ok=True)
-            state, raw = self.processes.run_state(files)
-            require_state(
-                name,
-                "checkpoint",
-                state,
-                {HostState.RUNNING, HostState.PAUSED, HostState.SAVED, HostState.OFF},
-            )
-            booted = self._guest_booted(files)
-            with_memory = state is not HostState.OFF
-            if state in {HostState.RUNNING, HostState.PAUSED}:
-                with self.processes.qmp(files, timeout_s=self.op_timeout_s) as qmp:
-                    qmp.execute("stop")
-                    try:
-                        self._migrate_to(qmp, name, state_copy, "checkpoint")
-                        # The migration flushed the disk and released it: copy it now.
-                        copy_file(files.disk, disk_copy)
-                    finally:
-                        # `cont` takes the disk back; a VM that was paused stays paused.
-                        qmp.execute("cont")
-                        if state is HostState.PAUSED:
-                            qmp.execute("stop")
-            else:
-                copy_file(files.disk, disk_copy)
-                if state is HostState.SAVED:
-                    copy_file(files.state, state_copy)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        state_copy.unlink()
-            write_json(
-                meta_path,
-                {
-                    "name": checkpoint,
-                    "with_memory": with_memory,
-                    "booted": booted,
-                    "taken_in": raw,
-                    "created_at": now_iso(),
-                },
-            )
+        self.checkpoints.checkpoint(vm, checkpoint)
 
     def checkpoint_names(self, vm: VMRef) -> list[str]:
         found = self.get_vm(vm)
@@ -645,34 +408,10 @@ class QemuBackend:
         return list(found.checkpoints)
 
     def restore_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        name = vm.name
-        with self.registry.operating(vm, "restore") as (files, _):
-            meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
-            meta = read_json(meta_path)
-            if meta is None or not disk_copy.is_file():
-                raise CheckpointNotFound(
-                    f"'{name}' has no checkpoint named '{checkpoint}'", vm=name, operation="restore"
-                )
-            if meta.get("with_memory") and not state_copy.is_file():
-                raise SavedStateCorrupt(
-                    f"'{name}': the memory of checkpoint '{checkpoint}' is missing",
-                    vm=name,
-                    operation="restore",
-                )
-            self.processes.kill(files)
-            copy_file(disk_copy, files.disk)
-            if meta.get("with_memory"):
-                copy_file(state_copy, files.state)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    files.state.unlink()
-            set_runtime(files, booted=bool(meta.get("booted")), restored=checkpoint)
+        self.checkpoints.restore_checkpoint(vm, checkpoint)
 
     def remove_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        with self.registry.operating(vm, "remove_checkpoint", record=False) as (files, _):
-            for path in self._checkpoint_files(files, checkpoint):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        self.checkpoints.remove_checkpoint(vm, checkpoint)
 
     # -- guest ---------------------------------------------------------------------------------
 
@@ -683,37 +422,8 @@ class QemuBackend:
         """The loopback port forwarded to the guest's RDP port (3389)."""
         return self.network.forwarded_port(vm)
 
-    def _agent_ping(self, files: VMFiles, timeout_s: float = 0.3) -> bool:
-        """True when a QEMU guest agent answers a sync request on its channel."""
-        token = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout_s)
-                sock.connect(str(files.qga))
-                request = {"execute": "guest-sync-delimited", "arguments": {"id": token}}
-                sock.sendall(b"\xff" + json.dumps(request).encode() + b"\n")
-                deadline = time.monotonic() + timeout_s
-                data = b""
-                while time.monotonic() < deadline:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return False
-                    data += chunk
-                    if f'"return": {token}'.encode() in data.replace(b'":', b'": '):
-                        return True
-        except OSError:
-            return False
-        return False
-
     def heartbeat_ok(self, vm: VMRef) -> bool:
-        with self.registry.trying(vm, "heartbeat", wait_s=2.0) as held:
-            if held is None:
-                return False
-            files, _ = held
-            state, _ = self.processes.run_state(files)
-            if state is not HostState.RUNNING:
-                return False
-            return self._guest_booted(files) or self._agent_ping(files)
+        return self.guest.heartbeat_ok(vm)
 
     def screenshot(self, vm: VMRef) -> bytes:
         with self.registry.trying(vm, "screenshot", wait_s=10.0) as held:
@@ -795,48 +505,12 @@ class QemuBackend:
         self._send_events(vm, [events])
 
     def console(self, vm: VMRef) -> subprocess.Popen[bytes]:
-        """Open a VNC viewer on the VM's screen (QEMU serves VNC on a unix socket)."""
-        name = vm.name
-        files, _ = self.registry.resolve(vm, "console")
-        if self.viewer is None:
-            raise Unsupported(
-                f"no VNC viewer found (install {' or '.join(VIEWERS)}); the screen is served "
-                f"on {files.vnc}",
-                vm=name,
-                operation="console",
-            )
-        target = f"vnc+unix://{files.vnc}" if "remote-viewer" in self.viewer else str(files.vnc)
-        return subprocess.Popen([self.viewer, target], start_new_session=True)
+        """Open a VNC viewer on the VM's screen."""
+        return self.guest.console(vm)
 
     def console_exchange(self, vm: VMRef, line: str, expect: str, timeout_s: float = 10.0) -> str:
         """Send a line on the serial console and return what comes back until `expect`."""
-        name = vm.name
-        files, _ = self.registry.resolve(vm, "console")
-        if "\n" in line or "\r" in line:
-            raise InvalidInput("console input is one line without line breaks")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout_s)
-                sock.connect(str(files.console))
-                sock.sendall(line.encode() + b"\n")
-                deadline = time.monotonic() + timeout_s
-                data = b""
-                while expect.encode() not in data:
-                    if time.monotonic() >= deadline:
-                        raise OperationTimeout(
-                            f"'{name}': {expect!r} not seen on the console within {timeout_s:g} s",
-                            vm=name,
-                            operation="console",
-                        )
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-        except OSError as exc:
-            raise BackendError(
-                f"'{name}': serial console unreachable: {exc}", vm=name, operation="console"
-            ) from None
-        return data.decode(errors="replace")
+        return self.guest.console_exchange(vm, line, expect, timeout_s)
 
     def close(self) -> None:
         # QEMU processes are meant to outlive the engine; only reap children that ended.
@@ -856,6 +530,8 @@ def from_settings(settings: Settings) -> QemuBackend:
 
 __all__ = [
     "GUEST_PORT",
+    "MAX_BANDWIDTH",
+    "VIEWERS",
     "QemuBackend",
     "VMFiles",
     "boot_files_for",
