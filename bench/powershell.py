@@ -1,6 +1,6 @@
 """Per-call overhead of the persistent PowerShell session against a new process per call.
 
-Both run the fake PowerShell host (python -m core.backends.fakeps) with the same
+Both run the fake PowerShell host (python -m tests.fakes.fakeps) with the same
 dispatcher protocol, so the difference is the transport alone: one long-lived
 process answering framed requests, or a process started (and made ready) for
 every call, as Vagrant, Packer and minikube do. On Windows, pass
@@ -22,20 +22,20 @@ import argparse
 import json
 import re
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+# The fake host lives with the tests (tests/fakes): import it from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from core.backends.hyperv import HyperVBackend
-from core.backends.hyperv.transport import (
-    DISPATCHER,
-    PowerShellSession,
-    dispatcher_argv,
-    python_fake_command,
-)
+from core.backends.hyperv.transport import DISPATCHER, PowerShellSession, dispatcher_argv
 from core.engine import Engine
 from core.settings import Settings
 from core.store import Store
+from tests.fakes.fakeps import python_fake_command
 
 # Commands that reach Hyper-V, WMI or the file system, and the script's helpers that call one
 # (Get-HvVM: Get-VM -Id; Get-HvDevice: Get-CimInstance and Get-CimAssociatedInstance).
@@ -82,14 +82,14 @@ def per_process(argv: list[str], op: str, calls: int) -> list[float]:
 
 def cmdlets_per_operation(script: str) -> dict[str, int]:
     """How many cmdlet calls each allow-listed operation makes (counted in its text)."""
-    from core.backends.fakeps import _matching_brace
+    from tests.fakes.fakeps import matching_brace
 
     table = re.search(r"^\$Ops\s*=\s*@\{", script, re.M)
     assert table is not None
-    body = script[table.end() : _matching_brace(script, table.end() - 1) - 1]
+    body = script[table.end() : matching_brace(script, table.end() - 1) - 1]
     counts: dict[str, int] = {}
     for entry in re.finditer(r"^    '([a-z0-9_]+)'\s*=\s*\{", body, re.M):
-        block = body[entry.end() : _matching_brace(body, entry.end() - 1)]
+        block = body[entry.end() : matching_brace(body, entry.end() - 1)]
         block = "\n".join(line.split("#", 1)[0] for line in block.splitlines())
         n = len(_CMDLET.findall(block))
         n += sum(weight * block.count(name) for name, weight in _HELPERS.items())

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from core.backends.base import Backend, VMRef
 from core.backends.hyperv import HyperVBackend
-from core.backends.hyperv.transport import python_fake_command
 from core.backends.sim import SimHost
 from core.engine import Engine
 from core.settings import Settings
 from core.store import Store
+from tests.fakes.fakeps import python_fake_command
 
 
 def fake_command(state_dir: Path, *extra: str) -> str:

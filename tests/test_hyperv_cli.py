@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hyperv_helpers import fake_command
 
-from core.backends import fakeps
 from core.cli import main
+from tests.fakes import fakeps
 
 
 @pytest.fixture

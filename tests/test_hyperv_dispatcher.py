@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import core.backends.hyperv as hyperv
-from core.backends.fakeps import _matching_brace, dispatcher_ops
 from core.backends.hyperv.transport import DISPATCHER
 from core.errors import InvalidInput
+from tests.fakes.fakeps import dispatcher_ops, matching_brace
 
 TEXT = DISPATCHER.read_text(encoding="utf-8")
 CODE = "\n".join(line for line in TEXT.splitlines() if not line.lstrip().startswith("#"))
@@ -31,10 +31,10 @@ def op_blocks() -> dict[str, str]:
     """Each allow-list entry's script block text (comment lines removed, continuations joined)."""
     table = re.search(r"^\$Ops\s*=\s*@\{", CODE, re.M)
     assert table is not None
-    body = CODE[table.end() : _matching_brace(CODE, table.end() - 1) - 1]
+    body = CODE[table.end() : matching_brace(CODE, table.end() - 1) - 1]
     blocks: dict[str, str] = {}
     for entry in re.finditer(r"^\s*'([a-z0-9_]+)'\s*=\s*\{", body, re.M):
-        end = _matching_brace(body, entry.end() - 1)
+        end = matching_brace(body, entry.end() - 1)
         blocks[entry.group(1)] = re.sub(r"`\n\s*", " ", body[entry.end() : end - 1])
     assert set(blocks) == set(OPS)
     return blocks

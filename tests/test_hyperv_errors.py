@@ -9,7 +9,6 @@ import pytest
 from hyperv_helpers import fake_backend, make_running_vm, sim_host
 from hyperv_records import LANGUAGES, RECORDS, RealRecord, with_message
 
-from core.backends.fakeps_errors import build_record
 from core.backends.hyperv.errors import ErrorRecord, SessionRights, classify, to_error
 from core.backends.hyperv.transport import session_rights
 from core.errors import (
@@ -26,6 +25,7 @@ from core.errors import (
     VMBroken,
     VMNotFoundInHost,
 )
+from tests.fakes.fakeps_errors import build_record
 
 VEX = "Microsoft.HyperV.PowerShell.VirtualizationException"
 

@@ -11,13 +11,13 @@ import pytest
 from hyperv_helpers import fake_backend, make_running_vm
 from PIL import Image
 
-from core.backends import fakeps
 from core.backends.base import VMRef
 from core.backends.hyperv import HyperVBackend
 from core.backends.hyperv.keys import key_code, text_chunks
 from core.errors import InvalidInput, InvalidVMState, Unsupported
 from core.imaging import rgb565_to_png
 from core.remote import rdp_command
+from tests.fakes import fakeps
 
 
 def _pixels(png: bytes) -> list[tuple[int, int, int]]:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from hyperv_helpers import fake_backend, fake_command, make_running_vm, sim_host
 
-from core.backends import fakeps
 from core.backends.base import VMRef
 from core.backends.hyperv import HyperVBackend
 from core.backends.hyperv.errors import SessionRights
@@ -32,6 +31,7 @@ from core.errors import (
     VMNotFoundInHost,
 )
 from core.models import HostState
+from tests.fakes import fakeps
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from pathlib import Path
 CORE = Path(__file__).resolve().parent.parent / "core"
 
 
-def test_core_source_never_imports_the_dashboard() -> None:
+def _core_imports_of(packages: set[str]) -> list[str]:
+    """Where core's source imports one of `packages` (as file:line module)."""
     offenders = []
     for path in CORE.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -21,9 +22,25 @@ def test_core_source_never_imports_the_dashboard() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                if name.split(".")[0] in {"textual", "hvkube_tui"}:
+                if name.split(".")[0] in packages:
                     offenders.append(f"{path.relative_to(CORE.parent)}:{node.lineno} {name}")
-    assert offenders == []
+    return offenders
+
+
+def test_core_source_never_imports_the_dashboard() -> None:
+    assert _core_imports_of({"textual", "hvkube_tui"}) == []
+
+
+def test_core_never_refers_to_the_tests() -> None:
+    """Test doubles (the fake PowerShell host) live in tests/fakes; the package never
+    imports them or names them in a command line."""
+    assert _core_imports_of({"tests"}) == []
+    named = [
+        str(path.relative_to(CORE.parent))
+        for path in CORE.rglob("*.py")
+        if "tests.fakes" in path.read_text(encoding="utf-8") or "fakeps" in path.name
+    ]
+    assert named == []
 
 
 def test_importing_the_engine_and_cli_loads_no_textual() -> None:

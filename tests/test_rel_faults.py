@@ -14,7 +14,6 @@ from hyperv_helpers import fake_backend, sim_host
 from reliability.invariants import check_invariants
 from reliability.stats import count
 
-from core.backends import fakeps
 from core.backends.base import Backend
 from core.backends.sim import SimHost
 from core.engine import Engine
@@ -22,6 +21,7 @@ from core.errors import BackendError, CapacityExceeded, HvkubeError, OutOfMemory
 from core.models import HostState, VMState
 from core.settings import Settings
 from core.store import Store
+from tests.fakes import fakeps
 from tests.host_support import host_named, ref_named
 
 

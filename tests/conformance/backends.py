@@ -70,7 +70,7 @@ SIM = BackendCase(
 
 
 def _hyperv_settings(root: Path) -> Settings:
-    from core.backends.hyperv.transport import python_fake_command
+    from tests.fakes.fakeps import python_fake_command
 
     return Settings(
         db=str(root / "hvkube.db"),

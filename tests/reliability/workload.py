@@ -136,7 +136,7 @@ KINDS = {
 def _open(db: str, folder: str, scale_text: str, backend: str) -> Engine:
     if backend == "sim":
         return open_engine(db=db, backend="sim", sim_scale=float(scale_text))
-    from core.backends.hyperv.transport import python_fake_command
+    from tests.fakes.fakeps import python_fake_command
 
     # The Hyper-V backend's real sessions, framing and parsing, over the fake host.
     command = python_fake_command("--state-dir", folder, "--sim-scale", scale_text)

@@ -32,7 +32,6 @@ import re
 import secrets
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -469,11 +468,3 @@ class SessionPool:
             self._cond.notify_all()
         for session in idle:
             session.close()
-
-
-def python_fake_command(*args: str) -> str:
-    """A `powershell` setting that runs the fake host with this interpreter."""
-    parts = [sys.executable, "-m", "core.backends.fakeps", *args]
-    if os.name == "nt":
-        return " ".join(f'"{p}"' if " " in p else p for p in parts)
-    return shlex.join(parts)

@@ -1,199 +1,55 @@
 """The qemu backend: real VMs on Linux with QEMU (KVM when it works, TCG otherwise).
 
-One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database):
+One directory per VM under `qemu_dir` (default: `qemu-vms` beside the database). QEMU
+processes run in their own session, so VMs outlive the engine; every state is read back
+from a VM's files and its process, so a restarted engine finds them again. Every
+operation takes a `VMRef` and acts only on the VM with the ref's id.
 
-    NAME/marker.txt      the VM's id and the ownership mark of the store that made it
-    NAME/vm.json         the VM's definition and its exact QEMU command line
-    NAME/disk.qcow2      the clone: a qcow2 overlay whose backing file is the template;
-                         `remove` leaves it (as Remove-VM does), `remove_disk` deletes it
-    NAME/qemu.pid        pidfile of the running QEMU process
-    NAME/qmp.sock        QMP monitor socket
-    NAME/console.sock    serial console (a unix socket); its output is logged to serial.log
-    NAME/qga.sock        guest agent channel (used when a guest agent answers)
-    NAME/qemu.log        QEMU's own messages
-    NAME/runtime.json    what the backend knows about the guest (booted since cold boot)
-    NAME/state.bin       the saved state: present, with no QEMU process, means Saved
-    NAME/checkpoints/C.* a checkpoint: the overlay (C.qcow2), the memory (C.state), C.json
+`QemuBackend` is a front over one module per concern:
 
-QEMU processes run in their own session, so VMs outlive the engine; every state is
-read back from these files and the process, so a restarted engine finds them again.
-
-A directory holding `vm.json` is a VM. Its id is in `marker.txt` (see `marker`): every
-operation takes a `VMRef` and acts only on the directory whose id is the ref's, so a VM
-made again under the same name, or someone else's, is never touched. A directory
-without a marker (made by hand or by an older hvkube) is listed with owner None and an
-id derived from its `vm.json`; one whose marker cannot be read, or whose `vm.json` is
-not a definition, is left out of listings and cannot be addressed.
-
-Names compare ignoring case, as on Hyper-V: `WEB-001` is not created beside `web-001`,
-and a VM's lock is keyed by its case-folded name.
-
-Templates are qcow2 files. A template `NAME.qcow2` boots from its disk, or directly
-from a kernel when `NAME.kernel` lies beside it (with `NAME.initrd` and `NAME.cmdline`
-when present). Readiness: the guest prints `HVKUBE-READY` on its serial console, or a
-QEMU guest agent answers.
+    layout        a VM's files, atomic writes, runtime.json, direct-boot files
+    marker        a VM's id and owner (marker.txt)
+    registry      finding a VM's directory by ref; the per-VM lock
+    process       the QEMU process: launch, monitor, end, run state
+    cmdline       the QEMU command line
+    network       user-mode networking and the forwarded port
+    disks         qcow2 overlays with qemu-img
+    saved         saving to and resuming from a file (migration)
+    checkpoints   checkpoints with or without memory
+    guest         readiness (ready marker, guest agent), serial console, VNC viewer
+    screen_input  screendumps, keys, text and clicks over QMP (keys: key names)
+    inventory     the VMs as HostVMs; the host's memory and CPUs
+    lifecycle     create, start, pause, unpause, stop, remove
+    accel         KVM or TCG (probed); qmp: the QMP client
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import io
-import json
 import os
-import shlex
-import shutil
-import signal
-import socket
 import subprocess
 import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from core.backends.base import Capability, VMRef
-from core.backends.qemu.accel import READY_MARKER, AccelChoice, BootFiles, choose_accel
-from core.backends.qemu.keys import chord_for, qcode_for
-from core.backends.qemu.marker import MARKER_FILE, derived_id, marker_text, new_id, read_marker
-from core.backends.qemu.qmp import QMPClient
-from core.errors import (
-    BackendError,
-    CheckpointNotFound,
-    FileInUse,
-    HostObjectExists,
-    InvalidInput,
-    InvalidVMState,
-    OperationTimeout,
-    OutOfMemory,
-    SavedStateCorrupt,
-    Unsupported,
-    VMNotFoundInHost,
-)
-from core.imaging import text_card
-from core.models import HostCapacity, HostState, HostVM
+from core.backends.qemu.accel import AccelChoice, BootFiles, choose_accel
+from core.backends.qemu.checkpoints import Checkpoints
+from core.backends.qemu.disks import Disks
+from core.backends.qemu.guest import VIEWERS, Guest, find_viewer
+from core.backends.qemu.inventory import Inventory, host_capacity
+from core.backends.qemu.layout import VMFiles, boot_files_for, default_test_guest
+from core.backends.qemu.lifecycle import Lifecycle
+from core.backends.qemu.network import GUEST_PORT, Network
+from core.backends.qemu.process import QemuProcesses
+from core.backends.qemu.registry import VMRegistry
+from core.backends.qemu.saved import MAX_BANDWIDTH, SavedState
+from core.backends.qemu.screen_input import SCREEN_SIZE, ScreenInput
+from core.models import HostCapacity, HostVM
 from core.settings import Settings
-
-GUEST_PORT = 3389
-MAX_BANDWIDTH = 64 << 30  # bytes per second
-VIEWERS = ("remote-viewer", "vncviewer")
-SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no screen
-
-# QMP run states mapped to host states by name.
-_RUN_STATES = {
-    "running": HostState.RUNNING,
-    "paused": HostState.PAUSED,
-    "postmigrate": HostState.PAUSED,  # stopped after a migration: memory is still in RAM
-    "suspended": HostState.PAUSED,
-    "inmigrate": HostState.RESUMING,
-    "prelaunch": HostState.STARTING,
-    "finish-migrate": HostState.SAVING,
-    "save-vm": HostState.SAVING,
-    "restore-vm": HostState.RESUMING,
-    "shutdown": HostState.STOPPING,
-}
-_OP_STATES = {
-    "start": "Starting",
-    "save": "Saving",
-    "pause": "Pausing",
-    "unpause": "Resuming",
-    "stop": "Stopping",
-    "remove": "Stopping",
-    "checkpoint": "Saving",
-    "restore": "Stopping",
-}
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary name, so readers see the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_text(path, json.dumps(data, indent=2, sort_keys=True))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _copy(src: Path, dst: Path) -> None:
-    """Copy through a temporary name, so `dst` is either the old or the new file."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def boot_files_for(template_disk: str | Path) -> BootFiles | None:
-    """Direct-boot files beside a template: NAME.kernel (+ NAME.initrd, NAME.cmdline)."""
-    disk = Path(template_disk)
-    kernel = disk.with_suffix(".kernel")
-    if not kernel.is_file():
-        return None
-    initrd = disk.with_suffix(".initrd")
-    cmdline = disk.with_suffix(".cmdline")
-    append = cmdline.read_text().strip() if cmdline.is_file() else "console=ttyS0"
-    return BootFiles(str(kernel), str(initrd) if initrd.is_file() else None, append)
-
-
-def default_test_guest() -> Path:
-    """Where scripts/build-test-guest.sh puts the test guest's template."""
-    cache = os.environ.get("HVKUBE_GUEST_CACHE") or str(
-        Path.home() / ".cache" / "hvkube" / "test-guest"
-    )
-    return Path(cache) / "guest.qcow2"
-
-
-class VMFiles:
-    """The paths of one VM's directory (sockets in a short directory if the path is long)."""
-
-    def __init__(self, root: Path, name: str) -> None:
-        self.name = name
-        self.dir = root / name
-        self.marker = self.dir / MARKER_FILE
-        self.config = self.dir / "vm.json"
-        self.disk = self.dir / "disk.qcow2"
-        self.pidfile = self.dir / "qemu.pid"
-        self.log = self.dir / "qemu.log"
-        self.serial = self.dir / "serial.log"
-        self.runtime = self.dir / "runtime.json"
-        self.state = self.dir / "state.bin"
-        self.op = self.dir / "op.json"
-        self.checkpoints = self.dir / "checkpoints"
-        self.screen = self.dir / "screen.png"
-        sock_dir = self.dir
-        if len(str(self.dir)) > 90:  # unix socket paths are limited to 108 bytes
-            digest = hashlib.sha256(str(self.dir).encode()).hexdigest()[:16]
-            sock_dir = Path(f"/tmp/hvkube-{os.getuid()}") / digest
-        self.sock_dir = sock_dir
-        self.qmp = sock_dir / "qmp.sock"
-        self.console = sock_dir / "console.sock"
-        self.qga = sock_dir / "qga.sock"
-        self.vnc = sock_dir / "vnc.sock"
 
 
 class QemuBackend:
-    """VMs as QEMU processes; see the module docstring for the files of a VM."""
+    """VMs as QEMU processes, each operation handed to the module of its concern."""
 
     name = "qemu"
     simulated = False
@@ -228,20 +84,31 @@ class QemuBackend:
         self.probe_guest = probe_guest
         self._accel: AccelChoice | None = None
         self._accel_lock = threading.Lock()
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._children_lock = threading.Lock()
-        self.viewer = next((v for v in VIEWERS if shutil.which(v)), None)
+        self.viewer = find_viewer()
         if self.viewer is None:  # a console needs a viewer on this host
             self.capabilities = self.capabilities - {Capability.CONSOLE}
-        self.lock_dir = self.root / ".locks"
-        self.lock_dir.mkdir(exist_ok=True)
+        self.registry = VMRegistry(self.root)
+        self.lock_dir = self.registry.lock_dir
+        self.processes = QemuProcesses(self.registry, binary, op_timeout_s)
+        self.inventory = Inventory(self.registry, self.processes)
+        self.disks = Disks(self.registry, op_timeout_s)
+        self.saved = SavedState(self.registry, self.processes, op_timeout_s)
+        self.lifecycle = Lifecycle(
+            self.registry, self.processes, self.disks, self.saved, self.accel, op_timeout_s
+        )
+        self.checkpoints = Checkpoints(self.registry, self.processes, self.saved, op_timeout_s)
+        self.network = Network(self.registry, self.processes)
+        self.guest = Guest(self.registry, self.processes, self.viewer)
+        self.screen_input = ScreenInput(self.registry, self.processes)
 
-    # -- plumbing ------------------------------------------------------------------------------
+    # -- this host -----------------------------------------------------------------------------
 
     def files(self, name: str) -> VMFiles:
-        if not name or "/" in name or name in {".", ".."} or name.startswith("."):
-            raise InvalidInput(f"VM name {name!r} cannot be a directory name")
-        return VMFiles(self.root, name)
+        return self.registry.files(name)
+
+    def files_of(self, vm: VMRef) -> VMFiles:
+        """The files of the VM with this ref's id (VMNotFoundInHost when there is none)."""
+        return self.registry.resolve(vm, "files")[0]
 
     def accel(self, probe_guest: BootFiles | None = None) -> AccelChoice:
         """The accelerator new VMs get (probed once per host boot, then cached)."""
@@ -264,1046 +131,114 @@ class QemuBackend:
             "accel_reason": choice.reason,
         }
 
-    @contextlib.contextmanager
-    def _locked(self, name: str, wait_s: float | None = None) -> Iterator[bool]:
-        """Hold the lock of VM name `name`, ignoring case (threads and processes).
-        Yields False when `wait_s` ran out."""
-        lock = self.lock_dir / f"{name.casefold()}.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            if wait_s is None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield True
-                return
-            deadline = time.monotonic() + wait_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.02)
-            yield True
-        finally:
-            os.close(fd)
+    def capacity(self) -> HostCapacity:
+        return host_capacity()
 
-    def _candidates(self, name: str) -> list[VMFiles]:
-        """The directories named `name` ignoring case, the exact spelling first."""
-        try:
-            self.files(name)
-        except InvalidInput:
-            return []  # a name that cannot be a directory name names no VM here
-        folded = name.casefold()
-        found = [
-            self.files(entry.name)
-            for entry in self.root.iterdir()
-            if not entry.name.startswith(".") and entry.name.casefold() == folded and entry.is_dir()
-        ]
-        return sorted(found, key=lambda files: (files.name != name, files.name))
+    def close(self) -> None:
+        # QEMU processes are meant to outlive the engine; only reap children that ended.
+        self.processes.reap()
 
-    def _identity(self, files: VMFiles) -> tuple[str, str | None, dict[str, Any]] | None:
-        """(id, owner, definition) of the VM in `files.dir`; None when there is no VM
-        there or it cannot be read (see the module docstring)."""
-        try:
-            raw = files.config.read_bytes()
-            config = json.loads(raw)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(config, dict):
-            return None
-        try:
-            text = files.marker.read_text()
-        except FileNotFoundError:
-            return derived_id(files.name, raw), None, config
-        except (OSError, ValueError):
-            return None
-        marked = read_marker(text)
-        if marked is None:
-            return None
-        return marked[0], marked[1], config
-
-    def _find(self, vm: VMRef) -> tuple[VMFiles, dict[str, Any]] | None:
-        """The directory and definition of the VM with the ref's id, under its name."""
-        for files in self._candidates(vm.name):
-            identity = self._identity(files)
-            if identity is not None and identity[0] == vm.id:
-                return files, identity[2]
-        return None
-
-    def _resolve(self, vm: VMRef, op: str) -> tuple[VMFiles, dict[str, Any]]:
-        """Like `_find`, but VMNotFoundInHost when the host has no VM with that id."""
-        found = self._find(vm)
-        if found is not None:
-            return found
-        others = [
-            f"{files.name} ({identity[0]})"
-            for files in self._candidates(vm.name)
-            if (identity := self._identity(files)) is not None
-        ]
-        also = f"; the VM there now is another one: {', '.join(others)}" if others else ""
-        raise VMNotFoundInHost(
-            f"no QEMU VM '{vm.name}' with id {vm.id} in {self.root}{also}",
-            vm=vm.name,
-            operation=op,
-        )
-
-    def files_of(self, vm: VMRef) -> VMFiles:
-        """The files of the VM with this ref's id (VMNotFoundInHost when there is none)."""
-        return self._resolve(vm, "files")[0]
-
-    @contextlib.contextmanager
-    def _operating(
-        self, vm: VMRef, op: str, record: bool = True
-    ) -> Iterator[tuple[VMFiles, dict[str, Any]]]:
-        """Hold the VM's lock and yield its files and definition, once its id is checked.
-        With `record`, op.json tells readers what is going on meanwhile."""
-        with self._locked(vm.name):
-            files, config = self._resolve(vm, op)
-            if record:
-                _write_json(files.op, {"op": op, "pid": os.getpid(), "at": _now_iso()})
-            try:
-                yield files, config
-            finally:
-                if record:
-                    with contextlib.suppress(FileNotFoundError):
-                        files.op.unlink()
-
-    @contextlib.contextmanager
-    def _trying(
-        self, vm: VMRef, op: str, wait_s: float
-    ) -> Iterator[tuple[VMFiles, dict[str, Any]] | None]:
-        """Like `_operating` without op.json, waiting at most `wait_s` for the lock: yields
-        None when another operation holds it (a missing VM is reported all the same)."""
-        self._resolve(vm, op)
-        with self._locked(vm.name, wait_s=wait_s) as got:
-            yield self._resolve(vm, op) if got else None
-
-    def _runtime(self, files: VMFiles) -> dict[str, Any]:
-        return _read_json(files.runtime) or {}
-
-    def _set_runtime(self, files: VMFiles, **values: Any) -> None:
-        runtime = self._runtime(files)
-        runtime.update(values)
-        _write_json(files.runtime, runtime)
-
-    # -- processes -----------------------------------------------------------------------------
-
-    def _pid(self, files: VMFiles) -> int | None:
-        """The pid of this VM's live QEMU process, or None (stale pidfiles are ignored)."""
-        try:
-            pid = int(files.pidfile.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        with self._children_lock:
-            child = self._children.get(pid)
-            if child is not None and child.poll() is not None:
-                del self._children[pid]
-                return None
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            if str(files.qmp) not in " ".join(proc.cmdline()):
-                return None  # the pid was reused by another process
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
-        return pid
-
-    def _process_gone(self, pid: int) -> bool:
-        """Has process `pid` exited? Our own children are reaped here."""
-        with self._children_lock:
-            child = self._children.get(pid)
-            if child is not None:
-                if child.poll() is None:
-                    return False
-                del self._children[pid]
-                return True
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-        except psutil.Error:
-            return False
-
-    def _wait_exit(self, files: VMFiles, pid: int, timeout_s: float) -> bool:
-        """Wait until the process has really exited (QEMU drops its pidfile a bit earlier,
-        and only an exited process has released the disk image's locks)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process_gone(pid):
-                return True
-            time.sleep(0.01)
-        return self._process_gone(pid)
-
-    def _kill(self, files: VMFiles) -> None:
-        """End the VM's QEMU process: `quit` over QMP, then SIGKILL."""
-        pid = self._pid(files)
-        if pid is None:
-            return
-        with contextlib.suppress(BackendError), self._qmp(files, timeout_s=3.0) as qmp:
-            qmp.execute("quit")
-        if not self._wait_exit(files, pid, 5.0):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self._wait_exit(files, pid, 10.0)
-        self._cleanup_process_files(files)
-
-    def _cleanup_process_files(self, files: VMFiles) -> None:
-        for path in (files.pidfile, files.qmp, files.console, files.qga, files.vnc):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-    def _qmp(self, files: VMFiles, timeout_s: float = 10.0) -> QMPClient:
-        return QMPClient(str(files.qmp), vm=files.name, timeout_s=timeout_s)
-
-    def _log_tail(self, files: VMFiles, lines: int = 5) -> str:
-        """QEMU's last messages since its latest launch."""
-        try:
-            text = files.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        last = text.rsplit("\n--- ", 1)[-1].splitlines()[1:]
-        return " | ".join(line.strip() for line in last[-lines:] if line.strip())
-
-    def _launch(self, name: str, files: VMFiles, config: dict[str, Any], extra: list[str]) -> None:
-        """Start QEMU with the VM's stored command line plus `extra`; wait for its monitor."""
-        self._cleanup_process_files(files)
-        files.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        argv = [self.binary, *config["argv"], *extra]
-        with open(files.log, "ab") as log:
-            log.write(f"--- {_now_iso()} launch {' '.join(extra) or 'cold boot'}\n".encode())
-            log.flush()
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,  # outlives the engine and its signals
-                    close_fds=True,
-                    cwd=files.dir,
-                )
-            except OSError as exc:
-                raise BackendError(
-                    f"cannot run {self.binary}: {exc.strerror}", vm=name, operation="start"
-                ) from None
-        with self._children_lock:
-            self._children[proc.pid] = proc
-        deadline = time.monotonic() + min(60.0, self.op_timeout_s)
-        while True:
-            if proc.poll() is not None:
-                with self._children_lock:
-                    self._children.pop(proc.pid, None)
-                self._cleanup_process_files(files)
-                raise BackendError(
-                    f"QEMU for '{name}' exited at once ({proc.returncode}): "
-                    f"{self._log_tail(files)}",
-                    vm=name,
-                    operation="start",
-                    raw=self._log_tail(files, 20),
-                )
-            if files.qmp.exists() and files.pidfile.exists():
-                try:
-                    with self._qmp(files, timeout_s=2.0):
-                        return
-                except BackendError:
-                    pass
-            if time.monotonic() >= deadline:
-                proc.kill()
-                raise OperationTimeout(
-                    f"QEMU for '{name}' did not open its monitor", vm=name, operation="start"
-                )
-            time.sleep(0.02)
-
-    def _run_state(self, files: VMFiles) -> tuple[HostState, str]:
-        """The VM's state from its process and files (the caller holds the lock)."""
-        pid = self._pid(files)
-        if pid is None:
-            if files.state.is_file():
-                return HostState.SAVED, "Saved"
-            return HostState.OFF, "Off"
-        try:
-            with self._qmp(files, timeout_s=5.0) as qmp:
-                status = str(qmp.execute("query-status").get("status", "unknown"))
-        except BackendError:
-            return HostState.UNKNOWN, "Unresponsive"
-        return _RUN_STATES.get(status, HostState.UNKNOWN), status
-
-    def _busy_state(self, files: VMFiles) -> tuple[HostState, str]:
-        """The state of a VM whose lock another operation holds, from its op.json."""
-        op = _read_json(files.op) or {}
-        with contextlib.suppress(psutil.Error, TypeError, ValueError):
-            if psutil.pid_exists(int(op["pid"])):
-                raw = _OP_STATES.get(str(op.get("op")), "Other")
-                return HostState.from_name(raw), raw
-        return HostState.OTHER, "Busy"
-
-    def _state_for_read(self, files: VMFiles) -> tuple[HostState, str]:
-        with self._locked(files.name, wait_s=2.0) as got:
-            if got:
-                return self._run_state(files)
-        return self._busy_state(files)
-
-    def _require(self, name: str, op: str, state: HostState, allowed: set[HostState]) -> None:
-        if state not in allowed:
-            raise InvalidVMState(
-                f"'{name}' failed to {op}: the operation cannot be performed while the "
-                f"virtual machine is in its current state ({state.value})",
-                vm=name,
-                operation=op,
-            )
-
-    # -- Backend protocol: reads ---------------------------------------------------------------
-
-    def _host_vm(self, files: VMFiles, want_id: str | None = None) -> HostVM | None:
-        """The VM in `files.dir` (None when there is none, it cannot be read, or its id is
-        not `want_id`)."""
-        with self._locked(files.name, wait_s=2.0) as got:
-            identity = self._identity(files)
-            if identity is None or (want_id is not None and identity[0] != want_id):
-                return None
-            vm_id, owner, config = identity
-            state, raw = self._run_state(files) if got else self._busy_state(files)
-            uptime = 0.0
-            if state in {HostState.RUNNING, HostState.PAUSED}:
-                pid = self._pid(files)
-                with contextlib.suppress(psutil.Error, TypeError):
-                    uptime = max(0.0, time.time() - psutil.Process(pid).create_time())
-            return HostVM(
-                name=files.name,
-                id=vm_id,
-                owner=owner,
-                state=state,
-                raw_state=raw,
-                memory_mb=int(config.get("memory_mb", 0)),
-                uptime_s=uptime,
-                checkpoints=self._checkpoint_names(files),
-            )
-
-    def _readable(self, files: VMFiles) -> HostVM | None:
-        """`_host_vm`, with a VM whose files cannot be read left out instead of failing."""
-        try:
-            return self._host_vm(files)
-        except (OSError, ValueError, TypeError, BackendError):
-            return None
+    # -- reads ---------------------------------------------------------------------------------
 
     def list_vms(self, prefix: str | None = None) -> list[HostVM]:
-        folded = None if prefix is None else prefix.casefold()
-        found: list[HostVM] = []
-        for entry in sorted(self.root.iterdir()):
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            if folded is not None and not entry.name.casefold().startswith(folded):
-                continue
-            vm = self._readable(self.files(entry.name))
-            if vm is not None:
-                found.append(vm)
-        return found
+        return self.inventory.list_vms(prefix)
 
     def find_vms(self, name: str) -> list[HostVM]:
-        return [vm for files in self._candidates(name) if (vm := self._readable(files))]
+        return self.inventory.find_vms(name)
 
     def get_vm(self, vm: VMRef) -> HostVM | None:
-        for files in self._candidates(vm.name):
-            found = self._host_vm(files, want_id=vm.id)
-            if found is not None:
-                return found
-        return None
+        return self.inventory.get_vm(vm)
 
-    def disk_path_for(self, vm_name: str, template_disk: str) -> str:
-        return str(self.files(vm_name).disk)
+    def checkpoint_names(self, vm: VMRef) -> list[str]:
+        return self.inventory.checkpoint_names(vm)
 
     def saved_state_path(self, vm: VMRef) -> str | None:
-        files, _ = self._resolve(vm, "saved_state_path")
-        state, _ = self._state_for_read(files)
-        return str(files.state) if state is HostState.SAVED else None
-
-    def capacity(self) -> HostCapacity:
-        info: dict[str, int] = {}
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                key, _, rest = line.partition(":")
-                with contextlib.suppress(ValueError, IndexError):
-                    info[key] = int(rest.split()[0])  # kB
-        total = info.get("MemTotal", 0) // 1024
-        free = info.get("MemAvailable", info.get("MemFree", 0)) // 1024
-        return HostCapacity(
-            total_memory_mb=total, free_memory_mb=free, logical_cpus=os.cpu_count() or 1
-        )
+        return self.saved.saved_state_path(vm)
 
     # -- disks ---------------------------------------------------------------------------------
 
-    def _qemu_img(self, *args: str, op: str) -> str:
-        try:
-            done = subprocess.run(
-                ["qemu-img", *args],
-                capture_output=True,
-                text=True,
-                timeout=self.op_timeout_s,
-                check=False,
-            )
-        except FileNotFoundError:
-            raise BackendError(
-                "qemu-img is not installed (Debian package qemu-utils)", operation=op
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise OperationTimeout(f"qemu-img {args[0]} timed out", operation=op) from None
-        if done.returncode != 0:
-            raise BackendError(
-                f"qemu-img {args[0]} failed: {done.stderr.strip()}", operation=op, raw=done.stderr
-            )
-        return done.stdout
-
-    def _image_info(self, path: str, op: str) -> dict[str, Any]:
-        info: dict[str, Any] = json.loads(
-            self._qemu_img("info", "-U", "--output=json", path, op=op)
-        )
-        return info
+    def disk_path_for(self, vm_name: str, template_disk: str) -> str:
+        return self.disks.disk_path_for(vm_name, template_disk)
 
     def create_differencing_disk(self, parent_path: str, child_path: str) -> None:
-        parent = Path(parent_path)
-        child = Path(child_path)
-        if not parent.is_file():
-            raise BackendError(
-                f"the template disk '{parent_path}' does not exist", operation="create_disk"
-            )
-        if child.exists():
-            raise HostObjectExists(
-                f"The file '{child_path}' already exists.", operation="create_disk"
-            )
-        fmt = str(self._image_info(str(parent.absolute()), "create_disk").get("format", "qcow2"))
-        child.parent.mkdir(parents=True, exist_ok=True)
-        self._qemu_img(
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-F",
-            fmt,
-            "-b",
-            str(parent.absolute()),
-            str(child),
-            op="create_disk",
-        )
+        self.disks.create_differencing_disk(parent_path, child_path)
 
     def remove_disk(self, path: str) -> None:
-        """Delete a disk no VM uses: FileInUse when the VM of its folder still does. A VM
-        folder left with no VM in it (a removed or half-made VM) goes too."""
-        disk = Path(path).absolute()
-        folder = disk.parent
-        if folder.parent != self.root or folder.name.startswith("."):
-            with contextlib.suppress(FileNotFoundError):
-                disk.unlink()
-            return
-        with self._locked(folder.name):
-            config = _read_json(folder / "vm.json")
-            if config is not None:
-                used = Path(str(config.get("disk") or folder / "disk.qcow2")).absolute()
-                if used == disk:
-                    raise FileInUse(
-                        f"The file '{path}' is in use by the virtual machine '{folder.name}'.",
-                        vm=folder.name,
-                        operation="remove_disk",
-                    )
-            with contextlib.suppress(FileNotFoundError):
-                disk.unlink()
-            if config is None and not (folder / "vm.json").exists():
-                shutil.rmtree(folder, ignore_errors=True)
+        """Delete a disk no VM uses (see `Disks.remove_disk`)."""
+        self.disks.remove_disk(path)
 
     # -- lifecycle -----------------------------------------------------------------------------
-
-    def _build_argv(
-        self,
-        files: VMFiles,
-        memory_mb: int,
-        cpus: int,
-        accel: str,
-        port: int,
-        boot: BootFiles | None,
-    ) -> list[str]:
-        sock = files.sock_dir
-        options: list[tuple[str, str]] = [
-            ("-name", f"hvkube-{files.name},process=hvkube-{files.name}"),
-            ("-machine", "q35"),
-            ("-accel", accel),
-            ("-m", str(memory_mb)),
-            ("-smp", str(cpus)),
-            ("-vga", "std"),
-            ("-display", "none"),
-            ("-blockdev", f"driver=file,filename={files.disk},node-name=disk0-file"),
-            ("-blockdev", "driver=qcow2,file=disk0-file,node-name=disk0"),
-            ("-device", "virtio-blk-pci,drive=disk0,bootindex=1"),
-            # User-mode networking: no traffic leaves the host (restrict=on); one TCP port
-            # on the loopback interface is forwarded to the guest's RDP port.
-            (
-                "-netdev",
-                f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
-            ),
-            ("-device", "virtio-net-pci,netdev=net0,romfile="),
-            # Serial console on a socket, everything it prints kept in serial.log.
-            (
-                "-chardev",
-                f"socket,id=ser0,path={sock / 'console.sock'},server=on,wait=off,"
-                f"logfile={files.serial},logappend=on",
-            ),
-            ("-serial", "chardev:ser0"),
-            ("-chardev", f"socket,id=qmp0,path={sock / 'qmp.sock'},server=on,wait=off"),
-            ("-mon", "chardev=qmp0,mode=control"),
-            # The guest agent's channel.
-            ("-device", "virtio-serial-pci,id=vser0"),
-            ("-chardev", f"socket,id=qga0,path={sock / 'qga.sock'},server=on,wait=off"),
-            ("-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"),
-            # An absolute pointer, so clicks land where they are aimed.
-            ("-device", "qemu-xhci,id=xhci0"),
-            ("-device", "usb-tablet,bus=xhci0.0"),
-            # The screen, for a console viewer; served on a unix socket only.
-            ("-vnc", f"unix:{sock / 'vnc.sock'}"),
-            ("-pidfile", str(files.pidfile)),
-        ]
-        argv = ["-nodefaults", "-no-user-config"]
-        for option, value in options:
-            argv += [option, value]
-        if boot is not None:
-            argv += ["-kernel", boot.kernel, "-append", boot.append]
-            if boot.initrd:
-                argv += ["-initrd", boot.initrd]
-        return argv
 
     def create_vm(
         self, name: str, disk_path: str, memory_mb: int, cpus: int, gpu: bool, owner: str
     ) -> HostVM:
-        if gpu:
-            raise Unsupported(
-                "the qemu backend has no GPU passthrough", vm=name, operation="create_vm"
-            )
-        files = self.files(name)
-        vm_id = new_id()
-        try:
-            marker = marker_text(vm_id, owner)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        with self._locked(name):
-            for twin in self._candidates(name):
-                if twin.config.exists():
-                    also = "" if twin.name == name else f" (names differ only in case: '{name}')"
-                    raise HostObjectExists(
-                        f"A virtual machine named '{twin.name}' already exists{also}.",
-                        vm=name,
-                        operation="create_vm",
-                    )
-            disk = Path(disk_path)
-            if not disk.is_file():
-                raise BackendError(
-                    f"The virtual hard disk '{disk_path}' does not exist.",
-                    vm=name,
-                    operation="create_vm",
-                )
-            if disk.absolute() != files.disk:
-                raise InvalidInput(
-                    f"the disk of '{name}' must be {files.disk} (see disk_path_for), "
-                    f"got {disk_path}"
-                )
-            info = self._image_info(str(files.disk), "create_vm")
-            template = info.get("full-backing-filename") or info.get("backing-filename")
-            boot = boot_files_for(template) if template else None
-            choice = self.accel(boot)
-            port = _free_port()
-            files.dir.mkdir(parents=True, exist_ok=True)
-            config = {
-                "name": name,
-                "template": template,
-                "disk": str(files.disk),
-                "memory_mb": memory_mb,
-                "cpus": cpus,
-                "accel": choice.accel,
-                "accel_reason": choice.reason,
-                "rdp_port": port,
-                "boot": None if boot is None else boot.__dict__,
-                "created_at": _now_iso(),
-                "argv": self._build_argv(files, memory_mb, cpus, choice.accel, port, boot),
-            }
-            # The marker first: a vm.json without one would read as someone else's VM.
-            _write_text(files.marker, marker)
-            _write_json(files.config, config)
-        return HostVM(
-            name=name,
-            id=vm_id,
-            owner=owner,
-            state=HostState.OFF,
-            raw_state="Off",
-            memory_mb=memory_mb,
-        )
-
-    def _check_memory(self, name: str, config: dict[str, Any]) -> None:
-        need = int(config.get("memory_mb", 0))
-        free = self.capacity().free_memory_mb
-        if need > free:
-            raise OutOfMemory(
-                f"'{name}' needs {need} MB but the host has {free} MB available",
-                vm=name,
-                operation="start",
-            )
+        return self.lifecycle.create_vm(name, disk_path, memory_mb, cpus, gpu, owner)
 
     def start(self, vm: VMRef) -> None:
-        name = vm.name
-        with self._operating(vm, "start") as (files, config):
-            state, _ = self._run_state(files)
-            self._require(name, "start", state, {HostState.OFF, HostState.SAVED})
-            self._check_memory(name, config)
-            if state is HostState.SAVED:
-                self._resume(name, files, config)
-            else:
-                self._cold_boot(name, files, config)
-
-    def _cold_boot(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
-        files.serial.write_bytes(b"")
-        self._set_runtime(files, booted=False, booted_at=None, cold_boot_at=_now_iso())
-        self._launch(name, files, config, [])
-
-    def _resume(self, name: str, files: VMFiles, config: dict[str, Any]) -> None:
-        size = files.state.stat().st_size
-        if size < 1024:
-            raise SavedStateCorrupt(
-                f"'{name}' could not restore its saved state: {files.state} is {size} bytes",
-                vm=name,
-                operation="start",
-            )
-        source = f"exec:cat {shlex.quote(str(files.state))}"
-        try:
-            self._launch(name, files, config, ["-S", "-incoming", source])
-            with self._qmp(files, timeout_s=self.op_timeout_s) as qmp:
-                status = self._wait_migration(qmp, name, "start")
-                if status != "completed":
-                    raise SavedStateCorrupt(
-                        f"'{name}' could not restore its saved state (migration {status})",
-                        vm=name,
-                        operation="start",
-                    )
-                qmp.execute("cont")
-        except SavedStateCorrupt:
-            self._kill(files)
-            raise
-        except BackendError as exc:
-            tail = self._log_tail(files)
-            self._kill(files)
-            if "migrat" in tail or "savevm" in tail or "load" in tail:
-                raise SavedStateCorrupt(
-                    f"'{name}' could not restore its saved state: {tail}",
-                    vm=name,
-                    operation="start",
-                    raw=tail,
-                ) from None
-            raise exc
-        # Running now: the saved state has been consumed, as Hyper-V deletes it on resume.
-        files.state.unlink()
-
-    def _wait_migration(self, qmp: QMPClient, name: str, op: str) -> str:
-        deadline = time.monotonic() + self.op_timeout_s
-        delay = 0.005
-        while True:
-            status = str((qmp.execute("query-migrate") or {}).get("status", "none"))
-            if status in {"completed", "failed", "cancelled"}:
-                return status
-            if time.monotonic() >= deadline:
-                raise OperationTimeout(
-                    f"'{name}': migration not done within {self.op_timeout_s:g} s ({status})",
-                    vm=name,
-                    operation=op,
-                )
-            time.sleep(delay)
-            delay = min(0.1, delay * 2)
-
-    def _migrate_to(self, qmp: QMPClient, name: str, target: Path, op: str) -> None:
-        """Write the stopped VM's state to `target` (through a temporary file)."""
-        tmp = target.with_name(f".{target.name}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        # The default bandwidth cap (128 MiB/s) is for live migration over a network; the
-        # VM is stopped and the target is a local file, so let it go as fast as it can.
-        qmp.execute("migrate-set-parameters", {"max-bandwidth": MAX_BANDWIDTH})
-        qmp.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(tmp))}"})
-        status = self._wait_migration(qmp, name, op)
-        if status != "completed":
-            info = qmp.execute("query-migrate") or {}
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise BackendError(
-                f"'{name}': writing the memory state failed ({status}): "
-                f"{info.get('error-desc', '')}",
-                vm=name,
-                operation=op,
-            )
-        os.replace(tmp, target)
+        self.lifecycle.start(vm)
 
     def save(self, vm: VMRef) -> None:
-        name = vm.name
-        with self._operating(vm, "save") as (files, _):
-            state, _ = self._run_state(files)
-            self._require(name, "save", state, {HostState.RUNNING, HostState.PAUSED})
-            pid = self._pid(files)
-            with self._qmp(files, timeout_s=self.op_timeout_s) as qmp:
-                was_running = state is HostState.RUNNING
-                qmp.execute("stop")
-                try:
-                    self._migrate_to(qmp, name, files.state, "save")
-                except BackendError:
-                    if was_running:
-                        qmp.execute("cont")
-                    raise
-                qmp.execute("quit")
-            if pid is not None and not self._wait_exit(files, pid, 30.0):
-                self._kill(files)
-            self._cleanup_process_files(files)
+        self.saved.save(vm)
 
     def pause(self, vm: VMRef) -> None:
-        name = vm.name
-        with self._operating(vm, "pause") as (files, _):
-            state, _ = self._run_state(files)
-            self._require(name, "pause", state, {HostState.RUNNING})
-            with self._qmp(files) as qmp:
-                qmp.execute("stop")
+        self.lifecycle.pause(vm)
 
     def unpause(self, vm: VMRef) -> None:
-        name = vm.name
-        with self._operating(vm, "unpause") as (files, _):
-            state, _ = self._run_state(files)
-            self._require(name, "unpause", state, {HostState.PAUSED})
-            with self._qmp(files) as qmp:
-                qmp.execute("cont")
+        self.lifecycle.unpause(vm)
 
     def stop(self, vm: VMRef, force: bool = False) -> None:
-        name = vm.name
-        with self._operating(vm, "stop") as (files, _):
-            state, _ = self._run_state(files)
-            if state is HostState.OFF:
-                return
-            if not force:
-                self._require(name, "stop", state, {HostState.RUNNING})
-                pid = self._pid(files)
-                with self._qmp(files) as qmp:
-                    qmp.execute("system_powerdown")
-                if pid is not None and not self._wait_exit(
-                    files, pid, min(120.0, self.op_timeout_s)
-                ):
-                    raise OperationTimeout(
-                        f"'{name}' did not shut down after the power button; turn it off instead",
-                        vm=name,
-                        operation="stop",
-                    )
-            self._kill(files)
-            # Turning off discards the saved state, as Stop-VM -TurnOff does on a Saved VM.
-            with contextlib.suppress(FileNotFoundError):
-                files.state.unlink()
-            self._set_runtime(files, booted=False, booted_at=None)
+        self.lifecycle.stop(vm, force)
 
     def remove(self, vm: VMRef) -> None:
-        """Remove the VM: its process, definition, saved state and checkpoints. Its disk
-        stays, as with Remove-VM; `remove_disk` deletes it (and then the folder)."""
-        name = vm.name
-        with self._operating(vm, "remove") as (files, config):
-            self._kill(files)
-            keep = {files.disk, Path(str(config.get("disk") or files.disk)).absolute()}
-            # The definition first: from here on the folder holds no VM.
-            files.config.unlink()
-            for entry in files.dir.iterdir():
-                if entry.absolute() in keep:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        entry.unlink()
-            with contextlib.suppress(OSError):
-                files.dir.rmdir()  # empty when the disk is elsewhere or already gone
-            if files.sock_dir != files.dir:
-                shutil.rmtree(files.sock_dir, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            (self.lock_dir / f"{name.casefold()}.lock").unlink()
+        """Remove the VM; its disk stays (see `Lifecycle.remove`)."""
+        self.lifecycle.remove(vm)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def _checkpoint_names(self, files: VMFiles) -> list[str]:
-        if not files.checkpoints.is_dir():
-            return []
-        return sorted(p.stem for p in files.checkpoints.glob("*.json"))
-
-    def _checkpoint_files(self, files: VMFiles, checkpoint: str) -> tuple[Path, Path, Path]:
-        if not checkpoint or "/" in checkpoint or checkpoint.startswith("."):
-            raise InvalidInput(f"checkpoint name {checkpoint!r} cannot be a file name")
-        base = files.checkpoints / checkpoint
-        return (
-            base.with_name(f"{checkpoint}.json"),
-            base.with_name(f"{checkpoint}.qcow2"),
-            base.with_name(f"{checkpoint}.state"),
-        )
-
-    def _guest_booted(self, files: VMFiles) -> bool:
-        runtime = self._runtime(files)
-        if runtime.get("booted"):
-            return True
-        try:
-            with open(files.serial, "rb") as fh:
-                seen = READY_MARKER.encode() in fh.read()
-        except OSError:
-            seen = False
-        if seen:
-            self._set_runtime(files, booted=True, booted_at=_now_iso())
-        return seen
-
     def checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        name = vm.name
-        with self._operating(vm, "checkpoint") as (files, _):
-            meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
-            files.checkpoints.mkdir(exist_ok=True)
-            state, raw = self._run_state(files)
-            self._require(
-                name,
-                "checkpoint",
-                state,
-                {HostState.RUNNING, HostState.PAUSED, HostState.SAVED, HostState.OFF},
-            )
-            booted = self._guest_booted(files)
-            with_memory = state is not HostState.OFF
-            if state in {HostState.RUNNING, HostState.PAUSED}:
-                with self._qmp(files, timeout_s=self.op_timeout_s) as qmp:
-                    qmp.execute("stop")
-                    try:
-                        self._migrate_to(qmp, name, state_copy, "checkpoint")
-                        # The migration flushed the disk and released it: copy it now.
-                        _copy(files.disk, disk_copy)
-                    finally:
-                        # `cont` takes the disk back; a VM that was paused stays paused.
-                        qmp.execute("cont")
-                        if state is HostState.PAUSED:
-                            qmp.execute("stop")
-            else:
-                _copy(files.disk, disk_copy)
-                if state is HostState.SAVED:
-                    _copy(files.state, state_copy)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        state_copy.unlink()
-            _write_json(
-                meta_path,
-                {
-                    "name": checkpoint,
-                    "with_memory": with_memory,
-                    "booted": booted,
-                    "taken_in": raw,
-                    "created_at": _now_iso(),
-                },
-            )
-
-    def checkpoint_names(self, vm: VMRef) -> list[str]:
-        found = self.get_vm(vm)
-        if found is None:
-            raise VMNotFoundInHost(f"{vm.name!r} is not on this host", vm=vm.name)
-        return list(found.checkpoints)
+        self.checkpoints.checkpoint(vm, checkpoint)
 
     def restore_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        name = vm.name
-        with self._operating(vm, "restore") as (files, _):
-            meta_path, disk_copy, state_copy = self._checkpoint_files(files, checkpoint)
-            meta = _read_json(meta_path)
-            if meta is None or not disk_copy.is_file():
-                raise CheckpointNotFound(
-                    f"'{name}' has no checkpoint named '{checkpoint}'", vm=name, operation="restore"
-                )
-            if meta.get("with_memory") and not state_copy.is_file():
-                raise SavedStateCorrupt(
-                    f"'{name}': the memory of checkpoint '{checkpoint}' is missing",
-                    vm=name,
-                    operation="restore",
-                )
-            self._kill(files)
-            _copy(disk_copy, files.disk)
-            if meta.get("with_memory"):
-                _copy(state_copy, files.state)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    files.state.unlink()
-            self._set_runtime(files, booted=bool(meta.get("booted")), restored=checkpoint)
+        self.checkpoints.restore_checkpoint(vm, checkpoint)
 
     def remove_checkpoint(self, vm: VMRef, checkpoint: str) -> None:
-        with self._operating(vm, "remove_checkpoint", record=False) as (files, _):
-            for path in self._checkpoint_files(files, checkpoint):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+        self.checkpoints.remove_checkpoint(vm, checkpoint)
 
     # -- guest ---------------------------------------------------------------------------------
 
     def ip_address(self, vm: VMRef) -> str | None:
-        files, _ = self._resolve(vm, "ip")
-        state, _ = self._state_for_read(files)
-        # User-mode networking: the guest is reached through a port on the loopback interface.
-        return "127.0.0.1" if state is HostState.RUNNING else None
+        return self.network.ip_address(vm)
 
     def forwarded_port(self, vm: VMRef) -> int:
-        """The loopback port forwarded to the guest's RDP port (3389). By ref, like every
-        other operation: a same-named VM that is not this one has its own port."""
-        return int(self._resolve(vm, "ip")[1]["rdp_port"])
-
-    def _agent_ping(self, files: VMFiles, timeout_s: float = 0.3) -> bool:
-        """True when a QEMU guest agent answers a sync request on its channel."""
-        token = int.from_bytes(os.urandom(4), "big") & 0x7FFFFFFF
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout_s)
-                sock.connect(str(files.qga))
-                request = {"execute": "guest-sync-delimited", "arguments": {"id": token}}
-                sock.sendall(b"\xff" + json.dumps(request).encode() + b"\n")
-                deadline = time.monotonic() + timeout_s
-                data = b""
-                while time.monotonic() < deadline:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return False
-                    data += chunk
-                    if f'"return": {token}'.encode() in data.replace(b'":', b'": '):
-                        return True
-        except OSError:
-            return False
-        return False
+        """The loopback port forwarded to the guest's RDP port (3389)."""
+        return self.network.forwarded_port(vm)
 
     def heartbeat_ok(self, vm: VMRef) -> bool:
-        with self._trying(vm, "heartbeat", wait_s=2.0) as held:
-            if held is None:
-                return False
-            files, _ = held
-            state, _ = self._run_state(files)
-            if state is not HostState.RUNNING:
-                return False
-            return self._guest_booted(files) or self._agent_ping(files)
+        return self.guest.heartbeat_ok(vm)
+
+    def console(self, vm: VMRef) -> subprocess.Popen[bytes]:
+        """Open a VNC viewer on the VM's screen."""
+        return self.guest.console(vm)
+
+    def console_exchange(self, vm: VMRef, line: str, expect: str, timeout_s: float = 10.0) -> str:
+        """Send a line on the serial console and return what comes back until `expect`."""
+        return self.guest.console_exchange(vm, line, expect, timeout_s)
 
     def screenshot(self, vm: VMRef) -> bytes:
-        with self._trying(vm, "screenshot", wait_s=10.0) as held:
-            state, raw = (HostState.OTHER, "Busy") if held is None else self._run_state(held[0])
-            if held is not None and state in {HostState.RUNNING, HostState.PAUSED}:
-                files = held[0]
-                tmp = files.screen.with_name(f".screen.{os.getpid()}.png")
-                try:
-                    with self._qmp(files) as qmp:
-                        qmp.execute("screendump", {"filename": str(tmp), "format": "png"})
-                    return tmp.read_bytes()
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        tmp.unlink()
-        return text_card([vm.name, raw], size=SCREEN_SIZE, background=(0, 0, 0))
-
-    def _send_events(
-        self, vm: VMRef, groups: list[list[dict[str, Any]]], pace_s: float = 0.02
-    ) -> None:
-        with self._operating(vm, "input", record=False) as (files, _):
-            state, _ = self._run_state(files)
-            self._require(vm.name, "send input", state, {HostState.RUNNING})
-            with self._qmp(files) as qmp:
-                for group in groups:
-                    qmp.execute("input-send-event", {"events": group})
-                    # The PS/2 controller queues only a few scancodes: let the guest drain it.
-                    time.sleep(pace_s)
-
-    @staticmethod
-    def _key(qcode: str, down: bool) -> dict[str, Any]:
-        return {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
+        return self.screen_input.screenshot(vm)
 
     def send_key(self, vm: VMRef, key: str) -> None:
         """Press and release a key or a chord: a name (enter, f5, win), a character, or
         names joined by '+' (ctrl+alt+del)."""
-        chord = chord_for(key)
-        events = [self._key(k, True) for k in chord] + [
-            self._key(k, False) for k in reversed(chord)
-        ]
-        self._send_events(vm, [events])
+        self.screen_input.send_key(vm, key)
 
     def send_text(self, vm: VMRef, text: str) -> None:
         """Type `text` on the emulated keyboard (US layout)."""
-        if not isinstance(text, str) or text == "":
-            raise InvalidInput("text to type is empty")
-        groups: list[list[dict[str, Any]]] = []
-        for char in text:
-            qcode, shift = qcode_for(char)
-            events = [self._key(qcode, True), self._key(qcode, False)]
-            if shift:
-                events = [self._key("shift", True), *events, self._key("shift", False)]
-            groups.append(events)
-        self._send_events(vm, groups)
-
-    def _screen_size(self, vm: VMRef) -> tuple[int, int]:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(self.screenshot(vm))) as image:
-            return image.size
+        self.screen_input.send_text(vm, text)
 
     def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None:
         """Move the (absolute, USB tablet) pointer to screen pixel (x, y) and click."""
-        if button not in {"left", "right", "middle"}:
-            raise InvalidInput(f"--button {button!r} is not one of left, right, middle")
-        for value, what in ((x, "X"), (y, "Y")):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
-                raise InvalidInput(f"{what} must be a pixel from 0 to 16384, got {value!r}")
-        width, height = self._screen_size(vm)
-        ax = max(0, min(0x7FFF, x * 0x7FFF // max(1, width - 1)))
-        ay = max(0, min(0x7FFF, y * 0x7FFF // max(1, height - 1)))
-        events = [
-            {"type": "abs", "data": {"axis": "x", "value": ax}},
-            {"type": "abs", "data": {"axis": "y", "value": ay}},
-            {"type": "btn", "data": {"down": True, "button": button}},
-            {"type": "btn", "data": {"down": False, "button": button}},
-        ]
-        self._send_events(vm, [events])
-
-    def console(self, vm: VMRef) -> subprocess.Popen[bytes]:
-        """Open a VNC viewer on the VM's screen (QEMU serves VNC on a unix socket)."""
-        name = vm.name
-        files, _ = self._resolve(vm, "console")
-        if self.viewer is None:
-            raise Unsupported(
-                f"no VNC viewer found (install {' or '.join(VIEWERS)}); the screen is served "
-                f"on {files.vnc}",
-                vm=name,
-                operation="console",
-            )
-        target = f"vnc+unix://{files.vnc}" if "remote-viewer" in self.viewer else str(files.vnc)
-        return subprocess.Popen([self.viewer, target], start_new_session=True)
-
-    def console_exchange(self, vm: VMRef, line: str, expect: str, timeout_s: float = 10.0) -> str:
-        """Send a line on the serial console and return what comes back until `expect`."""
-        name = vm.name
-        files, _ = self._resolve(vm, "console")
-        if "\n" in line or "\r" in line:
-            raise InvalidInput("console input is one line without line breaks")
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(timeout_s)
-                sock.connect(str(files.console))
-                sock.sendall(line.encode() + b"\n")
-                deadline = time.monotonic() + timeout_s
-                data = b""
-                while expect.encode() not in data:
-                    if time.monotonic() >= deadline:
-                        raise OperationTimeout(
-                            f"'{name}': {expect!r} not seen on the console within {timeout_s:g} s",
-                            vm=name,
-                            operation="console",
-                        )
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-        except OSError as exc:
-            raise BackendError(
-                f"'{name}': serial console unreachable: {exc}", vm=name, operation="console"
-            ) from None
-        return data.decode(errors="replace")
-
-    def close(self) -> None:
-        # QEMU processes are meant to outlive the engine; only reap children that ended.
-        with self._children_lock:
-            for pid, child in list(self._children.items()):
-                if child.poll() is not None:
-                    del self._children[pid]
+        self.screen_input.click(vm, x, y, button)
 
 
 def from_settings(settings: Settings) -> QemuBackend:
@@ -1317,4 +252,14 @@ def from_settings(settings: Settings) -> QemuBackend:
     )
 
 
-__all__ = ["QemuBackend", "from_settings"]
+__all__ = [
+    "GUEST_PORT",
+    "MAX_BANDWIDTH",
+    "SCREEN_SIZE",
+    "VIEWERS",
+    "QemuBackend",
+    "VMFiles",
+    "boot_files_for",
+    "default_test_guest",
+    "from_settings",
+]

@@ -1,7 +1,8 @@
 """A fake PowerShell host: speaks the dispatcher's protocol and answers from the simulated host.
 
-    HVKUBE_POWERSHELL="python -m core.backends.fakeps" hvkube --backend hyperv ...
+    HVKUBE_POWERSHELL="python -m tests.fakes.fakeps" hvkube --backend hyperv ...
 
+in a checkout's root folder (`python_fake_command` gives a command line for any folder)
 runs the whole Hyper-V code path (sessions, framing, parsing, error mapping) on
 a machine without Hyper-V. It is started exactly like the real session (the
 backend appends `-File <dispatcher.ps1>`), reads the dispatcher's allow-list
@@ -28,6 +29,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 import time
 import uuid
@@ -36,7 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.backends import fakeps_errors
 from core.backends.base import VMRef
 from core.backends.hyperv import HEARTBEAT_SERVICE_ID
 from core.backends.sim import SimHost
@@ -50,6 +51,7 @@ from core.errors import (
     VMNotFoundInHost,
 )
 from core.ownership import same_name
+from tests.fakes import fakeps_errors
 
 FAULT_KINDS = ("die", "die-after", "hang", "garbage", "noise")
 FAULTS_FILE = "fakeps-faults.json"
@@ -92,7 +94,7 @@ COR_E_EXCEPTION = "0x80131500"
 # -- reading the dispatcher script -------------------------------------------------------------
 
 
-def _matching_brace(text: str, start: int) -> int:
+def matching_brace(text: str, start: int) -> int:
     """Index just after the `}` matching the `{` at `start` (strings and comments skipped)."""
     depth = 0
     i = start
@@ -124,7 +126,7 @@ def dispatcher_ops(text: str) -> dict[str, list[str]]:
     match = re.search(r"^\$Ops\s*=\s*@\{", text, re.M)
     if match is None:
         raise ValueError("the dispatcher script has no `$Ops = @{` allow-list")
-    table_end = _matching_brace(text, match.end() - 1)
+    table_end = matching_brace(text, match.end() - 1)
     body = text[match.end() : table_end - 1]
     ops: dict[str, list[str]] = {}
     pos = 0
@@ -135,7 +137,7 @@ def dispatcher_ops(text: str) -> dict[str, list[str]]:
             if body[pos:].strip():
                 raise ValueError(f"unexpected text in the allow-list: {body[pos : pos + 80]!r}")
             break
-        end = _matching_brace(body, found.end() - 1)
+        end = matching_brace(body, found.end() - 1)
         block = body[found.end() : end - 1]
         params: list[str] = []
         # Comments may come before `param(...)`, as PowerShell allows.
@@ -723,7 +725,7 @@ def _state_dir(arg: str | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m core.backends.fakeps",
+        prog="python -m tests.fakes.fakeps",
         description="A fake PowerShell host for hvkube's Hyper-V backend, answering from the sim.",
     )
     parser.add_argument("-File", dest="file", help="the dispatcher script (as for powershell.exe)")
@@ -765,6 +767,24 @@ def main(argv: list[str] | None = None) -> int:
         return serve(host, ops, args)
     except (BrokenPipeError, KeyboardInterrupt):
         return 0
+
+
+# The checkout this fake is in: `tests.fakes.fakeps` is importable from there.
+REPO = Path(__file__).resolve().parents[2]
+# Run with `-c`: the checkout goes first on sys.path (it is the next argument), so the
+# command works whatever the current folder of the process that starts it.
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from tests.fakes.fakeps import main; sys.exit(main())"
+)
+
+
+def python_fake_command(*args: str) -> str:
+    """A `powershell` setting that runs the fake host with this interpreter."""
+    parts = [sys.executable, "-c", _BOOT, str(REPO), *args]
+    if os.name == "nt":
+        return " ".join(f'"{p}"' if " " in p else p for p in parts)
+    return shlex.join(parts)
 
 
 if __name__ == "__main__":
