@@ -212,16 +212,9 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _pool_summary(engine: Engine, name: str) -> dict[str, Any]:
-    pool = engine.get_pool(name)
-    counts = engine.pool_counts(name)
-    acquires = [e.duration_ms for e in engine.events(pool=name, kind="resume", limit=200) if e.ok]
-    acquires.sort()
-    median = acquires[len(acquires) // 2] if acquires else None
-    return {
-        **pool.model_dump(mode="json"),
-        "counts": counts,
-        "median_resume_ms": median,
-    }
+    from core.readmodel import pool_summary
+
+    return pool_summary(engine, name).model_dump(mode="json")
 
 
 def cmd_pool_list(args: argparse.Namespace, ctx: Context) -> int:

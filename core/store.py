@@ -462,6 +462,15 @@ class Store:
         counts["held"] = vm.select().where((vm.pool == pool) & vm.holder.is_null(False)).count()
         return counts
 
+    def recent_resumes(self, pool: str, limit: int) -> list[float]:
+        """The durations of the pool's last `limit` successful resumes, oldest first."""
+        rows = self.fetch_all(
+            'SELECT "duration_ms" FROM "event" WHERE "pool" = ? AND "kind" = ? AND "ok" = ? '
+            'ORDER BY "id" DESC LIMIT ?',
+            (pool, "resume", True, limit),
+        )
+        return [float(ms) for (ms,) in reversed(rows)]
+
     def activity_counts(self, statuses: list[str]) -> dict[str, int]:
         """Agents in each of `statuses`, VMs, VMs held and pools: the controller's status."""
         agent = self.t.Agent

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from statistics import median
 from typing import Any
 
 from core.controller import ControllerStatus, controller_status
@@ -26,6 +25,7 @@ from core.errors import HvkubeError
 from core.models import TRANSITIONAL_STATES, HostCapacity
 from core.output import STATE_STYLES
 from core.output import ms as ms_text
+from core.readmodel import RESUME_WINDOW, ResumeFigures
 
 Clock = Callable[[], datetime]
 # A cell: plain text, or (text, style name) for coloured cells.
@@ -34,7 +34,7 @@ Row = tuple[Cell, ...]
 
 AGENT_LIMIT = 1000  # newest agents shown (plus every unfinished one)
 EVENT_LIMIT = 200  # newest events shown
-LATENCY_WINDOW = 30  # recent resume latencies per pool (sparkline, median)
+LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
 ACTIVE_AGENT = ("pending", "scheduled", "running")
 
@@ -516,8 +516,8 @@ def state_cell(state: str) -> Cell:
 
 
 def pool_median(pool: dict[str, Any]) -> float | None:
-    latencies: list[float] = pool.get("latencies") or []
-    return median(latencies) if latencies else None
+    """The median the CLI and the API print for the pool (core.readmodel)."""
+    return ResumeFigures.of(pool.get("latencies") or []).median_ms
 
 
 def format_rows(view: str, snap: Snapshot, now: datetime) -> dict[str, Row]:

@@ -48,6 +48,7 @@ from core.engine import Engine
 from core.errors import NoVMAvailable
 from core.models import VM, AcquiredVM, AgentResult, AgentStatus, ReleasePolicy, VMState
 from core.names import NAME_PATTERN
+from core.readmodel import pool_summaries, pool_summary
 from core.settings import Settings
 from core.store import Store
 
@@ -247,14 +248,11 @@ def _get_vm(engine: Engine, name: str) -> VMOut:
 
 
 def _pool_out(engine: Engine, name: str) -> PoolOut:
-    pool = engine.get_pool(name)
-    return PoolOut(**pool.model_dump(), counts=engine.pool_counts(name))
+    return pool_summary(engine, name)
 
 
 def _list_pools(engine: Engine) -> list[PoolOut]:
-    return [
-        PoolOut(**p.model_dump(), counts=engine.pool_counts(p.name)) for p in engine.list_pools()
-    ]
+    return pool_summaries(engine)
 
 
 def _release(

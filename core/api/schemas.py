@@ -15,8 +15,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from core.api.errors import FieldError
-from core.models import VM, AcquiredVM, Agent, Event, ReleasePolicy, VMPool
+from core.models import VM, AcquiredVM, Agent, Event, ReleasePolicy
 from core.names import MAX_JSON_BYTES, name_problem
+from core.readmodel import PoolSummary
 
 MAX_WAIT_S = 3600.0
 MAX_LEASE_S = 86400.0
@@ -210,8 +211,8 @@ class ReleaseResponse(BaseModel):
         return self.name
 
 
-class PoolOut(VMPool):
-    counts: dict[str, int] = Field(description="VMs per state, plus `held`")
+# A pool as every view shows it: its settings, VMs per state and recent resume figures.
+PoolOut = PoolSummary
 
 
 # -- agents ------------------------------------------------------------------------------------
