@@ -34,7 +34,6 @@ from core.errors import (
 )
 from core.ledger import Ledger, state_from_host
 from core.models import (
-    ACTIVE_AGENT_STATUSES,
     VM,
     AcquiredVM,
     Agent,
@@ -150,43 +149,42 @@ class Engine:
         probe = probe or ReadinessProbe()
         with self.store.write():
             self._check_unique("template", name)
-            self.t.Template.create(
-                name=name,
-                disk_path=disk_path,
-                memory_mb=memory_mb,
-                cpus=cpus,
-                gpu=gpu,
-                software=list(software or []),
-                rdp_port=rdp_port,
-                mcp_endpoint=mcp_endpoint,
-                probe=probe.model_dump(),
+            self.store.catalog.add_template(
+                {
+                    "name": name,
+                    "disk_path": disk_path,
+                    "memory_mb": memory_mb,
+                    "cpus": cpus,
+                    "gpu": gpu,
+                    "software": list(software or []),
+                    "rdp_port": rdp_port,
+                    "mcp_endpoint": mcp_endpoint,
+                    "probe": probe.model_dump(),
+                }
             )
         return self.get_template(name)
 
     def get_template(self, name: str) -> Template:
         check_name(name, "template name")
-        row = self.store.fetch_one('SELECT * FROM "template" WHERE "name" = ?', (name,))
-        if row is None:
+        found = self.store.catalog.template(name)
+        if found is None:
             raise NotFound(f"no template named {name!r}; see 'hvkube template list'")
-        return Store.template_model(row)
+        return found
 
     def list_templates(self) -> list[Template]:
-        return [
-            Store.template_model(r) for r in self.t.Template.select().order_by(self.t.Template.name)
-        ]
+        return self.store.catalog.templates()
 
     def delete_template(self, name: str) -> None:
         self.get_template(name)
         self.ledger.guard("delete a template")
         with self.store.write():
-            pools = [p.name for p in self.t.Pool.select().where(self.t.Pool.template == name)]
-            vms = self.t.VM.select().where(self.t.VM.template == name).count()
+            pools, vms = self.store.catalog.template_users(name)
             if pools or vms:
                 raise Conflict(
                     f"template {name!r} is used by pool(s) {', '.join(pools) or '-'} and {vms} "
                     "VM(s); delete those first"
                 )
-            self.t.Template.delete_by_id(name)
+            self.store.catalog.delete_template(name)
 
     # -- pools ---------------------------------------------------------------------------------
 
@@ -225,14 +223,16 @@ class Engine:
         self._check_hot_memory(tpl, hot)
         with self.store.write():
             self._check_unique("pool", name)
-            self.t.Pool.create(
-                name=name,
-                template=template,
-                desired_count=count,
-                warm_count=warm,
-                hot_count=hot,
-                max_per_host=max_per_host,
-                release_policy=policy.value,
+            self.store.catalog.add_pool(
+                {
+                    "name": name,
+                    "template": template,
+                    "desired_count": count,
+                    "warm_count": warm,
+                    "hot_count": hot,
+                    "max_per_host": max_per_host,
+                    "release_policy": policy.value,
+                }
             )
         return self.get_pool(name)
 
@@ -277,13 +277,13 @@ class Engine:
 
     def get_pool(self, name: str) -> VMPool:
         check_name(name, "pool name")
-        row = self.store.fetch_one('SELECT * FROM "pool" WHERE "name" = ?', (name,))
-        if row is None:
+        found = self.store.catalog.pool(name)
+        if found is None:
             raise NotFound(f"no pool named {name!r}; see 'hvkube pool list'")
-        return Store.pool_model(row)
+        return found
 
     def list_pools(self) -> list[VMPool]:
-        return [Store.pool_model(r) for r in self.t.Pool.select().order_by(self.t.Pool.name)]
+        return self.store.catalog.pools()
 
     def update_pool(
         self,
@@ -302,9 +302,15 @@ class Engine:
         self._check_gpu_pool(self.get_template(pool.template), warm, policy)
         self.ledger.guard("change a pool")
         self._check_hot_memory(self.get_template(pool.template), hot)
-        self.t.Pool.update(
-            desired_count=count, warm_count=warm, hot_count=hot, release_policy=policy.value
-        ).where(self.t.Pool.name == name).execute()
+        self.store.catalog.update_pool(
+            name,
+            {
+                "desired_count": count,
+                "warm_count": warm,
+                "hot_count": hot,
+                "release_policy": policy.value,
+            },
+        )
         return self.get_pool(name)
 
     def pool_counts(self, name: str) -> dict[str, int]:
@@ -327,17 +333,10 @@ class Engine:
         for vm in vms:
             self.delete_vm(vm.name)
         with self.store.write():
-            active = (
-                self.t.Agent.select()
-                .where(
-                    (self.t.Agent.pool == name)
-                    & self.t.Agent.status.in_(sorted(ACTIVE_AGENT_STATUSES))
-                )
-                .count()
-            )
+            active = self.store.catalog.active_agents(name)
             if active:
                 raise Conflict(f"pool {name!r} has {active} unfinished agent(s); cancel them first")
-            self.t.Pool.delete_by_id(name)
+            self.store.catalog.delete_pool(name)
         return len(vms)
 
     # -- VMs: reads ----------------------------------------------------------------------------
@@ -357,12 +356,8 @@ class Engine:
     def mcp_endpoint(self, vm: VM) -> str | None:
         if not vm.ip:
             return None
-        row = self.store.fetch_one(
-            'SELECT "mcp_endpoint" FROM "template" WHERE "name" = ?', (vm.template,)
-        )
-        if row is None or not row["mcp_endpoint"]:
-            return None
-        return str(row["mcp_endpoint"]).replace("{ip}", vm.ip)
+        pattern = self.store.catalog.template_field(vm.template, "mcp_endpoint")
+        return str(pattern).replace("{ip}", vm.ip) if pattern else None
 
     def ref(self, vm: VM) -> VMRef:
         """How the backend addresses `vm`: by the hypervisor's id recorded when hvkube made it.
@@ -397,8 +392,7 @@ class Engine:
             )
 
     def _gpu(self, template: str) -> bool:
-        row = self.store.fetch_one('SELECT "gpu" FROM "template" WHERE "name" = ?', (template,))
-        return bool(row and row["gpu"])
+        return bool(self.store.catalog.template_field(template, "gpu"))
 
     def host_vm(self, vm: VM) -> HostVM | None:
         """The host's view of `vm`, found by its id; None when the host has no such VM."""
@@ -749,10 +743,8 @@ class Engine:
         if holder is not None and vm.holder != holder:
             raise Conflict(f"VM {name!r} is held by someone else ({vm.holder})")
         if chosen is None:
-            row = self.store.fetch_one(
-                'SELECT "release_policy" FROM "pool" WHERE "name" = ?', (vm.pool,)
-            )
-            chosen = ReleasePolicy(row["release_policy"]) if row else ReleasePolicy.RESET
+            policy = self.store.catalog.release_policy(vm.pool) if vm.pool else None
+            chosen = ReleasePolicy(policy) if policy else ReleasePolicy.RESET
         if chosen is ReleasePolicy.DESTROY:
             self.delete_vm(name, force=True)
             return None

@@ -35,6 +35,7 @@ from core.models import (
     VMPool,
     VMState,
 )
+from core.store.catalog import Catalog
 
 SCHEMA_VERSION = 3
 
@@ -327,6 +328,7 @@ class Store:
         self.t = make_tables(self.db)
         self.db.connect(reuse_if_open=True)
         self.migrate()
+        self.catalog = Catalog(self)
 
     @staticmethod
     def _prepare_file(path: Path) -> None:
