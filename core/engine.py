@@ -345,13 +345,9 @@ class Engine:
         return self.ledger.load(name)
 
     def list_vms(self, pool: str | None = None, state: VMState | None = None) -> list[VM]:
-        query = self.t.VM.select().order_by(self.t.VM.name)
         if pool is not None:
             self.get_pool(pool)
-            query = query.where(self.t.VM.pool == pool)
-        if state is not None:
-            query = query.where(self.t.VM.state == state.value)
-        return [Store.vm_model(r) for r in query]
+        return self.store.records.vms(pool, state.value if state else None)
 
     def mcp_endpoint(self, vm: VM) -> str | None:
         if not vm.ip:
@@ -785,17 +781,9 @@ class Engine:
         kind: str | None = None,
     ) -> list[Event]:
         check_positive(limit, "--limit", maximum=100_000)
-        query = self.t.Event.select().order_by(self.t.Event.id.desc()).limit(limit)
         if vm is not None:
             check_name(vm, "VM name")
-            query = query.where(self.t.Event.vm == vm)
-        if pool is not None:
-            query = query.where(self.t.Event.pool == pool)
-        if since_id is not None:
-            query = query.where(self.t.Event.id > since_id)
-        if kind is not None:
-            query = query.where(self.t.Event.kind == kind)
-        return [Store.event_model(r) for r in query]
+        return self.store.records.events(vm, pool, limit, since_id, kind)
 
     # -- agents --------------------------------------------------------------------------------
 
@@ -819,48 +807,35 @@ class Engine:
         if exec_command is not None and not exec_command.strip():
             raise InvalidInput("--exec is empty; give the command to run")
         self.ledger.guard("submit an agent")
-        row = self.t.Agent.create(
-            pool=pool,
-            workflow=workflow,
-            input=input or {},
-            timeout_s=timeout_s,
-            requires_gpu=requires_gpu,
-            exec_command=exec_command,
-            status=AgentStatus.PENDING.value,
+        return self.store.records.add_agent(
+            {
+                "pool": pool,
+                "workflow": workflow,
+                "input": input or {},
+                "timeout_s": timeout_s,
+                "requires_gpu": requires_gpu,
+                "exec_command": exec_command,
+                "status": AgentStatus.PENDING.value,
+            }
         )
-        return Store.agent_model(row)
 
     def get_agent(self, agent_id: int) -> Agent:
         if isinstance(agent_id, bool) or not isinstance(agent_id, int) or agent_id < 1:
             raise InvalidInput(f"agent id must be a positive whole number, got {agent_id!r}")
-        row = self.store.fetch_one('SELECT * FROM "agent" WHERE "id" = ?', (agent_id,))
-        if row is None:
+        found = self.store.records.agent(agent_id)
+        if found is None:
             raise NotFound(f"no agent with id {agent_id}; see 'hvkube agent list'")
-        return self._with_vm_details([Store.agent_model(row)])[0]
+        return self._with_vm_details([found])[0]
 
     def _with_vm_details(self, agents: list[Agent]) -> list[Agent]:
         """Running agents get their VM's IP and RDP port (one query for all of them)."""
         names = {a.vm for a in agents if a.vm and a.status is AgentStatus.RUNNING}
         if not names:
             return agents
-        if len(agents) == 1 and agents[0].vm:
-            one = self.store.fetch_one(
-                'SELECT "ip", "rdp_port", "agent_id" FROM "vm" WHERE "name" = ?', (agents[0].vm,)
-            )
-            if one is None or one["agent_id"] != agents[0].id:
-                return agents
-            return [agents[0].model_copy(update={"ip": one["ip"], "rdp_port": one["rdp_port"]})]
-        rows = {
-            name: (ip, port, agent_id)
-            for name, ip, port, agent_id in self.t.VM.select(
-                self.t.VM.name, self.t.VM.ip, self.t.VM.rdp_port, self.t.VM.agent_id
-            )
-            .where(self.t.VM.name.in_(sorted(names)))
-            .tuples()
-        }
+        contacts = self.store.records.vm_contacts(sorted(names))
         out = []
         for a in agents:
-            found = rows.get(a.vm or "")
+            found = contacts.get(a.vm or "")
             if found is not None and found[2] == a.id and a.status is AgentStatus.RUNNING:
                 a = a.model_copy(update={"ip": found[0], "rdp_port": found[1]})
             out.append(a)
@@ -869,12 +844,8 @@ class Engine:
     def list_agents(
         self, status: AgentStatus | None = None, pool: str | None = None, limit: int = 1000
     ) -> list[Agent]:
-        query = self.t.Agent.select().order_by(self.t.Agent.id.desc()).limit(limit)
-        if status is not None:
-            query = query.where(self.t.Agent.status == status.value)
-        if pool is not None:
-            query = query.where(self.t.Agent.pool == pool)
-        return self._with_vm_details([Store.agent_model(r) for r in query])
+        found = self.store.records.agents(status.value if status else None, pool, limit)
+        return self._with_vm_details(found)
 
     def finish_agent(
         self, agent_id: int, status: AgentStatus, result: AgentResult | None = None
@@ -893,14 +864,12 @@ class Engine:
     def release_agent_vm(self, agent_id: int, vm_name: str) -> None:
         # Refused here, not only in release(), whose errors are swallowed below.
         self.ledger.guard("release an agent's VM")
-        row = self.store.fetch_one(
-            'SELECT "agent_id", "holder" FROM "vm" WHERE "name" = ?', (vm_name,)
-        )
-        if row is None or row["agent_id"] != agent_id or row["holder"] is None:
+        held = self.store.records.vm_holder(vm_name)
+        if held is None or held[0] != agent_id or held[1] is None:
             return
         # On failure the VM is left in ERROR with the reason; the controller replaces it.
         with suppress(HvkubeError):
-            self.release(vm_name, holder=row["holder"])
+            self.release(vm_name, holder=held[1])
 
     def cancel_agent(self, agent_id: int) -> Agent:
         return self.finish_agent(

@@ -92,10 +92,10 @@ class Ledger:
 
     def load(self, name: str) -> VM:
         check_name(name, "VM name")
-        row = self.store.fetch_one('SELECT * FROM "vm" WHERE "name" = ?', (name,))
-        if row is None:
+        found = self.store.records.vm(name)
+        if found is None:
             raise NotFound(f"no VM named {name!r}; see 'hvkube vm list'")
-        return Store.vm_model(row)
+        return found
 
     def begin(
         self,

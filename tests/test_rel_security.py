@@ -162,6 +162,7 @@ READS = {
     "list_agents",
     "ref",
     "host_vm",
+    "memory_budget",
 }
 MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "create_template": lambda e: e.create_template("t2", "C:\\t2.vhdx"),

@@ -36,6 +36,7 @@ from core.models import (
     VMState,
 )
 from core.store.catalog import Catalog
+from core.store.records import Records
 
 SCHEMA_VERSION = 3
 
@@ -329,6 +330,7 @@ class Store:
         self.db.connect(reuse_if_open=True)
         self.migrate()
         self.catalog = Catalog(self)
+        self.records = Records(self)
 
     @staticmethod
     def _prepare_file(path: Path) -> None:
