@@ -56,35 +56,15 @@ class AgentQueue:
             if after not in TRANSITIONS.get(status, frozenset()):
                 raise ValueError(f"an agent cannot go from {status.value} to {after.value}")
         self.guard(f"change agent {agent_id}")
-        marks = ", ".join("?" * len(statuses))
-        changed = self.store.update_agent(
-            agent_id,
-            {"status": after.value, **fields},
-            f'"status" IN ({marks})',
-            tuple(s.value for s in statuses),
+        return self.store.swaps.agent(
+            agent_id, {"status": after.value, **fields}, (s.value for s in statuses)
         )
-        return changed == 1
 
     def schedule(self, pool: str, limit: int) -> list[tuple[Any, ...]]:
         """Mark up to `limit` of the pool's oldest pending agents scheduled, in one write
         transaction. Returns their (id, exec_command, input, timeout_s) rows."""
         self.guard("schedule agents")
-        store = self.store
-        with store.write():
-            rows = store.fetch_all(
-                'SELECT "id", "exec_command", "input", "timeout_s" FROM "agent" '
-                'WHERE "pool" = ? AND "status" = ? ORDER BY "id" LIMIT ?',
-                (pool, PENDING.value, limit),
-            )
-            ids = [int(row[0]) for row in rows]
-            if ids:
-                marks = ", ".join("?" * len(ids))
-                store.execute(
-                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL '
-                    f'WHERE "status" = ? AND "id" IN ({marks})',
-                    (SCHEDULED.value, PENDING.value, *ids),
-                )
-        return rows
+        return self.store.swaps.take_agents(pool, PENDING.value, SCHEDULED.value, limit)
 
     def start(self, agent_id: int, vm: str, before: AgentStatus = SCHEDULED) -> bool:
         """The agent's VM is ready: it runs there from now."""
@@ -122,7 +102,4 @@ class AgentQueue:
     def set_wait_reason(self, pool: str, reason: str | None) -> None:
         """Why the pool's pending agents wait (shown to the operator); no status changes."""
         self.guard("note why agents wait")
-        self.store.execute(
-            'UPDATE "agent" SET "wait_reason" = ? WHERE "pool" = ? AND "status" = ?',
-            (reason, pool, PENDING.value),
-        )
+        self.store.swaps.wait_reason(pool, PENDING.value, reason)

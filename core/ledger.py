@@ -114,17 +114,7 @@ class Ledger:
         removals must never touch a VM an agent has just claimed)."""
         self.guard(f"change VM {name!r}")
         vm = known or self.load(name)
-        where = f'"state" NOT IN ({", ".join("?" * len(_TRANSITIONAL))})'
-        params: list[Any] = list(_TRANSITIONAL)
-        if allowed is not None:
-            where += f' AND "state" IN ({", ".join("?" * len(allowed))})'
-            params += sorted(s.value for s in allowed)
-        if holder is not None:
-            where += ' AND "holder" = ?'
-            params.append(holder)
-        if idle_only:
-            where += ' AND "holder" IS NULL'
-        changed = self.store.update_vm(
+        changed = self.store.swaps.vm(
             name,
             {
                 "state": doing.value,
@@ -133,10 +123,12 @@ class Ledger:
                 "op_started_at": utcnow(),
                 "error": None,
             },
-            where,
-            tuple(params),
+            not_in=_TRANSITIONAL,
+            states=None if allowed is None else sorted(s.value for s in allowed),
+            holder=holder,
+            idle_only=idle_only,
         )
-        if changed != 1:
+        if not changed:
             now = self.load(name)
             if idle_only and now.held:
                 raise Conflict(f"VM {name!r} is held by {now.holder}; leaving it alone")
@@ -150,16 +142,10 @@ class Ledger:
         """One atomic claim (invariant 1): hot first, then warm, then cold, a conditional
         UPDATE per candidate. Returns the VM as it was, or None when none is free."""
         self.guard("acquire a VM")
-        candidates = self.store.fetch_all(
-            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
-            'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN (?, ?, ?) '
-            'AND "host_id" IS NOT NULL '
-            'ORDER BY CASE "state" WHEN ? THEN 0 WHEN ? THEN 1 ELSE 2 END, "name" LIMIT 16',
-            (pool, *_READY, VMState.PAUSED.value, VMState.SAVED.value),
-        )
+        candidates = self.store.swaps.claim_candidates(pool, _READY)
         owner = process_owner()
         for name, state, template, rdp_port, host_id in candidates:
-            changed = self.store.update_vm(
+            claimed = self.store.swaps.vm(
                 name,
                 {
                     "holder": holder,
@@ -169,10 +155,10 @@ class Ledger:
                     "op_kind": "acquire",
                     "op_started_at": utcnow(),
                 },
-                '"state" = ? AND "holder" IS NULL',
-                (state,),
+                states=(state,),
+                idle_only=True,
             )
-            if changed == 1:
+            if claimed:
                 return VM(
                     name=name,
                     template=template,
@@ -233,22 +219,19 @@ class Ledger:
         was read. Returns whether it was recorded."""
         self.guard(f"correct VM {vm.name!r}")
         started = time.perf_counter()
-        where = '"state" = ?'
-        params: list[Any] = [vm.state.value]
-        if idle_only:
-            where += ' AND "holder" IS NULL'
-        if holder is not None:
-            where += ' AND "holder" = ?'
-            params.append(holder)
-        changed = self.store.update_vm(
-            vm.name, {"state": state.value, **fields}, where, tuple(params)
+        changed = self.store.swaps.vm(
+            vm.name,
+            {"state": state.value, **fields},
+            states=(vm.state.value,),
+            holder=holder,
+            idle_only=idle_only,
         )
-        if changed == 1:
+        if changed:
             # An event for every correction; one that takes a VM out of use says why.
             lost = state in {VMState.ERROR, VMState.MISSING}
             why = f"{vm.state.value} -> {state.value}: {why}"
             self.record_event("host_sync", vm.name, vm.pool, started, ok=not lost, error=why[:2000])
-        return changed == 1
+        return changed
 
     def note(self, name: str, **fields: Any) -> None:
         """Facts about a VM learned along the way (its disk, its hypervisor id, a new IP

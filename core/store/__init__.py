@@ -37,6 +37,7 @@ from core.models import (
 )
 from core.store.catalog import Catalog
 from core.store.records import Records
+from core.store.swaps import Swaps
 
 SCHEMA_VERSION = 3
 
@@ -331,6 +332,7 @@ class Store:
         self.migrate()
         self.catalog = Catalog(self)
         self.records = Records(self)
+        self.swaps = Swaps(self)
 
     @staticmethod
     def _prepare_file(path: Path) -> None:

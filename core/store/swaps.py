@@ -1,0 +1,101 @@
+"""The conditional writes that carry the state machines: each is one UPDATE whose WHERE
+names the state the caller saw, so it changes the row only if nobody moved it since
+(design invariants 1 and 2). The ledger (VMs) and the agent queue decide; these write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.store import Store
+
+
+def _marks(values: Iterable[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class Swaps:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- VMs -------------------------------------------------------------------------------
+
+    def vm(
+        self,
+        name: str,
+        values: dict[str, Any],
+        *,
+        not_in: Iterable[str] = (),
+        states: Iterable[str] | None = None,
+        holder: str | None = None,
+        idle_only: bool = False,
+    ) -> bool:
+        """Write `values` to VM `name` only if its state is none of `not_in`, one of `states`
+        (when given), it is held by `holder` (when given) and, with `idle_only`, by nobody."""
+        not_in = tuple(not_in)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if not_in:
+            clauses.append(f'"state" NOT IN ({_marks(not_in)})')
+            params += not_in
+        if states is not None:
+            wanted = tuple(states)
+            clauses.append(f'"state" IN ({_marks(wanted)})')
+            params += wanted
+        if holder is not None:
+            clauses.append('"holder" = ?')
+            params.append(holder)
+        if idle_only:
+            clauses.append('"holder" IS NULL')
+        where = " AND ".join(clauses)
+        return self.store.update_vm(name, values, where, tuple(params)) == 1
+
+    def claim_candidates(
+        self, pool: str, order: tuple[str, ...], limit: int = 16
+    ) -> list[tuple[Any, ...]]:
+        """Free, built VMs of the pool in `order` of states (the ready tiers, best first):
+        (name, state, template, rdp_port, host_id)."""
+        whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
+        return self.store.fetch_all(
+            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
+            f'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN ({_marks(order)}) '
+            'AND "host_id" IS NOT NULL '
+            f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, "name" LIMIT ?',
+            (pool, *order, *order, limit),
+        )
+
+    # -- agents ----------------------------------------------------------------------------
+
+    def agent(self, agent_id: int, values: dict[str, Any], statuses: Iterable[str]) -> bool:
+        """Write `values` to the agent only if its status is one of `statuses`."""
+        wanted = tuple(statuses)
+        changed = self.store.update_agent(
+            agent_id, values, f'"status" IN ({_marks(wanted)})', wanted
+        )
+        return changed == 1
+
+    def take_agents(self, pool: str, status: str, to: str, limit: int) -> list[tuple[Any, ...]]:
+        """Move up to `limit` of the pool's oldest agents in `status` to `to`, in one write
+        transaction: (id, exec_command, input, timeout_s) of those moved."""
+        store = self.store
+        with store.write():
+            rows = store.fetch_all(
+                'SELECT "id", "exec_command", "input", "timeout_s" FROM "agent" '
+                'WHERE "pool" = ? AND "status" = ? ORDER BY "id" LIMIT ?',
+                (pool, status, limit),
+            )
+            ids = [int(row[0]) for row in rows]
+            if ids:
+                store.execute(
+                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL '
+                    f'WHERE "status" = ? AND "id" IN ({_marks(ids)})',
+                    (to, status, *ids),
+                )
+        return rows
+
+    def wait_reason(self, pool: str, status: str, reason: str | None) -> None:
+        self.store.execute(
+            'UPDATE "agent" SET "wait_reason" = ? WHERE "pool" = ? AND "status" = ?',
+            (reason, pool, status),
+        )
