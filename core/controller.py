@@ -2,7 +2,7 @@
 agents, enforces their timeouts, watches running VMs.
 
 Only one process per database acts as controller: it holds the `controller` lease
-(core.leases) and renews it from a background thread; another controller started
+(core.store.leases) and renews it from a background thread; another controller started
 meanwhile stays passive and takes over when the holder dies or its lease expires.
 
 Every VM change goes through the engine (intent recorded first, an event for every
@@ -34,9 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from core import leases
 from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
-from core.leases import CONTROLLER_LEASE
 from core.ledger import state_from_host
 from core.models import (
     ACTIVE_AGENT_STATUSES,
@@ -53,6 +51,8 @@ from core.owner import owner_alive, process_owner
 from core.provision import surplus_vms
 from core.scheduler import PoolInfo, Scheduler
 from core.settings import Settings
+from core.store import leases
+from core.store.leases import CONTROLLER_LEASE
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -135,7 +135,6 @@ class Controller:
         if tick_s <= 0 or lease_ttl_s <= 0:
             raise ValueError("tick and lease times must be positive")
         self.engine = engine
-        self.t = engine.t
         self.tick_s = tick_s
         self.lease_ttl_s = lease_ttl_s
         self.max_workers = max_workers
@@ -338,15 +337,8 @@ class Controller:
     def _settle_dead_operations(self) -> None:
         """A step left half-done by another process that died (a CLI killed mid-acquire,
         say) is settled by reconcile, as at start-up."""
-        t = self.t
         transitional = [s.value for s in VMState if s.transitional]
-        owners = {
-            owner
-            for (owner,) in t.VM.select(t.VM.op_owner)
-            .where(t.VM.state.in_(transitional) & t.VM.op_owner.is_null(False))
-            .distinct()
-            .tuples()
-        }
+        owners = self.engine.store.records.operation_owners(transitional)
         if any(owner != self.owner and not owner_alive(owner) for owner in owners):
             from core.reconcile import reconcile
 
@@ -458,7 +450,6 @@ class Controller:
         """An agent's VM: still running, still reachable? If it stopped, resume it (with the
         engine's fallbacks: clean checkpoint, then cold boot); if that fails, fail the agent."""
         engine = self.engine
-        t = self.t
         if mapped is VMState.RUNNING and vm.state is VMState.RUNNING:
             try:
                 engine.vm_ip(vm.name)  # refreshed in the store when DHCP moved it
@@ -479,8 +470,8 @@ class Controller:
                         "heartbeat", vm.name, vm.pool, started, ok=False, error="no heartbeat"
                     )
             return
-        agent = t.Agent.get_or_none(t.Agent.id == vm.agent_id)
-        if agent is None or agent.status != AgentStatus.RUNNING.value or agent.vm != vm.name:
+        agent = self.engine.store.records.agent(vm.agent_id) if vm.agent_id else None
+        if agent is None or agent.status is not AgentStatus.RUNNING or agent.vm != vm.name:
             return  # not (or no longer) running there: reconcile releases it
         fresh = engine.host_vm(vm)  # look again right before acting
         if fresh is None or fresh.state.transitional:

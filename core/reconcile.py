@@ -57,16 +57,13 @@ def reconcile(
     with engine.ledger.step("reconcile", None, None):
         for vm in engine.list_vms():
             report.checked += 1
-            row = engine.t.VM.get_or_none(engine.t.VM.name == vm.name)
-            if row is None:
-                continue
-            owner = row.op_owner
+            owner, op_kind = engine.store.records.vm_operation(vm.name)
             if vm.state.transitional and (owner != me or while_running) and owner_alive(owner):
                 report.busy.append(vm.name)
                 continue
             try:
                 host = host_vms.get(vm.host_id) if vm.host_id else None
-                note = _settle(engine, vm, row.op_kind, host)
+                note = _settle(engine, vm, op_kind, host)
             except HvkubeError as exc:
                 engine.ledger.fail(vm.name, exc)
                 report.errors.append(f"{vm.name}: {exc}")
@@ -188,8 +185,7 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
 
 
 def _id_known(engine: Engine, host_id: str) -> bool:
-    row = engine.store.fetch_one('SELECT "name" FROM "vm" WHERE "host_id" = ?', (host_id,))
-    return row is not None
+    return engine.store.records.vm_with_host_id(host_id) is not None
 
 
 def _wait_until_settled(engine: Engine, ref: VMRef) -> HostVM | None:
@@ -215,14 +211,14 @@ def _mapped_now(engine: Engine, ref: VMRef, default: VMState) -> VMState:
 
 
 def _agent_active(engine: Engine, agent_id: int) -> bool:
-    row = engine.t.Agent.get_or_none(engine.t.Agent.id == agent_id)
-    return row is not None and not AgentStatus(row.status).finished
+    agent = engine.store.records.agent(agent_id)
+    return agent is not None and not agent.status.finished
 
 
 def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
-    from core.leases import active_holder
+    from core.store.leases import active_holder
 
-    t = engine.t
+    records = engine.store.records
     # Every loop below reads its rows in full before writing: a write while a read is still
     # open fails at once ("database is locked", not retried) when another process committed
     # meanwhile.
@@ -240,40 +236,39 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
     if not controller_elsewhere:
         # Scheduled agents had not started: they go back to the queue (their VM, if one was
         # already claimed, is released below).
-        for agent in list(t.Agent.select().where(t.Agent.status == AgentStatus.SCHEDULED.value)):
+        for agent in records.agents(AgentStatus.SCHEDULED.value, None, 100_000):
             why = "queued again: the controller stopped before it started"
             if engine.agents.requeue(agent.id, AgentStatus.SCHEDULED, why):
                 report.agents_requeued.append(agent.id)
         # A command the controller ran died with it: its outcome is unknown.
-        for agent in list(
-            t.Agent.select().where(
-                (t.Agent.status == AgentStatus.RUNNING.value) & t.Agent.exec_command.is_null(False)
-            )
-        ):
+        for agent in records.agents(AgentStatus.RUNNING.value, None, 100_000):
+            if agent.task.exec_command is None:
+                continue
             end(
                 agent.id,
                 AgentStatus.RUNNING.value,
                 "the controller stopped while the agent's command ran; its outcome is unknown",
             )
     # Running agents whose VM is no longer theirs cannot go on.
-    for agent in list(t.Agent.select().where(t.Agent.status == AgentStatus.RUNNING.value)):
-        vm_row = t.VM.get_or_none(t.VM.name == agent.vm) if agent.vm else None
+    for agent in records.agents(AgentStatus.RUNNING.value, None, 100_000):
+        vm_row = records.vm(agent.vm) if agent.vm else None
         if vm_row is None or vm_row.agent_id != agent.id:
             end(agent.id, AgentStatus.RUNNING.value, "its VM was lost")
     # VMs held for agents that have ended, or went back to the queue, return by their pool's
     # policy; so do VMs claimed for a scheduled agent that is running elsewhere.
-    for row in list(t.VM.select().where(t.VM.agent_id.is_null(False) & t.VM.holder.is_null(False))):
-        agent = t.Agent.get_or_none(t.Agent.id == row.agent_id)
-        status = AgentStatus(agent.status) if agent is not None else None
-        keep = status is AgentStatus.RUNNING and agent.vm == row.name
-        keep = keep or (status is AgentStatus.SCHEDULED and agent.vm in (None, row.name))
+    for name, state, agent_id, holder, op_owner in records.vms_held_for_agents():
+        owner_agent = records.agent(agent_id)
+        status = owner_agent.status if owner_agent is not None else None
+        on = owner_agent.vm if owner_agent is not None else None
+        keep = status is AgentStatus.RUNNING and on == name
+        keep = keep or (status is AgentStatus.SCHEDULED and on in (None, name))
         if keep:
             continue
-        if VMState(row.state).transitional and owner_busy(row.op_owner):
-            report.busy.append(row.name)
+        if VMState(state).transitional and owner_busy(op_owner):
+            report.busy.append(name)
             continue
         try:
-            engine.release(row.name, holder=row.holder)
-            report.fixed.append(f"{row.name}: released from agent {row.agent_id}")
+            engine.release(name, holder=holder)
+            report.fixed.append(f"{name}: released from agent {agent_id}")
         except HvkubeError as exc:
-            report.errors.append(f"{row.name}: {exc}")
+            report.errors.append(f"{name}: {exc}")

@@ -74,7 +74,6 @@ class Scheduler:
         provisioning: Callable[[str], int] | None = None,
     ) -> None:
         self.engine = engine
-        self.t = engine.t
         self.max_workers = max_workers
         self.executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agent")
         self._wake = wake or (lambda: None)
@@ -150,22 +149,10 @@ class Scheduler:
         return report
 
     def _pending_pools(self) -> dict[str, int]:
-        rows = self.engine.store.fetch_all(
-            'SELECT "pool", COUNT(*) FROM "agent" WHERE "status" = ? GROUP BY "pool"',
-            (AgentStatus.PENDING.value,),
-        )
-        return {pool: int(n) for pool, n in rows}
+        return self.engine.store.records.agents_by_pool(AgentStatus.PENDING.value)
 
     def _free_vms(self) -> dict[str, dict[str, int]]:
-        rows = self.engine.store.fetch_all(
-            'SELECT "pool", "state", COUNT(*) FROM "vm" WHERE "holder" IS NULL '
-            'AND "state" IN (?, ?, ?) GROUP BY "pool", "state"',
-            READY,
-        )
-        free: dict[str, dict[str, int]] = {}
-        for pool, state, n in rows:
-            free.setdefault(pool, {})[state] = int(n)
-        return free
+        return self.engine.store.records.free_vms_by_state(READY)
 
     def _wait_reason(
         self,
@@ -198,28 +185,14 @@ class Scheduler:
 
     def _fail_unplaceable(self, pools: dict[str, PoolInfo], report: ScheduleReport) -> None:
         """Agents that can never run here: a GPU agent on a pool without GPU, a lost pool."""
-        t = self.t
-        pending = t.Agent.status == AgentStatus.PENDING.value
         no_gpu = [name for name, info in pools.items() if not info.template.gpu]
-        cases = [
-            (
-                pending & t.Agent.pool.not_in(list(pools) or [""]),
-                "its pool no longer exists",
-            )
-        ]
-        if no_gpu:
-            cases.append(
-                (
-                    pending & t.Agent.requires_gpu & t.Agent.pool.in_(no_gpu),
-                    "the agent needs a GPU but its pool's template has none; submit it to a "
-                    "pool of a GPU template",
-                )
-            )
-        for where, why in cases:
-            for (agent_id,) in t.Agent.select(t.Agent.id).where(where).tuples():
-                if self.engine.agents.fail(agent_id, why, before=AgentStatus.PENDING):
-                    report.failed.append(agent_id)
-                    log.info("agent %s failed: %s", agent_id, why)
+        doomed = self.engine.store.records.unplaceable(
+            AgentStatus.PENDING.value, list(pools), no_gpu
+        )
+        for agent_id, why in doomed.items():
+            if self.engine.agents.fail(agent_id, why, before=AgentStatus.PENDING):
+                report.failed.append(agent_id)
+                log.info("agent %s failed: %s", agent_id, why)
 
     def _dispatch(self, pool: str, slots: int, memory_mb: int) -> list[int]:
         """Mark up to `slots` oldest pending agents of `pool` scheduled and start them."""
@@ -346,10 +319,8 @@ class Scheduler:
             if now - last_check[0] < 0.5:
                 return False
             last_check[0] = now
-            now_row = self.engine.store.fetch_one(
-                'SELECT "status" FROM "agent" WHERE "id" = ?', (agent_id,)
-            )
-            return now_row is None or now_row["status"] != AgentStatus.RUNNING.value
+            status = self.engine.store.records.agent_status(agent_id)
+            return status != AgentStatus.RUNNING.value
 
         outcome = run_command(row["exec_command"], env, timeout_s, should_stop)
         # When the controller stops, the command is killed and the agent runs again later.
@@ -375,21 +346,15 @@ class Scheduler:
 
     def enforce_timeouts(self) -> list[int]:
         """Fail running agents past their timeout; their VMs go back by the pool's policy."""
-        t = self.t
         now = datetime.now(UTC)
         mine = self.active_agents()
         failed: list[int] = []
-        rows = (
-            t.Agent.select(t.Agent.id, t.Agent.started_at, t.Agent.timeout_s, t.Agent.exec_command)
-            .where(t.Agent.status == AgentStatus.RUNNING.value)
-            .tuples()
-        )
-        for agent_id, started_at, timeout_s, exec_command in rows:
-            if started_at is None:
+        running = self.engine.store.records.agents(AgentStatus.RUNNING.value, None, 100_000)
+        for agent in running:
+            agent_id, started, timeout_s = agent.id, agent.started_at, agent.task.timeout_s
+            exec_command = agent.task.exec_command
+            if started is None:
                 continue
-            if isinstance(started_at, str):
-                started_at = datetime.fromisoformat(started_at)
-            started = started_at.replace(tzinfo=UTC)
             grace = EXEC_TIMEOUT_GRACE_S if (exec_command and agent_id in mine) else 0.0
             if (now - started).total_seconds() < timeout_s + grace:
                 continue

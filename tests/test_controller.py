@@ -343,7 +343,7 @@ def test_no_controller_yet(tmp_path: Path) -> None:
 
 
 def test_leases_one_winner_and_takeover_of_the_dead(engine: Engine) -> None:
-    from core import leases
+    from core.store import leases
 
     store = engine.store
     assert leases.acquire(store, "x", "a", 30, {"owner": "nohost:1:1"})

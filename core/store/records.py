@@ -53,7 +53,85 @@ class Records:
         )
         return None if row is None else (row["agent_id"], row["holder"])
 
+    def vm_operation(self, name: str) -> tuple[str | None, str | None]:
+        """(op_owner, op_kind): which process is changing the VM, and how."""
+        row = self.store.fetch_one(
+            'SELECT "op_owner", "op_kind" FROM "vm" WHERE "name" = ?', (name,)
+        )
+        return (None, None) if row is None else (row["op_owner"], row["op_kind"])
+
+    def vm_with_host_id(self, host_id: str) -> str | None:
+        row = self.store.fetch_one('SELECT "name" FROM "vm" WHERE "host_id" = ?', (host_id,))
+        return None if row is None else str(row["name"])
+
+    def vms_held_for_agents(self) -> list[tuple[str, str, int, str, str | None]]:
+        """(name, state, agent_id, holder, op_owner) of every VM held for an agent."""
+        vm = self.t.VM
+        return list(
+            vm.select(vm.name, vm.state, vm.agent_id, vm.holder, vm.op_owner)
+            .where(vm.agent_id.is_null(False) & vm.holder.is_null(False))
+            .tuples()
+        )
+
+    def operation_owners(self, states: list[str]) -> set[str]:
+        """The processes recorded as working on VMs in `states`."""
+        vm = self.t.VM
+        return {
+            owner
+            for (owner,) in vm.select(vm.op_owner)
+            .where(vm.state.in_(states) & vm.op_owner.is_null(False))
+            .distinct()
+            .tuples()
+        }
+
+    def free_vms_by_state(self, states: tuple[str, ...]) -> dict[str, dict[str, int]]:
+        """Per pool, how many VMs nobody holds are in each of `states`."""
+        marks = ", ".join("?" for _ in states)
+        rows = self.store.fetch_all(
+            'SELECT "pool", "state", COUNT(*) FROM "vm" WHERE "holder" IS NULL '
+            f'AND "state" IN ({marks}) GROUP BY "pool", "state"',
+            states,
+        )
+        free: dict[str, dict[str, int]] = {}
+        for pool, state, n in rows:
+            free.setdefault(pool, {})[state] = int(n)
+        return free
+
     # -- agents ----------------------------------------------------------------------------
+
+    def agent_status(self, agent_id: int) -> str | None:
+        row = self.store.fetch_one('SELECT "status" FROM "agent" WHERE "id" = ?', (agent_id,))
+        return None if row is None else str(row["status"])
+
+    def agents_by_pool(self, status: str) -> dict[str, int]:
+        rows = self.store.fetch_all(
+            'SELECT "pool", COUNT(*) FROM "agent" WHERE "status" = ? GROUP BY "pool"', (status,)
+        )
+        return {pool: int(n) for pool, n in rows}
+
+    def unplaceable(self, status: str, pools: list[str], no_gpu: list[str]) -> dict[int, str]:
+        """Agents in `status` that can never run: their pool is gone, or they need a GPU
+        their pool's template lacks. Agent id -> why."""
+        agent = self.t.Agent
+        waiting = agent.status == status
+        found = {
+            agent_id: "its pool no longer exists"
+            for (agent_id,) in agent.select(agent.id)
+            .where(waiting & agent.pool.not_in(pools or [""]))
+            .tuples()
+        }
+        if no_gpu:
+            why = (
+                "the agent needs a GPU but its pool's template has none; submit it to a "
+                "pool of a GPU template"
+            )
+            for (agent_id,) in (
+                agent.select(agent.id)
+                .where(waiting & agent.requires_gpu & agent.pool.in_(no_gpu))
+                .tuples()
+            ):
+                found.setdefault(agent_id, why)
+        return found
 
     def add_agent(self, values: dict[str, Any]) -> Agent:
         return self.store.agent_model(self.t.Agent.create(**values))
