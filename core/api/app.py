@@ -50,7 +50,6 @@ from core.models import VM, AcquiredVM, AgentResult, AgentStatus, ReleasePolicy,
 from core.names import NAME_PATTERN
 from core.readmodel import pool_summaries, pool_summary
 from core.settings import Settings
-from core.store import Store
 
 log = logging.getLogger("hvkube.api")
 T = TypeVar("T")
@@ -280,19 +279,7 @@ def _events(
     pool: str | None,
     kind: str | None,
 ) -> EventPage:
-    t = engine.t
-    query = t.Event.select()
-    if vm is not None:
-        query = query.where(t.Event.vm == vm)
-    if pool is not None:
-        query = query.where(t.Event.pool == pool)
-    if kind is not None:
-        query = query.where(t.Event.kind == kind)
-    if since is not None:
-        rows = list(query.where(t.Event.id > since).order_by(t.Event.id).limit(limit))
-    else:
-        rows = list(query.order_by(t.Event.id.desc()).limit(limit))[::-1]
-    events = [Store.event_model(r) for r in rows]
+    events = engine.store.records.events_after(since, limit, vm, pool, kind)
     last = events[-1].id if events else since
     return EventPage(events=events, last_id=last)
 

@@ -18,12 +18,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from core.api.errors import LeaseExpired
 from core.api.schemas import Lease
 from core.engine import Engine
 from core.errors import Conflict, HvkubeError, NotFound, ReadOnlyMode
+from core.store import leases as store_leases
 from core.store import utcnow
 
 ROW_PREFIX = "api:"
@@ -65,19 +65,19 @@ class Expired:
 class ApiLeases:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.t = engine.t
+        self.store = engine.store
 
-    def _row(self, lease_id: str) -> Any:
+    def _row(self, lease_id: str) -> store_leases.LeaseRow:
         if not valid_lease_id(lease_id):
             raise NotFound(f"no lease {lease_id[:60]!r}; lease ids look like api-<20 hex digits>")
-        row = self.t.Lease.get_or_none(self.t.Lease.name == ROW_PREFIX + lease_id)
+        row = store_leases.lease_row(self.store, ROW_PREFIX + lease_id)
         if row is None:
             raise NotFound(f"no lease {lease_id!r}; it was released or has expired")
         return row
 
     @staticmethod
-    def _model(lease_id: str, row: Any) -> Lease:
-        data = row.data or {}
+    def _model(lease_id: str, row: store_leases.LeaseRow) -> Lease:
+        data = row.data
         return Lease(
             lease_id=lease_id,
             vm_name=data.get("vm"),
@@ -91,41 +91,41 @@ class ApiLeases:
         self.engine.get_pool(pool)
         if self.engine.readonly:
             raise ReadOnlyMode("read-only mode: refusing to acquire a VM; run without --readonly")
-        self.t.Lease.create(
-            name=ROW_PREFIX + lease_id,
-            holder=lease_id,
-            expires_at=utcnow() + timedelta(seconds=first_expiry_s),
-            data={"pool": pool, "vm": None, "seconds": 0.0},
+        store_leases.add_lease(
+            self.store,
+            ROW_PREFIX + lease_id,
+            lease_id,
+            utcnow() + timedelta(seconds=first_expiry_s),
+            {"pool": pool, "vm": None, "seconds": 0.0},
         )
 
     def bind(self, lease_id: str, vm: str, pool: str, seconds: float) -> Lease:
         """The claim succeeded: the lease now names its VM and runs `seconds` from now."""
-        self.t.Lease.update(
-            expires_at=utcnow() + timedelta(seconds=seconds),
-            data={"pool": pool, "vm": vm, "seconds": seconds},
-        ).where(
-            (self.t.Lease.name == ROW_PREFIX + lease_id) & (self.t.Lease.holder == lease_id)
-        ).execute()
+        store_leases.set_lease(
+            self.store,
+            ROW_PREFIX + lease_id,
+            lease_id,
+            utcnow() + timedelta(seconds=seconds),
+            {"pool": pool, "vm": vm, "seconds": seconds},
+        )
         return self.get(lease_id)
 
     def abandon(self, lease_id: str) -> None:
         """The acquire did not finish: drop the lease, or let the sweeper release its VM now."""
-        with self.engine.store.write():
-            held = self.t.VM.select().where(self.t.VM.holder == lease_id).exists()
-            query = self.t.Lease.name == ROW_PREFIX + lease_id
-            if held:
-                self.t.Lease.update(expires_at=utcnow()).where(query).execute()
+        with self.store.write():
+            if store_leases.vm_held_by(self.store, lease_id) is not None:
+                store_leases.expire_lease_now(self.store, ROW_PREFIX + lease_id)
             else:
-                self.t.Lease.delete().where(query).execute()
+                store_leases.drop_lease(self.store, ROW_PREFIX + lease_id)
 
     def drop(self, lease_id: str) -> None:
-        self.t.Lease.delete().where(self.t.Lease.name == ROW_PREFIX + lease_id).execute()
+        store_leases.drop_lease(self.store, ROW_PREFIX + lease_id)
 
     def get(self, lease_id: str) -> Lease:
         return self._model(lease_id, self._row(lease_id))
 
     def renew(self, lease_id: str, seconds: float | None) -> Lease:
-        with self.engine.store.write():
+        with self.store.write():
             row = self._row(lease_id)
             now = utcnow()
             if row.holder != lease_id or _naive(row.expires_at) <= now:
@@ -133,51 +133,41 @@ class ApiLeases:
                     f"lease {lease_id} has expired; its VM is released by the pool's policy. "
                     "Acquire again"
                 )
-            data = dict(row.data or {})
+            data = dict(row.data)
             if seconds is not None:
                 data["seconds"] = seconds
             length = float(data.get("seconds", 0.0))
-            self.t.Lease.update(expires_at=now + timedelta(seconds=length), data=data).where(
-                (self.t.Lease.name == row.name) & (self.t.Lease.holder == lease_id)
-            ).execute()
+            store_leases.set_lease(
+                self.store, row.name, lease_id, now + timedelta(seconds=length), data
+            )
         return self.get(lease_id)
 
     def due(self, limit: int = 100) -> list[str]:
         """Ids of API leases past their expiry (including claimed ones whose retry is due)."""
-        rows = (
-            self.t.Lease.select(self.t.Lease.name)
-            .where(self.t.Lease.name.startswith(ROW_PREFIX) & (self.t.Lease.expires_at <= utcnow()))
-            .order_by(self.t.Lease.expires_at)
-            .limit(limit)
-            .tuples()
-        )
-        return [name[len(ROW_PREFIX) :] for (name,) in rows]
+        names = store_leases.due_leases(self.store, ROW_PREFIX, limit)
+        return [name[len(ROW_PREFIX) :] for name in names]
 
     def expire(self, lease_id: str) -> Expired | None:
         """Release the VM of an expired lease by pool policy. None when it is not ours to do."""
         name = ROW_PREFIX + lease_id
-        with self.engine.store.write():
-            row = self.t.Lease.get_or_none(self.t.Lease.name == name)
+        with self.store.write():
+            row = store_leases.lease_row(self.store, name)
             if row is None or _naive(row.expires_at) > utcnow():
                 return None
-            claimed = (
-                self.t.Lease.update(
-                    holder=EXPIRING, expires_at=utcnow() + timedelta(seconds=RETRY_EXPIRY_S)
-                )
-                .where((self.t.Lease.name == name) & (self.t.Lease.expires_at == row.expires_at))
-                .execute()
-            )
-            if claimed != 1:
+            until = utcnow() + timedelta(seconds=RETRY_EXPIRY_S)
+            if not store_leases.take_lease_to_expire(
+                self.store, name, row.expires_at, EXPIRING, until
+            ):
                 return None
         started = time.perf_counter()
-        vm_row = self.t.VM.get_or_none(self.t.VM.holder == lease_id)
-        vm = vm_row.name if vm_row is not None else None
-        pool = vm_row.pool_id if vm_row is not None else (row.data or {}).get("pool")
+        held = store_leases.vm_held_by(self.store, lease_id)
+        vm = held[0] if held is not None else None
+        pool = held[1] if held is not None else row.data.get("pool")
         if vm is not None:
             try:
                 self.engine.release(vm, holder=lease_id)
             except Conflict:
-                if self.t.VM.select().where(self.t.VM.holder == lease_id).exists():
+                if store_leases.vm_held_by(self.store, lease_id) is not None:
                     return None  # busy: another sweep retries after RETRY_EXPIRY_S
             except HvkubeError:
                 pass  # the engine left the VM in ERROR with the reason; the lease is over

@@ -149,3 +149,78 @@ def active_holder(store: Store, name: str = CONTROLLER_LEASE) -> LeaseInfo | Non
     """The live holder of the lease, or None when nobody holds it."""
     info = read(store, name)
     return info if info is not None and info.alive else None
+
+
+# -- the HTTP API's leases on VMs ----------------------------------------------------------
+# Rows named "<prefix><lease id>" held by the lease id (or by the sweeper while it expires
+# one); `data` says which pool and VM, and for how long a renewal runs.
+
+
+@dataclass
+class LeaseRow:
+    name: str
+    holder: str
+    expires_at: datetime
+    data: dict[str, Any]
+
+
+def lease_row(store: Store, name: str) -> LeaseRow | None:
+    row = store.t.Lease.get_or_none(store.t.Lease.name == name)
+    if row is None:
+        return None
+    return LeaseRow(row.name, row.holder, row.expires_at, dict(row.data or {}))
+
+
+def add_lease(store: Store, name: str, holder: str, expires_at: datetime, data: Any) -> None:
+    store.t.Lease.create(name=name, holder=holder, expires_at=expires_at, data=data)
+
+
+def set_lease(store: Store, name: str, holder: str, expires_at: datetime, data: Any) -> bool:
+    """New expiry and data, only while `holder` still holds the row."""
+    lease = store.t.Lease
+    changed = (
+        lease.update(expires_at=expires_at, data=data)
+        .where((lease.name == name) & (lease.holder == holder))
+        .execute()
+    )
+    return changed == 1
+
+
+def expire_lease_now(store: Store, name: str) -> None:
+    store.t.Lease.update(expires_at=utcnow()).where(store.t.Lease.name == name).execute()
+
+
+def drop_lease(store: Store, name: str) -> None:
+    store.t.Lease.delete().where(store.t.Lease.name == name).execute()
+
+
+def due_leases(store: Store, prefix: str, limit: int) -> list[str]:
+    """Names of the leases with `prefix` past their expiry, soonest first."""
+    lease = store.t.Lease
+    rows = (
+        lease.select(lease.name)
+        .where(lease.name.startswith(prefix) & (lease.expires_at <= utcnow()))
+        .order_by(lease.expires_at)
+        .limit(limit)
+        .tuples()
+    )
+    return [name for (name,) in rows]
+
+
+def take_lease_to_expire(
+    store: Store, name: str, seen_expiry: datetime, holder: str, until: datetime
+) -> bool:
+    """Claim an expired lease for the sweeper, only if nobody renewed or took it since."""
+    lease = store.t.Lease
+    changed = (
+        lease.update(holder=holder, expires_at=until)
+        .where((lease.name == name) & (lease.expires_at == seen_expiry))
+        .execute()
+    )
+    return changed == 1
+
+
+def vm_held_by(store: Store, holder: str) -> tuple[str, str | None] | None:
+    """(name, pool) of the VM `holder` holds, if any."""
+    row = store.t.VM.get_or_none(store.t.VM.holder == holder)
+    return None if row is None else (row.name, row.pool_id)

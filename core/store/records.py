@@ -151,6 +151,24 @@ class Records:
 
     # -- events ----------------------------------------------------------------------------
 
+    def events_after(
+        self, since: int | None, limit: int, vm: str | None, pool: str | None, kind: str | None
+    ) -> list[Event]:
+        """Events oldest first: the `limit` after id `since`, or the latest `limit`."""
+        event = self.t.Event
+        query = event.select()
+        if vm is not None:
+            query = query.where(event.vm == vm)
+        if pool is not None:
+            query = query.where(event.pool == pool)
+        if kind is not None:
+            query = query.where(event.kind == kind)
+        if since is not None:
+            rows = list(query.where(event.id > since).order_by(event.id).limit(limit))
+        else:
+            rows = list(query.order_by(event.id.desc()).limit(limit))[::-1]
+        return [self.store.event_model(r) for r in rows]
+
     def events(
         self,
         vm: str | None,
