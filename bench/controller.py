@@ -42,7 +42,7 @@ def agents_per_second(folder: Path, agents: int, vms: int) -> tuple[float, float
         controller = Controller(engine, tick_s=1.0, max_workers=vms)
         stop = threading.Event()
         thread = threading.Thread(target=controller.run, args=(stop,), name="controller")
-        t = engine.t
+        t = engine.store.t
         unfinished = (
             "SELECT COUNT(*) FROM \"agent\" WHERE \"status\" IN ('pending', 'scheduled', 'running')"
         )

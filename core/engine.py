@@ -77,7 +77,6 @@ class Engine:
         self.store = store
         self.backend = backend
         self.settings = settings
-        self.t = store.t
         self.store_id = store.store_id
         self.ledger = Ledger(store, settings.readonly, self.host_vm)
         self.agents = AgentQueue(store, self.ledger.guard)

@@ -1,7 +1,8 @@
 """The code's boundaries, checked on its source (design: "Layers", architecture.md).
 
 - `core` never imports the dashboard (`hvkube_tui`) or Textual;
-- only the storage layer (`core/store.py`, or a `core/store/` package) imports peewee;
+- only the storage layer (`core/store/`) imports peewee, writes SQL or touches its tables
+  (`store.t`); the simulated host keeps its own file and is not the store;
 - no module reaches into another module's `_private` names: `from m import _x`, `m._x` on an
   imported module, or `obj._x` on anything but `self`/`cls` of the class being written.
 
@@ -12,10 +13,11 @@ in and see it fail.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
-STORAGE = ("core/store.py", "core/store/")
+STORAGE = ("core/store/",)
 # Private names of other libraries that the code may use on purpose, with why.
 ALLOWED_PRIVATE = {
     "_exit",  # os._exit: leave a forked or dying process without running cleanup
@@ -60,6 +62,26 @@ def only_storage_imports_peewee(root: Path) -> list[str]:
     ]
 
 
+_SQL = re.compile(r"^\s*(SELECT\s|UPDATE\s+\"|INSERT\s+INTO\s|DELETE\s+FROM\s)")
+# The simulated host keeps its own SQLite file: it stands in for a hypervisor, not the store.
+NOT_THE_STORE = ("core/backends/sim.py",)
+
+
+def only_storage_writes_sql(root: Path) -> list[str]:
+    """SQL text or the store's tables (`.t`) anywhere in core outside the storage layer."""
+    found: list[str] = []
+    for rel, tree in python_files(root, "core"):
+        if rel.startswith(STORAGE) or rel in NOT_THE_STORE:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if _SQL.match(node.value):
+                    found.append(f"{rel}:{node.lineno} SQL {node.value[:40]!r}")
+            elif isinstance(node, ast.Attribute) and node.attr == "t":
+                found.append(f"{rel}:{node.lineno} reaches the tables: {ast.unparse(node)}")
+    return found
+
+
 def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__") and name not in ALLOWED_PRIVATE
 
@@ -90,5 +112,6 @@ def no_private_reach(root: Path) -> list[str]:
 CONTRACTS = {
     "core never imports the dashboard": core_imports_no_dashboard,
     "only the storage layer imports peewee": only_storage_imports_peewee,
+    "only the storage layer writes SQL (core)": only_storage_writes_sql,
     "no module calls another's _private names": no_private_reach,
 }

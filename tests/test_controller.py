@@ -147,8 +147,8 @@ def test_timed_out_agent_without_command_is_failed_and_released(engine: Engine, 
     assert running.ip and running.rdp_port == 3389
     assert engine.get_vm(running.vm).holder == f"agent:{agent.id}"
     # Make it overdue without waiting: it started long ago.
-    engine.t.Agent.update(started_at=utcnow().replace(year=2000)).where(
-        engine.t.Agent.id == agent.id
+    engine.store.t.Agent.update(started_at=utcnow().replace(year=2000)).where(
+        engine.store.t.Agent.id == agent.id
     ).execute()
     once(engine)
     done = engine.get_agent(agent.id)
@@ -213,7 +213,7 @@ def test_gpu_agent_never_lands_on_a_pool_without_gpu(engine: Engine, pool: str) 
     with pytest.raises(InvalidInput):
         engine.submit_agent(pool, "wf", requires_gpu=True)
     # Even a row written behind the API's back is never placed on the non-GPU pool.
-    row = engine.t.Agent.create(
+    row = engine.store.t.Agent.create(
         pool=pool, workflow="wf", input={}, requires_gpu=True, status="pending"
     )
     good = engine.submit_agent("gp", "wf", requires_gpu=True)

@@ -58,7 +58,7 @@ def test_reconcile_finishes_an_interrupted_reset(engine: Engine) -> None:
     # A crash after the intent was recorded: the row says RESETTING, nobody owns it.
     engine.ledger.begin(got.name, VMState.RESETTING, holder=got.holder, op="release")
     dead = f"{socket.gethostname()}:999999999:1"  # a process of this host that is gone
-    engine.t.VM.update(op_owner=dead).where(engine.t.VM.name == got.name).execute()
+    engine.store.t.VM.update(op_owner=dead).where(engine.store.t.VM.name == got.name).execute()
     report = engine.reconcile()
     assert any(got.name in fixed for fixed in report.fixed)
     vm = engine.get_vm(got.name)

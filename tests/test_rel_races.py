@@ -57,7 +57,9 @@ def test_reconcile_goes_on_while_another_process_writes(db_path: Path) -> None:
             agent = engine.submit_agent("p", "wf")
             engine.acquire("p", holder=f"agent-{agent.id}", agent_id=agent.id)
         # The agents end without their VMs being released (their process died).
-        engine.t.Agent.update(status=AgentStatus.COMPLETED.value, finished_at=utcnow()).execute()
+        engine.store.t.Agent.update(
+            status=AgentStatus.COMPLETED.value, finished_at=utcnow()
+        ).execute()
         other = Store(db_path)
         release = Engine.release
 
