@@ -1244,7 +1244,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if ctx is not None:
             ctx.close()
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
