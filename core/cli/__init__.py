@@ -14,103 +14,18 @@ import traceback
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from rich.console import Console
-
+from core.cli.argtypes import positive_int, probe, seconds
+from core.cli.context import Context, Handler
+from core.cli.options import global_options
+from core.cli.output import console, done, err_console, vm_table
+from core.cli.parsing import Parser, add_command
 from core.engine import Engine
 from core.errors import HvkubeError, InvalidInput
 from core.models import AgentResult, AgentStatus, ReadinessProbe, ReleasePolicy, VMState
 from core.names import NAME_RULE, is_utf8, parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
-from core.settings import Settings, load_settings
-
-Handler = Callable[[argparse.Namespace, "Context"], int]
-# Piped output is not cut to 80 columns: scripts and grep see whole lines.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
-err_console = Console(stderr=True, highlight=False)
-
-
-class Context:
-    """What a command handler gets: settings, output mode, and a lazily opened engine."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        flags = {
-            "db": getattr(args, "db", None),
-            "backend": getattr(args, "backend", None),
-            "readonly": True if getattr(args, "readonly", False) else None,
-            "backend_switch": True if getattr(args, "backend_switch", False) else None,
-        }
-        loaded = load_settings(flags)
-        self.settings: Settings = loaded.settings
-        self.sources = loaded.sources
-        self.json: bool = bool(getattr(args, "json", False))
-        self.verbose: bool = bool(getattr(args, "verbose", False))
-        self._engine: Engine | None = None
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            from core import open_engine
-
-            self._engine = open_engine(self.settings)
-            if self._engine.backend.simulated and not self.json:
-                err_console.print(
-                    f"[dim]simulated host ({self._engine.backend.name}); "
-                    f"database {self.settings.db_path()}[/]",
-                    soft_wrap=True,
-                )
-            describe = getattr(self._engine.backend, "describe", None)
-            if describe is not None and not self.json:
-                info = describe()
-                err_console.print(
-                    f"[dim]{info['backend']} host: accelerator {info['accel']} "
-                    f"({info['accel_reason']}); VMs in {info['vm_dir']}[/]"
-                )
-        return self._engine
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"hvkube: error: {message} (see '{self.prog} --help')\n")
-        raise SystemExit(2)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value != value or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be zero or more seconds")
-    return value
-
-
-def _probe(text: str) -> ReadinessProbe:
-    if text == "heartbeat":
-        return ReadinessProbe(kind="heartbeat")
-    if text.startswith("tcp:") and text[4:].isdigit() and 0 < int(text[4:]) < 65536:
-        return ReadinessProbe(kind="tcp", port=int(text[4:]))
-    if text.startswith("http:") and text[5:].startswith(("http://", "https://")):
-        return ReadinessProbe(kind="http", url=text[5:])
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a probe; use heartbeat, tcp:PORT or http:URL (URL may hold {{ip}})"
-    )
-
 
 # -- handlers ----------------------------------------------------------------------------------
 
@@ -180,7 +95,7 @@ def cmd_template_show(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_template_delete(args: argparse.Namespace, ctx: Context) -> int:
     ctx.engine.delete_template(args.name)
-    _done(ctx, {"deleted": args.name}, f"template {args.name} deleted")
+    done(ctx, {"deleted": args.name}, f"template {args.name} deleted")
     return 0
 
 
@@ -289,7 +204,7 @@ def cmd_pool_status(args: argparse.Namespace, ctx: Context) -> int:
             ("median resume", ms(summary["median_resume_ms"])),
         ],
     )
-    _vm_table(vms)
+    vm_table(vms)
     return 0
 
 
@@ -376,7 +291,7 @@ def cmd_pool_edit(args: argparse.Namespace, ctx: Context) -> int:
     pool = ctx.engine.update_pool(
         args.name, count=args.count, warm=args.warm, hot=args.hot, release=args.release
     )
-    _done(
+    done(
         ctx,
         pool,
         f"pool {pool.name}: {pool.desired_count} VMs, {pool.hot_count} hot, "
@@ -387,7 +302,7 @@ def cmd_pool_edit(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_pool_delete(args: argparse.Namespace, ctx: Context) -> int:
     removed = ctx.engine.delete_pool(args.name, with_vms=args.with_vms)
-    _done(
+    done(
         ctx,
         {"deleted": args.name, "vms_removed": removed},
         f"pool {args.name} deleted ({removed} VM(s) removed)",
@@ -395,35 +310,12 @@ def cmd_pool_delete(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _vm_table(vms: Sequence[Any]) -> None:
-    rows = [
-        (
-            vm.name,
-            vm.pool,
-            styled(vm.state.value),
-            vm.holder and (f"agent {vm.agent_id}" if vm.agent_id else vm.holder),
-            vm.ip,
-            vm.memory_mb,
-            ago(vm.last_resumed_at),
-            ms(vm.last_resume_ms),
-            (vm.error or "")[:60],
-        )
-        for vm in vms
-    ]
-    table(
-        console,
-        ["NAME", "POOL", "STATE", "HELD BY", "IP", "MB", "RESUMED", "RESUME", "ERROR"],
-        rows,
-        "VMs",
-    )
-
-
 def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
     vms = ctx.engine.list_vms(pool=args.pool, state=args.state)
     if ctx.json:
         print_json(vms)
     else:
-        _vm_table(vms)
+        vm_table(vms)
     return 0
 
 
@@ -467,7 +359,7 @@ def _vm_action(method: str, verb: str) -> Handler:
     def handler(args: argparse.Namespace, ctx: Context) -> int:
         kwargs = {"force": args.force} if hasattr(args, "force") and method == "stop_vm" else {}
         vm = getattr(ctx.engine, method)(args.name, **kwargs)
-        _done(ctx, vm, f"{args.name}: {verb} ({vm.state.value})")
+        done(ctx, vm, f"{args.name}: {verb} ({vm.state.value})")
         return 0
 
     return handler
@@ -475,7 +367,7 @@ def _vm_action(method: str, verb: str) -> Handler:
 
 def cmd_vm_delete(args: argparse.Namespace, ctx: Context) -> int:
     ctx.engine.delete_vm(args.name, force=args.force)
-    _done(ctx, {"deleted": args.name}, f"VM {args.name} deleted with its files")
+    done(ctx, {"deleted": args.name}, f"VM {args.name} deleted with its files")
     return 0
 
 
@@ -498,7 +390,7 @@ def cmd_vm_screenshot(args: argparse.Namespace, ctx: Context) -> int:
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, out)
-    _done(ctx, {"name": args.name, "path": str(out), "bytes": len(data)}, f"saved {out}")
+    done(ctx, {"name": args.name, "path": str(out), "bytes": len(data)}, f"saved {out}")
     return 0
 
 
@@ -522,7 +414,7 @@ def _input_backend(ctx: Context, name: str, capability: str, what: str) -> Any:
 def cmd_vm_type(args: argparse.Namespace, ctx: Context) -> int:
     backend, ref = _input_backend(ctx, args.name, "input", "type into a VM")
     backend.send_text(ref, args.text)
-    _done(
+    done(
         ctx,
         {"name": args.name, "typed": len(args.text)},
         f"{args.name}: typed {len(args.text)} characters",
@@ -533,7 +425,7 @@ def cmd_vm_type(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_vm_key(args: argparse.Namespace, ctx: Context) -> int:
     backend, ref = _input_backend(ctx, args.name, "input", "press keys in a VM")
     backend.send_key(ref, args.key)
-    _done(ctx, {"name": args.name, "key": args.key}, f"{args.name}: pressed {args.key}")
+    done(ctx, {"name": args.name, "key": args.key}, f"{args.name}: pressed {args.key}")
     return 0
 
 
@@ -541,14 +433,14 @@ def cmd_vm_click(args: argparse.Namespace, ctx: Context) -> int:
     backend, ref = _input_backend(ctx, args.name, "input", "click in a VM")
     backend.click(ref, args.x, args.y, button=args.button)
     value = {"name": args.name, "x": args.x, "y": args.y, "button": args.button}
-    _done(ctx, value, f"{args.name}: {args.button} click at {args.x},{args.y}")
+    done(ctx, value, f"{args.name}: {args.button} click at {args.x},{args.y}")
     return 0
 
 
 def cmd_vm_console(args: argparse.Namespace, ctx: Context) -> int:
     backend, ref = _input_backend(ctx, args.name, "console", "open a console")
     proc = backend.console(ref)
-    _done(ctx, {"name": args.name, "pid": proc.pid}, f"{args.name}: console opened")
+    done(ctx, {"name": args.name, "pid": proc.pid}, f"{args.name}: console opened")
     return 0
 
 
@@ -563,7 +455,7 @@ def cmd_vm_rdp(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidInput(f"VM {args.name!r} has no known IP address; is it running?")
     command = rdp_command(ip, vm.rdp_port)
     proc = subprocess.Popen(command)
-    _done(ctx, {"name": args.name, "command": command, "pid": proc.pid}, " ".join(command))
+    done(ctx, {"name": args.name, "command": command, "pid": proc.pid}, " ".join(command))
     return 0
 
 
@@ -590,9 +482,9 @@ def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
     policy = args.policy
     vm = ctx.engine.release(args.name, policy=policy)
     if vm is None:
-        _done(ctx, {"name": args.name, "destroyed": True}, f"{args.name}: destroyed")
+        done(ctx, {"name": args.name, "destroyed": True}, f"{args.name}: destroyed")
     else:
-        _done(ctx, vm, f"{args.name}: released ({vm.state.value})")
+        done(ctx, vm, f"{args.name}: released ({vm.state.value})")
     return 0
 
 
@@ -615,7 +507,7 @@ def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
         else:
             _agent_details(agent)
         return 0 if agent.status is AgentStatus.COMPLETED else 1
-    _done(ctx, agent, f"agent {agent.id} queued on pool {agent.pool} ({agent.task.workflow})")
+    done(ctx, agent, f"agent {agent.id} queued on pool {agent.pool} ({agent.task.workflow})")
     return 0
 
 
@@ -673,7 +565,7 @@ def cmd_agent_show(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_agent_cancel(args: argparse.Namespace, ctx: Context) -> int:
     agent = ctx.engine.cancel_agent(args.id)
-    _done(ctx, agent, f"agent {agent.id} cancelled")
+    done(ctx, agent, f"agent {agent.id} cancelled")
     return 0
 
 
@@ -690,7 +582,7 @@ def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
     )
     status = AgentStatus.COMPLETED if args.failed is None else AgentStatus.FAILED
     agent = ctx.engine.finish_agent(args.id, status, result)
-    _done(ctx, agent, f"agent {agent.id} {agent.status.value}")
+    done(ctx, agent, f"agent {agent.id} {agent.status.value}")
     return 0
 
 
@@ -867,7 +759,7 @@ def cmd_sim_fault(args: argparse.Namespace, ctx: Context) -> int:
         host.inject_fault(args.kind, vm=args.vm, op=args.op, seconds=args.seconds)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
-    _done(ctx, {"fault": args.kind, "vm": args.vm, "op": args.op}, f"fault {args.kind} injected")
+    done(ctx, {"fault": args.kind, "vm": args.vm, "op": args.op}, f"fault {args.kind} injected")
     return 0
 
 
@@ -883,58 +775,11 @@ def cmd_sim_faults(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_sim_clear(args: argparse.Namespace, ctx: Context) -> int:
     count = _sim_to_change(ctx, "clear faults").clear_faults()
-    _done(ctx, {"cleared": count}, f"{count} pending fault(s) cleared")
+    done(ctx, {"cleared": count}, f"{count} pending fault(s) cleared")
     return 0
 
 
-def _done(ctx: Context, value: Any, text: str) -> None:
-    if ctx.json:
-        print_json(value)
-    else:
-        console.print(text)
-
-
 # -- parser ------------------------------------------------------------------------------------
-
-
-def _global_options(parser: argparse.ArgumentParser, top: bool) -> None:
-    default = None if top else argparse.SUPPRESS
-    group = parser.add_argument_group("global options")
-    group.add_argument(
-        "--db", metavar="PATH", default=default, help="database file (env HVKUBE_DB)"
-    )
-    group.add_argument(
-        "--backend",
-        choices=["sim", "hyperv", "qemu"],
-        default=default,
-        help="hypervisor: sim (simulated host), hyperv, qemu (env HVKUBE_BACKEND)",
-    )
-    group.add_argument(
-        "--json",
-        action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="print JSON for scripts",
-    )
-    group.add_argument(
-        "--verbose",
-        "-v",
-        action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="show tracebacks on internal errors",
-    )
-    group.add_argument(
-        "--readonly",
-        action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="refuse every change (env HVKUBE_READONLY=1)",
-    )
-    group.add_argument(
-        "--backend-switch",
-        action="store_true",
-        default=False if top else argparse.SUPPRESS,
-        help="open a store made with another backend and record this one as its backend "
-        "(its VMs are then checked against the new backend's host)",
-    )
 
 
 def build_parser() -> Parser:
@@ -948,19 +793,10 @@ def build_parser() -> Parser:
         epilog=f"Names of templates, pools and VMs: {NAME_RULE}. Exit codes: 0 done, "
         "1 the operation failed, 2 bad input (nothing changed).",
     )
-    _global_options(parser, top=True)
+    global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    def sub(
-        group: Any, name: str, handler: Handler | None, help_text: str, **kw: Any
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = group.add_parser(
-            name, help=help_text, description=help_text, **kw
-        )
-        _global_options(p, top=False)
-        if handler is not None:
-            p.set_defaults(handler=handler)
-        return p
+    sub = add_command
 
     # templates
     tpl = sub(commands, "template", None, "register and inspect golden templates")
@@ -968,15 +804,15 @@ def build_parser() -> Parser:
     p = sub(tpl_cmds, "create", cmd_template_create, "register a template disk")
     p.add_argument("--name", required=True, help="template name")
     p.add_argument("--vhdx", required=True, metavar="PATH", help="template disk on the host")
-    p.add_argument("--memory-mb", type=_positive_int, default=4096, help="memory (default 4096)")
-    p.add_argument("--cpus", type=_positive_int, default=2, help="virtual CPUs (default 2)")
+    p.add_argument("--memory-mb", type=positive_int, default=4096, help="memory (default 4096)")
+    p.add_argument("--cpus", type=positive_int, default=2, help="virtual CPUs (default 2)")
     p.add_argument("--gpu", action="store_true", help="VMs get a GPU partition")
     p.add_argument("--software", action="append", metavar="NAME", help="installed software")
-    p.add_argument("--rdp-port", type=_positive_int, default=3389, help="guest RDP port")
+    p.add_argument("--rdp-port", type=positive_int, default=3389, help="guest RDP port")
     p.add_argument("--mcp-endpoint", metavar="PATTERN", help="e.g. http://{ip}:8080/mcp")
     p.add_argument(
         "--probe",
-        type=_probe,
+        type=probe,
         default=ReadinessProbe(),
         help="readiness: heartbeat (default), tcp:PORT or http:URL",
     )
@@ -992,30 +828,30 @@ def build_parser() -> Parser:
     p = sub(pool_cmds, "create", cmd_pool_create, "declare a pool of VMs from a template")
     p.add_argument("--name", required=True)
     p.add_argument("--template", required=True)
-    p.add_argument("--count", type=_positive_int, required=True, help="VMs in all")
-    p.add_argument("--warm", type=_positive_int, default=0, help="kept Saved (2-5 s to resume)")
-    p.add_argument("--hot", type=_positive_int, default=0, help="kept Paused (ms, holds RAM)")
+    p.add_argument("--count", type=positive_int, required=True, help="VMs in all")
+    p.add_argument("--warm", type=positive_int, default=0, help="kept Saved (2-5 s to resume)")
+    p.add_argument("--hot", type=positive_int, default=0, help="kept Paused (ms, holds RAM)")
     p.add_argument(
         "--release",
         choices=[r.value for r in ReleasePolicy],
         default="reset",
         help="what release does (default reset: back to the clean checkpoint)",
     )
-    p.add_argument("--max-per-host", type=_positive_int, help="cap on VMs of this pool")
+    p.add_argument("--max-per-host", type=positive_int, help="cap on VMs of this pool")
     sub(pool_cmds, "list", cmd_pool_list, "list pools with their tiers")
     p = sub(pool_cmds, "status", cmd_pool_status, "a pool's counts and VMs")
     p.add_argument("name")
     p = sub(pool_cmds, "provision", cmd_pool_provision, "build the pool's missing VMs")
     p.add_argument("name")
-    p.add_argument("--parallel", type=_positive_int, help="VMs built at once (default 8)")
+    p.add_argument("--parallel", type=positive_int, help="VMs built at once (default 8)")
     p = sub(pool_cmds, "scale", cmd_pool_scale, "change the pool's size and build or remove VMs")
     p.add_argument("name")
-    p.add_argument("--count", type=_positive_int, required=True)
+    p.add_argument("--count", type=positive_int, required=True)
     p = sub(pool_cmds, "edit", cmd_pool_edit, "change counts or release policy")
     p.add_argument("name")
-    p.add_argument("--count", type=_positive_int)
-    p.add_argument("--warm", type=_positive_int)
-    p.add_argument("--hot", type=_positive_int)
+    p.add_argument("--count", type=positive_int)
+    p.add_argument("--warm", type=positive_int)
+    p.add_argument("--hot", type=positive_int)
     p.add_argument("--release", choices=[r.value for r in ReleasePolicy])
     p = sub(pool_cmds, "delete", cmd_pool_delete, "delete a pool")
     p.add_argument("name")
@@ -1074,7 +910,7 @@ def build_parser() -> Parser:
     # acquire / release
     p = sub(commands, "acquire", cmd_acquire, "take a ready VM from a pool and resume it")
     p.add_argument("--pool", required=True)
-    p.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS", help="wait for one")
+    p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="wait for one")
     p = sub(commands, "release", cmd_release, "give a VM back (default: the pool's policy)")
     p.add_argument("name")
     how = p.add_mutually_exclusive_group()
@@ -1089,7 +925,7 @@ def build_parser() -> Parser:
     p.add_argument("--pool", required=True)
     p.add_argument("--workflow", required=True)
     p.add_argument("--input", metavar="JSON", help="JSON object handed to the agent")
-    p.add_argument("--timeout", type=_positive_int, default=600, metavar="S")
+    p.add_argument("--timeout", type=positive_int, default=600, metavar="S")
     p.add_argument("--gpu", action="store_true", help="needs a GPU template's pool")
     p.add_argument(
         "--exec",
@@ -1098,7 +934,7 @@ def build_parser() -> Parser:
         help="command the controller runs with HVKUBE_VM_* variables",
     )
     p.add_argument("--wait", action="store_true", help="block until it ends; print its result")
-    p.add_argument("--wait-timeout", type=_seconds, default=None, metavar="S")
+    p.add_argument("--wait-timeout", type=seconds, default=None, metavar="S")
     p = sub(agent_cmds, "list", cmd_agent_list, "list agents")
     p.add_argument(
         "--status",
@@ -1108,13 +944,13 @@ def build_parser() -> Parser:
         help="only agents with this status: " + ", ".join(v.value for v in AgentStatus),
     )
     p.add_argument("--pool")
-    p.add_argument("--limit", type=_positive_int, default=100)
+    p.add_argument("--limit", type=positive_int, default=100)
     p = sub(agent_cmds, "show", cmd_agent_show, "one agent with its result")
-    p.add_argument("id", type=_positive_int)
+    p.add_argument("id", type=positive_int)
     p = sub(agent_cmds, "cancel", cmd_agent_cancel, "cancel an agent (its VM is released)")
-    p.add_argument("id", type=_positive_int)
+    p.add_argument("id", type=positive_int)
     p = sub(agent_cmds, "complete", cmd_agent_complete, "report an agent's result")
-    p.add_argument("id", type=_positive_int)
+    p.add_argument("id", type=positive_int)
     p.add_argument("--output", metavar="JSON")
     p.add_argument("--failed", metavar="REASON")
     p.add_argument("--screenshot", action="append", metavar="FILE")
@@ -1122,7 +958,7 @@ def build_parser() -> Parser:
     p = sub(commands, "events", cmd_events, "lifecycle steps, newest first")
     p.add_argument("--vm")
     p.add_argument("--pool")
-    p.add_argument("--limit", type=_positive_int, default=50)
+    p.add_argument("--limit", type=positive_int, default=50)
 
     p = sub(commands, "reconcile", cmd_reconcile, "make store and host agree after a crash")
     p.add_argument(
@@ -1135,32 +971,32 @@ def build_parser() -> Parser:
         cmd_run,
         "the controller: keep pools at size and tiers, schedule agents (Ctrl-C stops cleanly)",
     )
-    p.add_argument("--tick", type=_seconds, default=2.0, metavar="S", help="pool upkeep period")
+    p.add_argument("--tick", type=seconds, default=2.0, metavar="S", help="pool upkeep period")
     p.add_argument("--once", action="store_true", help="one tick, wait for its work, exit")
     p.add_argument(
         "--lease-ttl",
-        type=_seconds,
+        type=seconds,
         default=15.0,
         metavar="S",
         help="another controller takes over this long after this one stops renewing",
     )
     p.add_argument(
-        "--grace", type=_seconds, default=10.0, metavar="S", help="on stop, time for commands"
+        "--grace", type=seconds, default=10.0, metavar="S", help="on stop, time for commands"
     )
-    p.add_argument("--workers", type=_positive_int, default=32, help="agents started at once")
+    p.add_argument("--workers", type=positive_int, default=32, help="agents started at once")
     p.add_argument("--status", action="store_true", help="show the controller's status and exit")
 
     p = sub(commands, "serve", cmd_serve, "serve the HTTP API (see docs/api.md)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=_positive_int, default=8080, help="port (default 8080; 0: any)")
+    p.add_argument("--port", type=positive_int, default=8080, help="port (default 8080; 0: any)")
     p.add_argument(
         "--lease-seconds",
-        type=_seconds,
+        type=seconds,
         default=600.0,
         metavar="S",
         help="default lease of an acquired VM; unrenewed, it is released (default 600)",
     )
-    p.add_argument("--sweep-seconds", type=_seconds, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--sweep-seconds", type=seconds, default=1.0, help=argparse.SUPPRESS)
     p.add_argument(
         "--allow-exec", action="store_true", help="accept agents' exec_command over HTTP"
     )
@@ -1185,7 +1021,7 @@ def build_parser() -> Parser:
     p.add_argument("kind", choices=sorted(FAULT_KINDS))
     p.add_argument("--vm", help="the VM it applies to")
     p.add_argument("--op", help="the operation it applies to (start, save, ...)")
-    p.add_argument("--seconds", type=_seconds, help="how long a hang lasts")
+    p.add_argument("--seconds", type=seconds, help="how long a hang lasts")
     sub(sim_cmds, "faults", cmd_sim_faults, "list pending faults")
     sub(sim_cmds, "clear", cmd_sim_clear, "clear pending faults and repair saved states")
 
