@@ -16,87 +16,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from core.cli.argtypes import positive_int, probe, seconds
+from core.cli import template
+from core.cli.argtypes import positive_int, seconds
 from core.cli.context import Context, Handler
 from core.cli.options import global_options
 from core.cli.output import console, done, err_console, vm_table
 from core.cli.parsing import Parser, add_command
 from core.engine import Engine
 from core.errors import HvkubeError, InvalidInput
-from core.models import AgentResult, AgentStatus, ReadinessProbe, ReleasePolicy, VMState
+from core.models import AgentResult, AgentStatus, ReleasePolicy, VMState
 from core.names import NAME_RULE, is_utf8, parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
 
 # -- handlers ----------------------------------------------------------------------------------
-
-
-def cmd_template_create(args: argparse.Namespace, ctx: Context) -> int:
-    tpl = ctx.engine.create_template(
-        args.name,
-        args.vhdx,
-        memory_mb=args.memory_mb,
-        cpus=args.cpus,
-        gpu=args.gpu,
-        software=args.software or [],
-        rdp_port=args.rdp_port,
-        mcp_endpoint=args.mcp_endpoint,
-        probe=args.probe,
-    )
-    if ctx.json:
-        print_json(tpl)
-    else:
-        console.print(f"template [bold]{tpl.name}[/] created ({tpl.memory_mb} MB, {tpl.cpus} CPUs)")
-    return 0
-
-
-def cmd_template_list(args: argparse.Namespace, ctx: Context) -> int:
-    templates = ctx.engine.list_templates()
-    if ctx.json:
-        print_json(templates)
-        return 0
-    pools = ctx.engine.list_pools()
-    rows = [
-        (
-            t.name,
-            t.disk_path,
-            t.memory_mb,
-            t.cpus,
-            "yes" if t.gpu else "no",
-            ", ".join(p.name for p in pools if p.template == t.name) or "-",
-        )
-        for t in templates
-    ]
-    table(console, ["NAME", "DISK", "MEMORY MB", "CPUS", "GPU", "POOLS"], rows, "Templates")
-    return 0
-
-
-def cmd_template_show(args: argparse.Namespace, ctx: Context) -> int:
-    t = ctx.engine.get_template(args.name)
-    if ctx.json:
-        print_json(t)
-        return 0
-    key_values(
-        console,
-        [
-            ("name", t.name),
-            ("disk", t.disk_path),
-            ("memory", f"{t.memory_mb} MB"),
-            ("cpus", t.cpus),
-            ("gpu", "yes" if t.gpu else "no"),
-            ("software", ", ".join(t.software)),
-            ("rdp port", t.rdp_port),
-            ("mcp endpoint", t.mcp_endpoint),
-            ("readiness", t.probe.kind + (f" {t.probe.port or t.probe.url or ''}")),
-            ("created", t.created_at),
-        ],
-    )
-    return 0
-
-
-def cmd_template_delete(args: argparse.Namespace, ctx: Context) -> int:
-    ctx.engine.delete_template(args.name)
-    done(ctx, {"deleted": args.name}, f"template {args.name} deleted")
-    return 0
 
 
 def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -798,29 +730,7 @@ def build_parser() -> Parser:
 
     sub = add_command
 
-    # templates
-    tpl = sub(commands, "template", None, "register and inspect golden templates")
-    tpl_cmds = tpl.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
-    p = sub(tpl_cmds, "create", cmd_template_create, "register a template disk")
-    p.add_argument("--name", required=True, help="template name")
-    p.add_argument("--vhdx", required=True, metavar="PATH", help="template disk on the host")
-    p.add_argument("--memory-mb", type=positive_int, default=4096, help="memory (default 4096)")
-    p.add_argument("--cpus", type=positive_int, default=2, help="virtual CPUs (default 2)")
-    p.add_argument("--gpu", action="store_true", help="VMs get a GPU partition")
-    p.add_argument("--software", action="append", metavar="NAME", help="installed software")
-    p.add_argument("--rdp-port", type=positive_int, default=3389, help="guest RDP port")
-    p.add_argument("--mcp-endpoint", metavar="PATTERN", help="e.g. http://{ip}:8080/mcp")
-    p.add_argument(
-        "--probe",
-        type=probe,
-        default=ReadinessProbe(),
-        help="readiness: heartbeat (default), tcp:PORT or http:URL",
-    )
-    sub(tpl_cmds, "list", cmd_template_list, "list templates")
-    p = sub(tpl_cmds, "show", cmd_template_show, "show one template")
-    p.add_argument("name")
-    p = sub(tpl_cmds, "delete", cmd_template_delete, "delete a template no pool uses")
-    p.add_argument("name")
+    template.register(commands, sub)
 
     # pools
     pool = sub(commands, "pool", None, "create, provision and scale pools")
