@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from core.cli import pool, template, vm
+from core.cli import acquire, pool, template, vm
 from core.cli.argtypes import positive_int, seconds
 from core.cli.context import Context, Handler
 from core.cli.options import global_options
@@ -28,35 +28,6 @@ from core.names import NAME_RULE, is_utf8, parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
 
 # -- handlers ----------------------------------------------------------------------------------
-
-
-def cmd_acquire(args: argparse.Namespace, ctx: Context) -> int:
-    vm = ctx.engine.acquire(args.pool, wait_s=args.wait)
-    if ctx.json:
-        print_json(vm)
-        return 0
-    key_values(
-        console,
-        [
-            ("vm", vm.name),
-            ("ip", vm.ip),
-            ("rdp port", vm.rdp_port),
-            ("mcp endpoint", vm.mcp_endpoint),
-            ("resume", f"{ms(vm.resume_ms)} (from {vm.from_state.value})"),
-            ("lease", vm.holder),
-        ],
-    )
-    return 0
-
-
-def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
-    policy = args.policy
-    vm = ctx.engine.release(args.name, policy=policy)
-    if vm is None:
-        done(ctx, {"name": args.name, "destroyed": True}, f"{args.name}: destroyed")
-    else:
-        done(ctx, vm, f"{args.name}: released ({vm.state.value})")
-    return 0
 
 
 def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
@@ -375,16 +346,7 @@ def build_parser() -> Parser:
 
     vm.register(commands, sub)
 
-    # acquire / release
-    p = sub(commands, "acquire", cmd_acquire, "take a ready VM from a pool and resume it")
-    p.add_argument("--pool", required=True)
-    p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="wait for one")
-    p = sub(commands, "release", cmd_release, "give a VM back (default: the pool's policy)")
-    p.add_argument("name")
-    how = p.add_mutually_exclusive_group()
-    how.add_argument("--reset", dest="policy", action="store_const", const="reset")
-    how.add_argument("--save", dest="policy", action="store_const", const="save")
-    how.add_argument("--destroy", dest="policy", action="store_const", const="destroy")
+    acquire.register(commands, sub)
 
     # agents
     agent = sub(commands, "agent", None, "queue and follow agents")
