@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from core.cli import acquire, agent, pool, template, vm
+from core.cli import acquire, agent, events, pool, template, vm
 from core.cli.argtypes import positive_int, seconds
 from core.cli.context import Context, Handler
 from core.cli.options import global_options
@@ -23,30 +23,9 @@ from core.cli.output import console, done, err_console
 from core.cli.parsing import Parser, add_command
 from core.errors import HvkubeError, InvalidInput
 from core.names import NAME_RULE, is_utf8
-from core.output import ms, print_json, table
+from core.output import print_json, table
 
 # -- handlers ----------------------------------------------------------------------------------
-
-
-def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
-    events = ctx.engine.events(vm=args.vm, pool=args.pool, limit=args.limit)
-    if ctx.json:
-        print_json(events)
-        return 0
-    rows = [
-        (
-            e.started_at.strftime("%H:%M:%S"),
-            e.kind,
-            e.vm,
-            e.pool,
-            ms(e.duration_ms),
-            "[green]ok[/]" if e.ok else "[red]failed[/]",
-            (e.error or "")[:70],
-        )
-        for e in events
-    ]
-    table(console, ["TIME", "STEP", "VM", "POOL", "TOOK", "RESULT", "ERROR"], rows, "Events")
-    return 0
 
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
@@ -250,10 +229,7 @@ def build_parser() -> Parser:
 
     agent.register(commands, sub)
 
-    p = sub(commands, "events", cmd_events, "lifecycle steps, newest first")
-    p.add_argument("--vm")
-    p.add_argument("--pool")
-    p.add_argument("--limit", type=positive_int, default=50)
+    events.register(commands, sub)
 
     p = sub(commands, "reconcile", cmd_reconcile, "make store and host agree after a crash")
     p.add_argument(
