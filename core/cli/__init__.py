@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from core.cli import acquire, agent, events, pool, template, vm
+from core.cli import acquire, agent, events, pool, reconcile, template, vm
 from core.cli.argtypes import positive_int, seconds
 from core.cli.context import Context, Handler
 from core.cli.options import global_options
-from core.cli.output import console, done, err_console
+from core.cli.output import console, done
 from core.cli.parsing import Parser, add_command
 from core.errors import HvkubeError, InvalidInput
 from core.names import NAME_RULE, is_utf8
@@ -53,41 +53,6 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         access_log=args.access_log,
     )
     return 0
-
-
-def cmd_reconcile(args: argparse.Namespace, ctx: Context) -> int:
-    report = ctx.engine.reconcile(remove_orphans=args.remove_orphans)
-    if ctx.json:
-        print_json(report)
-        return 0 if not report.errors else 1
-    console.print(f"checked {report.checked} VM(s)")
-    for line in report.fixed:
-        console.print(f"  fixed: {line}")
-    for name in report.missing:
-        console.print(f"  [red]missing from host[/]: {name}")
-    for name in report.orphans:
-        console.print(
-            f"  [yellow]made by this store but not in it[/]: {name} "
-            "(reconcile --remove-orphans removes it)"
-        )
-    for name in report.orphans_removed:
-        console.print(f"  removed orphan: {name}")
-    for name in report.foreign:
-        console.print(
-            f"  [yellow]foreign[/]: {name} has a pool's name but this store did not make it; "
-            "hvkube leaves it alone"
-        )
-    for agent_id in report.agents_failed:
-        console.print(f"  agent {agent_id} failed (see 'hvkube agent show {agent_id}')")
-    for agent_id in report.agents_requeued:
-        console.print(f"  agent {agent_id} queued again")
-    for line in report.busy:
-        console.print(f"  busy (another process is working on it): {line}")
-    for line in report.errors:
-        err_console.print(f"  [red]error[/]: {line}")
-    if not (report.fixed or report.missing or report.orphans or report.errors):
-        console.print("store and host agree")
-    return 0 if not report.errors else 1
 
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
@@ -231,10 +196,7 @@ def build_parser() -> Parser:
 
     events.register(commands, sub)
 
-    p = sub(commands, "reconcile", cmd_reconcile, "make store and host agree after a crash")
-    p.add_argument(
-        "--remove-orphans", action="store_true", help="delete host VMs of our pools not in store"
-    )
+    reconcile.register(commands, sub)
 
     p = sub(
         commands,
