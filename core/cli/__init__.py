@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from core.cli import acquire, agent, events, pool, reconcile, run, serve, template, vm
+from core.cli import acquire, agent, config, events, pool, reconcile, run, serve, template, vm
 from core.cli.argtypes import seconds
 from core.cli.context import Context, Handler
 from core.cli.options import global_options
@@ -25,20 +25,6 @@ from core.names import NAME_RULE, is_utf8
 from core.output import print_json, table
 
 # -- handlers ----------------------------------------------------------------------------------
-
-
-def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
-    values = ctx.settings.model_dump()
-    values["db"] = str(ctx.settings.db_path())
-    if ctx.json:
-        print_json({k: {"value": v, "source": ctx.sources[k]} for k, v in values.items()})
-        return 0
-    from core.settings import config_path
-
-    rows = [(k, v, ctx.sources[k]) for k, v in values.items()]
-    table(console, ["SETTING", "VALUE", "FROM"], rows, "Settings")
-    console.print(f"[dim]config file: {config_path()}[/]")
-    return 0
 
 
 def _sim(ctx: Context) -> Any:
@@ -128,9 +114,7 @@ def build_parser() -> Parser:
 
     serve.register(commands, sub)
 
-    cfg = sub(commands, "config", None, "effective settings")
-    cfg_cmds = cfg.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
-    sub(cfg_cmds, "show", cmd_config_show, "each setting with where it came from")
+    config.register(commands, sub)
 
     from core.backends.sim import FAULT_KINDS
 
