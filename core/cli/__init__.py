@@ -1,8 +1,10 @@
 """`hvkube`: the headless command line over the engine.
 
 Exit codes: 0 done, 1 the operation failed, 2 bad input (nothing changed).
-Commands from other packages (the dashboard's `ui` and `demo`) plug in through
-the `hvkube.commands` entry point group, so core never imports them.
+Each command group is a module here with its handlers and a `register(commands, add_command)`
+that adds its commands to the parser. Commands from other packages (the dashboard's `ui` and
+`demo`) plug in the same way through the `hvkube.commands` entry point group, so core never
+imports them.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from core.cli.parsing import Parser, add_command
 from core.errors import HvkubeError
 from core.names import NAME_RULE, is_utf8
 
-# -- handlers ----------------------------------------------------------------------------------
+__all__ = ["build_parser", "main"]
 
-
-# -- parser ------------------------------------------------------------------------------------
+# The command groups, in the order `hvkube --help` lists them.
+GROUPS = (template, pool, vm, acquire, agent, events, reconcile, run, serve, config, sim)
 
 
 def build_parser() -> Parser:
@@ -39,33 +41,11 @@ def build_parser() -> Parser:
     global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    sub = add_command
-
-    template.register(commands, sub)
-
-    pool.register(commands, sub)
-
-    vm.register(commands, sub)
-
-    acquire.register(commands, sub)
-
-    agent.register(commands, sub)
-
-    events.register(commands, sub)
-
-    reconcile.register(commands, sub)
-
-    run.register(commands, sub)
-
-    serve.register(commands, sub)
-
-    config.register(commands, sub)
-
-    sim.register(commands, sub)
-
+    for group in GROUPS:
+        group.register(commands, add_command)
     for plugin in entry_points(group="hvkube.commands"):
         register = plugin.load()
-        register(commands, sub)
+        register(commands, add_command)
     return parser
 
 
