@@ -1,0 +1,152 @@
+"""`hvkube agent`: queue agents on pools, follow them, report their results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from core.cli.argtypes import positive_int, seconds
+from core.cli.context import Context
+from core.cli.output import console, done
+from core.cli.parsing import AddCommand, Parser
+from core.errors import InvalidInput
+from core.models import AgentResult, AgentStatus
+from core.names import parse_json_object
+from core.output import ago, key_values, ms, print_json, styled, table
+
+
+def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
+    data = parse_json_object(args.input) if args.input is not None else {}
+    agent = ctx.engine.submit_agent(
+        args.pool,
+        args.workflow,
+        data,
+        timeout_s=args.timeout,
+        requires_gpu=args.gpu,
+        exec_command=args.exec_command,
+    )
+    if args.wait:
+        from core.waiting import wait_for_agent
+
+        agent = wait_for_agent(ctx.engine, agent.id, args.wait_timeout)
+        if ctx.json:
+            print_json(agent)
+        else:
+            _agent_details(agent)
+        return 0 if agent.status is AgentStatus.COMPLETED else 1
+    done(ctx, agent, f"agent {agent.id} queued on pool {agent.pool} ({agent.task.workflow})")
+    return 0
+
+
+def _agent_details(a: Any) -> None:
+    key_values(
+        console,
+        [
+            ("id", a.id),
+            ("workflow", a.task.workflow),
+            ("pool", a.pool),
+            ("status", styled(a.status.value)),
+            ("vm", a.vm),
+            ("input", a.task.input),
+            ("timeout", f"{a.task.timeout_s}s"),
+            ("gpu", "yes" if a.task.requires_gpu else "no"),
+            ("exec", a.task.exec_command),
+            ("created", a.created_at),
+            ("started", a.started_at),
+            ("finished", a.finished_at),
+            ("waiting because", a.wait_reason),
+            ("result", a.result.model_dump_json() if a.result else None),
+        ],
+    )
+
+
+def cmd_agent_list(args: argparse.Namespace, ctx: Context) -> int:
+    agents = ctx.engine.list_agents(status=args.status, pool=args.pool, limit=args.limit)
+    if ctx.json:
+        print_json(agents)
+        return 0
+    rows = [
+        (
+            a.id,
+            a.task.workflow,
+            a.pool,
+            styled(a.status.value),
+            a.vm,
+            ago(a.created_at),
+            ms(a.result.duration_ms) if a.result else "-",
+        )
+        for a in agents
+    ]
+    table(console, ["ID", "WORKFLOW", "POOL", "STATUS", "VM", "AGE", "DURATION"], rows, "Agents")
+    return 0
+
+
+def cmd_agent_show(args: argparse.Namespace, ctx: Context) -> int:
+    agent = ctx.engine.get_agent(args.id)
+    if ctx.json:
+        print_json(agent)
+    else:
+        _agent_details(agent)
+    return 0
+
+
+def cmd_agent_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    agent = ctx.engine.cancel_agent(args.id)
+    done(ctx, agent, f"agent {agent.id} cancelled")
+    return 0
+
+
+def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
+    output = parse_json_object(args.output, "--output") if args.output is not None else None
+    for shot in args.screenshot or []:
+        if not Path(shot).is_file():
+            raise InvalidInput(f"--screenshot {shot!r} is not a file")
+    result = AgentResult(
+        success=args.failed is None,
+        output=output,
+        error=args.failed,
+        screenshots=[str(Path(s).resolve()) for s in args.screenshot or []],
+    )
+    status = AgentStatus.COMPLETED if args.failed is None else AgentStatus.FAILED
+    agent = ctx.engine.finish_agent(args.id, status, result)
+    done(ctx, agent, f"agent {agent.id} {agent.status.value}")
+    return 0
+
+
+def register(commands: Any, sub: AddCommand) -> None:
+    agent = sub(commands, "agent", None, "queue and follow agents")
+    agent_cmds = agent.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
+    p = sub(agent_cmds, "submit", cmd_agent_submit, "queue an agent on a pool")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--workflow", required=True)
+    p.add_argument("--input", metavar="JSON", help="JSON object handed to the agent")
+    p.add_argument("--timeout", type=positive_int, default=600, metavar="S")
+    p.add_argument("--gpu", action="store_true", help="needs a GPU template's pool")
+    p.add_argument(
+        "--exec",
+        dest="exec_command",
+        metavar="COMMAND",
+        help="command the controller runs with HVKUBE_VM_* variables",
+    )
+    p.add_argument("--wait", action="store_true", help="block until it ends; print its result")
+    p.add_argument("--wait-timeout", type=seconds, default=None, metavar="S")
+    p = sub(agent_cmds, "list", cmd_agent_list, "list agents")
+    p.add_argument(
+        "--status",
+        type=AgentStatus,
+        choices=list(AgentStatus),
+        metavar="STATUS",
+        help="only agents with this status: " + ", ".join(v.value for v in AgentStatus),
+    )
+    p.add_argument("--pool")
+    p.add_argument("--limit", type=positive_int, default=100)
+    p = sub(agent_cmds, "show", cmd_agent_show, "one agent with its result")
+    p.add_argument("id", type=positive_int)
+    p = sub(agent_cmds, "cancel", cmd_agent_cancel, "cancel an agent (its VM is released)")
+    p.add_argument("id", type=positive_int)
+    p = sub(agent_cmds, "complete", cmd_agent_complete, "report an agent's result")
+    p.add_argument("id", type=positive_int)
+    p.add_argument("--output", metavar="JSON")
+    p.add_argument("--failed", metavar="REASON")
+    p.add_argument("--screenshot", action="append", metavar="FILE")

@@ -1,0 +1,58 @@
+"""What a command handler gets: settings, output mode, and a lazily opened engine."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from core.backends.base import DescribedBackend
+from core.cli.output import err_console
+from core.engine import Engine
+from core.settings import Settings, load_settings
+
+
+class Context:
+    """What a command handler gets: settings, output mode, and a lazily opened engine."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        flags = {
+            "db": getattr(args, "db", None),
+            "backend": getattr(args, "backend", None),
+            "readonly": True if getattr(args, "readonly", False) else None,
+            "backend_switch": True if getattr(args, "backend_switch", False) else None,
+        }
+        loaded = load_settings(flags)
+        self.settings: Settings = loaded.settings
+        self.sources = loaded.sources
+        self.json: bool = bool(getattr(args, "json", False))
+        self.verbose: bool = bool(getattr(args, "verbose", False))
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from core import open_engine
+
+            self._engine = open_engine(self.settings)
+            if self._engine.backend.simulated and not self.json:
+                err_console.print(
+                    f"[dim]simulated host ({self._engine.backend.name}); "
+                    f"database {self.settings.db_path()}[/]",
+                    soft_wrap=True,
+                )
+            backend = self._engine.backend
+            if isinstance(backend, DescribedBackend) and not self.json:
+                info = backend.describe()
+                err_console.print(
+                    f"[dim]{info['backend']} host: accelerator {info['accel']} "
+                    f"({info['accel_reason']}); VMs in {info['vm_dir']}[/]"
+                )
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+# A command's handler: its parsed arguments and the context in, the exit code out.
+Handler = Callable[[argparse.Namespace, Context], int]

@@ -1,0 +1,46 @@
+"""The global options: on `hvkube` itself and again on every command."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Add the global options; below the top, an option left out keeps the top's value."""
+    default = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--db", metavar="PATH", default=default, help="database file (env HVKUBE_DB)"
+    )
+    group.add_argument(
+        "--backend",
+        choices=["sim", "hyperv", "qemu"],
+        default=default,
+        help="hypervisor: sim (simulated host), hyperv, qemu (env HVKUBE_BACKEND)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="print JSON for scripts",
+    )
+    group.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="show tracebacks on internal errors",
+    )
+    group.add_argument(
+        "--readonly",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="refuse every change (env HVKUBE_READONLY=1)",
+    )
+    group.add_argument(
+        "--backend-switch",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="open a store made with another backend and record this one as its backend "
+        "(its VMs are then checked against the new backend's host)",
+    )
