@@ -13,7 +13,6 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any
 
 from core.agents import AgentQueue
@@ -50,24 +49,13 @@ from core.models import (
 )
 from core.names import POOL_NAME_MAX, check_name, check_path_text, check_positive, tier_problem
 from core.probes import poll, wait_ready
+from core.provision import ProvisionReport, provision_pool, scale_pool
+from core.reconcile import reconcile
 from core.settings import Settings
 from core.store import Store, utcnow
 
 # A lifecycle step in progress: (vm name, step, detail)
 ProgressFn = Callable[[str, str, str], None]
-
-
-def vm_name_for(pool: str, index: int) -> str:
-    return f"{pool}-{index:03d}"
-
-
-@dataclass
-class ProvisionReport:
-    pool: str
-    requested: int
-    created: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
 
 
 class Engine:
@@ -883,18 +871,12 @@ class Engine:
         parallelism: int | None = None,
         progress: ProgressFn | None = None,
     ) -> ProvisionReport:
-        from core.provision import provision_pool
-
         return provision_pool(self, name, parallelism=parallelism, progress=progress)
 
     def scale_pool(
         self, name: str, count: int, progress: ProgressFn | None = None
     ) -> ProvisionReport:
-        from core.provision import scale_pool
-
         return scale_pool(self, name, count, progress=progress)
 
     def reconcile(self, remove_orphans: bool = False) -> Any:
-        from core.reconcile import reconcile
-
         return reconcile(self, remove_orphans=remove_orphans)

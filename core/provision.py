@@ -11,16 +11,29 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.backends.base import CLEAN_CHECKPOINT, Capability, VMRef, feature
-from core.engine import ProvisionReport, vm_name_for
 from core.errors import CapacityExceeded, ForeignVM, HostObjectExists, HvkubeError, InvalidInput
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
 
 if TYPE_CHECKING:
     from core.engine import Engine, ProgressFn
+
+
+def vm_name_for(pool: str, index: int) -> str:
+    return f"{pool}-{index:03d}"
+
+
+@dataclass
+class ProvisionReport:
+    pool: str
+    requested: int
+    created: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 class _TierPlan:

@@ -21,6 +21,8 @@ from core.errors import Conflict, HvkubeError
 from core.ledger import state_from_host
 from core.models import VM, AgentStatus, HostState, HostVM, VMState
 from core.owner import owner_alive, owner_busy, process_owner
+from core.probes import poll
+from core.store.leases import active_holder
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -191,8 +193,6 @@ def _id_known(engine: Engine, host_id: str) -> bool:
 def _wait_until_settled(engine: Engine, ref: VMRef) -> HostVM | None:
     """A transitional host state ends by itself (the hypervisor finishes the operation
     whoever asked for it): wait for that, within the operation timeout."""
-    from core.probes import poll
-
     seen: list[HostVM | None] = []
 
     def settled() -> bool:
@@ -216,8 +216,6 @@ def _agent_active(engine: Engine, agent_id: int) -> bool:
 
 
 def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
-    from core.store.leases import active_holder
-
     records = engine.store.records
     # Every loop below reads its rows in full before writing: a write while a read is still
     # open fails at once ("database is locked", not retried) when another process committed
