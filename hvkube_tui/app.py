@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
@@ -920,7 +919,3 @@ def make_app(
 
         engine = open_engine(settings)
     return HvkubeApp(settings, engine, clock, owns_engine=owns, **options)
-
-
-def fixed_clock(when: datetime) -> Clock:
-    return lambda: when
