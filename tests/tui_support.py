@@ -110,10 +110,10 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
     # Two reads: the second one starts after everything before was shown. (None while a
     # dialog is open: polling is paused then.)
-    for _ in range(0 if app._modal_open() else 2):
+    for _ in range(0 if app.modal_open() else 2):
         start = app.polls
         app.refresh_now()
-        while app.polls < start + 1 or not app._applied.is_set():
+        while app.polls < start + 1 or not app.applied.is_set():
             await pilot.pause(0.01)
     await pilot.pause()
     while any(w.is_running and w.group == "thumbnail" for w in app.workers):
