@@ -1,11 +1,20 @@
 """The dashboard's actions: one table drives the key bindings, the footer, `?` help,
-the command palette and read-only mode."""
+the command palette and read-only mode. Each view (hvkube_tui/views) does the actions
+the table gives it; `start_action()` runs one off the UI thread."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from textual.binding import Binding
+from textual.dom import DOMNode
+
+from core.errors import HvkubeError
+from hvkube_tui.messages import ActionDone, ActionFailed
+
+T = TypeVar("T")
 
 ALL_VIEWS = frozenset({"pools", "templates", "vms", "agents", "events"})
 
@@ -168,3 +177,43 @@ def bindings() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     ]
     result.append(Binding("escape", "clear", "clear filter", id="clear", show=False))
     return result
+
+
+def help_rows(key_for: Callable[[str], str], readonly: bool) -> list[tuple[str, str, str]]:
+    """`?` help: (key, what it does, where) for every action there is in this mode."""
+    rows = []
+    for spec in ACTIONS:
+        if readonly and spec.mutating:
+            continue
+        where = ", ".join(VIEW_TITLES[v] for v in sorted(spec.views))
+        if spec.views == ALL_VIEWS:
+            where = "everywhere"
+        rows.append((key_for(spec.id), spec.help, where))
+    rows.append(("1-5", "Pools, Templates, VMs, Agents, Events", "everywhere"))
+    rows.append(("Esc", "Clear the filter / close the prompt", "everywhere"))
+    rows.append(("ctrl+p", "Command palette: every action by name", "everywhere"))
+    return rows
+
+
+def start_action(
+    node: DOMNode,
+    view: str,
+    key: str,
+    what: str,
+    call: Callable[[], T],
+    done: Callable[[T], str],
+) -> None:
+    """Run `call` in a thread worker of `node`, which then gets `ActionDone` with what
+    `done` makes of the result, or `ActionFailed` with the reason."""
+
+    def work() -> None:
+        try:
+            result = done(call())
+        except HvkubeError as exc:
+            node.post_message(ActionFailed(view, key, what, exc.message))
+        except Exception as exc:  # a bug: the dashboard stays up and says what happened
+            node.post_message(ActionFailed(view, key, what, f"{type(exc).__name__}: {exc}"))
+        else:
+            node.post_message(ActionDone(view, key, what, result))
+
+    node.run_worker(work, name=what, group="actions", thread=True, exit_on_error=False)

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from hvkube_tui.actions import ACTIONS, VIEW_TITLES
 
-if TYPE_CHECKING:
-    from hvkube_tui.app import HvkubeApp
-
 
 class HvkubeCommands(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        app: HvkubeApp = self.app  # type: ignore[assignment]
+        from hvkube_tui.app import HvkubeApp  # the app module imports this one
+
+        app = self.app
+        assert isinstance(app, HvkubeApp), "the palette of hvkube's dashboard"
         found: list[tuple[str, str, Callable[[], object]]] = []
         for spec in ACTIONS:
             if spec.id in ("help", "quit") or app.action_allowed(spec.id, ignore_modal=True):

@@ -13,16 +13,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from core import open_engine
-from core.backends.base import VMRef
 from core.backends.sim import SimHost
 from core.engine import Engine
 from core.errors import HvkubeError
-from core.imaging import text_card
 from core.models import AgentResult, AgentStatus, VMState
 from core.settings import Settings
 
@@ -192,55 +189,3 @@ def _demo_step(
     if len(queued) < 2:
         queue_agent(engine, pool, next(workflows))
     keep_tiers(engine)
-
-
-# -- reproducible pictures ------------------------------------------------------------------
-
-
-def _naive(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def freeze_times(engine: Engine, now: datetime) -> None:
-    """Rewrite every timestamp and duration in the store to fixed values derived from `now`:
-    the same pictures on every run (snapshot tests, README screenshots)."""
-    t = engine.store.t
-    base = _naive(now)
-    for i, name in enumerate(n for (n,) in t.VM.select(t.VM.name).order_by(t.VM.name).tuples()):
-        row = t.VM.get(t.VM.name == name)
-        values: dict[str, Any] = {"created_at": base - timedelta(hours=3)}
-        if row.last_resumed_at is not None:
-            values["last_resumed_at"] = base - timedelta(seconds=95 + 61 * i)
-            values["last_resume_ms"] = 90.0 + 23.0 * (i % 5)
-        t.VM.update(**values).where(t.VM.name == name).execute()
-    ids = [i for (i,) in t.Agent.select(t.Agent.id).order_by(t.Agent.id).tuples()]
-    for n, agent_id in enumerate(ids):
-        row = t.Agent.get(t.Agent.id == agent_id)
-        created = base - timedelta(minutes=5 * (len(ids) - n))
-        values = {"created_at": created}
-        if row.started_at is not None:
-            values["started_at"] = created + timedelta(seconds=4)
-        if row.finished_at is not None:
-            values["finished_at"] = created + timedelta(seconds=4 + 73)
-        t.Agent.update(**values).where(t.Agent.id == agent_id).execute()
-    top = t.Event.select(t.Event.id).order_by(t.Event.id.desc()).scalar() or 0
-    for (event_id,) in t.Event.select(t.Event.id).tuples():
-        t.Event.update(
-            started_at=base - timedelta(seconds=7 * (top - event_id) + 30),
-            duration_ms=60.0 + (event_id * 37) % 180,
-        ).where(t.Event.id == event_id).execute()
-
-
-def steady_screens(engine: Engine) -> None:
-    """The simulated screen carries a wall-clock stamp; tests draw it without one."""
-    backend: Any = engine.backend
-
-    def screenshot(ref: VMRef) -> bytes:
-        name = ref.name
-        host = backend.get_vm(ref)
-        state = host.raw_state if host else "gone"
-        if state == "Off":
-            return text_card([name, state], background=(0, 0, 0))
-        return text_card([name, state])
-
-    backend.screenshot = screenshot

@@ -16,17 +16,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from core import open_engine  # noqa: E402
-from hvkube_tui.app import fixed_clock, make_app  # noqa: E402
-from hvkube_tui.demo import demo_settings, freeze_times, seed_demo, steady_screens  # noqa: E402
+from hvkube_tui.app import make_app  # noqa: E402
+from hvkube_tui.demo import demo_settings, seed_demo  # noqa: E402
+from tests.tui_support import NOW, fixed_clock, freeze_times, steady_screens  # noqa: E402
 
-NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
+# Times and screens fixed as in the snapshot tests: the README shows what they check.
 SHOTS = (
     ("pools", "pools", "browser", []),
     ("templates", "templates", "win11-base", []),

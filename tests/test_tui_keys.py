@@ -19,6 +19,7 @@ from core.errors import ReadOnlyMode
 from core.models import VMState
 from hvkube_tui.actions import ACTIONS, MUTATING
 from hvkube_tui.app import HvkubeApp
+from hvkube_tui.views import VmsView
 from hvkube_tui.widgets.dialogs import ConfirmScreen, HelpScreen
 from hvkube_tui.widgets.forms import EditPoolForm, PoolForm, TemplateForm
 from tests.tui_support import build_app, settle, until
@@ -189,10 +190,12 @@ def test_c_explains_why_there_is_no_console(tmp_path: Path) -> None:
 def test_thumbnail_of_the_selected_vm(tmp_path: Path) -> None:
     async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
         await at(app, pilot, "vms", "browser-001")
-        shown = app._thumb_for
+        vms = app.table("vms")
+        assert isinstance(vms, VmsView)
+        shown = vms.thumb_for
         assert shown is not None and shown[0] == "browser-001" and shown[1]
         await at(app, pilot, "vms", "browser-005")
-        assert app._thumb_for is not None and app._thumb_for[0] == "browser-005"
+        assert vms.thumb_for is not None and vms.thumb_for[0] == "browser-005"
 
     drive(tmp_path, scenario)
 
@@ -307,10 +310,10 @@ def test_forms_cancel_with_escape(tmp_path: Path) -> None:
         for key in ("n", "e"):
             await pilot.press(key)
             await pilot.pause()
-            assert app._modal_open()
+            assert app.modal_open()
             await pilot.press("escape")
             await settle(pilot)
-            assert not app._modal_open()
+            assert not app.modal_open()
         assert store_dump(app) == before
 
     drive(tmp_path, scenario)
@@ -361,7 +364,7 @@ def test_readonly_removes_every_changing_key(tmp_path: Path) -> None:
                 if spec.mutating:
                     await pilot.press(spec.key)
                     await pilot.pause()
-                    assert not app._modal_open()
+                    assert not app.modal_open()
             await settle(pilot)
         assert store_dump(app) == before
         with pytest.raises(ReadOnlyMode):
@@ -434,7 +437,7 @@ def test_question_mark_shows_help_and_q_quits(tmp_path: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         await pilot.pause()
-        assert not app._modal_open()
+        assert not app.modal_open()
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running
@@ -489,7 +492,7 @@ def test_polling_pauses_while_a_dialog_is_open(tmp_path: Path) -> None:
         await at(app, pilot, "vms", "browser-003")
         await pilot.press("x")
         await pilot.pause()
-        assert app._modal_open()
+        assert app.modal_open()
         ticks = len(app.ticks)
         app.engine.save_vm("browser-001")
         for _ in range(5):
@@ -533,7 +536,7 @@ def test_shift_r_starts_the_controller_and_the_header_shows_it(tmp_path: Path) -
 
     async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
         apps.append(app)
-        assert "controller off" in str(app._header_text())
+        assert "controller off" in str(app.main.header.text())
         await pilot.press("R")
         await settle(pilot)
         deadline = time.monotonic() + 120
@@ -546,10 +549,10 @@ def test_shift_r_starts_the_controller_and_the_header_shows_it(tmp_path: Path) -
         started.append(status.pid)
         assert any("controller started" in n for n in notes(app))
         app.refresh_now()
-        while "controller on" not in str(app._header_text()) and time.monotonic() < deadline:
+        while "controller on" not in str(app.main.header.text()) and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
             await settle(pilot)
-        assert "controller on" in str(app._header_text())
+        assert "controller on" in str(app.main.header.text())
         await pilot.press("R")  # a second one is refused with the reason
         await settle(pilot)
         assert any("already running" in n for n in notes(app))

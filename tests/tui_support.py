@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +13,67 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from core import Engine, open_engine
+from core.backends.base import VMRef
+from core.imaging import text_card
 from core.settings import Settings
-from hvkube_tui.app import HvkubeApp, fixed_clock, make_app
-from hvkube_tui.demo import demo_settings, freeze_times, seed_demo, steady_screens
+from hvkube_tui.app import HvkubeApp, make_app
+from hvkube_tui.data import Clock
+from hvkube_tui.demo import demo_settings, seed_demo
 
 NOW = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)  # the fixed clock
+
+
+def fixed_clock(when: datetime) -> Clock:
+    return lambda: when
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def freeze_times(engine: Engine, now: datetime) -> None:
+    """Rewrite every timestamp and duration in the store to fixed values derived from `now`:
+    the same pictures on every run (snapshot tests, README screenshots)."""
+    t = engine.store.t
+    base = _naive(now)
+    for i, name in enumerate(n for (n,) in t.VM.select(t.VM.name).order_by(t.VM.name).tuples()):
+        row = t.VM.get(t.VM.name == name)
+        values: dict[str, Any] = {"created_at": base - timedelta(hours=3)}
+        if row.last_resumed_at is not None:
+            values["last_resumed_at"] = base - timedelta(seconds=95 + 61 * i)
+            values["last_resume_ms"] = 90.0 + 23.0 * (i % 5)
+        t.VM.update(**values).where(t.VM.name == name).execute()
+    ids = [i for (i,) in t.Agent.select(t.Agent.id).order_by(t.Agent.id).tuples()]
+    for n, agent_id in enumerate(ids):
+        row = t.Agent.get(t.Agent.id == agent_id)
+        created = base - timedelta(minutes=5 * (len(ids) - n))
+        values = {"created_at": created}
+        if row.started_at is not None:
+            values["started_at"] = created + timedelta(seconds=4)
+        if row.finished_at is not None:
+            values["finished_at"] = created + timedelta(seconds=4 + 73)
+        t.Agent.update(**values).where(t.Agent.id == agent_id).execute()
+    top = t.Event.select(t.Event.id).order_by(t.Event.id.desc()).scalar() or 0
+    for (event_id,) in t.Event.select(t.Event.id).tuples():
+        t.Event.update(
+            started_at=base - timedelta(seconds=7 * (top - event_id) + 30),
+            duration_ms=60.0 + (event_id * 37) % 180,
+        ).where(t.Event.id == event_id).execute()
+
+
+def steady_screens(engine: Engine) -> None:
+    """The simulated screen carries a wall-clock stamp; tests draw it without one."""
+    backend: Any = engine.backend
+
+    def screenshot(ref: VMRef) -> bytes:
+        name = ref.name
+        host = backend.get_vm(ref)
+        state = host.raw_state if host else "gone"
+        if state == "Off":
+            return text_card([name, state], background=(0, 0, 0))
+        return text_card([name, state])
+
+    backend.screenshot = screenshot
 
 
 def seeded(tmp_path: Path, **overrides: Any) -> tuple[Settings, Engine]:
@@ -54,10 +110,10 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
     # Two reads: the second one starts after everything before was shown. (None while a
     # dialog is open: polling is paused then.)
-    for _ in range(0 if app._modal_open() else 2):
+    for _ in range(0 if app.modal_open() else 2):
         start = app.polls
         app.refresh_now()
-        while app.polls < start + 1 or not app._applied.is_set():
+        while app.polls < start + 1 or not app.applied.is_set():
             await pilot.pause(0.01)
     await pilot.pause()
     while any(w.is_running and w.group == "thumbnail" for w in app.workers):

@@ -6,7 +6,7 @@ the engine checks everything again when the form is submitted.
 
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
+from abc import abstractmethod
 from typing import Any
 
 from textual import on
@@ -78,13 +78,13 @@ def tier_errors(values: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]
     return errors, numbers
 
 
-class _AbstractScreenMeta(type(ModalScreen), ABCMeta):  # type: ignore[misc]
-    """Textual's screens have their own metaclass; this lets a screen declare abstract hooks."""
-
-
-class FormScreen(ModalScreen[dict[str, Any] | None], metaclass=_AbstractScreenMeta):
+class FormScreen(ModalScreen[dict[str, Any] | None]):
     """Fields laid out one per line with an error line under each. Each form supplies
-    its fields, its validation (the engine's own rules) and the result it returns."""
+    its fields, its validation (the engine's own rules) and the result it returns.
+
+    The three hooks are abstract for the type checker, which refuses to build a form that
+    lacks one (Textual's screens have their own metaclass, so ABCMeta cannot enforce it
+    at run time; a missing hook raises NotImplementedError instead)."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel", show=False)]
     TITLE_TEXT = ""
@@ -96,6 +96,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None], metaclass=_AbstractScreenMe
     @abstractmethod
     def fields(self) -> list[tuple[str, str, Widget]]:
         """Supplied by each form."""
+        raise NotImplementedError
 
     def values(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -112,10 +113,12 @@ class FormScreen(ModalScreen[dict[str, Any] | None], metaclass=_AbstractScreenMe
     @abstractmethod
     def validate_values(self, values: dict[str, Any]) -> dict[str, str]:
         """Supplied by each form."""
+        raise NotImplementedError
 
     @abstractmethod
     def result(self, values: dict[str, Any]) -> dict[str, Any]:
         """Supplied by each form."""
+        raise NotImplementedError
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form"):

@@ -1,13 +1,27 @@
 """A DataTable updated by keyed diffs: rows are added, changed cell by cell, or removed,
-never cleared and refilled, so the cursor and the scroll position stay put."""
+never cleared and refilled, so the cursor and the scroll position stay put.
+
+Column widths are kept here rather than left to DataTable's own measuring. DataTable
+measures new and changed cells when it is next idle, and caches drawn cells by content,
+not width: a row drawn before its column was measured would keep its cells cut ("bro…")
+until it next changed. So every column gets a fixed width (`add_column(width=...)`), set
+in `sync()` together with the cells that need it; the change that brings the new content
+also invalidates what was drawn before, and the first drawing is already whole.
+
+The widths follow DataTable's own rule, so the table looks as it did when it measured
+them itself: a column is as wide as its label and the widest cell ever added to it; when
+a cell of it changes, as wide as its label and its widest cell now shown (rows removed
+since no longer count).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import ColumnKey
 
 from hvkube_tui.data import Cell, Row
 
@@ -19,31 +33,42 @@ def render_cell(cell: Cell) -> Text:
     return Text(cell, no_wrap=True, overflow="ellipsis")
 
 
+def text_width(text: str) -> int:
+    """The cells `text` takes in a table, measured as Rich measures a Text: its widest line."""
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def cell_width(cell: Cell) -> int:
+    return text_width(cell[0] if isinstance(cell, tuple) else cell)
+
+
 class KeyedTable(DataTable[Text]):
     """Rows keyed by a string; `sync()` makes the table show exactly the given rows."""
 
-    def __init__(self, view: str, columns: tuple[tuple[str, str], ...], **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        view: str,
+        columns: tuple[tuple[str, str], ...],
+        *,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
         self.view = view
         self.column_spec = columns
         self.shown: dict[str, Row] = {}
-        self._measured: list[int] = []  # column widths the drawn cells were cut to
+        self._column_keys: list[ColumnKey] = []
+        self._label_widths: list[int] = []
+        self._widths: list[int] = []  # each column's width (cells, without padding)
+        self._counts: list[Counter[int]] = []  # per column: how many shown cells have each width
 
     def on_mount(self) -> None:
         for key, label in self.column_spec:
-            self.add_column(label, key=key)
-
-    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        # DataTable measures new and changed cells when idle, and caches drawn cells by
-        # content, not width: a row drawn before its columns were measured would keep
-        # showing its cells cut ("bro…") until it next changes. So when a width moved,
-        # what was drawn goes.
-        super()._update_dimensions(new_rows)
-        widths = [column.get_render_width(self) for column in self.ordered_columns]
-        if widths != self._measured:
-            self._measured = widths
-            self._clear_caches()
-            self.refresh()
+            width = text_width(Text.from_markup(label).plain)
+            self._column_keys.append(self.add_column(label, width=width, key=key))
+            self._label_widths.append(width)
+            self._widths.append(width)
+            self._counts.append(Counter())
 
     @property
     def cursor_key(self) -> str | None:
@@ -61,6 +86,18 @@ class KeyedTable(DataTable[Text]):
         self.move_cursor(row=self.get_row_index(key))
         return True
 
+    def _count(self, index: int, cell: Cell) -> int:
+        width = cell_width(cell)
+        self._counts[index][width] += 1
+        return width
+
+    def _uncount(self, index: int, cell: Cell) -> None:
+        counts = self._counts[index]
+        width = cell_width(cell)
+        counts[width] -= 1
+        if counts[width] <= 0:
+            del counts[width]
+
     def sync(self, rows: dict[str, Row]) -> int:
         """Diff `rows` (in display order) against what is shown; returns cells touched."""
         keep = self.cursor_key
@@ -71,26 +108,43 @@ class KeyedTable(DataTable[Text]):
             self.clear()
             self.shown = {}
             removed = []
+            for counts in self._counts:
+                counts.clear()
         for key in removed:
+            for index, cell in enumerate(self.shown[key]):
+                self._uncount(index, cell)
             self.remove_row(key)
             del self.shown[key]
             touched += 1
         added = False
+        changed_columns: set[int] = set()
+        widths = self._widths
         columns = [key for key, _ in self.column_spec]
         for key, row in rows.items():
             old = self.shown.get(key)
             if old is None:
                 self.add_row(*(render_cell(c) for c in row), key=key)
+                for index, cell in enumerate(row):
+                    widths[index] = max(widths[index], self._count(index, cell))
                 added = True
                 touched += len(row)
             elif old != row:
                 for index, (before, after) in enumerate(zip(old, row, strict=True)):
                     if before != after:
                         self.update_cell(key, columns[index], render_cell(after), update_width=True)
+                        self._uncount(index, before)
+                        self._count(index, after)
+                        changed_columns.add(index)
                         touched += 1
             else:
                 continue
             self.shown[key] = row
+        for index in changed_columns:
+            widths[index] = max(self._label_widths[index], max(self._counts[index], default=0))
+        for index, width in enumerate(widths):
+            column = self.columns[self._column_keys[index]]
+            if column.width != width:
+                column.width = width
         if added and list(self.shown) != list(rows):
             order = {key: i for i, key in enumerate(rows)}
             self.shown = {key: self.shown[key] for key in rows}

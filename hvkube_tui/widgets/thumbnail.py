@@ -32,22 +32,20 @@ def png_to_halfblocks(data: bytes, cols: int, rows: int) -> Text:
     if height % 2:
         height += 1
     small = image.resize((width, height), Image.Resampling.BOX)
-    pixels = small.load()
-    assert pixels is not None
+    pixels = small.tobytes()  # RGB, row by row: three bytes a pixel
     text = Text(no_wrap=True, overflow="crop")
-    styles: dict[tuple[object, object], Style] = {}
+    styles: dict[tuple[bytes, bytes], Style] = {}
+    row_bytes = 3 * width
     for y in range(0, height, 2):
         if y:
             text.append("\n")
         for x in range(width):
-            top = pixels[x, y]
-            bottom = pixels[x, y + 1]
+            at = y * row_bytes + 3 * x
+            top = pixels[at : at + 3]
+            bottom = pixels[at + row_bytes : at + row_bytes + 3]
             style = styles.get((top, bottom))
             if style is None:
-                style = Style(
-                    color="#{:02x}{:02x}{:02x}".format(*top[:3]),  # type: ignore[index]
-                    bgcolor="#{:02x}{:02x}{:02x}".format(*bottom[:3]),  # type: ignore[index]
-                )
+                style = Style(color=f"#{top.hex()}", bgcolor=f"#{bottom.hex()}")
                 styles[(top, bottom)] = style
             text.append(HALF_BLOCK, style)
     return text

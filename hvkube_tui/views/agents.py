@@ -1,0 +1,64 @@
+"""Agents: queued, running and finished agent runs with their VM, age and duration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from rich.console import RenderableType
+
+from hvkube_tui.data import STATE_STYLES, Row, duration_text, since
+from hvkube_tui.views.base import View
+from hvkube_tui.widgets.detail import detail_grid, state_text, when_text
+
+
+class AgentsView(View):
+    NAME = "agents"
+    COLUMNS: ClassVar = (
+        ("id", "ID"),
+        ("workflow", "WORKFLOW"),
+        ("pool", "POOL"),
+        ("status", "STATUS"),
+        ("vm", "VM"),
+        ("age", "AGE"),
+        ("duration", "DURATION"),
+    )
+    CLOCK = True
+
+    @classmethod
+    def format_row(cls, r: dict[str, Any], now: datetime) -> Row:
+        started, finished = r["started_at"], r["finished_at"]
+        took = None
+        if started is not None:
+            took = ((finished or now) - started).total_seconds()
+        return (
+            str(r["id"]),
+            r["workflow"],
+            r["pool"],
+            (r["status"], STATE_STYLES.get(r["status"], "")),
+            r["vm"] or "-",
+            since(r["created_at"], now),
+            duration_text(took),
+        )
+
+    def detail(self, a: dict[str, Any], now: datetime) -> RenderableType:
+        result = a["result"] or {}
+        outcome = "-"
+        if result:
+            outcome = (
+                "success" if result.get("success") else f"failed: {result.get('error') or '?'}"
+            )
+        return detail_grid(
+            [
+                ("agent", a["id"]),
+                ("workflow", a["workflow"]),
+                ("pool", a["pool"]),
+                ("status", state_text(a["status"])),
+                ("vm", a["vm"] or "-"),
+                ("created", when_text(a["created_at"], now)),
+                ("started", when_text(a["started_at"], now)),
+                ("finished", when_text(a["finished_at"], now)),
+                ("waiting", a["wait_reason"] or "-"),
+                ("result", outcome),
+            ]
+        )
