@@ -349,7 +349,7 @@ class DataReader:
         return Snapshot(
             version=version,
             backend=engine.backend.name,
-            simulated=bool(getattr(engine.backend, "simulated", False)),
+            simulated=engine.backend.simulated,
             readonly=engine.readonly,
             capacity=self._host_capacity(),
             templates=templates,

@@ -34,7 +34,7 @@ class MainScreen(Screen[None]):
         self.header = Header(
             banner=dashboard.banner,
             backend=backend.name,
-            simulated=bool(getattr(backend, "simulated", False)),
+            simulated=backend.simulated,
             readonly=dashboard.readonly,
             id="header",
         )

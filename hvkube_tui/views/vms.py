@@ -4,9 +4,6 @@ the console, save a screenshot. The detail pane adds a live thumbnail of the VM'
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +13,7 @@ from rich.text import Text
 from textual import on, work
 from textual.widget import Widget
 
+from core.backends.base import Capability, feature
 from core.errors import HvkubeError
 from hvkube_tui.data import (
     VM_FIELDS,
@@ -235,33 +233,27 @@ class VmsView(View):
         record = snap.record(self.NAME, vm) if snap else None
         rdp = f"{record['ip']}:{record['rdp_port']}" if record and record["ip"] else None
         hint = f" Connect over RDP to {rdp} instead." if rdp else ""
-        if engine.backend.name != "hyperv" or sys.platform != "win32":
+        # The same rule as `hvkube vm console`: the backend's declared console, whatever it is
+        # (vmconnect on Hyper-V, a VNC viewer on QEMU).
+        backend = feature(engine.backend, Capability.CONSOLE)
+        if backend is None:
             kind = (
                 "a simulated host"
-                if getattr(engine.backend, "simulated", False)
+                if engine.backend.simulated
                 else f"the {engine.backend.name} backend"
             )
             self.notify(
-                f"No console for {vm}: vmconnect runs only on a Windows Hyper-V host, and this is "
-                f"{kind}.{hint}",
+                f"No console for {vm}: {kind} has no console viewer (vmconnect needs a Windows "
+                f"Hyper-V host).{hint}",
                 title="console",
                 severity="warning",
                 timeout=8,
             )
             return
-        exe = shutil.which("vmconnect.exe") or shutil.which("vmconnect")
-        if exe is None:
-            self.notify(
-                "vmconnect.exe was not found; install the Hyper-V management tools "
-                f"(Hyper-V Manager).{hint}",
-                title="console",
-                severity="error",
-            )
-            return
         try:
-            subprocess.Popen([exe, "localhost", vm], stdin=subprocess.DEVNULL, close_fds=True)
-        except OSError as exc:
-            self.notify(f"could not start vmconnect: {exc}", severity="error")
+            backend.console(engine.ref(engine.get_vm(vm)))
+        except (HvkubeError, OSError) as exc:
+            self.notify(f"could not open the console of {vm}: {exc}{hint}", severity="error")
             return
         self.notify(f"opening the console of {vm}", title="console")
 
