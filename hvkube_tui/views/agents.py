@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.console import RenderableType
 
@@ -14,7 +14,7 @@ from hvkube_tui.widgets.detail import detail_grid, state_text, when_text
 
 class AgentsView(View):
     NAME = "agents"
-    COLUMNS: ClassVar = (
+    COLUMNS = (
         ("id", "ID"),
         ("workflow", "WORKFLOW"),
         ("pool", "POOL"),

@@ -4,7 +4,7 @@ and how they ended."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -16,7 +16,7 @@ from hvkube_tui.widgets.detail import detail_grid, when_text
 
 class EventsView(View):
     NAME = "events"
-    COLUMNS: ClassVar = (
+    COLUMNS = (
         ("id", "ID"),
         ("time", "TIME (UTC)"),
         ("kind", "KIND"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from textual.widget import Widget
@@ -18,10 +18,13 @@ from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid
 from hvkube_tui.widgets.forms import EditPoolForm, PoolForm
 
+if TYPE_CHECKING:
+    from hvkube_tui.app import HvkubeApp
+
 
 class PoolsView(View):
     NAME = "pools"
-    COLUMNS: ClassVar = (
+    COLUMNS = (
         ("name", "NAME"),
         ("template", "TEMPLATE"),
         ("desired", "WANT"),
@@ -35,8 +38,8 @@ class PoolsView(View):
     )
     BUSY_COLUMN = 9
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, dashboard: HvkubeApp) -> None:
+        super().__init__(dashboard)
         self.spark = Sparkline([], id="spark")
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from rich.console import RenderableType
 
@@ -16,7 +16,7 @@ from hvkube_tui.widgets.forms import TemplateForm
 
 class TemplatesView(View):
     NAME = "templates"
-    COLUMNS: ClassVar = (
+    COLUMNS = (
         ("name", "NAME"),
         ("memory", "MEMORY"),
         ("cpus", "CPUS"),

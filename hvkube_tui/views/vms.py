@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -29,13 +29,16 @@ from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid, state_text, when_text
 from hvkube_tui.widgets.thumbnail import Thumbnail, png_to_halfblocks
 
+if TYPE_CHECKING:
+    from hvkube_tui.app import HvkubeApp
+
 _STATE = VM_FIELDS.index("state")
 RUNNING = ("running", "paused")  # states in which a VM's uptime moves
 
 
 class VmsView(View):
     NAME = "vms"
-    COLUMNS: ClassVar = (
+    COLUMNS = (
         ("name", "NAME"),
         ("pool", "POOL"),
         ("state", "STATE"),
@@ -48,8 +51,8 @@ class VmsView(View):
     BUSY_COLUMN = 2
     CLOCK = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, dashboard: HvkubeApp) -> None:
+        super().__init__(dashboard)
         self.thumb = Thumbnail(id="thumb")
         self.thumb_for: tuple[str, str] | None = None  # (vm, hash of the last image shown)
 
