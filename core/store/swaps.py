@@ -18,6 +18,7 @@ def _marks(values: Iterable[Any]) -> str:
 class Swaps:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._where: dict[tuple[Any, ...], str] = {}
 
     # -- VMs -------------------------------------------------------------------------------
 
@@ -34,21 +35,29 @@ class Swaps:
         """Write `values` to VM `name` only if its state is none of `not_in`, one of `states`
         (when given), it is held by `holder` (when given) and, with `idle_only`, by nobody."""
         not_in = tuple(not_in)
-        clauses: list[str] = []
-        params: list[Any] = []
-        if not_in:
-            clauses.append(f'"state" NOT IN ({_marks(not_in)})')
-            params += not_in
-        if states is not None:
-            wanted = tuple(states)
-            clauses.append(f'"state" IN ({_marks(wanted)})')
-            params += wanted
+        wanted = None if states is None else tuple(states)
+        params: list[Any] = [*not_in, *(wanted or ())]
         if holder is not None:
-            clauses.append('"holder" = ?')
             params.append(holder)
-        if idle_only:
-            clauses.append('"holder" IS NULL')
-        where = " AND ".join(clauses)
+        # The acquire path runs this a few times a cycle: the WHERE text is built once per shape.
+        shape = (
+            len(not_in),
+            None if wanted is None else len(wanted),
+            holder is not None,
+            idle_only,
+        )
+        where = self._where.get(shape)
+        if where is None:
+            clauses: list[str] = []
+            if not_in:
+                clauses.append(f'"state" NOT IN ({_marks(not_in)})')
+            if wanted is not None:
+                clauses.append(f'"state" IN ({_marks(wanted)})')
+            if holder is not None:
+                clauses.append('"holder" = ?')
+            if idle_only:
+                clauses.append('"holder" IS NULL')
+            where = self._where[shape] = " AND ".join(clauses)
         return self.store.update_vm(name, values, where, tuple(params)) == 1
 
     def claim_candidates(
