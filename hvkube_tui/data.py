@@ -22,7 +22,7 @@ from typing import Any
 from core.controller import ControllerStatus, controller_status
 from core.engine import Engine
 from core.errors import HvkubeError
-from core.models import TRANSITIONAL_STATES, HostCapacity
+from core.models import ACTIVE_AGENT_STATUSES, TRANSITIONAL_STATES, HostCapacity
 from core.output import STATE_STYLES
 from core.output import ms as ms_text
 from core.readmodel import RESUME_WINDOW, ResumeFigures
@@ -36,7 +36,7 @@ AGENT_LIMIT = 1000  # newest agents shown (plus every unfinished one)
 EVENT_LIMIT = 200  # newest events shown
 LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
-ACTIVE_AGENT = ("pending", "scheduled", "running")
+ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
 
 VIEWS = ("pools", "templates", "vms", "agents", "events")
 ALL = frozenset(VIEWS)
@@ -133,10 +133,6 @@ TIMES = frozenset(
     {"created_at", "last_resumed_at", "started_at", "finished_at"}
 )  # parsed from text on demand
 CLOCK_VIEWS = ("vms", "agents")  # views with text that changes as time passes
-
-
-def _columns(fields: tuple[str, ...]) -> str:
-    return ", ".join(f'"{f}"' for f in fields)
 
 
 @dataclass
@@ -256,17 +252,13 @@ class DataReader:
             self._capacity_at = now
         return self._capacity
 
-    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        store = self.engine.store
-        return list(store.db.execute_sql(sql.replace("?", store.db.param), params).fetchall())
-
     def read(self, version: int | None = None, views: frozenset[str] | set[str] = ALL) -> Snapshot:
         started = time.perf_counter()
         engine = self.engine
-        db = engine.store.db
+        rows = engine.store.views
         if version is None:
             version = engine.store.data_version()
-        with db.atomic():  # one consistent view (a read transaction)
+        with engine.store.reading():  # one consistent view (a read transaction)
             templates = {
                 name: {
                     "name": name,
@@ -278,10 +270,7 @@ class DataReader:
                     "rdp_port": rdp,
                     "pools": [],
                 }
-                for name, disk, memory, cpus, gpu, software, rdp in self._all(
-                    'SELECT "name", "disk_path", "memory_mb", "cpus", "gpu", "software", '
-                    '"rdp_port" FROM "template" ORDER BY "name"'
-                )
+                for name, disk, memory, cpus, gpu, software, rdp in rows.templates()
             }
             pools = {
                 name: {
@@ -296,45 +285,24 @@ class DataReader:
                     "vm_count": 0,
                     "latencies": [],
                 }
-                for name, template, desired, warm, hot, max_per_host, release in self._all(
-                    'SELECT "name", "template", "desired_count", "warm_count", "hot_count", '
-                    '"max_per_host", "release_policy" FROM "pool" ORDER BY "name"'
-                )
+                for name, template, desired, warm, hot, max_per_host, release in rows.pools()
             }
             if "vms" in views or self._vms is None:
-                self._vms = {
-                    row[0]: row
-                    for row in self._all(f'SELECT {_columns(VM_FIELDS)} FROM "vm" ORDER BY "name"')
-                }
+                self._vms = {row[0]: row for row in rows.vms(VM_FIELDS)}
             vms = self._vms
-            by_pool_state = self._all(
-                'SELECT "pool", "state", COUNT(*) FROM "vm" GROUP BY "pool", "state"'
-            )
+            by_pool_state = rows.vms_by_pool_state()
             agents = (
                 self._read_agents()
                 if "agents" in views or self._agent_rows is None
                 else self._agent_rows
             )
-            agent_counts = {
-                status: int(n)
-                for status, n in self._all(
-                    'SELECT "status", COUNT(*) FROM "agent" GROUP BY "status"'
-                )
-            }
+            agent_counts = {status: int(n) for status, n in rows.agents_by_status()}
             events, new_events = self._read_events()
             for name, pool in pools.items():
                 if name in self._latencies and name not in new_events:
                     pool["latencies"] = self._latencies[name]
                     continue
-                latencies = [
-                    float(ms)
-                    for (ms,) in self._all(
-                        'SELECT "duration_ms" FROM "event" WHERE "pool" = ? AND "kind" = ? '
-                        'AND "ok" = ? ORDER BY "id" DESC LIMIT ?',
-                        (name, "resume", True, LATENCY_WINDOW),
-                    )
-                ]
-                latencies.reverse()  # oldest first, for the sparkline
+                latencies = engine.store.recent_resumes(name, LATENCY_WINDOW)  # oldest first
                 pool["latencies"] = self._latencies[name] = latencies
         vm_states: dict[str, int] = {}
         for pool_name, state, n in by_pool_state:
@@ -371,33 +339,20 @@ class DataReader:
         """The newest agents and every unfinished one. A finished agent never changes again
         (the engine refuses to end one twice), so after the first read only new agents and
         the ones that were unfinished last time are read."""
-        cols = _columns(AGENT_FIELDS)
+        views = self.engine.store.views
         if self._agent_top is None:
-            rows = self._all(
-                f'SELECT {cols} FROM "agent" ORDER BY "id" DESC LIMIT ?', (AGENT_LIMIT,)
-            )
+            rows = views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)
             oldest = rows[-1][0] if rows else 0
-            rows += self._all(
-                f'SELECT {cols} FROM "agent" WHERE "status" IN (?, ?, ?) AND "id" < ? '
-                'ORDER BY "id" DESC',
-                (*ACTIVE_AGENT, oldest),
-            )
+            rows += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, oldest, inclusive=False)
             fresh = rows
         else:
             # Two queries, not one with OR: each uses its index (primary key, status).
-            fresh = self._all(f'SELECT {cols} FROM "agent" WHERE "id" > ?', (self._agent_top,))
-            fresh += self._all(
-                f'SELECT {cols} FROM "agent" WHERE "status" IN (?, ?, ?) AND "id" <= ?',
-                (*ACTIVE_AGENT, self._agent_top),
-            )
+            fresh = views.agents_after(AGENT_FIELDS, self._agent_top)
+            fresh += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, self._agent_top, inclusive=True)
             seen = {row[0] for row in fresh}
             was_active = [i for i in self._agent_active if i not in seen]
             for start in range(0, len(was_active), 500):
-                chunk = was_active[start : start + 500]
-                marks = ", ".join("?" * len(chunk))
-                fresh += self._all(
-                    f'SELECT {cols} FROM "agent" WHERE "id" IN ({marks})', tuple(chunk)
-                )
+                fresh += views.agents_with_ids(AGENT_FIELDS, was_active[start : start + 500])
         cache = self._agents
         fresh = [row for row in fresh if cache.get(row[0]) != row]  # only what changed
         for row in fresh:
@@ -415,11 +370,7 @@ class DataReader:
 
     def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
         """The newest events. Events are only ever added, so only new ones are read."""
-        fresh = self._all(
-            f'SELECT {_columns(EVENT_FIELDS)} FROM "event" WHERE "id" > ? ORDER BY "id" DESC '
-            "LIMIT ?",
-            (self._event_top, EVENT_LIMIT),
-        )
+        fresh = self.engine.store.views.events_after(EVENT_FIELDS, self._event_top, EVENT_LIMIT)
         if fresh or self._event_rows is None:
             merged = {str(row[0]): row for row in fresh}
             for key, row in (self._event_rows or {}).items():

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 VIOLATIONS = {
     "core never imports the dashboard": ("core/engine.py", "import hvkube_tui.app\n"),
     "only the storage layer imports peewee": ("core/provision.py", "import peewee\n"),
-    "only the storage layer writes SQL (core)": (
+    "only the storage layer writes SQL": (
         "core/scheduler.py",
         "\n\ndef _count(engine):\n    return engine.store.fetch_all('SELECT 1', ())\n",
     ),

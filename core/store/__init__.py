@@ -38,6 +38,7 @@ from core.models import (
 from core.store.catalog import Catalog
 from core.store.records import Records
 from core.store.swaps import Swaps
+from core.store.views import ViewRows
 
 SCHEMA_VERSION = 3
 
@@ -333,6 +334,7 @@ class Store:
         self.catalog = Catalog(self)
         self.records = Records(self)
         self.swaps = Swaps(self)
+        self.views = ViewRows(self)
 
     @staticmethod
     def _prepare_file(path: Path) -> None:
@@ -405,6 +407,12 @@ class Store:
         if value is None:  # pragma: no cover - migration 3 always writes it
             raise HvkubeError(f"database {self.path} has no store id; it is damaged")
         return value
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One consistent view of the store across several reads (a read transaction)."""
+        with self.db.atomic():
+            yield
 
     def data_version(self) -> int:
         return _sqlite_data_version(self.db)
