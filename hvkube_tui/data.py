@@ -26,6 +26,7 @@ from core.models import ACTIVE_AGENT_STATUSES, TRANSITIONAL_STATES, HostCapacity
 from core.output import STATE_STYLES
 from core.output import ms as ms_text
 from core.readmodel import RESUME_WINDOW, ResumeFigures
+from core.utc import as_utc
 
 Clock = Callable[[], datetime]
 # A cell: plain text, or (text, style name) for coloured cells.
@@ -177,11 +178,7 @@ class Snapshot:
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    return as_utc(value if value is None or isinstance(value, datetime) else str(value))
 
 
 def to_record(view: str, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -202,10 +199,7 @@ def _ticking(view: str, row: tuple[Any, ...]) -> bool:
     return True
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+_aware = as_utc
 
 
 class DataReader:

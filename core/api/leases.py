@@ -17,14 +17,14 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from core.api.errors import LeaseExpired
 from core.api.schemas import Lease
 from core.engine import Engine
 from core.errors import Conflict, HvkubeError, NotFound, ReadOnlyMode
 from core.store import leases as store_leases
-from core.store import utcnow
+from core.utc import as_stored, as_utc, utcnow
 
 ROW_PREFIX = "api:"
 ID_PREFIX = "api-"
@@ -34,13 +34,12 @@ RETRY_EXPIRY_S = 60.0
 
 
 def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    aware = as_utc(value)
+    assert aware is not None
+    return aware
 
 
-def _naive(value: datetime | str) -> datetime:
-    return _aware(value).replace(tzinfo=None)
+_naive = as_stored
 
 
 def new_lease_id() -> str:

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +39,13 @@ from core.store.catalog import Catalog
 from core.store.records import Records
 from core.store.swaps import Swaps
 from core.store.views import ViewRows
+from core.utc import as_stored, as_utc, utcnow
 
 SCHEMA_VERSION = 3
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _as_utc(value: datetime | str | None) -> datetime | None:
-    """Rows hold naive UTC; models hand out aware datetimes."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def _as_utc_required(value: datetime | str) -> datetime:
-    result = _as_utc(value)
+    result = as_utc(value)
     assert result is not None
     return result
 
@@ -65,9 +53,7 @@ def _as_utc_required(value: datetime | str) -> datetime:
 def _db_value(value: Any) -> Any:
     """Parameters as peewee would store them: datetimes as naive UTC text."""
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return str(value)
+        return str(as_stored(value))
     return value
 
 
@@ -546,7 +532,7 @@ class Store:
             rdp_port=row.rdp_port,
             mcp_endpoint=row.mcp_endpoint,
             probe=ReadinessProbe(**(row.probe or {})),
-            created_at=_as_utc(row.created_at),
+            created_at=as_utc(row.created_at),
         )
 
     @staticmethod
@@ -561,7 +547,7 @@ class Store:
             hot_count=row.hot_count,
             max_per_host=row.max_per_host,
             release_policy=ReleasePolicy(row.release_policy),
-            created_at=_as_utc(row.created_at),
+            created_at=as_utc(row.created_at),
         )
 
     @staticmethod
@@ -578,8 +564,8 @@ class Store:
             ip=row.ip,
             rdp_port=row.rdp_port,
             memory_mb=row.memory_mb,
-            created_at=_as_utc(row.created_at),
-            last_resumed_at=_as_utc(row.last_resumed_at),
+            created_at=as_utc(row.created_at),
+            last_resumed_at=as_utc(row.last_resumed_at),
             last_resume_ms=row.last_resume_ms,
             agent_id=row.agent_id,
             holder=row.holder,
@@ -607,8 +593,8 @@ class Store:
             status=AgentStatus(row.status),
             vm=row.vm,
             created_at=_as_utc_required(row.created_at),
-            started_at=_as_utc(row.started_at),
-            finished_at=_as_utc(row.finished_at),
+            started_at=as_utc(row.started_at),
+            finished_at=as_utc(row.finished_at),
             result=AgentResult(**row.result) if row.result else None,
             wait_reason=row.wait_reason,
         )

@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.owner import owner_alive
-from core.store import Store, utcnow
+from core.store import Store
+from core.utc import as_utc, utcnow
 
 CONTROLLER_LEASE = "controller"
 
@@ -122,13 +123,12 @@ def read(store: Store, name: str) -> LeaseInfo | None:
     row = store.t.Lease.get_or_none(store.t.Lease.name == name)
     if row is None:
         return None
-    expires = row.expires_at
-    if isinstance(expires, str):
-        expires = datetime.fromisoformat(expires)
+    expires = as_utc(row.expires_at)
+    assert expires is not None
     return LeaseInfo(
         name=row.name,
         holder=row.holder,
-        expires_at=expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires,
+        expires_at=expires,
         data=row.data if isinstance(row.data, dict) else {},
     )
 

@@ -3,19 +3,21 @@ states. Each view (hvkube_tui/views) lays out its own detail with them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from core.utc import as_utc
 from hvkube_tui.data import STATE_STYLES, since
 
 
 def when_text(value: datetime | None, now: datetime) -> str:
     if value is None:
         return "-"
-    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    aware = as_utc(value)
+    assert aware is not None
     return f"{aware:%Y-%m-%d %H:%M:%S} ({since(aware, now)} ago)"
 
 
