@@ -3,12 +3,19 @@ computed here, with one window of recent resumes, so all three print the same nu
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from statistics import median, quantiles
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from core.models import VMPool
+from core.controller import ControllerStatus, controller_status
+from core.errors import HvkubeError
+from core.models import ACTIVE_AGENT_STATUSES, HostCapacity, VMPool
+from core.utc import as_utc
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -63,3 +70,283 @@ def pool_summary(engine: Engine, name: str) -> PoolSummary:
 
 def pool_summaries(engine: Engine) -> list[PoolSummary]:
     return [pool_summary(engine, p.name) for p in engine.list_pools()]
+
+
+# -- the snapshot the dashboard polls --------------------------------------------------------
+# Every view's data read in one read transaction, only when the store changed (SQLite's
+# data_version); VMs, agents and events as the raw row tuples the store returns (cheap to
+# read and to compare). Agents and events are read incrementally: finished agents and events
+# never change.
+
+AGENT_LIMIT = 1000  # newest agents shown (plus every unfinished one)
+EVENT_LIMIT = 200  # newest events shown
+LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
+CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
+ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
+
+VIEWS = ("pools", "templates", "vms", "agents", "events")
+ALL = frozenset(VIEWS)
+
+VM_FIELDS = (
+    "name",
+    "template",
+    "pool",
+    "state",
+    "ip",
+    "rdp_port",
+    "memory_mb",
+    "last_resumed_at",
+    "last_resume_ms",
+    "agent_id",
+    "holder",
+    "error",
+    "raw_state",
+)
+AGENT_FIELDS = (
+    "id",
+    "pool",
+    "workflow",
+    "status",
+    "vm",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "wait_reason",
+    "result",
+)
+EVENT_FIELDS = ("id", "vm", "pool", "kind", "started_at", "duration_ms", "ok", "error")
+FIELDS = {"vms": VM_FIELDS, "agents": AGENT_FIELDS, "events": EVENT_FIELDS}
+TIMES = frozenset(
+    {"created_at", "last_resumed_at", "started_at", "finished_at"}
+)  # parsed from text on demand
+
+
+@dataclass
+class Snapshot:
+    """Everything the views need, read in one go. VMs, agents and events are kept as the
+    raw row tuples the database returned (cheap to read and to compare); `record()` turns
+    one into a dict for the detail pane and the formatting."""
+
+    version: int
+    backend: str
+    simulated: bool
+    readonly: bool
+    capacity: HostCapacity | None
+    templates: dict[str, dict[str, Any]]
+    pools: dict[str, dict[str, Any]]
+    raw: dict[str, dict[str, tuple[Any, ...]]]
+    agent_counts: dict[str, int] = field(default_factory=dict)
+    vm_states: dict[str, int] = field(default_factory=dict)
+    read_ms: float = 0.0
+    controller: ControllerStatus | None = None
+
+    def count(self, view: str) -> int:
+        if view == "pools":
+            return len(self.pools)
+        if view == "templates":
+            return len(self.templates)
+        if view == "agents":
+            return sum(self.agent_counts.values())
+        if view == "vms":
+            return sum(self.vm_states.values())
+        return len(self.raw[view])
+
+    def record(self, view: str, key: str) -> dict[str, Any] | None:
+        if view == "pools":
+            return self.pools.get(key)
+        if view == "templates":
+            return self.templates.get(key)
+        row = self.raw[view].get(key)
+        if row is None:
+            return None
+        return to_record(view, row)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return as_utc(value if value is None or isinstance(value, datetime) else str(value))
+
+
+def to_record(view: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(FIELDS[view], row, strict=True))
+    for name in TIMES.intersection(record):
+        record[name] = _parse_time(record[name])
+    if view == "agents" and isinstance(record["result"], str):
+        record["result"] = json.loads(record["result"])
+    if view == "events":
+        record["ok"] = bool(record["ok"])
+    return record
+
+
+class SnapshotReader:
+    """Reads snapshots for one dashboard.
+
+    Call it from a single thread: SQLite's data_version is per connection, and the store
+    gives each thread its own. Reads are plain SQL on the store's connection (building
+    peewee queries costs more Python than the database takes to answer)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.last_version: int | None = None
+        self._capacity: HostCapacity | None = None
+        self._capacity_at = 0.0
+        self._agents: dict[int, tuple[Any, ...]] = {}
+        self._agent_top: int | None = None
+        self._agent_active: list[int] = []
+        self._agent_rows: dict[str, tuple[Any, ...]] | None = None
+        self._event_rows: dict[str, tuple[Any, ...]] | None = None
+        self._event_top = 0
+        self._latencies: dict[str, list[float]] = {}
+        self._vms: dict[str, tuple[Any, ...]] | None = None
+
+    def poll(self, force: bool = False, views: frozenset[str] | set[str] = ALL) -> Snapshot | None:
+        """A new snapshot when the database changed (or `force`), else None. The rows of
+        VMs and agents are only read for the views in `views` (the one on screen): the
+        others keep their last rows until they are shown."""
+        version = self.engine.store.data_version()
+        if not force and version == self.last_version:
+            return None
+        snapshot = self.read(version, views)
+        self.last_version = version
+        return snapshot
+
+    def _host_capacity(self) -> HostCapacity | None:
+        now = time.monotonic()
+        if self._capacity is None or now - self._capacity_at >= CAPACITY_EVERY_S:
+            try:
+                self._capacity = self.engine.backend.capacity()
+            except HvkubeError:
+                self._capacity = None
+            self._capacity_at = now
+        return self._capacity
+
+    def read(self, version: int | None = None, views: frozenset[str] | set[str] = ALL) -> Snapshot:
+        started = time.perf_counter()
+        engine = self.engine
+        rows = engine.store.views
+        if version is None:
+            version = engine.store.data_version()
+        with engine.store.reading():  # one consistent view (a read transaction)
+            templates = {
+                name: {
+                    "name": name,
+                    "disk_path": disk,
+                    "memory_mb": memory,
+                    "cpus": cpus,
+                    "gpu": bool(gpu),
+                    "software": json.loads(software) if software else [],
+                    "rdp_port": rdp,
+                    "pools": [],
+                }
+                for name, disk, memory, cpus, gpu, software, rdp in rows.templates()
+            }
+            pools = {
+                name: {
+                    "name": name,
+                    "template": template,
+                    "desired_count": desired,
+                    "warm_count": warm,
+                    "hot_count": hot,
+                    "max_per_host": max_per_host,
+                    "release_policy": release,
+                    "counts": {},
+                    "vm_count": 0,
+                    "latencies": [],
+                }
+                for name, template, desired, warm, hot, max_per_host, release in rows.pools()
+            }
+            if "vms" in views or self._vms is None:
+                self._vms = {row[0]: row for row in rows.vms(VM_FIELDS)}
+            vms = self._vms
+            by_pool_state = rows.vms_by_pool_state()
+            agents = (
+                self._read_agents()
+                if "agents" in views or self._agent_rows is None
+                else self._agent_rows
+            )
+            agent_counts = {status: int(n) for status, n in rows.agents_by_status()}
+            events, new_events = self._read_events()
+            for name, pool in pools.items():
+                if name in self._latencies and name not in new_events:
+                    pool["latencies"] = self._latencies[name]
+                    continue
+                latencies = engine.store.recent_resumes(name, LATENCY_WINDOW)  # oldest first
+                pool["latencies"] = self._latencies[name] = latencies
+        vm_states: dict[str, int] = {}
+        for pool_name, state, n in by_pool_state:
+            vm_states[state] = vm_states.get(state, 0) + int(n)
+            owner = pools.get(pool_name) if pool_name else None
+            if owner is not None:
+                owner["counts"][state] = owner["counts"].get(state, 0) + int(n)
+                owner["vm_count"] += int(n)
+        for pool in pools.values():
+            if pool["template"] in templates:
+                templates[pool["template"]]["pools"].append(pool["name"])
+        return Snapshot(
+            version=version,
+            backend=engine.backend.name,
+            simulated=engine.backend.simulated,
+            readonly=engine.readonly,
+            capacity=self._host_capacity(),
+            templates=templates,
+            pools=pools,
+            raw={"vms": vms, "agents": agents, "events": events},
+            agent_counts=agent_counts,
+            vm_states=vm_states,
+            read_ms=(time.perf_counter() - started) * 1000.0,
+            controller=self._controller(),
+        )
+
+    def _controller(self) -> ControllerStatus | None:
+        try:
+            return controller_status(self.engine)
+        except HvkubeError:
+            return None
+
+    def _read_agents(self) -> dict[str, tuple[Any, ...]]:
+        """The newest agents and every unfinished one. A finished agent never changes again
+        (the engine refuses to end one twice), so after the first read only new agents and
+        the ones that were unfinished last time are read."""
+        views = self.engine.store.views
+        if self._agent_top is None:
+            rows = views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)
+            oldest = rows[-1][0] if rows else 0
+            rows += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, oldest, inclusive=False)
+            fresh = rows
+        else:
+            # Two queries, not one with OR: each uses its index (primary key, status).
+            fresh = views.agents_after(AGENT_FIELDS, self._agent_top)
+            fresh += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, self._agent_top, inclusive=True)
+            seen = {row[0] for row in fresh}
+            was_active = [i for i in self._agent_active if i not in seen]
+            for start in range(0, len(was_active), 500):
+                fresh += views.agents_with_ids(AGENT_FIELDS, was_active[start : start + 500])
+        cache = self._agents
+        fresh = [row for row in fresh if cache.get(row[0]) != row]  # only what changed
+        for row in fresh:
+            cache[row[0]] = row
+        if fresh:
+            ids = sorted(cache, reverse=True)  # newest first, as shown
+            keep = set(ids[:AGENT_LIMIT])
+            keep.update(i for i in ids[AGENT_LIMIT:] if cache[i][3] in ACTIVE_AGENT)
+            self._agents = cache = {i: cache[i] for i in ids if i in keep}
+        self._agent_top = max(cache, default=self._agent_top or 0)
+        self._agent_active = [i for i, row in cache.items() if row[3] in ACTIVE_AGENT]
+        if self._agent_rows is None or fresh:
+            self._agent_rows = {str(i): row for i, row in cache.items()}
+        return self._agent_rows
+
+    def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
+        """The newest events. Events are only ever added, so only new ones are read."""
+        fresh = self.engine.store.views.events_after(EVENT_FIELDS, self._event_top, EVENT_LIMIT)
+        if fresh or self._event_rows is None:
+            merged = {str(row[0]): row for row in fresh}
+            for key, row in (self._event_rows or {}).items():
+                if len(merged) >= EVENT_LIMIT:
+                    break
+                merged[key] = row
+            self._event_rows = merged
+            self._event_top = (
+                max(self._event_top, *(row[0] for row in fresh)) if fresh else self._event_top
+            )
+        pools = {row[2] for row in fresh if row[3] == "resume" and row[2]}
+        return self._event_rows, pools

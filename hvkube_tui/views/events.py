@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import RenderableType
 from rich.text import Text
 
-from hvkube_tui.data import Row, ms_text
+from core.output import ms as ms_text
+from hvkube_tui.data import Row
 from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid, when_text
 

@@ -13,7 +13,8 @@ from textual.widgets import Sparkline
 
 from core.engine import ProvisionReport
 from core.models import AcquiredVM
-from hvkube_tui.data import Row, Snapshot, ms_text, pool_median, sparkline_text
+from core.output import ms as ms_text
+from hvkube_tui.data import Row, Snapshot, pool_median, sparkline_text
 from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid
 from hvkube_tui.widgets.forms import EditPoolForm, PoolForm

@@ -15,12 +15,12 @@ from textual.widget import Widget
 
 from core.backends.base import Capability, feature
 from core.errors import HvkubeError
+from core.output import ms as ms_text
 from hvkube_tui.data import (
     VM_FIELDS,
     Row,
     Snapshot,
     mb_text,
-    ms_text,
     since,
     state_cell,
 )
