@@ -9,6 +9,7 @@ hvkube_tui/views/formatter.py). Everything else runs on the UI thread.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -18,6 +19,7 @@ from rich.text import Text
 from textual import on
 from textual.widget import Widget
 
+from hvkube_tui.abstract import AbstractPumpMeta
 from hvkube_tui.actions import VIEW_TITLES, start_action
 from hvkube_tui.data import Row, Snapshot
 from hvkube_tui.messages import ActionDone, ActionFailed, ActionProgress
@@ -31,7 +33,7 @@ T = TypeVar("T")
 BUSY_STYLE = "bold yellow"
 
 
-class View(KeyedTable):
+class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
     """One view: its table is what the view switcher shows."""
 
     NAME: ClassVar[str]
@@ -58,8 +60,9 @@ class View(KeyedTable):
         return None
 
     @classmethod
+    @abstractmethod
     def format_row(cls, record: dict[str, Any], now: datetime) -> Row:
-        raise NotImplementedError(cls.NAME)
+        """The view's cells for one record."""
 
     @classmethod
     def ticking(cls, raw: tuple[Any, ...]) -> bool:
@@ -114,8 +117,9 @@ class View(KeyedTable):
             return Text("nothing selected", style="dim")
         return self.detail(record, now)
 
+    @abstractmethod
     def detail(self, record: dict[str, Any], now: datetime) -> RenderableType:
-        raise NotImplementedError(self.NAME)
+        """What the detail pane shows for the selected record."""
 
     def detail_widgets(self) -> list[Widget]:
         """Widgets of this view in the detail pane, beside the text (shown with the view)."""

@@ -26,6 +26,7 @@ from core.names import (
     name_problem,
     tier_problem,
 )
+from hvkube_tui.abstract import AbstractPumpMeta
 
 RELEASE_CHOICES = [
     ("reset (back to clean)", "reset"),
@@ -78,13 +79,9 @@ def tier_errors(values: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]
     return errors, numbers
 
 
-class FormScreen(ModalScreen[dict[str, Any] | None]):
+class FormScreen(ModalScreen[dict[str, Any] | None], metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
     """Fields laid out one per line with an error line under each. Each form supplies
-    its fields, its validation (the engine's own rules) and the result it returns.
-
-    The three hooks are abstract for the type checker, which refuses to build a form that
-    lacks one (Textual's screens have their own metaclass, so ABCMeta cannot enforce it
-    at run time; a missing hook raises NotImplementedError instead)."""
+    its fields, its validation (the engine's own rules) and the result it returns."""
 
     BINDINGS = [Binding("escape", "cancel", "cancel", show=False)]
     TITLE_TEXT = ""
@@ -96,7 +93,6 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
     @abstractmethod
     def fields(self) -> list[tuple[str, str, Widget]]:
         """Supplied by each form."""
-        raise NotImplementedError
 
     def values(self) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -113,12 +109,10 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
     @abstractmethod
     def validate_values(self, values: dict[str, Any]) -> dict[str, str]:
         """Supplied by each form."""
-        raise NotImplementedError
 
     @abstractmethod
     def result(self, values: dict[str, Any]) -> dict[str, Any]:
         """Supplied by each form."""
-        raise NotImplementedError
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form"):
