@@ -358,24 +358,22 @@ class Engine:
         it ends Off."""
         self.ledger.guard("reset a VM")
         ref = self.ref(vm)
-        if not self._gpu(vm.template):
+        tpl = self.get_template(vm.template)
+        if not tpl.gpu:
             self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
             return
-        tpl = self.get_template(vm.template)
+        if not vm.disk_path:  # only the disk hvkube recorded making is ever replaced
+            raise Conflict(f"VM {vm.name!r} has no recorded disk to make anew")
         self.backend.stop(ref, force=True)
-        disk = vm.disk_path or self.backend.disk_path_for(vm.name, tpl.disk_path)
-        self.backend.remove_disk(disk)
-        self.backend.create_differencing_disk(tpl.disk_path, disk)
+        self.backend.remove_disk(vm.disk_path)
+        self.backend.create_differencing_disk(tpl.disk_path, vm.disk_path)
 
     def _refuse_gpu_save(self, vm: VM) -> None:
-        if self._gpu(vm.template):
+        if self.get_template(vm.template).gpu:
             raise InvalidInput(
                 f"VM {vm.name!r} has a GPU partition, and Hyper-V cannot save such a VM; "
                 "pause it, stop it, or release it with --reset or --destroy"
             )
-
-    def _gpu(self, template: str) -> bool:
-        return bool(self.store.catalog.template_field(template, "gpu"))
 
     def host_vm(self, vm: VM) -> HostVM | None:
         """The host's view of `vm`, found by its id; None when the host has no such VM."""

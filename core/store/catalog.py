@@ -37,8 +37,8 @@ class Catalog:
         self.t.Template.delete_by_id(name)
 
     def template_field(self, name: str, field: str) -> Any:
-        """One column of a template ('gpu', 'mcp_endpoint', ...), None when there is none."""
-        if field not in {"gpu", "mcp_endpoint"}:
+        """One column of a template ('mcp_endpoint'), None when there is none."""
+        if field not in {"mcp_endpoint"}:
             raise ValueError(f"no template field {field!r} to read")
         row = self.store.fetch_one(f'SELECT "{field}" FROM "template" WHERE "name" = ?', (name,))
         return None if row is None else row[field]
