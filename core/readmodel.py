@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from core.controller import ControllerStatus, controller_status
 from core.errors import HvkubeError
 from core.models import ACTIVE_AGENT_STATUSES, HostCapacity, VMPool
 from core.utc import as_utc
 
 if TYPE_CHECKING:
+    from core.controller import ControllerStatus
     from core.engine import Engine
 
 # How many of a pool's most recent successful resumes its latency figures cover.
@@ -297,6 +297,10 @@ class SnapshotReader:
         )
 
     def _controller(self) -> ControllerStatus | None:
+        # The controller module (scheduler, provisioning...) loads only for the dashboard,
+        # not for the API and CLI, which also import this module.
+        from core.controller import controller_status
+
         try:
             return controller_status(self.engine)
         except HvkubeError:
