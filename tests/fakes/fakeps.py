@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 from core.backends.base import VMRef
 from core.backends.hyperv import HEARTBEAT_SERVICE_ID
+from core.backends.hyperv.parsing import VM_STATE_NAMES
 from core.backends.sim import SimHost
 from core.errors import (
     BackendError,
@@ -57,38 +58,10 @@ FAULT_KINDS = ("die", "die-after", "hang", "garbage", "noise")
 FAULTS_FILE = "fakeps-faults.json"
 INPUT_FILE = "fakeps-input.jsonl"
 
-# What Windows PowerShell 5.1 would print for an enum (the numbers are stable ones only).
-STATE_NUMBERS = {
-    "Other": 1,
-    "Running": 2,
-    "Off": 3,
-    "Stopping": 4,
-    "Saved": 6,
-    "Paused": 9,
-    "Starting": 10,
-    "Reset": 11,
-    "Saving": 32773,
-    "Pausing": 32776,
-    "Resuming": 32777,
-}
-HEARTBEAT_NUMBERS = {"NoContact": 2, "OkApplicationsHealthy": 6}
+# What Windows PowerShell 5.1 prints for a VM state: the enum's number (stable ones only).
+STATE_NUMBERS = {name: number for number, name in VM_STATE_NAMES.items()}
 
 # Which cmdlet class a dispatcher operation would fail in (for FullyQualifiedErrorId).
-CMDLETS = {
-    "vm_start": "StartVM",
-    "vm_save": "SaveVM",
-    "vm_pause": "SuspendVM",
-    "vm_unpause": "ResumeVM",
-    "vm_stop": "StopVM",
-    "vm_remove": "RemoveVM",
-    "vm_new": "NewVM",
-    "checkpoint_new": "CheckpointVM",
-    "checkpoint_restore": "RestoreVMSnapshot",
-    "checkpoint_remove": "RemoveVMSnapshot",
-    "disk_new_diff": "NewVHD",
-}
-VIRTUALIZATION_EXCEPTION = "Microsoft.HyperV.PowerShell.VirtualizationException"
-COR_E_EXCEPTION = "0x80131500"
 
 
 # -- reading the dispatcher script -------------------------------------------------------------
