@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from core.cli.context import Context, Handler
 from core.cli.output import console, done, vm_table
 from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
+from core.files import write_atomic
 from core.models import VMState
 from core.output import key_values, ms, print_json, styled
 
@@ -93,9 +93,7 @@ def cmd_vm_screenshot(args: argparse.Namespace, ctx: Context) -> int:
     if not out.parent.exists():
         raise InvalidInput(f"-o {args.output!r}: folder {out.parent} does not exist")
     data = ctx.engine.screenshot(args.name)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    write_atomic(out, data)
     done(ctx, {"name": args.name, "path": str(out), "bytes": len(data)}, f"saved {out}")
     return 0
 

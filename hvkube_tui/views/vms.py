@@ -15,6 +15,7 @@ from textual.widget import Widget
 
 from core.backends.base import Capability, feature
 from core.errors import HvkubeError
+from core.files import write_atomic
 from core.output import ms as ms_text
 from hvkube_tui.data import (
     VM_FIELDS,
@@ -270,7 +271,7 @@ class VmsView(View):
         def shoot() -> Path:
             data = engine.screenshot(vm)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write_atomic(path, data)
             return path
 
         self.run_engine(vm, "screenshot", f"screenshot {vm}", shoot, lambda p: f"saved {p}")
