@@ -186,6 +186,16 @@ class ApiState:
                 raise ClientGone("the client disconnected while its VM was being resumed")
         return vm
 
+    def release(
+        self, name: str, policy: ReleasePolicy | None, lease_id: str | None
+    ) -> tuple[VMOut | None, str | None]:
+        """Give back a VM held by `lease_id` (blocks: call from a worker thread)."""
+        return _release(self, name, policy, lease_id)
+
+    def vm_changed(self, pool: str | None) -> None:
+        """A VM of `pool` may have become free: wake one waiting acquire (event loop only)."""
+        _vm_changed(self, pool)
+
     def no_vm(self, pool: str) -> NoReturn:
         counts = self.engine.pool_counts(pool)
         raise NoVMAvailable(

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.from_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.api.app import ApiState, _release, _vm_changed, run
+from core.api.app import ApiState, run
 from core.api.leases import new_lease_id
 from core.models import AcquiredVM, ReleasePolicy
 
@@ -77,10 +78,11 @@ class HttpLeases:
 
     def release(self, session: str | None, vm: str, policy: ReleasePolicy | None) -> Any:
         lease_id = self.st.engine.get_vm(vm).holder
-        after, pool = _release(self.st, vm, policy, lease_id)
+        after, pool = self.st.release(vm, policy, lease_id)
         with self._lock:
             self._sessions.get(session, set()).discard(lease_id or "")
-        _vm_changed(self.st, pool)
+        # Runs in a worker thread; waking waiters happens on the event loop.
+        anyio.from_thread.run_sync(self.st.vm_changed, pool)
         return after
 
 

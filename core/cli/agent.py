@@ -143,7 +143,10 @@ def cmd_agent_recording(args: argparse.Namespace, ctx: Context) -> int:
         if ctx.json:
             print_json([e.to_json() for e in entries])
             return 0
-        lines = [(e.seq, e.at, e.vm, e.frame or "-", describe(e.action)) for e in entries]
+        from rich.markup import escape
+
+        # Typed text is the agent's: shown as it is, never read as markup.
+        lines = [(e.seq, e.at, e.vm, e.frame or "-", escape(describe(e.action))) for e in entries]
         table(console, ["#", "AT", "VM", "FRAME", "ACTION"], lines, f"Recording {rec}")
         return 0
     out = Path(args.output)
