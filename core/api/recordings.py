@@ -8,10 +8,15 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response, Security
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel
 
 from core.api.errors import ErrorBodyDoc
-from core.recording.archive import FOLDER_NAME, Archive, check_recording_id
+from core.recording.archive import (
+    FOLDER_NAME,
+    Archive,
+    Entry,
+    RecordingInfo,
+    check_recording_id,
+)
 from core.recording.export import export
 
 RecId = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -32,27 +37,6 @@ router = APIRouter(
 )
 
 
-class RecordingOut(BaseModel):
-    id: str
-    entries: int
-    frames: int
-    bytes: int
-    first_at: str | None
-    last_at: str | None
-    vms: list[str]
-
-
-class EntryOut(BaseModel):
-    seq: int
-    at: str
-    vm: str
-    frame: str | None
-    width: int
-    height: int
-    action: dict[str, Any] | None
-    new_frame: bool
-
-
 def _archive(request: Request) -> Archive:
     settings = request.app.state.api.engine.settings
     return Archive(settings.state_dir() / FOLDER_NAME)
@@ -62,20 +46,20 @@ async def _run(fn: Any, *args: Any) -> Any:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args))
 
 
-@router.get("", response_model=list[RecordingOut], summary="every recording")
-async def list_recordings(request: Request) -> list[RecordingOut]:
-    found = await _run(_archive(request).recordings)
-    return [RecordingOut(**vars(r)) for r in found]
+@router.get("", response_model=list[RecordingInfo], summary="every recording")
+async def list_recordings(request: Request) -> list[RecordingInfo]:
+    found: list[RecordingInfo] = await _run(_archive(request).recordings)
+    return found
 
 
 @router.get(
     "/{rec_id}",
-    response_model=list[EntryOut],
+    response_model=list[Entry],
     summary="a recording's entries: time, VM, action and frame of each",
 )
-async def recording_entries(rec_id: RecId, request: Request) -> list[EntryOut]:
-    entries = await _run(_archive(request).entries, check_recording_id(rec_id))
-    return [EntryOut(**e.to_json()) for e in entries]
+async def recording_entries(rec_id: RecId, request: Request) -> list[Entry]:
+    entries: list[Entry] = await _run(_archive(request).entries, check_recording_id(rec_id))
+    return entries
 
 
 @router.get(
