@@ -183,5 +183,8 @@ class Desktop:
         return False, shot
 
     def _note(self, vm: VM, action: dict[str, Any]) -> None:
-        if self.recorder is not None:
-            self.recorder.capture_quietly(vm, {**action, "source": self.source})
+        if self.recorder is None:
+            return
+        entry = self.recorder.capture_quietly(vm, {**action, "source": self.source})
+        if entry is not None and entry.width:
+            self._sizes[vm.name] = (entry.width, entry.height)  # the screen after the action

@@ -104,12 +104,13 @@ class Recorder:
                 self._last.pop((rec, row.name), None)
             return entry
 
-    def capture_quietly(self, vm: VM | str, action: dict[str, Any] | None = None) -> None:
+    def capture_quietly(self, vm: VM | str, action: dict[str, Any] | None = None) -> Entry | None:
         """`capture`, logging instead of raising: a recording never fails the action."""
         try:
-            self.capture(vm, action)
+            return self.capture(vm, action)
         except (HvkubeError, OSError) as exc:
             log.warning("recording %s failed: %s", vm if isinstance(vm, str) else vm.name, exc)
+            return None
 
     def forget(self, holder: str) -> None:
         rec = recording_id(holder)
