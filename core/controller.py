@@ -49,7 +49,7 @@ from core.models import (
 )
 from core.owner import owner_alive, process_owner
 from core.provision import surplus_vms
-from core.recording.recorder import Recorder, RecordingLoop
+from core.recording.recorder import Recorder, RecordingLoop, held_vms
 from core.scheduler import PoolInfo, Scheduler
 from core.settings import Settings
 from core.store import leases
@@ -249,7 +249,7 @@ class Controller:
             return None
         return RecordingLoop(
             recorder,
-            lambda: [vm for vm in self.engine.list_vms() if vm.holder is not None],
+            lambda: held_vms(self.engine),
             self.record_every_s,
             self.engine.settings.recording_retention_days,
         )

@@ -17,7 +17,7 @@ from core.errors import InvalidInput, NotFound
 from core.imaging import text_card
 from core.recording.archive import Archive, check_recording_id, recording_id
 from core.recording.export import export
-from core.recording.recorder import Recorder, RecordingLoop
+from core.recording.recorder import Recorder, RecordingLoop, held_vms
 from core.scheduler import agent_holder
 from tests.conftest import run_cli
 
@@ -156,7 +156,7 @@ def test_export_mp4(engine: Engine, held: str) -> None:
 
 def test_the_controller_loop_records_held_vms(engine: Engine, held: str) -> None:
     rec = recorder(engine)
-    loop = RecordingLoop(rec, lambda: [v for v in engine.list_vms() if v.holder])
+    loop = RecordingLoop(rec, lambda: held_vms(engine))
     assert loop.once() == 1
     assert rec.archive.entries("lease-abc")[0].vm == held
 

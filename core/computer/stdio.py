@@ -15,8 +15,7 @@ from core.computer.leases import ProcessLeases
 from core.computer.tools import build_server
 from core.desktop import Desktop
 from core.engine import Engine
-from core.models import VM
-from core.recording.recorder import Recorder, RecordingLoop
+from core.recording.recorder import HeldVM, Recorder, RecordingLoop, held_vms
 from core.store import leases as store_leases
 
 
@@ -37,10 +36,10 @@ def serve_stdio(engine: Engine, holder: str | None = None) -> list[str]:
     desktop = Desktop(engine, "mcp", recorder)
     server = build_server(engine, desktop, leases)
 
-    def own_vms() -> list[VM]:
+    def own_vms() -> list[HeldVM]:
         if controller_records(engine):
             return []
-        return [vm for vm in engine.list_vms() if vm.holder == leases.holder]
+        return [vm for vm in held_vms(engine) if vm.holder == leases.holder]
 
     loop = None
     if recorder is not None:

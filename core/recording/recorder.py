@@ -11,12 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.backends.base import VMRef
 from core.engine import Engine
 from core.errors import HvkubeError
 from core.models import VM
 from core.recording.archive import FOLDER_NAME, Archive, Entry, png_size, recording_id
 
 log = logging.getLogger("hvkube.recording")
+
+
+@dataclass(frozen=True)
+class HeldVM:
+    name: str
+    holder: str
+    host_id: str | None
+
+
+def held_vms(engine: Engine) -> list[HeldVM]:
+    return [HeldVM(*row) for row in engine.store.records.held_vms()]
 
 
 @dataclass
@@ -72,12 +84,22 @@ class Recorder:
         row = self.engine.get_vm(vm) if isinstance(vm, str) else vm
         if row.holder is None:
             return None
-        rec = recording_id(row.holder)
         if png is None:
             png = self.engine.backend.screenshot(self.engine.ref(row))
+        return self.capture_held(HeldVM(row.name, row.holder, row.host_id), action, png)
+
+    def capture_held(
+        self, held: HeldVM, action: dict[str, Any] | None = None, png: bytes | None = None
+    ) -> Entry | None:
+        """`capture` of a VM known to be held (as the store's `held_vms` lists them)."""
+        if png is None:
+            if not held.host_id:
+                return None
+            png = self.engine.backend.screenshot(VMRef(held.name, held.host_id))
+        rec = recording_id(held.holder)
         digest = hashlib.blake2b(png).digest()
         with self._lock:
-            last = self._last_of(rec, row.name)
+            last = self._last_of(rec, held.name)
             unchanged = last is not None and last.digest == digest
             if unchanged and action is None:
                 return None
@@ -89,7 +111,7 @@ class Recorder:
                 keep, last = None, None
             entry = self.archive.add(
                 rec,
-                row.name,
+                held.name,
                 keep,
                 last.frame if last else None,
                 size,
@@ -99,9 +121,9 @@ class Recorder:
             self._seq[rec] = entry.seq
             self._usage[rec] = self._usage.get(rec, 0) + len(keep or b"") + 200
             if keep is not None:
-                self._last[(rec, row.name)] = _Last(digest, entry.frame, size)
+                self._last[(rec, held.name)] = _Last(digest, entry.frame, size)
             elif entry.frame is None:
-                self._last.pop((rec, row.name), None)
+                self._last.pop((rec, held.name), None)
             return entry
 
     def capture_quietly(self, vm: VM | str, action: dict[str, Any] | None = None) -> Entry | None:
@@ -127,7 +149,7 @@ class RecordingLoop:
     def __init__(
         self,
         recorder: Recorder,
-        which: Callable[[], list[VM]],
+        which: Callable[[], list[HeldVM]],
         every_s: float = 1.0,
         retention_days: float = 0.0,
     ) -> None:
@@ -159,7 +181,7 @@ class RecordingLoop:
             if self._stop.is_set():
                 break
             try:
-                added += self.recorder.capture(vm) is not None
+                added += self.recorder.capture_held(vm) is not None
             except (HvkubeError, OSError) as exc:
                 log.debug("recording %s skipped: %s", vm.name, exc)
         return added
