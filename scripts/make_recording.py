@@ -24,7 +24,7 @@ from core.recording.export import export  # noqa: E402
 from tests.conformance.backends import QEMU  # noqa: E402
 from tests.mcp_support import mcp_session  # noqa: E402
 
-LINES = ("echo hello from an MCP client", "uname -a")
+LINES = ("hello from an MCP client", "every action is recorded")
 
 
 async def session(env: dict[str, str]) -> str:
