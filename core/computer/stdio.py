@@ -16,13 +16,13 @@ from core.computer.tools import build_server
 from core.desktop import Desktop
 from core.engine import Engine
 from core.recording.recorder import HeldVM, Recorder, RecordingLoop, held_vms
-from core.store import leases as store_leases
 
 
 def controller_records(engine: Engine) -> bool:
     """A live controller records every held VM itself."""
-    info = store_leases.read(engine.store, store_leases.CONTROLLER_LEASE)
-    return info is not None and info.alive
+    from core.controller import controller_status
+
+    return controller_status(engine).running
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
