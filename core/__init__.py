@@ -37,9 +37,8 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
-    from core.store import Store
-
     from core.names import check_host_name
+    from core.store import Store
 
     if settings is None:
         settings = load_settings(overrides).settings

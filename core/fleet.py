@@ -36,10 +36,15 @@ def _status(row: dict[str, Any], now: datetime) -> str:
 
 def host_summary(store: Store) -> list[Host]:
     """Every host of the store with its status, heartbeat age, memory and VMs by state."""
-    now = utcnow()
     counts: dict[str, dict[str, int]] = {}
     for host, state, n in store.hosts.vm_counts():
         counts.setdefault(host, {})[state] = n
+    return [h.model_copy(update={"vms": counts.get(h.name, {})}) for h in host_rows(store)]
+
+
+def host_rows(store: Store) -> list[Host]:
+    """Every host of the store with its status, heartbeat age and memory (no VM counts)."""
+    now = utcnow()
     out = []
     for row in store.hosts.rows():
         beat = as_utc(row["heartbeat_at"])
@@ -57,7 +62,6 @@ def host_summary(store: Store) -> list[Host]:
                 total_memory_mb=row["total_memory_mb"],
                 free_memory_mb=row["free_memory_mb"],
                 backend=row["backend"],
-                vms=counts.get(row["name"], {}),
             )
         )
     return out
