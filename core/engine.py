@@ -214,7 +214,7 @@ class Engine:
             return None
         if not hosts:
             raise InvalidInput("--hosts is empty; name at least one host, or leave it out")
-        known = set(self.store.hosts.names())
+        known = {*self.store.hosts.names(), self.host}
         for name in hosts:
             check_host_name(name)
             if name not in known:
@@ -223,6 +223,8 @@ class Engine:
                     f"{', '.join(sorted(known)) or 'none yet'}); start 'hvkube run --host "
                     f"{name}' there first, or check the name"
                 )
+        if self.host in hosts and not self.readonly:
+            self.store.hosts.ensure(self.host, self.backend.name)
         return sorted(set(hosts))
 
     def __enter__(self) -> Engine:
@@ -301,7 +303,7 @@ class Engine:
     # -- pools ---------------------------------------------------------------------------------
 
     def _check_tiers(
-        self, count: int, warm: int, hot: int, max_per_host: int | None, hosts: int = 1
+        self, count: int, warm: int, hot: int, max_per_host: int | None, hosts: int | None = 1
     ) -> None:
         check_positive(count, "--count", allow_zero=True, maximum=1024)
         check_positive(warm, "--warm", allow_zero=True, maximum=1024)
@@ -311,7 +313,7 @@ class Engine:
             raise InvalidInput(problem)
         if max_per_host is not None:
             check_positive(max_per_host, "--max-per-host", maximum=1024)
-            if count > max_per_host * max(1, hosts):
+            if hosts is not None and count > max_per_host * max(1, hosts):
                 raise InvalidInput(
                     f"--count {count} is above --max-per-host {max_per_host} on {max(1, hosts)} "
                     "host(s)"
@@ -395,8 +397,11 @@ class Engine:
             return
         self.memory_budget().check_hot(hot, tpl.memory_mb)
 
-    def _host_count(self, hosts: list[str] | None) -> int:
-        return len(hosts) if hosts is not None else len(self.store.hosts.names())
+    @staticmethod
+    def _host_count(hosts: list[str] | None) -> int | None:
+        """How many hosts a pool may use: its named ones; None when every host (hosts may
+        join later, so no cap follows from today's number)."""
+        return None if hosts is None else len(hosts)
 
     def get_pool(self, name: str) -> VMPool:
         check_name(name, "pool name")
