@@ -567,7 +567,7 @@ class Engine:
             idle_only=idle_only,
         )
         try:
-            self._bring_up(vm)
+            self.bring_up(vm)
         except HvkubeError as exc:
             self.ledger.fail(name, exc, keep_holder=True)
             raise
@@ -708,7 +708,7 @@ class Engine:
 
     # -- bringing a VM up ----------------------------------------------------------------------
 
-    def _bring_up(self, vm: VM, tpl: Template | None = None) -> tuple[float, str | None]:
+    def bring_up(self, vm: VM, tpl: Template | None = None) -> tuple[float, str | None]:
         """Start `vm` (its row already says RESUMING) from `vm.state`, the state it was in
         before. Returns the milliseconds the resume took and the VM's IP address."""
         name = vm.name
@@ -856,7 +856,7 @@ class Engine:
         while True:
             home = self.on_host(vm.host)
             try:
-                resume_ms, address = home._bring_up(vm, tpl)
+                resume_ms, address = home.bring_up(vm, tpl)
                 break
             except VMNotFoundInHost as exc:
                 # Deleted outside hvkube: it is marked missing (reconcile reports it,
@@ -867,7 +867,7 @@ class Engine:
                     raise
                 vm = claimed
             except HvkubeError as exc:
-                home._give_back(vm, exc)
+                home.give_back(vm, exc)
                 raise
         return AcquiredVM(
             name=vm.name,
@@ -883,7 +883,7 @@ class Engine:
             host=vm.host,
         )
 
-    def _give_back(self, vm: VM, exc: HvkubeError) -> None:
+    def give_back(self, vm: VM, exc: HvkubeError) -> None:
         """After a failed acquire of `vm` (as it was when claimed). When the host still shows
         it in that state, the start was refused before anything happened (out of memory, no
         permission, a lost or hung session): it goes back to the pool, free, with the error
