@@ -153,6 +153,7 @@ class Controller:
         self.lease = controller_lease(engine.host)
         self.holder = holder or f"{self.owner}/{secrets.token_hex(4)}"
         self._hosts: list[Host] = []
+        self._was_down = threading.Event()
         self.hosts_taken_down: list[str] = []
         self.state = "starting"
         self.started_at = _iso_now()
@@ -297,7 +298,13 @@ class Controller:
             total, free = cap.total_memory_mb, cap.free_memory_mb
         except HvkubeError:
             pass
-        engine.store.hosts.heartbeat(self.host, self.lease_ttl_s, total, free, engine.backend.name)
+        if engine.store.hosts.heartbeat(
+            self.host, self.lease_ttl_s, total, free, engine.backend.name
+        ):
+            # Taken down while this controller lived (the store was out of reach for longer
+            # than the lease): its VMs are unknown and its agents were handled elsewhere.
+            log.warning("host %s was marked down; settling its VMs again", self.host)
+            self._was_down.set()
 
     def _status_data(self) -> dict[str, Any]:
         return {
@@ -367,10 +374,15 @@ class Controller:
 
     def _settle_dead_operations(self) -> None:
         """A step left half-done by another process that died (a CLI killed mid-acquire,
-        say) is settled by reconcile, as at start-up."""
+        say) is settled by reconcile, as at start-up; so are this host's VMs after it was
+        taken down while this controller lived."""
         transitional = [s.value for s in VMState if s.transitional]
         owners = self.engine.store.records.operation_owners(transitional, self.host)
-        if any(owner != self.owner and not self.engine.owner_alive(owner) for owner in owners):
+        was_down = self._was_down.is_set()
+        self._was_down.clear()
+        if was_down or any(
+            owner != self.owner and not self.engine.owner_alive(owner) for owner in owners
+        ):
             from core.reconcile import reconcile
 
             report = reconcile(self.engine, while_running=True)

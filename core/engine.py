@@ -711,6 +711,7 @@ class Engine:
     def bring_up(self, vm: VM, tpl: Template | None = None) -> tuple[float, str | None]:
         """Start `vm` (its row already says RESUMING) from `vm.state`, the state it was in
         before. Returns the milliseconds the resume took and the VM's IP address."""
+        self.ledger.guard("resume a VM")
         name = vm.name
         started = time.perf_counter()
         tpl = tpl or self.get_template(vm.template)
@@ -888,6 +889,7 @@ class Engine:
         it in that state, the start was refused before anything happened (out of memory, no
         permission, a lost or hung session): it goes back to the pool, free, with the error
         noted. Otherwise it goes to ERROR, out of circulation, for the controller to replace."""
+        self.ledger.guard("give a VM back")
         host = None
         with suppress(HvkubeError):
             host = self.host_vm(vm)

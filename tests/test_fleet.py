@@ -265,3 +265,30 @@ def test_host_list_shows_each_host_and_its_vms(
     shown = hvkube("vm", "list", "--host", "h2", "--json", env=env)
     assert [vm["host"] for vm in __import__("json").loads(shown.stdout)] == ["h2", "h2"]
     assert os.path.exists(db)
+
+
+def test_a_host_taken_down_while_its_controller_lived_settles_its_vms_again(
+    hosts: dict[str, Engine],
+) -> None:
+    from core.fleet import take_down_expired
+
+    h1, h2 = hosts["h1"], hosts["h2"]
+    h1.create_pool("bp", "win11", count=2, warm=2, hosts=["h1"])
+    with running(h1, lease_ttl_s=15.0):
+        wait_for(lambda: [vm.state for vm in h1.list_vms()] == [VMState.SAVED] * 2, "two warm VMs")
+        # The store was out of h1's reach for longer than its lease: h2 takes it down.
+        taken: list[str] = []
+        while not taken:
+            h2.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+                h2.store.t.Host.name == "h1"
+            ).execute()
+            taken = take_down_expired(h2.store, "h2", None, None)
+        assert {vm.state for vm in h1.list_vms()} == {VMState.UNKNOWN}
+        # h1's next heartbeat finds it was taken down, and its controller settles its VMs.
+        wait_for(
+            lambda: (
+                [vm.state for vm in h1.list_vms()] == [VMState.SAVED] * 2
+                and h1.get_host("h1").status == "up"
+            ),
+            "h1's VMs settled again",
+        )

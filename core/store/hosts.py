@@ -75,10 +75,13 @@ class Hosts:
         total_mb: int | None,
         free_mb: int | None,
         backend: str | None,
-    ) -> None:
-        """The host's controller is alive: up until now + `lease_s`."""
+    ) -> bool:
+        """The host's controller is alive: up until now + `lease_s`. True when the host had
+        been taken down meanwhile (its VMs are unknown until it reconciles them)."""
         now = utcnow()
-        self.t.Host.insert(name=name, backend=backend).on_conflict_ignore().execute()
+        host = self.t.Host
+        host.insert(name=name, backend=backend).on_conflict_ignore().execute()
+        was_down = host.update(down=False).where((host.name == name) & host.down).execute()
         self.t.Host.update(
             heartbeat_at=now,
             expires_at=now + timedelta(seconds=lease_s),
@@ -89,6 +92,7 @@ class Hosts:
             down=False,
             down_since=None,
         ).where(self.t.Host.name == name).execute()
+        return int(was_down) == 1
 
     def stopped(self, name: str) -> None:
         """Its controller stopped cleanly: no heartbeat is expected (the VMs are fine)."""
