@@ -28,7 +28,8 @@ class HeldVM:
 
 
 def held_vms(engine: Engine) -> list[HeldVM]:
-    return [HeldVM(*row) for row in engine.store.records.held_vms()]
+    """The held VMs of this engine's host: only its hypervisor can show their screens."""
+    return [HeldVM(*row) for row in engine.store.records.held_vms(engine.host)]
 
 
 @dataclass
