@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from core.utc import db_value
+
 if TYPE_CHECKING:
     from core.store import Store
 
@@ -60,19 +62,32 @@ class Swaps:
             where = self._where[shape] = " AND ".join(clauses)
         return self.store.update_vm(name, values, where, tuple(params)) == 1
 
-    def claim_candidates(
-        self, pool: str, order: tuple[str, ...], limit: int = 16
-    ) -> list[tuple[Any, ...]]:
-        """Free, built VMs of the pool in `order` of states (the ready tiers, best first):
-        (name, state, template, rdp_port, host_id)."""
-        whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
-        return self.store.fetch_all(
-            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
-            f'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN ({_marks(order)}) '
-            'AND "host_id" IS NOT NULL '
-            f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, "name" LIMIT ?',
-            (pool, *order, *order, limit),
+    def claim(
+        self, pool: str, order: tuple[str, ...], values: dict[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """Write `values` to the first free, built VM of the pool in the first state of
+        `order` (the ready tiers, best first) that has one, by name: (name, state before,
+        template, rdp_port, host_id) of the VM claimed, or None.
+
+        Each tier is tried with one conditional UPDATE whose sub-SELECT picks the VM
+        (design invariant 1: never find-then-update). On PostgreSQL that row is locked by
+        the statement and rows other claimers are taking are skipped, so concurrent claims
+        take different VMs instead of queueing behind one."""
+        store = self.store
+        columns = ", ".join(f'"{column}" = ?' for column in values)
+        text = (
+            f'UPDATE "vm" SET {columns} WHERE "name" = (SELECT "name" FROM "vm" '
+            'WHERE "pool" = ? AND "holder" IS NULL AND "state" = ? AND "host_id" IS NOT NULL '
+            f'ORDER BY "name" LIMIT 1{store.lock_rows}) AND "holder" IS NULL AND "state" = ? '
+            'RETURNING "name", "template", "rdp_port", "host_id"'
         )
+        params = tuple(map(db_value, values.values()))
+        for state in order:
+            rows = store.fetch_all(text, (*params, pool, state, state))
+            if rows:
+                name, template, rdp_port, host_id = rows[0]
+                return name, state, template, rdp_port, host_id
+        return None
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -85,23 +100,17 @@ class Swaps:
         return changed == 1
 
     def take_agents(self, pool: str, status: str, to: str, limit: int) -> list[tuple[Any, ...]]:
-        """Move up to `limit` of the pool's oldest agents in `status` to `to`, in one write
-        transaction: (id, exec_command, input, timeout_s) of those moved."""
+        """Move up to `limit` of the pool's oldest agents in `status` to `to`, in one
+        statement: (id, exec_command, input, timeout_s) of those moved, oldest first."""
         store = self.store
-        with store.write():
-            rows = store.fetch_all(
-                'SELECT "id", "exec_command", "input", "timeout_s" FROM "agent" '
-                'WHERE "pool" = ? AND "status" = ? ORDER BY "id" LIMIT ?',
-                (pool, status, limit),
-            )
-            ids = [int(row[0]) for row in rows]
-            if ids:
-                store.execute(
-                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL '
-                    f'WHERE "status" = ? AND "id" IN ({_marks(ids)})',
-                    (to, status, *ids),
-                )
-        return rows
+        rows = store.fetch_all(
+            'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL WHERE "status" = ? AND '
+            '"id" IN (SELECT "id" FROM "agent" WHERE "pool" = ? AND "status" = ? '
+            f'ORDER BY "id" LIMIT ?{store.lock_rows}) '
+            'RETURNING "id", "exec_command", "input", "timeout_s"',
+            (to, status, pool, status, limit),
+        )
+        return sorted(rows, key=lambda row: int(row[0]))
 
     def wait_reason(self, pool: str, status: str, reason: str | None) -> None:
         self.store.execute(
