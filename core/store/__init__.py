@@ -205,10 +205,10 @@ def make_tables(db: pw.Database) -> Tables:
     if isinstance(db, pw.PostgresqlDatabase):
         # Text compares and sorts byte by byte, as in SQLite, whatever the database's locale.
         for model in tables.all():
-            fields = [getattr(a, "field", None) for a in vars(model).values()]
-            for field in fields:
+            for accessor in vars(model).values():
+                field = getattr(accessor, "field", None)
                 target = field.rel_field if isinstance(field, pw.ForeignKeyField) else field
-                if isinstance(target, pw.CharField | pw.TextField):
+                if field is not None and isinstance(target, pw.CharField | pw.TextField):
                     field.collation = '"C"'
     return tables
 
