@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core import open_engine
-from core.errors import AlreadyExists
+from core import VMState, open_engine
+from core.errors import AlreadyExists, NoVMAvailable
 from core.store import Store
 from tests.conftest import run_cli
 from tests.pg_support import PgServer
@@ -143,3 +143,21 @@ def test_concurrent_claims_from_threads_take_different_vms(store_url: str) -> No
             thread.join()
         assert len(got) == 6 and len(set(got)) == 6
         assert {vm.name for vm in engine.list_vms(pool="p") if vm.holder} == set(got)
+
+
+def test_acquire_takes_hot_then_warm_then_cold_in_name_order(store_url: str) -> None:
+    with open_engine(db=store_url, backend="sim", sim_scale=0) as engine:
+        engine.create_template("t", r"C:\T\t.vhdx", memory_mb=1024)
+        engine.create_pool("p", "t", count=4, warm=2, hot=1)
+        assert not engine.provision_pool("p").failed
+        taken = [engine.acquire("p") for _ in range(4)]
+        assert [vm.from_state for vm in taken] == [
+            VMState.PAUSED,
+            VMState.SAVED,
+            VMState.SAVED,
+            VMState.OFF,
+        ]
+        saved = [vm.name for vm in taken if vm.from_state is VMState.SAVED]
+        assert saved == sorted(saved)
+        with pytest.raises(NoVMAvailable):
+            engine.acquire("p")

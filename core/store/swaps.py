@@ -75,13 +75,28 @@ class Swaps:
         take different VMs instead of queueing behind one."""
         store = self.store
         columns = ", ".join(f'"{column}" = ?' for column in values)
+        params = tuple(map(db_value, values.values()))
+        if store.postgres:
+            # One statement for all tiers: PostgreSQL's RETURNING can name the row as it was.
+            whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
+            rows = store.fetch_all(
+                f'UPDATE "vm" SET {columns} FROM (SELECT "name" AS "picked", "state" AS "was" '
+                'FROM "vm" WHERE "pool" = ? AND "holder" IS NULL AND "host_id" IS NOT NULL '
+                f'AND "state" IN ({_marks(order)}) ORDER BY CASE "state" {whens} '
+                f'ELSE {len(order)} END, "name" LIMIT 1{store.lock_rows}) AS "free" '
+                'WHERE "vm"."name" = "free"."picked" RETURNING "vm"."name", "free"."was", '
+                '"vm"."template", "vm"."rdp_port", "vm"."host_id"',
+                (*params, pool, *order, *order),
+            )
+            return rows[0] if rows else None
+        # SQLite's RETURNING shows only the new row: one statement per tier, whose WHERE
+        # names the state the VM was in.
         text = (
             f'UPDATE "vm" SET {columns} WHERE "name" = (SELECT "name" FROM "vm" '
             'WHERE "pool" = ? AND "holder" IS NULL AND "state" = ? AND "host_id" IS NOT NULL '
-            f'ORDER BY "name" LIMIT 1{store.lock_rows}) AND "holder" IS NULL AND "state" = ? '
+            'ORDER BY "name" LIMIT 1) AND "holder" IS NULL AND "state" = ? '
             'RETURNING "name", "template", "rdp_port", "host_id"'
         )
-        params = tuple(map(db_value, values.values()))
         for state in order:
             rows = store.fetch_all(text, (*params, pool, state, state))
             if rows:
