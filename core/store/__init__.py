@@ -365,6 +365,11 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[None]:
         """A write transaction that holds the write lock from its first statement."""
+        if self.readonly:
+            raise ReadOnlyMode(
+                f"read-only mode: the store {self.location} is not written; run without "
+                "--readonly"
+            )
         with self.dialect.write():
             yield
 
