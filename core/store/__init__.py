@@ -367,8 +367,7 @@ class Store:
         """A write transaction that holds the write lock from its first statement."""
         if self.readonly:
             raise ReadOnlyMode(
-                f"read-only mode: the store {self.location} is not written; run without "
-                "--readonly"
+                f"read-only mode: the store {self.location} is not written; run without --readonly"
             )
         with self.dialect.write():
             yield
