@@ -137,3 +137,20 @@ def test_readonly_refuses_a_store_that_needs_migrating(tmp_path: Path) -> None:
     version = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     con.close()
     assert version == (str(SCHEMA_VERSION),)
+
+
+def test_a_readonly_reader_follows_a_writer_that_starts_after_it(tmp_path: Path) -> None:
+    db = tmp_path / "hvkube.db"
+    Store(db).close()  # quiescent: no -wal file, so the reader opens it immutable
+    before = snapshot(tmp_path)
+    reader = Store(db, readonly=True)
+    try:
+        first = reader.data_version()
+        assert snapshot(tmp_path) == before  # not even SQLite's side files
+        writer = Store(db)
+        writer.set_meta("probe", "1")
+        assert reader.data_version() != first
+        assert reader.meta("probe") == "1"
+        writer.close()
+    finally:
+        reader.close()

@@ -73,8 +73,7 @@ class PostgresDialect:
             ) from None
 
     def data_version(self) -> int:
-        if not self.db.table_exists(CHANGE_TABLE):
-            return 0
+        # The counter exists once the store is migrated, which opening it ensures.
         row = self.db.execute_sql(f"SELECT COALESCE(SUM(n), 0) FROM {CHANGE_TABLE}").fetchone()
         return int(row[0])
 
