@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from core.utc import db_value
+from core.utc import db_value, utcnow
 
 if TYPE_CHECKING:
     from core.store import Store
@@ -63,18 +63,33 @@ class Swaps:
         return self.store.update_vm(name, values, where, tuple(params)) == 1
 
     def claim(
-        self, pool: str, order: tuple[str, ...], values: dict[str, Any]
+        self,
+        pool: str,
+        order: tuple[str, ...],
+        values: dict[str, Any],
+        hosts: tuple[str, ...] | None = None,
+        prefer: str | None = None,
     ) -> tuple[Any, ...] | None:
         """Write `values` to the first free, built VM of the pool in the first state of
-        `order` (the ready tiers, best first) that has one, by name: (name, state before,
-        template, rdp_port, host_id) of the VM claimed, or None.
+        `order` (the ready tiers, best first) that has one, on host `prefer` first among
+        equals, on `hosts` when given, and never on a host that is down, past its heartbeat
+        or draining: (name, state before, template, rdp_port, host_id, host) of the VM
+        claimed, or None.
 
-        Each tier is tried with one conditional UPDATE whose sub-SELECT picks the VM
-        (design invariant 1: never find-then-update). On PostgreSQL that row is locked by
-        the statement and rows other claimers are taking are skipped, so concurrent claims
-        take different VMs instead of queueing behind one."""
+        One conditional UPDATE whose sub-SELECT picks the VM (design invariant 1: never
+        find-then-update). On PostgreSQL that row is locked by the statement and rows other
+        claimers are taking are skipped, so concurrent claims take different VMs instead of
+        queueing behind one."""
         store = self.store
         columns = ", ".join(f'"{column}" = ?' for column in values)
+        on_hosts = "" if hosts is None else f'AND "host" IN ({_marks(hosts)}) '
+        preferred = "" if prefer is None else 'CASE WHEN "host" = ? THEN 0 ELSE 1 END, '
+        usable = (
+            'AND "host" NOT IN (SELECT "name" FROM "host" WHERE "down" = ? OR "draining" = ? '
+            'OR "expires_at" < ?) '
+        )
+        filters = (*(hosts or ()), True, True, str(utcnow()))
+        tail = (*(() if prefer is None else (prefer,)),)
         params = tuple(map(db_value, values.values()))
         if store.postgres:
             # One statement for all tiers: PostgreSQL's RETURNING can name the row as it was.
@@ -82,11 +97,12 @@ class Swaps:
             rows = store.fetch_all(
                 f'UPDATE "vm" SET {columns} FROM (SELECT "name" AS "picked", "state" AS "was" '
                 'FROM "vm" WHERE "pool" = ? AND "holder" IS NULL AND "host_id" IS NOT NULL '
-                f'AND "state" IN ({_marks(order)}) ORDER BY CASE "state" {whens} '
-                f'ELSE {len(order)} END, "name" LIMIT 1{store.lock_rows}) AS "free" '
-                'WHERE "vm"."name" = "free"."picked" RETURNING "vm"."name", "free"."was", '
-                '"vm"."template", "vm"."rdp_port", "vm"."host_id"',
-                (*params, pool, *order, *order),
+                f'AND "state" IN ({_marks(order)}) {on_hosts}{usable}'
+                f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, {preferred}"name" '
+                f'LIMIT 1{store.lock_rows}) AS "free" WHERE "vm"."name" = "free"."picked" '
+                'RETURNING "vm"."name", "free"."was", "vm"."template", "vm"."rdp_port", '
+                '"vm"."host_id", "vm"."host"',
+                (*params, pool, *order, *filters, *order, *tail),
             )
             return rows[0] if rows else None
         # SQLite's RETURNING shows only the new row: one statement per tier, whose WHERE
@@ -94,14 +110,15 @@ class Swaps:
         text = (
             f'UPDATE "vm" SET {columns} WHERE "name" = (SELECT "name" FROM "vm" '
             'WHERE "pool" = ? AND "holder" IS NULL AND "state" = ? AND "host_id" IS NOT NULL '
-            'ORDER BY "name" LIMIT 1) AND "holder" IS NULL AND "state" = ? '
-            'RETURNING "name", "template", "rdp_port", "host_id"'
+            f'{on_hosts}{usable}ORDER BY {preferred}"name" LIMIT 1) '
+            'AND "holder" IS NULL AND "state" = ? '
+            'RETURNING "name", "template", "rdp_port", "host_id", "host"'
         )
         for state in order:
-            rows = store.fetch_all(text, (*params, pool, state, state))
+            rows = store.fetch_all(text, (*params, pool, state, *filters, *tail, state))
             if rows:
-                name, template, rdp_port, host_id = rows[0]
-                return name, state, template, rdp_port, host_id
+                name, template, rdp_port, host_id, host = rows[0]
+                return name, state, template, rdp_port, host_id, host
         return None
 
     # -- agents ----------------------------------------------------------------------------
@@ -114,16 +131,19 @@ class Swaps:
         )
         return changed == 1
 
-    def take_agents(self, pool: str, status: str, to: str, limit: int) -> list[tuple[Any, ...]]:
-        """Move up to `limit` of the pool's oldest agents in `status` to `to`, in one
-        statement: (id, exec_command, input, timeout_s) of those moved, oldest first."""
+    def take_agents(
+        self, pool: str, status: str, to: str, limit: int, host: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Move up to `limit` of the pool's oldest agents in `status` to `to` (taken by
+        `host`), in one statement: (id, exec_command, input, timeout_s) of those moved,
+        oldest first."""
         store = self.store
         rows = store.fetch_all(
-            'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL WHERE "status" = ? AND '
-            '"id" IN (SELECT "id" FROM "agent" WHERE "pool" = ? AND "status" = ? '
-            f'ORDER BY "id" LIMIT ?{store.lock_rows}) '
+            'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL, "host" = ? '
+            'WHERE "status" = ? AND "id" IN (SELECT "id" FROM "agent" WHERE "pool" = ? '
+            f'AND "status" = ? ORDER BY "id" LIMIT ?{store.lock_rows}) '
             'RETURNING "id", "exec_command", "input", "timeout_s"',
-            (to, status, pool, status, limit),
+            (to, host, status, pool, status, limit),
         )
         return sorted(rows, key=lambda row: int(row[0]))
 
