@@ -21,8 +21,6 @@ import peewee as pw
 from core.errors import InvalidInput
 from core.sqlite_ro import readonly_uri, wal_file
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
 
 def _shown(path: Path) -> str:
     text = str(path)
@@ -33,9 +31,12 @@ def _unusable(path: Path, exc: OSError) -> InvalidInput:
     return InvalidInput(f"database path {_shown(path)!r} cannot be used: {exc.strerror or exc}")
 
 
-def is_hvkube_store(path: Path) -> bool:
-    """Whether the SQLite file carries hvkube's marker: a `meta` table with a schema version.
-    Read without writing a byte (and without creating SQLite's side files)."""
+def _kind(path: Path) -> str:
+    """ "store", "sqlite" (another program's database) or "other" (not SQLite at all).
+
+    Read through SQLite only, without writing a byte or creating its side files: a plain
+    open() and close() of a database file that this process also has open through SQLite
+    would drop SQLite's POSIX locks on it."""
     try:
         with closing(sqlite3.connect(readonly_uri(path), uri=True)) as conn:
             tables = {
@@ -43,11 +44,16 @@ def is_hvkube_store(path: Path) -> bool:
                 for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
             if "meta" not in tables:
-                return False
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            return row is not None
-    except sqlite3.Error:
-        return False
+                return "sqlite"
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.Error:  # a table named meta, not hvkube's
+                return "sqlite"
+            return "store" if row is not None else "sqlite"
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            return "other"
+        raise InvalidInput(f"database path {_shown(path)!r} cannot be used: {exc}") from None
 
 
 def check_file(path: Path, readonly: bool) -> bool:
@@ -60,13 +66,6 @@ def check_file(path: Path, readonly: bool) -> bool:
         if path.is_dir():
             raise InvalidInput(f"database path {path} is a folder; give a file path")
         size = path.stat().st_size if path.exists() else 0
-        if size and readonly:
-            with open(path, "rb") as fh:
-                fh.read(1)  # a file we may not read is refused here, not by SQLite
-        header = b""
-        if size:
-            with open(path, "rb") as fh:
-                header = fh.read(len(SQLITE_HEADER))
     except OSError as exc:  # too long, not a folder, no permission, ...
         raise _unusable(path, exc) from None
     if not size:
@@ -76,12 +75,13 @@ def check_file(path: Path, readonly: bool) -> bool:
                 "creates nothing; run once without --readonly to create it"
             )
         return False
-    if header != SQLITE_HEADER:
+    kind = _kind(path)
+    if kind == "other":
         raise InvalidInput(
             f"database path {_shown(path)} is a file that is not an SQLite database; "
             "hvkube leaves it alone: give a new path or an hvkube store"
         )
-    if not is_hvkube_store(path):
+    if kind == "sqlite":
         raise InvalidInput(
             f"database {_shown(path)} is an SQLite file but not an hvkube store (no hvkube "
             "meta table); hvkube leaves it alone: give a new path or an hvkube store"
