@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import socket
 
-import psutil
-
 _owner_cache: tuple[int, str] | None = None
 
 
@@ -19,6 +17,8 @@ def process_owner() -> str:
     global _owner_cache
     pid = os.getpid()
     if _owner_cache is None or _owner_cache[0] != pid:
+        import psutil  # loaded by the first change, not by commands that only read
+
         started = int(psutil.Process(pid).create_time())
         _owner_cache = (pid, f"{socket.gethostname()}:{pid}:{started}")
     return _owner_cache[1]
@@ -35,6 +35,8 @@ def owner_alive(owner: str | None) -> bool:
         return False
     if host != socket.gethostname():
         return True  # another host's process: not ours to judge
+    import psutil
+
     try:
         return int(psutil.Process(pid).create_time()) == started
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 from core.backends.base import Backend, VMRef
@@ -22,6 +20,9 @@ def _tcp_open(host: str, port: int, timeout_s: float = 2.0) -> bool:
 
 
 def _http_ok(url: str, timeout_s: float = 3.0) -> bool:
+    import urllib.error  # only templates with an http probe need it
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return 200 <= int(response.status) < 500

@@ -11,9 +11,15 @@ from core.cli.context import Context
 from core.cli.output import console, done
 from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
-from core.models import AgentResult, AgentStatus
 from core.names import parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
+from core.states import AgentStatus
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "agent": "queue and follow agents",
+}
 
 
 def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
@@ -102,6 +108,8 @@ def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
     for shot in args.screenshot or []:
         if not Path(shot).is_file():
             raise InvalidInput(f"--screenshot {shot!r} is not a file")
+    from core.models import AgentResult
+
     result = AgentResult(
         success=args.failed is None,
         output=output,
@@ -115,7 +123,7 @@ def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    agent = sub(commands, "agent", None, "queue and follow agents")
+    agent = sub(commands, "agent", None, COMMANDS["agent"])
     agent_cmds = agent.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(agent_cmds, "submit", cmd_agent_submit, "queue an agent on a pool")
     p.add_argument("--pool", required=True)

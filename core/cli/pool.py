@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli.argtypes import positive_int
 from core.cli.context import Context
 from core.cli.output import console, done, err_console, vm_table
 from core.cli.parsing import AddCommand, Parser
-from core.engine import Engine
-from core.models import ReleasePolicy
 from core.output import key_values, ms, print_json, table
+from core.states import ReleasePolicy
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "pool": "create, provision and scale pools",
+}
 
 
 def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -30,7 +39,7 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
         print_json(pool)
     else:
         console.print(
-            f"pool [bold]{pool.name}[/] created: {pool.desired_count} VMs of {pool.template} "
+            f"pool {pool.name} created: {pool.desired_count} VMs of {pool.template} "
             f"({pool.hot_count} hot, {pool.warm_count} warm), release={pool.release_policy.value}."
             f" Next: hvkube pool provision {pool.name}"
         )
@@ -130,7 +139,7 @@ def _progress_printer(ctx: Context, total: int) -> tuple[Callable[[str, str, str
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}"),
+            TextColumn("{task.fields[last]}", markup=False),
             console=err_console,
         )
         task = progress.add_task("provisioning", total=total, last="")
@@ -169,7 +178,7 @@ def _provision_report(ctx: Context, report: Any) -> int:
             f"in {report.seconds:.1f}s"
         )
         for vm, why in sorted(report.failed.items()):
-            err_console.print(f"[red]{vm}: {why}[/]")
+            err_console.print(f"{vm}: {why}", style="red")
     return 1 if report.failed else 0
 
 
@@ -221,7 +230,7 @@ def cmd_pool_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    pool = sub(commands, "pool", None, "create, provision and scale pools")
+    pool = sub(commands, "pool", None, COMMANDS["pool"])
     pool_cmds = pool.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(pool_cmds, "create", cmd_pool_create, "declare a pool of VMs from a template")
     p.add_argument("--name", required=True)

@@ -11,8 +11,14 @@ from core.cli.output import console, done, vm_table
 from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
 from core.files import write_atomic
-from core.models import VMState
 from core.output import key_values, ms, print_json, styled
+from core.states import VMState
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "vm": "inspect and drive single VMs",
+}
 
 
 def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -164,7 +170,7 @@ def cmd_vm_rdp(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    vm = sub(commands, "vm", None, "inspect and drive single VMs")
+    vm = sub(commands, "vm", None, COMMANDS["vm"])
     vm_cmds = vm.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(vm_cmds, "list", cmd_vm_list, "list VMs")
     p.add_argument("--pool")
