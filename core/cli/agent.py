@@ -46,6 +46,16 @@ def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _agent_details(a: Any) -> None:
+    import json
+
+    result = a.result
+    outcome = None
+    if result is not None:
+        outcome = "success" if result.success else "failed"
+        if result.exit_code is not None:
+            outcome += f" (exit code {result.exit_code})"
+        if result.duration_ms is not None:
+            outcome += f" in {ms(result.duration_ms)}"
     key_values(
         console,
         [
@@ -54,7 +64,7 @@ def _agent_details(a: Any) -> None:
             ("pool", a.pool),
             ("status", styled(a.status.value)),
             ("vm", a.vm),
-            ("input", a.task.input),
+            ("input", json.dumps(a.task.input, ensure_ascii=False) if a.task.input else None),
             ("timeout", f"{a.task.timeout_s}s"),
             ("gpu", "yes" if a.task.requires_gpu else "no"),
             ("exec", a.task.exec_command),
@@ -62,7 +72,16 @@ def _agent_details(a: Any) -> None:
             ("started", a.started_at),
             ("finished", a.finished_at),
             ("waiting because", a.wait_reason),
-            ("result", a.result.model_dump_json() if a.result else None),
+            ("result", outcome),
+            ("error", result.error if result else None),
+            # Whole, one key a line: a long output wraps between lines, never mid-word.
+            (
+                "output",
+                json.dumps(result.output, indent=2, ensure_ascii=False)
+                if result and result.output
+                else None,
+            ),
+            ("screenshots", "\n".join(result.screenshots) if result else None),
         ],
     )
 

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from core.markup import literal
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask before a destructive action; anything but an explicit yes is a no."""
@@ -27,7 +29,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm", classes="dialog"):
-            yield Label(self.question, id="question")
+            yield Label(literal(self.question), id="question")
             yield Label("y to confirm, n or Esc to cancel", classes="hint")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.confirm_label} (y)", id="yes", variant="error")
@@ -64,7 +66,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         table.add_column(style="dim")
         for key, text, where in self.keys:
-            table.add_row(key, text, where)
+            table.add_row(literal(key), literal(text), literal(where))
         views = Text.assemble(
             ("Views: ", "bold"),
             ":pools :templates :vms :agents :events (or 1-5). ",
