@@ -10,6 +10,7 @@ Invariants kept here (see docs/design.md):
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -27,6 +28,7 @@ from core.errors import (
     InvalidInput,
     InvalidVMState,
     NotFound,
+    NotHeld,
     NoVMAvailable,
     SavedStateCorrupt,
     VMNotFoundInHost,
@@ -720,7 +722,7 @@ class Engine:
         chosen = self._policy(policy) if policy is not None else None
         self.ledger.guard("release a VM")
         if not vm.held:
-            raise Conflict(f"VM {name!r} is not acquired; nothing to release")
+            raise NotHeld(f"VM {name!r} is not acquired; nothing to release")
         if holder is not None and vm.holder != holder:
             raise Conflict(f"VM {name!r} is held by someone else ({vm.holder})")
         if chosen is None:
@@ -868,13 +870,20 @@ class Engine:
         name: str,
         parallelism: int | None = None,
         progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
     ) -> ProvisionReport:
-        return provision_pool(self, name, parallelism=parallelism, progress=progress)
+        """Build the pool's missing VMs. Once `stop` is set, no VM is begun any more, and
+        those being built are finished (past their checkpoint) or removed again."""
+        return provision_pool(self, name, parallelism=parallelism, progress=progress, stop=stop)
 
     def scale_pool(
-        self, name: str, count: int, progress: ProgressFn | None = None
+        self,
+        name: str,
+        count: int,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
     ) -> ProvisionReport:
-        return scale_pool(self, name, count, progress=progress)
+        return scale_pool(self, name, count, progress=progress, stop=stop)
 
     def reconcile(self, remove_orphans: bool = False) -> Any:
         return reconcile(self, remove_orphans=remove_orphans)

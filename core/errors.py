@@ -67,6 +67,20 @@ class ReadOnlyMode(HvkubeError):
     code = "read_only"
 
 
+class NotHeld(Conflict):
+    """Release of a VM that nobody holds: the caller's mistake, and nothing was changed."""
+
+    exit_code = 2
+    code = "not_held"
+
+
+class Interrupted(HvkubeError):
+    """The operator stopped the command (Ctrl-C or SIGTERM) before this step began."""
+
+    exit_code = 130
+    code = "interrupted"
+
+
 class NoVMAvailable(HvkubeError):
     """No VM of the pool could be claimed within the wait."""
 

@@ -43,6 +43,10 @@ from core.ownership import owner_of, same_name
 from core.settings import Settings
 from core.sim_faults import FAULT_KINDS
 
+# Seconds Start-VM takes from Off on Hyper-V: it returns once the VM runs, before the guest
+# has booted.
+START_SECONDS = 1.5
+
 
 class _Rows(MutableMapping[str, Any]):
     """A table of JSON rows, loaded on demand and written back only when changed."""
@@ -571,9 +575,12 @@ class SimHost:
             for fault in ip_change:
                 state["faults"].remove(fault)
             self._assign_ip(state, vm, fresh=bool(ip_change))
-            if vm.get("resume_from") != "Saved" or not vm.get("booted_at"):
+            cold = vm.get("resume_from") != "Saved" or not vm.get("booted_at")
+            if cold:
                 vm["booted_at"] = time.time()
-            vm["booted"] = True
+            # A cold start's guest answers its heartbeat once it has booted.
+            vm["booted"] = not cold
+            vm["ready_at"] = time.time() + (self._boot_seconds(vm) * self.scale if cold else 0)
             vm["state"] = "Running"
             vm.pop("resume_from", None)
         elif op == "save":
@@ -619,7 +626,9 @@ class SimHost:
         name = ref.name
 
         def duration(vm: dict[str, Any]) -> float:
-            return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
+            # Start-VM from Off returns once the VM runs; its guest then boots for
+            # _boot_seconds before its heartbeat answers (see heartbeat_ok), as on Hyper-V.
+            return self._resume_seconds(vm) if vm["state"] == "Saved" else START_SECONDS
 
         def check(state: _SimState, vm: dict[str, Any]) -> None:
             self._check_memory(state, vm)
@@ -787,7 +796,8 @@ class SimHost:
     def heartbeat_ok(self, ref: VMRef) -> bool:
         with self._locked(write=False) as state:
             vm = self._vm(state, ref, "heartbeat")
-            return bool(vm["state"] == "Running" and vm["booted"])
+            booted = vm["booted"] or time.time() >= vm.get("ready_at", 0.0)
+            return bool(vm["state"] == "Running" and booted)
 
     def capacity(self) -> HostCapacity:
         with self._locked(write=False) as state:
