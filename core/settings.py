@@ -69,9 +69,17 @@ class Settings(BaseModel):
     ready_timeout_s: float = Field(default=600.0, gt=0, description="boot readiness wait")
     keys: dict[str, str] = Field(default_factory=dict, description="dashboard key overrides")
     api_token_file: str = Field(default="", description="HTTP API token file (beside the db)")
+    screenshot_dir: str = Field(
+        default="", description="where the dashboard's p key saves (default: the data folder's)"
+    )
 
     def db_path(self) -> Path:
         return Path(self.db) if self.db else data_dir() / "hvkube.db"
+
+    def screenshots_path(self) -> Path:
+        """Where the dashboard saves screenshots: the setting, else the user's data folder
+        (not the folder the dashboard was started in)."""
+        return Path(self.screenshot_dir) if self.screenshot_dir else data_dir() / "screenshots"
 
     def state_dir(self) -> Path:
         """Where backend state lives: beside the database."""

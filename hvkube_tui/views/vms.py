@@ -16,6 +16,7 @@ from textual.widget import Widget
 from core.backends.base import Capability, feature
 from core.errors import HvkubeError
 from core.files import write_atomic
+from core.output import holder_text
 from core.output import ms as ms_text
 from hvkube_tui.data import (
     VM_FIELDS,
@@ -43,7 +44,7 @@ class VmsView(View):
         ("name", "NAME"),
         ("pool", "POOL"),
         ("state", "STATE"),
-        ("agent", "AGENT"),
+        ("holder", "HELD BY"),
         ("ip", "IP"),
         ("memory", "MEM"),
         ("uptime", "UPTIME"),
@@ -60,14 +61,11 @@ class VmsView(View):
     @classmethod
     def format_row(cls, r: dict[str, Any], now: datetime) -> Row:
         running = r["state"] in RUNNING
-        agent = (
-            str(r["agent_id"]) if r["agent_id"] is not None else ("held" if r["holder"] else "-")
-        )
         return (
             r["name"],
             r["pool"] or "-",
             state_cell(r["state"]),
-            agent,
+            holder_text(r["holder"], r["agent_id"]) or "-",
             r["ip"] or "-",
             mb_text(r["memory_mb"]),
             since(r["last_resumed_at"], now) if running else "-",
@@ -84,12 +82,15 @@ class VmsView(View):
         state = state_text(vm["state"])
         if vm["raw_state"]:
             state.append(f" (host: {vm['raw_state']})", style="dim")
-        pairs: list[tuple[str, Any]] = [
+        # What explains a problem comes first: at 80x24 the pane is a few lines tall.
+        pairs: list[tuple[str, Any]] = []
+        if vm["error"]:
+            pairs.append(("error", Text(vm["error"], style="bold red")))
+        pairs += [
             ("vm", vm["name"]),
-            ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
             ("state", state),
-            ("held by", vm["holder"] or "-"),
-            ("agent", vm["agent_id"] if vm["agent_id"] is not None else "-"),
+            ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
+            ("held by", holder_text(vm["holder"], vm["agent_id"]) or "-"),
             ("address", f"{vm['ip']}:{vm['rdp_port']} (RDP)" if vm["ip"] else "-"),
             ("memory", mb_text(vm["memory_mb"])),
             (
@@ -99,8 +100,6 @@ class VmsView(View):
                 else "-",
             ),
         ]
-        if vm["error"]:
-            pairs.append(("error", Text(vm["error"], style="red")))
         return detail_grid(pairs)
 
     def detail_widgets(self) -> list[Widget]:
@@ -260,6 +259,13 @@ class VmsView(View):
             self.notify(f"could not open the console of {vm}: {exc}{hint}", severity="error")
             return
         self.notify(f"opening the console of {vm}", title="console")
+
+    def action_screen(self) -> None:
+        from hvkube_tui.widgets.screenview import ScreenView
+
+        vm = self.selected()
+        if vm:
+            self.app.push_screen(ScreenView(self.dashboard.engine, vm))
 
     def action_capture(self) -> None:
         vm = self.selected()
