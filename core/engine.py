@@ -656,6 +656,12 @@ class Engine:
             self.get_pool(pool)  # an unknown pool is bad input, not an empty pool
             if time.monotonic() >= deadline:
                 counts = self.pool_counts(pool)
+                if not any(counts.values()):
+                    raise NoVMAvailable(
+                        f"pool {pool!r} has no VMs yet; build them with 'hvkube pool "
+                        f"provision {pool}', or start the controller ('hvkube run'), which "
+                        "keeps every pool at its size"
+                    )
                 raise NoVMAvailable(
                     f"no free VM in pool {pool!r} ({counts.get('held', 0)} held, "
                     f"{sum(v for k, v in counts.items() if k != 'held')} in all); "

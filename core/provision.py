@@ -181,7 +181,10 @@ def provision_pool(
             for vm_name in names
         ]
     )
+    # Tiers by name, decided now: the lowest-numbered new VM is the hot one, whichever
+    # build ends first (an operator reads `pool-001` as the hot VM, as the README does).
     plan = _TierPlan(pool, existing)
+    tiers = {vm_name: plan.next_tier(gpu=tpl.gpu) for vm_name in names}
 
     def build(vm_name: str) -> None:
         if stop is not None and stop.is_set():
@@ -190,7 +193,7 @@ def provision_pool(
             _notify(progress, vm_name, "not started")
             return
         try:
-            _build_one(engine, vm_name, tpl, plan, gate, progress, stop)
+            _build_one(engine, vm_name, tpl, tiers[vm_name], gate, progress, stop)
             report.created.append(vm_name)
         except Interrupted as exc:
             _roll_back(engine, vm_name, exc, report, progress)
@@ -263,7 +266,7 @@ def _build_one(
     engine: Engine,
     vm_name: str,
     tpl: Template,
-    plan: _TierPlan,
+    tier: VMState,
     gate: _MemoryGate,
     progress: ProgressFn | None,
     stop: threading.Event | None = None,
@@ -306,7 +309,6 @@ def _build_one(
                 with engine.ledger.step("checkpoint", vm_name, row.pool):
                     backend.checkpoint(ref, CLEAN_CHECKPOINT)
             ip = backend.ip_address(ref)
-            tier = plan.next_tier(gpu=tpl.gpu)
             _notify(progress, vm_name, "park", tier.value)
             if tier is VMState.PAUSED:
                 backend.pause(ref)

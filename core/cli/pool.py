@@ -304,9 +304,9 @@ def register(commands: Any, sub: AddCommand) -> None:
     pool = sub(commands, "pool", None, COMMANDS["pool"])
     pool_cmds = pool.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(pool_cmds, "create", cmd_pool_create, "declare a pool of VMs from a template")
-    p.add_argument("--name", required=True)
-    p.add_argument("--template", required=True)
-    p.add_argument("--count", type=positive_int, required=True, help="VMs in all")
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("-t", "--template", required=True)
+    p.add_argument("-c", "--count", type=positive_int, required=True, help="VMs in all")
     p.add_argument("--warm", type=positive_int, default=0, help="kept Saved (2-5 s to resume)")
     p.add_argument("--hot", type=positive_int, default=0, help="kept Paused (ms, holds RAM)")
     p.add_argument(

@@ -47,7 +47,9 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
 def register(commands: Any, sub: AddCommand) -> None:
     p = sub(commands, "serve", cmd_serve, COMMANDS["serve"])
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=positive_int, default=8080, help="port (default 8080; 0: any)")
+    p.add_argument(
+        "-p", "--port", type=positive_int, default=8080, help="port (default 8080; 0: any)"
+    )
     p.add_argument(
         "--lease-seconds",
         type=seconds,

@@ -90,8 +90,14 @@ def cmd_template_delete(args: argparse.Namespace, ctx: Context) -> int:
 def register(commands: Any, sub: AddCommand) -> None:
     tpl = sub(commands, "template", None, COMMANDS["template"])
     tpl_cmds = tpl.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
-    p = sub(tpl_cmds, "create", cmd_template_create, "register a template disk")
-    p.add_argument("--name", required=True, help="template name")
+    p = sub(
+        tpl_cmds,
+        "create",
+        cmd_template_create,
+        "register a template disk (also: template register)",
+        aliases=["register"],
+    )
+    p.add_argument("-n", "--name", required=True, help="template name")
     p.add_argument("--vhdx", required=True, metavar="PATH", help="template disk on the host")
     p.add_argument("--memory-mb", type=positive_int, default=4096, help="memory (default 4096)")
     p.add_argument("--cpus", type=positive_int, default=2, help="virtual CPUs (default 2)")

@@ -173,7 +173,7 @@ def register(commands: Any, sub: AddCommand) -> None:
     vm = sub(commands, "vm", None, COMMANDS["vm"])
     vm_cmds = vm.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(vm_cmds, "list", cmd_vm_list, "list VMs")
-    p.add_argument("--pool")
+    p.add_argument("-p", "--pool", help="only this pool's VMs")
     p.add_argument(
         "--state",
         type=VMState,
