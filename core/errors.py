@@ -68,10 +68,10 @@ class ReadOnlyMode(HvkubeError):
 
 
 class NotHeld(Conflict):
-    """Release of a VM that nobody holds: the caller's mistake, and nothing was changed."""
+    """Release of a VM that nobody holds: the caller's mistake, and nothing was changed
+    (exit code 2, as for an unknown VM; the HTTP API still answers it as a conflict)."""
 
     exit_code = 2
-    code = "not_held"
 
 
 class Interrupted(HvkubeError):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field
 
 from core.states import (
     ACTIVE_AGENT_STATUSES,
@@ -41,6 +42,13 @@ __all__ = [
     "VMPool",
     "VMState",
 ]
+
+
+class BaseModel(_PydanticModel):
+    """The models' base: each model's validator is built when it is first used, not when
+    this module is imported (a command that prints VMs does not build the agents' models)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class ReadinessProbe(BaseModel):
