@@ -3,7 +3,6 @@ the console, save a screenshot. The detail pane adds a live thumbnail of the VM'
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ from hvkube_tui.data import (
 from hvkube_tui.messages import ThumbnailFailed, ThumbnailReady
 from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid, state_text, when_text
-from hvkube_tui.widgets.thumbnail import Thumbnail, png_to_halfblocks
+from hvkube_tui.widgets.thumbnail import Thumbnail, look
 
 if TYPE_CHECKING:
     from hvkube_tui.app import HvkubeApp
@@ -137,20 +136,10 @@ class VmsView(View):
 
     @work(thread=True, exclusive=True, group="thumbnail", exit_on_error=False)
     def _fetch_thumbnail(self, vm: str, cols: int, rows: int) -> None:
-        engine = self.dashboard.engine
-        try:
-            # Straight from the host: a thumbnail every few seconds is no lifecycle event.
-            data = engine.backend.screenshot(engine.ref(engine.get_vm(vm)))
-        except HvkubeError as exc:
-            self.post_message(ThumbnailFailed(vm, exc.message))
-            return
-        except Exception as exc:
-            self.post_message(ThumbnailFailed(vm, f"{type(exc).__name__}: {exc}"))
-            return
-        digest = hashlib.blake2b(data, digest_size=8).hexdigest() + f"{cols}x{rows}"
-        if self.thumb_for == (vm, digest):
-            return
-        self.post_message(ThumbnailReady(vm, digest, png_to_halfblocks(data, cols, rows)))
+        shown = self.thumb_for[1] if self.thumb_for and self.thumb_for[0] == vm else None
+        message = look(self.dashboard.engine, vm, cols, rows, shown)
+        if not (isinstance(message, ThumbnailReady) and message.digest == shown):
+            self.post_message(message)
 
     def _showing(self, vm: str) -> bool:
         return self.dashboard.view == self.NAME and self.cursor_key == vm

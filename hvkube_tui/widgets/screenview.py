@@ -3,7 +3,6 @@ second: the operator's live look at what an agent is doing. Esc closes it."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -14,9 +13,8 @@ from textual.containers import Center
 from textual.screen import Screen
 from textual.widgets import Static
 
-from core.errors import HvkubeError
 from hvkube_tui.messages import ThumbnailFailed, ThumbnailReady
-from hvkube_tui.widgets.thumbnail import png_to_halfblocks
+from hvkube_tui.widgets.thumbnail import look
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -70,19 +68,7 @@ class ScreenView(Screen[None]):
 
     @work(thread=True, exclusive=True, group="screen", exit_on_error=False)
     def _read(self, vm: str, cols: int, rows: int) -> None:
-        engine = self.engine
-        try:
-            # Straight from the host, as the thumbnail: a look is no lifecycle event.
-            data = engine.backend.screenshot(engine.ref(engine.get_vm(vm)))
-        except HvkubeError as exc:
-            self.post_message(ThumbnailFailed(vm, exc.message))
-            return
-        except Exception as exc:
-            self.post_message(ThumbnailFailed(vm, f"{type(exc).__name__}: {exc}"))
-            return
-        digest = hashlib.blake2b(data, digest_size=8).hexdigest() + f"{cols}x{rows}"
-        image = png_to_halfblocks(data, cols, rows) if digest != self.digest else Text()
-        self.post_message(ThumbnailReady(vm, digest, image))
+        self.post_message(look(self.engine, vm, cols, rows, self.digest))
 
     def on_thumbnail_ready(self, message: ThumbnailReady) -> None:
         message.stop()
