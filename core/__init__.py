@@ -77,6 +77,7 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     """
     from core.backends import make_backend
     from core.engine import Engine
+    from core.names import check_host_name
     from core.settings import load_settings
     from core.store import Store
 
@@ -84,6 +85,7 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
         settings = load_settings(overrides).settings
     elif overrides:
         settings = settings.model_copy(update=overrides)
+    check_host_name(settings.host_name())  # before anything is created
     # The store first: a bad database path is refused before the backend creates anything
     # beside it.
     store = Store(settings.db_path())

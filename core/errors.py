@@ -54,6 +54,13 @@ class ForeignVM(Conflict):
     code = "foreign_vm"
 
 
+class NotHeld(HvkubeError):
+    """The caller may drive only the VMs its own lease holds; nothing was sent."""
+
+    exit_code = 2
+    code = "not_held"
+
+
 class BackendMismatch(HvkubeError):
     """The store was made with another backend; opening it with this one would misread
     every VM."""
@@ -67,7 +74,7 @@ class ReadOnlyMode(HvkubeError):
     code = "read_only"
 
 
-class NotHeld(Conflict):
+class NotAcquired(Conflict):
     """Release of a VM that nobody holds: the caller's mistake, and nothing was changed
     (exit code 2, as for an unknown VM; the HTTP API still answers it as a conflict)."""
 

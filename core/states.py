@@ -30,6 +30,8 @@ class VMState(StrEnum):
     DELETING = "deleting"
     ERROR = "error"
     MISSING = "missing"
+    # Its host stopped heartbeating: nobody can tell its state until the host is back.
+    UNKNOWN = "unknown"
 
     @property
     def transitional(self) -> bool:

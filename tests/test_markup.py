@@ -99,8 +99,10 @@ def _cli(db: str, *argv: str) -> tuple[int, str, str]:
 
 
 # Each object kind of the command line, and the argument that names it in the store here.
-def _show_commands(agent_id: int) -> list[list[str]]:
+def _show_commands(agent_id: int, host: str = "h") -> list[list[str]]:
     return [
+        ["host", "show", host],
+        ["host", "list"],
         ["agent", "show", str(agent_id)],
         ["agent", "list"],
         ["vm", "info", "bp-001"],
@@ -153,7 +155,7 @@ def test_every_show_command_prints_markup_like_data_as_it_is(
 ) -> None:
     engine, db = world
     agent_id = _plant(engine, text)
-    for argv in _show_commands(agent_id):
+    for argv in _show_commands(agent_id, engine.settings.host_name()):
         code, out, err = _cli(db, *argv)
         assert code == 0, (argv, err)
         assert "internal error" not in err, (argv, err)

@@ -57,6 +57,7 @@ def vm_table(vms: Sequence[Any]) -> None:
         (
             vm.name,
             vm.pool,
+            vm.host,
             styled(vm.state.value),
             holder_text(vm.holder, vm.agent_id),
             vm.ip,
@@ -69,7 +70,7 @@ def vm_table(vms: Sequence[Any]) -> None:
     ]
     table(
         console,
-        ["NAME", "POOL", "STATE", "HELD BY", "IP", "MB", "RESUMED", "RESUME", "ERROR"],
+        ["NAME", "POOL", "HOST", "STATE", "HELD BY", "IP", "MB", "RESUMED", "RESUME", "ERROR"],
         rows,
         "VMs",
     )

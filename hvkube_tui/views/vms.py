@@ -42,6 +42,7 @@ class VmsView(View):
     COLUMNS = (
         ("name", "NAME"),
         ("pool", "POOL"),
+        ("host", "HOST"),
         ("state", "STATE"),
         ("holder", "HELD BY"),
         ("ip", "IP"),
@@ -49,7 +50,7 @@ class VmsView(View):
         ("uptime", "UPTIME"),
         ("resume", "LAST RESUME"),
     )
-    BUSY_COLUMN = 2
+    BUSY_COLUMN = 3
     CLOCK = True
 
     def __init__(self, dashboard: HvkubeApp) -> None:
@@ -63,6 +64,7 @@ class VmsView(View):
         return (
             r["name"],
             r["pool"] or "-",
+            r["host"] or "-",
             state_cell(r["state"]),
             holder_text(r["holder"], r["agent_id"]) or "-",
             r["ip"] or "-",
@@ -89,6 +91,7 @@ class VmsView(View):
             ("vm", vm["name"]),
             ("state", state),
             ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
+            ("host", vm["host"] or "-"),
             ("held by", holder_text(vm["holder"], vm["agent_id"]) or "-"),
             ("address", f"{vm['ip']}:{vm['rdp_port']} (RDP)" if vm["ip"] else "-"),
             ("memory", mb_text(vm["memory_mb"])),
