@@ -43,7 +43,7 @@ class Context:
             if self._engine.backend.simulated and not self.json:
                 err_console.print(
                     f"simulated host ({self._engine.backend.name}); "
-                    f"database {self.settings.db_path()}",
+                    f"database {self.settings.db_shown()}",
                     style="dim",
                     soft_wrap=True,
                 )
