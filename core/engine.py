@@ -47,7 +47,14 @@ from core.models import (
     VMPool,
     VMState,
 )
-from core.names import POOL_NAME_MAX, check_name, check_path_text, check_positive, tier_problem
+from core.names import (
+    POOL_NAME_MAX,
+    check_json_object,
+    check_name,
+    check_path_text,
+    check_positive,
+    tier_problem,
+)
 from core.probes import poll, wait_ready
 from core.provision import ProvisionReport, provision_pool, scale_pool
 from core.reconcile import reconcile
@@ -676,7 +683,7 @@ class Engine:
                 if claimed is None:
                     raise
                 vm = claimed
-            except HvkubeError as exc:
+            except Exception as exc:  # any failure after the claim (a full disk, say)
                 self._give_back(vm, exc)
                 raise
         return AcquiredVM(
@@ -692,18 +699,23 @@ class Engine:
             holder=holder,
         )
 
-    def _give_back(self, vm: VM, exc: HvkubeError) -> None:
+    def _give_back(self, vm: VM, exc: Exception) -> None:
         """After a failed acquire of `vm` (as it was when claimed). When the host still shows
         it in that state, the start was refused before anything happened (out of memory, no
         permission, a lost or hung session): it goes back to the pool, free, with the error
-        noted. Otherwise it goes to ERROR, out of circulation, for the controller to replace."""
+        noted. When the resume worked but a write after it failed (not a hypervisor error: a
+        full disk, say), the VM is running and unused: it goes back free, and the controller
+        parks it in its tier. Otherwise it goes to ERROR, out of circulation, for the
+        controller to replace."""
         host = None
         with suppress(HvkubeError):
             host = self.host_vm(vm)
-        if host is not None and state_from_host(host) is vm.state:
+        actual = state_from_host(host) if host is not None else None
+        resumed = actual is VMState.RUNNING and not isinstance(exc, HvkubeError)
+        if actual is not None and (actual is vm.state or resumed):
             self.ledger.finish(
                 vm.name,
-                vm.state,
+                actual,
                 holder=None,
                 agent_id=None,
                 error=str(exc)[:2000],
@@ -783,6 +795,7 @@ class Engine:
     ) -> Agent:
         check_name(workflow, "workflow name")
         check_positive(timeout_s, "--timeout", maximum=7 * 86400)
+        check_json_object(input or {}, "input")
         p = self.get_pool(pool)
         if requires_gpu and not self.get_template(p.template).gpu:
             raise InvalidInput(
@@ -836,6 +849,8 @@ class Engine:
         self, agent_id: int, status: AgentStatus, result: AgentResult | None = None
     ) -> Agent:
         """End an agent (completed, failed or cancelled) and release its VM by pool policy."""
+        if result is not None and result.output is not None:
+            check_json_object(result.output, "output")
         agent = self.get_agent(agent_id)
         self.ledger.guard("finish an agent")
         if agent.status.finished:
