@@ -41,7 +41,7 @@ from core.store.swaps import Swaps
 from core.store.views import ViewRows
 from core.utc import as_stored, as_utc, utcnow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -80,9 +80,19 @@ class Tables:
     Agent: Any
     Event: Any
     Lease: Any
+    ApiToken: Any
 
     def all(self) -> list[Any]:
-        return [self.Meta, self.Template, self.Pool, self.VM, self.Agent, self.Event, self.Lease]
+        return [
+            self.Meta,
+            self.Template,
+            self.Pool,
+            self.VM,
+            self.Agent,
+            self.Event,
+            self.Lease,
+            self.ApiToken,
+        ]
 
 
 def make_tables(db: pw.Database) -> Tables:
@@ -205,7 +215,20 @@ def make_tables(db: pw.Database) -> Tables:
         class Meta:
             table_name = "lease"
 
-    return Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow)
+    class ApiTokenRow(Base):
+        """A scoped HTTP API token; only the SHA-256 of the secret is kept."""
+
+        id = pw.CharField(primary_key=True, max_length=32)
+        name = pw.CharField(max_length=64)
+        scope = pw.CharField(max_length=16)
+        secret_hash = pw.CharField(max_length=64)
+        created_at = pw.DateTimeField(default=utcnow)
+        revoked_at = pw.DateTimeField(null=True)
+
+        class Meta:
+            table_name = "api_token"
+
+    return Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow, ApiTokenRow)
 
 
 # --- SQLite-specific: the one place ------------------------------------------------------------
@@ -305,6 +328,14 @@ def _add_vm_identity(store: Store) -> None:
     store.t.Meta.insert(key="store_id", value=uuid.uuid4().hex).on_conflict_ignore().execute()
 
 
+# 4 is the fleet's host table; a store made before it lands skips the number.
+
+
+@migration(5)
+def _add_api_tokens(store: Store) -> None:
+    store.db.create_tables([store.t.ApiToken])
+
+
 class Store:
     """One database: tables, schema migrations, and the conversions to models."""
 
@@ -366,6 +397,8 @@ class Store:
         with self.write():
             current = self.schema_version()  # another process may have migrated meanwhile
             for version in range(current + 1, SCHEMA_VERSION + 1):
+                if version not in MIGRATIONS:
+                    continue
                 MIGRATIONS[version](self)
                 self.t.Meta.insert(key="schema_version", value=str(version)).on_conflict(
                     conflict_target=[self.t.Meta.key], update={self.t.Meta.value: str(version)}
