@@ -9,7 +9,7 @@ import urllib.request
 from collections.abc import Callable
 
 from core.backends.base import Backend, VMRef
-from core.errors import OperationTimeout
+from core.errors import InvalidInput, OperationTimeout
 from core.models import ReadinessProbe
 
 
@@ -72,3 +72,16 @@ def wait_ready(backend: Backend, ref: VMRef, probe: ReadinessProbe, timeout_s: f
         vm,
     )
     return "http"
+
+
+def probe_from_text(text: str) -> ReadinessProbe:
+    """A readiness probe written as `heartbeat`, `tcp:PORT` or `http:URL` (CLI and API)."""
+    if text == "heartbeat":
+        return ReadinessProbe(kind="heartbeat")
+    if text.startswith("tcp:") and text[4:].isdigit() and 0 < int(text[4:]) < 65536:
+        return ReadinessProbe(kind="tcp", port=int(text[4:]))
+    if text.startswith("http:") and text[5:].startswith(("http://", "https://")):
+        return ReadinessProbe(kind="http", url=text[5:])
+    raise InvalidInput(
+        f"{text[:80]!r} is not a probe; use heartbeat, tcp:PORT or http:URL (URL may hold {{ip}})"
+    )

@@ -16,6 +16,7 @@ from textual.widget import Widget
 from core.backends.base import Capability, feature
 from core.errors import HvkubeError
 from core.files import write_atomic
+from core.models import holder_label
 from core.output import ms as ms_text
 from hvkube_tui.data import (
     VM_FIELDS,
@@ -61,7 +62,7 @@ class VmsView(View):
     def format_row(cls, r: dict[str, Any], now: datetime) -> Row:
         running = r["state"] in RUNNING
         agent = (
-            str(r["agent_id"]) if r["agent_id"] is not None else ("held" if r["holder"] else "-")
+            str(r["agent_id"]) if r["agent_id"] is not None else holder_label(r["holder"])
         )
         return (
             r["name"],
@@ -88,7 +89,7 @@ class VmsView(View):
             ("vm", vm["name"]),
             ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
             ("state", state),
-            ("held by", vm["holder"] or "-"),
+            ("held by", f"{vm['holder']} ({holder_label(vm['holder'])})" if vm["holder"] else "-"),
             ("agent", vm["agent_id"] if vm["agent_id"] is not None else "-"),
             ("address", f"{vm['ip']}:{vm['rdp_port']} (RDP)" if vm["ip"] else "-"),
             ("memory", mb_text(vm["memory_mb"])),
