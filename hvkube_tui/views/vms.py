@@ -61,9 +61,7 @@ class VmsView(View):
     @classmethod
     def format_row(cls, r: dict[str, Any], now: datetime) -> Row:
         running = r["state"] in RUNNING
-        agent = (
-            str(r["agent_id"]) if r["agent_id"] is not None else holder_label(r["holder"])
-        )
+        agent = str(r["agent_id"]) if r["agent_id"] is not None else holder_label(r["holder"])
         return (
             r["name"],
             r["pool"] or "-",

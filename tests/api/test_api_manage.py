@@ -127,15 +127,11 @@ def test_renew_after_the_vm_went_to_another_client_is_lease_lost(
     assert r.status_code == 409 and r.json()["code"] == "lease_lost", r.text
     # releasing with the lost lease neither releases the VM nor touches the live lease
     before = dump()
-    r = client.post(
-        f"/api/v1/vms/{first['name']}/release", json={"lease_id": first["lease_id"]}
-    )
+    r = client.post(f"/api/v1/vms/{first['name']}/release", json={"lease_id": first["lease_id"]})
     assert r.status_code == 409 and r.json()["code"] == "lease_lost"
     assert dump() == before
     assert client.post(f"/api/v1/leases/{second['lease_id']}/renew").status_code == 200
-    r = client.post(
-        f"/api/v1/vms/{second['name']}/release", json={"lease_id": second["lease_id"]}
-    )
+    r = client.post(f"/api/v1/vms/{second['name']}/release", json={"lease_id": second["lease_id"]})
     assert r.status_code == 200
 
 
