@@ -112,19 +112,19 @@ class ApiLeases:
             {"pool": pool, "vm": None, "seconds": 0.0, "token": token},
         )
 
-    def bind(self, lease_id: str, vm: str, pool: str, seconds: float) -> Lease:
+    def bind(
+        self, lease_id: str, vm: str, pool: str, seconds: float, token: str | None = None
+    ) -> Lease:
         """The claim succeeded: the lease now names its VM and runs `seconds` from now (for
         ever when the client asked for no lease)."""
-        row = self._row(lease_id)
+        kept = seconds if leased(lease_id) else 0.0
         until = utcnow() + timedelta(seconds=seconds) if leased(lease_id) else NEVER
-        store_leases.set_lease(
-            self.store,
-            row.name,
-            lease_id,
-            until,
-            {**row.data, "vm": vm, "seconds": seconds if leased(lease_id) else 0.0},
+        data = {"pool": pool, "vm": vm, "seconds": kept, "token": token}
+        if not store_leases.set_lease(self.store, ROW_PREFIX + lease_id, lease_id, until, data):
+            raise LeaseExpired(f"lease {lease_id} ended before its VM was handed over")
+        return Lease(
+            lease_id=lease_id, vm_name=vm, pool=pool, expires_at=_aware(until), lease_seconds=kept
         )
-        return self.get(lease_id)
 
     def abandon(self, lease_id: str) -> None:
         """The acquire did not finish: give its VM back at once by the pool's policy and drop

@@ -73,10 +73,15 @@ async def acquire(body: AcquireRequest, st: State, who: Who, request: Request) -
     # The lease row comes first; until the claim is answered it lasts the wait plus a lease.
     expiry_s = body.wait_seconds + seconds + 60.0
     try:
-        vm = await st.acquire_waiting(
-            pool, lease_id, body.wait_seconds, expiry_s, request.is_disconnected, who.token_id
+        vm, lease = await st.acquire_waiting(
+            pool,
+            lease_id,
+            body.wait_seconds,
+            expiry_s,
+            seconds,
+            request.is_disconnected,
+            who.token_id,
         )
-        lease = await run(st.leases.bind, lease_id, vm.name, pool, seconds)
     except BaseException:
         # Any failure after the claim (a full disk, a bug, a client gone) gives the VM back.
         with anyio.CancelScope(shield=True):

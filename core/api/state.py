@@ -22,7 +22,7 @@ import anyio.to_thread
 from core.api.errors import ClientGone, OutOfScope
 from core.api.leases import ApiLeases
 from core.api.metrics import ApiMetrics
-from core.api.schemas import VMOut
+from core.api.schemas import Lease, VMOut
 from core.engine import Engine
 from core.errors import NoVMAvailable
 from core.models import VM, AcquiredVM, Template, VMState
@@ -105,19 +105,21 @@ class ApiState:
         lease_id: str,
         first: bool,
         expiry_s: float,
+        seconds: float,
         claim: bool = True,
         token: str | None = None,
-    ) -> AcquiredVM | None:
-        """One non-blocking claim (the first try also records the lease); None when no VM is
-        free. Runs in a worker thread."""
+    ) -> tuple[AcquiredVM, Lease] | None:
+        """One non-blocking claim (the first try also records the lease), and the lease bound
+        to the VM claimed; None when no VM is free. Runs in a worker thread."""
         if first:
             self.leases.open(lease_id, pool, expiry_s, token)
         if not claim:
             return None
         try:
-            return self.engine.acquire(pool, 0.0, lease_id)
+            vm = self.engine.acquire(pool, 0.0, lease_id)
         except NoVMAvailable:
             return None
+        return vm, self.leases.bind(lease_id, vm.name, pool, seconds, token)
 
     async def acquire_waiting(
         self,
@@ -125,9 +127,10 @@ class ApiState:
         lease_id: str,
         wait_s: float,
         expiry_s: float,
+        seconds: float,
         gone: Callable[[], Awaitable[bool]] | None = None,
         token: str | None = None,
-    ) -> AcquiredVM:
+    ) -> tuple[AcquiredVM, Lease]:
         """Claim without blocking; between tries, sleep (no thread held) until a release
         through this server wakes us, or a poll is due (for VMs freed by other processes).
         A newcomer queues behind waiters already asleep, so the longest waiter is served
@@ -135,10 +138,10 @@ class ApiState:
         deadline = time.monotonic() + wait_s
         delay = POLL_FIRST_S
         claim = not (wait_s > 0 and self.waiters.has_sleepers(pool))
-        vm = await run(self.try_acquire, pool, lease_id, True, expiry_s, claim, token)
-        if vm is not None:
+        got = await run(self.try_acquire, pool, lease_id, True, expiry_s, seconds, claim, token)
+        if got is not None:
             self.waiters.take_spare(pool)  # a newcomer took a VM freed while nobody slept
-        while vm is None:
+        while got is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 await run(self.no_vm, pool)
@@ -154,12 +157,12 @@ class ApiState:
                 finally:
                     self.waiters.leave(pool, ticket, woke)
                 delay = POLL_FIRST_S if woke else min(POLL_MAX_S, delay * 1.5)
-            vm = await run(self.try_acquire, pool, lease_id, False, expiry_s)
-            if vm is not None and gone is not None and await gone():
+            got = await run(self.try_acquire, pool, lease_id, False, expiry_s, seconds, True, token)
+            if got is not None and gone is not None and await gone():
                 # Claimed for a client that left meanwhile: the caller abandons the lease,
-                # and the sweeper gives the VM back by the pool's policy.
+                # which gives the VM back by the pool's policy.
                 raise ClientGone("the client disconnected while its VM was being resumed")
-        return vm
+        return got
 
     def no_vm(self, pool: str) -> NoReturn:
         counts = self.engine.pool_counts(pool)
