@@ -87,7 +87,7 @@ class VmsView(View):
             ("vm", vm["name"]),
             ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
             ("state", state),
-            ("held by", f"{vm['holder']} ({holder_label(vm['holder'])})" if vm["holder"] else "-"),
+            ("held by", vm["holder"] or "-"),
             ("agent", vm["agent_id"] if vm["agent_id"] is not None else "-"),
             ("address", f"{vm['ip']}:{vm['rdp_port']} (RDP)" if vm["ip"] else "-"),
             ("memory", mb_text(vm["memory_mb"])),
