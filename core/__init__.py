@@ -37,12 +37,14 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
+    from core.names import check_host_name
     from core.store import Store
 
     if settings is None:
         settings = load_settings(overrides).settings
     elif overrides:
         settings = settings.model_copy(update=overrides)
+    check_host_name(settings.host_name())  # before anything is created
     # The store first: a bad database path is refused before the backend creates anything
     # beside it.
     store = Store(settings.db_path())

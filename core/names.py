@@ -56,6 +56,20 @@ def check_name(name: object, what: str = "name") -> str:
     return name
 
 
+HOST_RULE = (
+    "1-63 characters: letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def check_host_name(name: object) -> str:
+    """A host's name (a machine name, as Windows and DNS allow them)."""
+    if not isinstance(name, str) or not _HOST_RE.fullmatch(name):
+        shown = name if isinstance(name, str) and len(name) <= 70 else "(value)"
+        raise InvalidInput(f"host name {shown!r} is not valid ({HOST_RULE})")
+    return name
+
+
 # A pool's VMs are named '<pool>-NNN', so a pool name leaves room for four characters.
 POOL_NAME_MAX = 44
 
@@ -80,6 +94,17 @@ def check_positive(
     if value > maximum:
         raise InvalidInput(f"{what} must be at most {maximum}, got {value}")
     return value
+
+
+# The largest screen coordinate input backends accept (Hyper-V's and QEMU's pointers).
+MAX_PIXEL = 16384
+
+
+def check_pixel(x: object, y: object) -> None:
+    """InvalidInput unless x and y are whole pixels from 0 to MAX_PIXEL."""
+    for value, what in ((x, "X"), (y, "Y")):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PIXEL:
+            raise InvalidInput(f"{what} must be a pixel from 0 to {MAX_PIXEL}, got {value!r}")
 
 
 def check_path_text(path: object, what: str = "path") -> str:

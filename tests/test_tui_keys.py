@@ -88,7 +88,7 @@ def test_s_saves_a_running_vm(tmp_path: Path) -> None:
         await pilot.press("s")
         await settle(pilot)
         assert state(app, "browser-001") is VMState.SAVED
-        assert app.table("vms").shown["browser-001"][2] == ("saved", "cyan")
+        assert app.table("vms").shown["browser-001"][3] == ("saved", "cyan")
 
     drive(tmp_path, scenario)
 
@@ -120,14 +120,14 @@ def test_busy_row_shows_progress(tmp_path: Path) -> None:
         await pilot.press("r")
         await until(
             pilot,
-            lambda: app.table("vms").shown["browser-003"][2] == ("⟳ resuming", "bold yellow"),
+            lambda: app.table("vms").shown["browser-003"][3] == ("⟳ resuming", "bold yellow"),
             "the row shows the resume in progress",
         )
         await pilot.press("r")  # a second press while busy is refused, not queued
         await until(pilot, lambda: any("busy" in n for n in notes(app)), "'busy' is said")
         gate.set()
         await settle(pilot)
-        assert app.table("vms").shown["browser-003"][2] == ("running", "bold green")
+        assert app.table("vms").shown["browser-003"][3] == ("running", "bold green")
 
     drive(tmp_path, scenario)
 
@@ -196,6 +196,55 @@ def test_thumbnail_of_the_selected_vm(tmp_path: Path) -> None:
         assert shown is not None and shown[0] == "browser-001" and shown[1]
         await at(app, pilot, "vms", "browser-005")
         assert vms.thumb_for is not None and vms.thumb_for[0] == "browser-005"
+
+    drive(tmp_path, scenario)
+
+
+def test_o_opens_an_agents_recording_and_arrows_step_through_it(tmp_path: Path) -> None:
+    from core.imaging import text_card
+    from core.recording.archive import FOLDER_NAME, Archive
+    from hvkube_tui.widgets.recording import RecordingScreen
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        agent = app.engine.list_agents()[0]
+        archive = Archive(app.engine.settings.state_dir() / FOLDER_NAME)
+        rec = f"agent-{agent.id}"
+        archive.add(rec, "vm-1", text_card(["one"]), None, (640, 400), None, 0)
+        typed = {"kind": "type", "text": "[bold]not markup", "source": "mcp"}
+        archive.add(rec, "vm-1", text_card(["two"]), None, (640, 400), typed, 1)
+        await at(app, pilot, "agents", str(agent.id))
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RecordingScreen), "the recording")
+        screen = app.screen
+        assert isinstance(screen, RecordingScreen)
+        await until(pilot, lambda: bool(screen.entries), "its frames")
+        assert screen.index == 1  # opens at the newest frame
+        action = str(screen.query_one("#recording-action").render())
+        assert "typed '[bold]not markup'" in action
+        await pilot.press("left")
+        assert screen.index == 0
+        assert "no action" in str(screen.query_one("#recording-action").render())
+        await pilot.press("left")
+        assert screen.index == 0
+        await pilot.press("end")
+        assert screen.index == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, RecordingScreen)
+
+    drive(tmp_path, scenario)
+
+
+def test_o_on_an_agent_without_a_recording_says_so(tmp_path: Path) -> None:
+    from hvkube_tui.widgets.recording import RecordingScreen
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        agent = app.engine.list_agents()[-1]
+        await at(app, pilot, "agents", str(agent.id))
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RecordingScreen), "the recording")
+        where = app.screen.query_one("#recording-where")
+        await until(pilot, lambda: "no recording" in str(where.render()), "why not")
 
     drive(tmp_path, scenario)
 
@@ -480,7 +529,7 @@ def test_outside_changes_appear_by_keyed_diff_keeping_the_cursor(tmp_path: Path)
         app.engine.save_vm("browser-001")
         app.engine.delete_vm("browser-005")
         await settle(pilot)
-        assert table.shown["browser-001"][2] == ("saved", "cyan")
+        assert table.shown["browser-001"][3] == ("saved", "cyan")
         assert "browser-005" not in table.shown
         assert table.cursor_key == "browser-004" and table.cursor_row == index
 
@@ -501,10 +550,10 @@ def test_polling_pauses_while_a_dialog_is_open(tmp_path: Path) -> None:
             while app.polls < start + 1:
                 await pilot.pause(0.01)
         assert len(app.ticks) == ticks
-        assert app.table().shown["browser-001"][2] == ("running", "bold green")
+        assert app.table().shown["browser-001"][3] == ("running", "bold green")
         await pilot.press("n")
         await settle(pilot)
-        assert app.table().shown["browser-001"][2] == ("saved", "cyan")
+        assert app.table().shown["browser-001"][3] == ("saved", "cyan")
 
     drive(tmp_path, scenario)
 

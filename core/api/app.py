@@ -12,11 +12,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import Depends, FastAPI, Response
 from starlette.middleware.cors import CORSMiddleware
 
-from core.api import errors, manage, routes
+from core.api import errors, manage, recordings, routes
 from core.api.auth import Authenticator, BearerAuth
 from core.api.common import admin, get_state, require_admin, v1
 from core.api.leases import ApiLeases
@@ -33,6 +34,7 @@ log = logging.getLogger("hvkube.api")
 
 # The route modules register themselves on the routers when imported.
 assert routes and manage
+__all__ = ["ApiState", "make_api", "run"]
 
 try:
     VERSION = version("hvkube")
@@ -54,6 +56,35 @@ async def _sweep(st: ApiState, every_s: float) -> None:
         except Exception as exc:  # one line, not a traceback a second
             log.warning("lease sweep failed (%s: %s); retrying", type(exc).__name__, exc)
         await asyncio.sleep(every_s)
+
+
+def _mcp_slot() -> Any:
+    """Where /mcp goes, or None when the MCP SDK is not installed (pip install 'hvkube[mcp]')."""
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ModuleNotFoundError:
+        log.info("the mcp package is not installed: /mcp is not served")
+        return None
+    from core.api.mcp import McpSlot
+
+    return McpSlot()
+
+
+def _mcp_mount() -> Any:
+    from core.api.mcp import McpMount
+
+    return McpMount
+
+
+@contextlib.asynccontextmanager
+async def _mcp_sessions(st: ApiState, slot: Any) -> AsyncIterator[None]:
+    if slot is None:
+        yield
+        return
+    from core.api.mcp import start
+
+    async with start(st, slot):
+        yield
 
 
 def make_api(
@@ -90,7 +121,8 @@ def make_api(
         # A read-only server changes nothing, expired leases included.
         sweeper = None if engine.readonly else asyncio.create_task(_sweep(st, sweep_seconds))
         try:
-            yield
+            async with _mcp_sessions(st, mcp_slot):
+                yield
         finally:
             if sweeper is not None:
                 sweeper.cancel()
@@ -127,6 +159,10 @@ def make_api(
 
     app.include_router(v1)
     app.include_router(admin)
+    app.include_router(recordings.router, dependencies=[Depends(require_admin)])
+    mcp_slot = _mcp_slot()
+    if mcp_slot is not None:  # inside BearerAuth: /mcp needs a token like every route
+        app.add_middleware(_mcp_mount(), slot=mcp_slot)
 
     def current_store() -> Store | None:
         st = holder.get("state")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import Path as FastPath
 from fastapi import Query
 
 from core.api.common import AgentId, PoolName, State, TemplateName, VMName, admin
@@ -30,7 +31,7 @@ from core.api.schemas import (
 from core.api.state import ApiState, run
 from core.engine import Engine
 from core.errors import BackendError
-from core.models import AgentResult, AgentStatus
+from core.models import AgentResult, AgentStatus, Host
 from core.probes import probe_from_text
 from core.readmodel import pool_summary
 from core.reconcile import ReconcileReport
@@ -218,6 +219,19 @@ async def prepare_vm(name: VMName, st: State) -> VMActionOut:
     out = await run(_prepare_vm, st, name)
     st.waiters.notify(out.pool)
     return out
+
+
+# -- hosts -------------------------------------------------------------------------------------
+
+
+@admin.get("/hosts", response_model=list[Host], summary="the hosts of the fleet (as `host list`)")
+async def list_hosts(st: State) -> list[Host]:
+    return await run(st.engine.list_hosts)
+
+
+@admin.get("/hosts/{name}", response_model=Host, summary="one host (as `host show`)")
+async def get_host(name: Annotated[str, FastPath(min_length=1, max_length=64)], st: State) -> Host:
+    return await run(st.engine.get_host, name)
 
 
 # -- reconcile ---------------------------------------------------------------------------------

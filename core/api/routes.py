@@ -26,23 +26,9 @@ from core.api.schemas import (
     VMOut,
 )
 from core.api.state import ApiState, run
-from core.models import ReleasePolicy, VMState
+from core.models import VMState
 from core.names import NAME_PATTERN
 from core.tokens import Principal
-
-
-def _release(
-    st: ApiState, who: Principal, name: str, policy: ReleasePolicy | None, lease_id: str | None
-) -> tuple[VMOut | None, str | None]:
-    vm = st.own_vm(who, name)
-    if lease_id is not None:
-        st.own_lease(who, lease_id)
-        st.leases.check_release(lease_id, name, vm.holder)
-    holder = lease_id or vm.holder
-    after = st.engine.release(name, policy=policy, holder=holder)
-    if holder is not None:
-        st.leases.drop(holder)
-    return (st.vm_out(after) if after is not None else None), vm.pool
 
 
 def _renew(st: ApiState, who: Principal, lease_id: str, seconds: float | None) -> Lease:
@@ -124,7 +110,7 @@ async def release(
     body = body or ReleaseRequest()
     if body.lease_id is not None and len(body.lease_id) > 64:
         raise FieldError("lease_id", "lease_id is longer than any lease id")
-    out, pool = await run(_release, st, who, name, body.chosen(), body.lease_id)
+    out, pool = await run(st.release, name, body.chosen(), body.lease_id, who)
     st.waiters.notify(pool)
     message = f"VM '{name}' destroyed" if out is None else f"VM '{name}' released ({out.state})"
     return ReleaseResponse(name=name, destroyed=out is None, vm=out, message=message)

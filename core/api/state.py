@@ -25,8 +25,8 @@ from core.api.metrics import ApiMetrics
 from core.api.schemas import Lease, VMOut
 from core.engine import Engine
 from core.errors import NoVMAvailable
-from core.models import VM, AcquiredVM, Template, VMState
-from core.tokens import Principal
+from core.models import VM, AcquiredVM, ReleasePolicy, Template, VMState
+from core.tokens import ADMIN, Principal
 
 T = TypeVar("T")
 # A waiting acquire is woken at once by a release through this server; it also polls,
@@ -163,6 +163,29 @@ class ApiState:
                 # which gives the VM back by the pool's policy.
                 raise ClientGone("the client disconnected while its VM was being resumed")
         return got
+
+    def release(
+        self,
+        name: str,
+        policy: ReleasePolicy | None,
+        lease_id: str | None,
+        who: Principal = ADMIN,
+    ) -> tuple[VMOut | None, str | None]:
+        """Give back a VM (held by `lease_id` when given; an agent token's own only). Blocks:
+        call from a worker thread. Returns the VM after release (None: destroyed), its pool."""
+        vm = self.own_vm(who, name)
+        if lease_id is not None:
+            self.own_lease(who, lease_id)
+            self.leases.check_release(lease_id, name, vm.holder)
+        holder = lease_id or vm.holder
+        after = self.engine.release(name, policy=policy, holder=holder)
+        if holder is not None:
+            self.leases.drop(holder)
+        return (self.vm_out(after) if after is not None else None), vm.pool
+
+    def vm_changed(self, pool: str | None) -> None:
+        """A VM of `pool` may have become free: wake one waiting acquire (event loop only)."""
+        self.waiters.notify(pool)
 
     def no_vm(self, pool: str) -> NoReturn:
         counts = self.engine.pool_counts(pool)

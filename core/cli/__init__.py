@@ -19,6 +19,8 @@ from core.cli import (
     agent,
     config,
     events,
+    host,
+    mcp,
     pool,
     reconcile,
     run,
@@ -37,7 +39,22 @@ from core.names import NAME_RULE, is_utf8
 __all__ = ["build_parser", "main"]
 
 # The command groups, in the order `hvkube --help` lists them.
-GROUPS = (template, pool, vm, acquire, agent, events, reconcile, run, serve, token, config, sim)
+GROUPS = (
+    template,
+    pool,
+    vm,
+    host,
+    acquire,
+    agent,
+    events,
+    reconcile,
+    run,
+    serve,
+    mcp,
+    token,
+    config,
+    sim,
+)
 
 
 def build_parser() -> Parser:

@@ -229,3 +229,12 @@ def test_metrics_in_prometheus_text(client: httpx.Client, new_pool: Callable[...
     kinds = {s.labels["kind"] for s in families["hvkube_host_memory_bytes"].samples}
     assert kinds == {"total", "free"}
     client.post(f"/api/v1/vms/{vm['name']}/release")
+
+
+def test_hosts_view(client: httpx.Client, new_pool: Callable[..., str]) -> None:
+    new_pool(1)
+    hosts = client.get("/api/v1/hosts").json()
+    assert hosts and all({"name", "status", "vms"} <= set(h) for h in hosts)
+    one = client.get(f"/api/v1/hosts/{hosts[0]['name']}")
+    assert one.status_code == 200 and one.json()["name"] == hosts[0]["name"]
+    assert client.get("/api/v1/hosts/no-such-host").status_code == 404

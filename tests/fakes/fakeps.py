@@ -526,17 +526,20 @@ def _rgb565_screenshot(png: bytes) -> dict[str, Any]:
     """Re-encode a PNG as Hyper-V's thumbnail: raw RGB565, little endian, base64."""
     import base64
 
-    from PIL import Image
+    from PIL import Image, ImageChops
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
     width, height = image.size
-    rgb = image.tobytes()
-    out = bytearray(width * height * 2)
-    for i in range(width * height):
-        r, g, b = rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]
-        pixel = ((r >> 3) << 11) | ((g >> 2) << 5) | (b >> 3)
-        out[2 * i] = pixel & 0xFF
-        out[2 * i + 1] = pixel >> 8
+    red, green, blue = image.split()
+    # pixel = r5 g6 b5; low byte: g's low 3 bits and b5, high byte: r5 and g's high 3 bits.
+    low = ImageChops.add(
+        green.point([((v >> 2) & 7) << 5 for v in range(256)]),
+        blue.point([v >> 3 for v in range(256)]),
+    )
+    high = ImageChops.add(
+        red.point([(v >> 3) << 3 for v in range(256)]), green.point([v >> 5 for v in range(256)])
+    )
+    out = Image.merge("LA", (low, high)).tobytes()  # little endian: low byte first
     return {
         "Width": width,
         "Height": height,
