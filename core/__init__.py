@@ -47,7 +47,7 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     check_host_name(settings.host_name())  # before anything is created
     # The store first: a bad database path is refused before the backend creates anything
     # beside it.
-    store = Store(settings.db_path())
+    store = Store(settings.db_location(), readonly=settings.readonly)
     try:
         backend = make_backend(settings)
     except BaseException:

@@ -64,7 +64,7 @@ def _digest(token: str) -> str:
 def token_path(settings: Settings) -> Path:
     if settings.api_token_file:
         return Path(settings.api_token_file)
-    return settings.db_path().parent / TOKEN_FILE_NAME
+    return settings.state_dir() / TOKEN_FILE_NAME
 
 
 def _check_folder(path: Path) -> None:

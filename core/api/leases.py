@@ -129,6 +129,8 @@ class ApiLeases:
     def abandon(self, lease_id: str) -> None:
         """The acquire did not finish: give its VM back at once by the pool's policy and drop
         the lease; when that fails too, the lease expires now and the sweeper retries."""
+        if self.engine.readonly:
+            return  # `open` refused: there is no lease row
         held = store_leases.vm_held_by(self.store, lease_id)
         if held is not None:
             try:

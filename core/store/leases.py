@@ -23,7 +23,7 @@ from typing import Any
 
 from core.owner import owner_alive
 from core.store import Store
-from core.utc import as_stored, as_utc, utcnow
+from core.utc import as_stored, as_utc, db_value, utcnow
 
 CONTROLLER_LEASE = "controller"
 
@@ -199,7 +199,7 @@ def lease_row(store: Store, name: str) -> LeaseRow | None:
 def add_lease(store: Store, name: str, holder: str, expires_at: datetime, data: Any) -> None:
     store.execute(
         'INSERT INTO "lease" ("name", "holder", "expires_at", "data") VALUES (?, ?, ?, ?)',
-        (name, holder, str(as_stored(expires_at)), json.dumps(data, sort_keys=True)),
+        (name, holder, db_value(expires_at), json.dumps(data, sort_keys=True)),
     )
 
 
@@ -207,13 +207,15 @@ def set_lease(store: Store, name: str, holder: str, expires_at: datetime, data: 
     """New expiry and data, only while `holder` still holds the row."""
     changed = store.execute(
         'UPDATE "lease" SET "expires_at" = ?, "data" = ? WHERE "name" = ? AND "holder" = ?',
-        (str(as_stored(expires_at)), json.dumps(data, sort_keys=True), name, holder),
+        (db_value(expires_at), json.dumps(data, sort_keys=True), name, holder),
     )
     return changed == 1
 
 
 def expire_lease_now(store: Store, name: str) -> None:
-    store.execute('UPDATE "lease" SET "expires_at" = ? WHERE "name" = ?', (str(utcnow()), name))
+    store.execute(
+        'UPDATE "lease" SET "expires_at" = ? WHERE "name" = ?', (db_value(utcnow()), name)
+    )
 
 
 def drop_lease(store: Store, name: str) -> None:
