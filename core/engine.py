@@ -54,6 +54,7 @@ from core.models import (
 from core.names import (
     POOL_NAME_MAX,
     check_host_name,
+    check_json_object,
     check_name,
     check_path_text,
     check_positive,
@@ -875,7 +876,7 @@ class Engine:
                 if claimed is None:
                     raise
                 vm = claimed
-            except HvkubeError as exc:
+            except Exception as exc:  # any failure after the claim (a full disk, say)
                 home.give_back(vm, exc)
                 raise
         return AcquiredVM(
@@ -892,19 +893,24 @@ class Engine:
             host=vm.host,
         )
 
-    def give_back(self, vm: VM, exc: HvkubeError) -> None:
+    def give_back(self, vm: VM, exc: Exception) -> None:
         """After a failed acquire of `vm` (as it was when claimed). When the host still shows
         it in that state, the start was refused before anything happened (out of memory, no
         permission, a lost or hung session): it goes back to the pool, free, with the error
-        noted. Otherwise it goes to ERROR, out of circulation, for the controller to replace."""
+        noted. When the resume worked but a write after it failed (not a hypervisor error: a
+        full disk, say), the VM is running and unused: it goes back free, and the controller
+        parks it in its tier. Otherwise it goes to ERROR, out of circulation, for the
+        controller to replace."""
         self.ledger.guard("give a VM back")
         host = None
         with suppress(HvkubeError):
             host = self.host_vm(vm)
-        if host is not None and state_from_host(host) is vm.state:
+        actual = state_from_host(host) if host is not None else None
+        resumed = actual is VMState.RUNNING and not isinstance(exc, HvkubeError)
+        if actual is not None and (actual is vm.state or resumed):
             self.ledger.finish(
                 vm.name,
-                vm.state,
+                actual,
                 holder=None,
                 agent_id=None,
                 error=str(exc)[:2000],
@@ -989,6 +995,7 @@ class Engine:
         if on_host_down not in {"fail", "requeue"}:
             raise InvalidInput(f"--on-host-down {on_host_down!r} is not one of fail, requeue")
         check_positive(timeout_s, "--timeout", maximum=7 * 86400)
+        check_json_object(input or {}, "input")
         p = self.get_pool(pool)
         if requires_gpu and not self.get_template(p.template).gpu:
             raise InvalidInput(
@@ -1043,6 +1050,8 @@ class Engine:
         self, agent_id: int, status: AgentStatus, result: AgentResult | None = None
     ) -> Agent:
         """End an agent (completed, failed or cancelled) and release its VM by pool policy."""
+        if result is not None and result.output is not None:
+            check_json_object(result.output, "output")
         agent = self.get_agent(agent_id)
         self.ledger.guard("finish an agent")
         if agent.status.finished:

@@ -185,6 +185,18 @@ class HostCapacity(BaseModel):
     logical_cpus: int
 
 
+# A VM acquired over HTTP with no lease is held until released; its holder starts with this,
+# so that every view can say so.
+UNLEASED_PREFIX = "nolease-"
+
+
+def holder_label(holder: str | None) -> str:
+    """How a VM's holder is shown: '-', 'held', or 'held, no lease'."""
+    if not holder:
+        return "-"
+    return "held, no lease" if holder.startswith(UNLEASED_PREFIX) else "held"
+
+
 class Host(BaseModel):
     """One Hyper-V host of the store, as its controller last reported it."""
 

@@ -167,8 +167,20 @@ def parse_json_object(text: str, what: str = "--input") -> dict[str, Any]:
         raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep") from None
     if not isinstance(value, dict):
         raise InvalidInput(f'{what} must be a JSON object like \'{{"key": "value"}}\'')
+    return check_json_object(value, what)
+
+
+def check_json_object(value: dict[str, Any], what: str = "input") -> dict[str, Any]:
+    """Agent input or output as it will be stored: at most MAX_JSON_DEPTH levels deep and
+    MAX_JSON_BYTES of JSON, valid UTF-8 text. The CLI and the API both check through here."""
     if _json_depth(value) > MAX_JSON_DEPTH:
         raise InvalidInput(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
-    if not is_utf8(json.dumps(value, ensure_ascii=False)):  # "\udcff" escapes decode to these
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{what} cannot be stored as JSON") from None
+    if not is_utf8(text):  # "\udcff" escapes decode to these
         raise InvalidInput(f"{what} holds text that is not valid UTF-8 (a lone surrogate)")
+    if len(text.encode("utf-8")) > MAX_JSON_BYTES:
+        raise InvalidInput(f"{what} is larger than 1 MB")
     return value

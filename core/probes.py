@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from core.backends.base import Backend, VMRef
-from core.errors import Interrupted, OperationTimeout
+from core.errors import Interrupted, InvalidInput, OperationTimeout
 from core.models import ReadinessProbe
 
 
@@ -93,3 +93,16 @@ def wait_ready(
         stop,
     )
     return "http"
+
+
+def probe_from_text(text: str) -> ReadinessProbe:
+    """A readiness probe written as `heartbeat`, `tcp:PORT` or `http:URL` (CLI and API)."""
+    if text == "heartbeat":
+        return ReadinessProbe(kind="heartbeat")
+    if text.startswith("tcp:") and text[4:].isdigit() and 0 < int(text[4:]) < 65536:
+        return ReadinessProbe(kind="tcp", port=int(text[4:]))
+    if text.startswith("http:") and text[5:].startswith(("http://", "https://")):
+        return ReadinessProbe(kind="http", url=text[5:])
+    raise InvalidInput(
+        f"{text[:80]!r} is not a probe; use heartbeat, tcp:PORT or http:URL (URL may hold {{ip}})"
+    )

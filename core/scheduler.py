@@ -289,12 +289,13 @@ class Scheduler:
             return False
         self._claimed(pool, memory_mb)
         self._attempts.pop(agent_id, None)
-        started = self.engine.agents.start(agent_id, vm.name)
+        try:
+            started = self.engine.agents.start(agent_id, vm.name)
+        except Exception:  # a failed write (a full disk, say): the VM must not stay claimed
+            self._give_back(agent_id, vm.name, holder)
+            raise
         if not started:  # cancelled while its VM was being resumed
-            try:
-                engine.release(vm.name, holder=holder)
-            except HvkubeError as exc:
-                log.warning("agent %s: releasing %s failed: %s", agent_id, vm.name, exc)
+            self._give_back(agent_id, vm.name, holder)
             return False
         log.info(
             "agent %s placed on %s (%s, resumed from %s in %.0f ms)",
@@ -307,6 +308,13 @@ class Scheduler:
         if not task["exec_command"]:
             return False  # completion comes from `hvkube agent complete` or the API
         return self._exec(agent_id, task, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
+
+    def _give_back(self, agent_id: int, vm_name: str, holder: str) -> None:
+        """Release the VM claimed for an agent that will not run on it."""
+        try:
+            self.engine.release(vm_name, holder=holder)
+        except Exception as exc:
+            log.warning("agent %s: releasing %s failed: %s", agent_id, vm_name, exc)
 
     def _exec(
         self,

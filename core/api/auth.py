@@ -1,86 +1,84 @@
-"""Bearer-token authentication.
+"""Bearer-token authentication, usable by the API and by any ASGI app mounted beside it.
 
-The token is made on first start and kept in a file readable by its owner only
-(beside the database unless `api_token_file` says otherwise). A token file that
-others can read is refused: its token must be taken as known.
+`Authenticator.authenticate(header_or_token)` returns the `Principal` (scope and token id)
+a bearer token stands for, or None: the admin token from the token file (core.tokens), or a
+scoped token kept hashed in the store. `BearerAuth` (middleware) puts the principal in the
+request's scope state as `principal`; `/health` (and CORS preflights, answered before this)
+need no token.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import stat
-from pathlib import Path
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.api.errors import Unauthorized, hvkube_error_response
-from core.errors import HvkubeError, InvalidInput
-from core.settings import Settings
+from core.store import Store
+from core.tokens import Principal, load_or_create_token, token_path, verify
 
-TOKEN_FILE_NAME = "api-token"
+__all__ = [
+    "OPEN_PATHS",
+    "Authenticator",
+    "BearerAuth",
+    "Principal",
+    "load_or_create_token",
+    "token_path",
+]
+
 OPEN_PATHS = frozenset({"/health"})
 
 
-def token_path(settings: Settings) -> Path:
-    if settings.api_token_file:
-        return Path(settings.api_token_file)
-    return settings.state_dir() / TOKEN_FILE_NAME
-
-
-def load_or_create_token(path: Path) -> str:
-    """Read the token, or make one (0600, created exclusively) when the file does not exist."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        token = secrets.token_urlsafe(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another server made it meanwhile: read theirs
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(token + "\n")
-            return token
-    if path.is_dir():
-        raise InvalidInput(f"API token file {path} is a folder; give a file path")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if os.name == "posix" and mode & 0o077:
-        raise HvkubeError(
-            f"API token file {path} can be read by others (mode {mode:03o}); "
-            f"run 'chmod 600 {path}', or delete it to make a new token"
-        )
-    token = path.read_text(encoding="ascii", errors="replace").strip()
-    if len(token) < 16:
-        raise HvkubeError(f"API token file {path} holds no usable token; delete it to make one")
-    return token
-
-
-def token_matches(expected: str, header: bytes | None) -> bool:
+def bearer_of(header: bytes | str | None) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header value, or None."""
     if not header:
-        return False
-    scheme, _, given = header.partition(b" ")
-    if scheme.lower() != b"bearer":
-        return False
-    return secrets.compare_digest(given.strip(), expected.encode("ascii"))
+        return None
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, given = text.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return None
+    return given.strip()
+
+
+class Authenticator:
+    """Checks bearer tokens: the admin token in memory, scoped tokens in the store."""
+
+    def __init__(self, admin_token: str, store: Callable[[], Store | None]) -> None:
+        self.admin_token = admin_token
+        self._store = store
+
+    def authenticate(self, header_or_token: bytes | str | None) -> Principal | None:
+        """A header value (`Bearer ...`) or a bare token in; its principal, or None, out.
+        Reads the store for a scoped token: call it from a worker thread when that matters."""
+        if header_or_token is None:
+            return None
+        token = bearer_of(header_or_token)
+        if token is None and isinstance(header_or_token, str) and " " not in header_or_token:
+            token = header_or_token
+        if token is None:
+            return None
+        return verify(self._store(), self.admin_token, token)
 
 
 class BearerAuth:
     """ASGI middleware: every HTTP request but /health needs `Authorization: Bearer TOKEN`."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, auth: Authenticator) -> None:
         self.app = app
-        self.token = token
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if not token_matches(self.token, header):
+        principal = self.auth.authenticate(header) if header is not None else None
+        if principal is None:
             why = "missing" if header is None else "not valid"
             response = hvkube_error_response(
                 Unauthorized(f"bearer token {why}; send 'Authorization: Bearer <token>'")
             )
             await response(scope, receive, send)
             return
+        scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

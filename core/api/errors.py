@@ -66,11 +66,32 @@ class ClientGone(HvkubeError):
 
 
 class LeaseExpired(Conflict):
+    """The lease ran out or was released: it holds nothing any more."""
+
     code = "lease_expired"
+
+
+class LeaseLost(Conflict):
+    """The lease is live but no longer holds its VM (the VM was reset, released or deleted
+    by someone else, and may be another client's now)."""
+
+    code = "lease_lost"
+
+
+class NotLeaseHolder(Conflict):
+    """A live lease asked to release a VM it does not hold; the lease is left alone."""
+
+    code = "not_lease_holder"
 
 
 class Unauthorized(HvkubeError):
     code = "unauthorized"
+
+
+class OutOfScope(HvkubeError):
+    """The token is valid but its scope does not allow this (403)."""
+
+    code = "forbidden"
 
 
 # Most specific first: the first class the error is an instance of decides the status.
@@ -80,6 +101,7 @@ STATUS: list[tuple[type[HvkubeError], int]] = [
     (Unauthorized, 401),
     (ReadOnlyMode, 403),
     (Forbidden, 403),
+    (OutOfScope, 403),
     (NotHeld, 403),
     (NotFound, 404),
     (AlreadyExists, 409),
@@ -94,10 +116,30 @@ STATUS: list[tuple[type[HvkubeError], int]] = [
 ]
 
 
+# The `error` names of the earlier Rust hvkube (its error enum's variants) for our codes; any
+# other code is given in CamelCase.
+RUST_ERRORS = {
+    "not_found": "NotFound",
+    "no_vm_available": "NoVMAvailable",
+    "invalid_state": "InvalidState",
+    "conflict": "InvalidState",
+    "lease_expired": "InvalidState",
+    "lease_lost": "InvalidState",
+    "not_lease_holder": "InvalidState",
+    "timeout": "Timeout",
+    "already_exists": "AlreadyExists",
+}
+
+
+def rust_error(code: str) -> str:
+    return RUST_ERRORS.get(code) or "".join(part.title() for part in code.split("_"))
+
+
 class ErrorBodyDoc(BaseModel):
     """The body of every error response."""
 
     code: str = Field(description="stable machine-readable error code")
+    error: str = Field(description="the same error as the earlier Rust hvkube names it")
     message: str
     field: str | None = Field(default=None, description="the request field at fault, if any")
 
@@ -116,7 +158,7 @@ def error_response(
     field: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "error": rust_error(code), "message": message}
     if field is not None:
         body["field"] = field
     return JSONResponse(body, status_code=status, headers=headers)

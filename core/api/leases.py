@@ -14,23 +14,29 @@ All methods block (database and backend calls): run them in a worker thread.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.api.errors import LeaseExpired
+from core.api.errors import LeaseExpired, LeaseLost, NotLeaseHolder
 from core.api.schemas import Lease
 from core.engine import Engine
-from core.errors import Conflict, HvkubeError, NotFound, ReadOnlyMode
+from core.errors import Conflict, NotFound, ReadOnlyMode
+from core.models import UNLEASED_PREFIX
 from core.store import leases as store_leases
 from core.utc import as_stored, as_utc, utcnow
+
+log = logging.getLogger("hvkube.api")
 
 ROW_PREFIX = "api:"
 ID_PREFIX = "api-"
 EXPIRING = "expiring"
 # After a sweeper claims an expired lease, another sweeper may retry it after this long.
 RETRY_EXPIRY_S = 60.0
+# A VM acquired with no lease is held until released: its row never comes due.
+NEVER = datetime(9999, 1, 1)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -42,16 +48,21 @@ def _aware(value: datetime | str) -> datetime:
 _naive = as_stored
 
 
-def new_lease_id() -> str:
-    return ID_PREFIX + secrets.token_hex(10)
+def new_lease_id(leased: bool = True) -> str:
+    return (ID_PREFIX if leased else UNLEASED_PREFIX) + secrets.token_hex(10)
 
 
 def valid_lease_id(lease_id: str) -> bool:
+    prefix = ID_PREFIX if lease_id.startswith(ID_PREFIX) else UNLEASED_PREFIX
     return (
-        lease_id.startswith(ID_PREFIX)
-        and len(lease_id) == len(ID_PREFIX) + 20
-        and all(c in "0123456789abcdef" for c in lease_id[len(ID_PREFIX) :])
+        lease_id.startswith(prefix)
+        and len(lease_id) == len(prefix) + 20
+        and all(c in "0123456789abcdef" for c in lease_id[len(prefix) :])
     )
+
+
+def leased(lease_id: str) -> bool:
+    return not lease_id.startswith(UNLEASED_PREFIX)
 
 
 @dataclass
@@ -85,8 +96,11 @@ class ApiLeases:
             lease_seconds=float(data.get("seconds", 0.0)),
         )
 
-    def open(self, lease_id: str, pool: str, first_expiry_s: float) -> None:
-        """Record the lease before any VM is claimed for it (the pool must exist)."""
+    def open(
+        self, lease_id: str, pool: str, first_expiry_s: float, token: str | None = None
+    ) -> None:
+        """Record the lease before any VM is claimed for it (the pool must exist). `token` is
+        the id of the scoped token that asked for it (None: the admin token)."""
         self.engine.get_pool(pool)
         if self.engine.readonly:
             raise ReadOnlyMode("read-only mode: refusing to acquire a VM; run without --readonly")
@@ -95,29 +109,64 @@ class ApiLeases:
             ROW_PREFIX + lease_id,
             lease_id,
             utcnow() + timedelta(seconds=first_expiry_s),
-            {"pool": pool, "vm": None, "seconds": 0.0},
+            {"pool": pool, "vm": None, "seconds": 0.0, "token": token},
         )
 
-    def bind(self, lease_id: str, vm: str, pool: str, seconds: float) -> Lease:
-        """The claim succeeded: the lease now names its VM and runs `seconds` from now."""
-        store_leases.set_lease(
-            self.store,
-            ROW_PREFIX + lease_id,
-            lease_id,
-            utcnow() + timedelta(seconds=seconds),
-            {"pool": pool, "vm": vm, "seconds": seconds},
+    def bind(
+        self, lease_id: str, vm: str, pool: str, seconds: float, token: str | None = None
+    ) -> Lease:
+        """The claim succeeded: the lease now names its VM and runs `seconds` from now (for
+        ever when the client asked for no lease)."""
+        kept = seconds if leased(lease_id) else 0.0
+        until = utcnow() + timedelta(seconds=seconds) if leased(lease_id) else NEVER
+        data = {"pool": pool, "vm": vm, "seconds": kept, "token": token}
+        if not store_leases.set_lease(self.store, ROW_PREFIX + lease_id, lease_id, until, data):
+            raise LeaseExpired(f"lease {lease_id} ended before its VM was handed over")
+        return Lease(
+            lease_id=lease_id, vm_name=vm, pool=pool, expires_at=_aware(until), lease_seconds=kept
         )
-        return self.get(lease_id)
 
     def abandon(self, lease_id: str) -> None:
-        """The acquire did not finish: drop the lease, or let the sweeper release its VM now."""
+        """The acquire did not finish: give its VM back at once by the pool's policy and drop
+        the lease; when that fails too, the lease expires now and the sweeper retries."""
         if self.engine.readonly:
             return  # `open` refused: there is no lease row
-        with self.store.write():
-            if store_leases.vm_held_by(self.store, lease_id) is not None:
+        held = store_leases.vm_held_by(self.store, lease_id)
+        if held is not None:
+            try:
+                self.engine.release(held[0], holder=lease_id)
+            except Exception as exc:
+                log.warning("giving back %s after a failed acquire: %s", held[0], exc)
                 store_leases.expire_lease_now(self.store, ROW_PREFIX + lease_id)
-            else:
-                store_leases.drop_lease(self.store, ROW_PREFIX + lease_id)
+                return
+        self.drop(lease_id)
+
+    def owner(self, lease_id: str) -> str | None:
+        """The id of the scoped token that made the lease (None: the admin token or none)."""
+        row = store_leases.lease_row(self.store, ROW_PREFIX + lease_id)
+        token = row.data.get("token") if row is not None else None
+        return token if isinstance(token, str) else None
+
+    def check_release(self, lease_id: str, vm: str, holder: str | None) -> None:
+        """May `lease_id` release `vm` (whose holder is `holder`)? A distinct 409 when not,
+        and the lease is left as it is."""
+        if holder == lease_id:
+            return
+        row = store_leases.lease_row(self.store, ROW_PREFIX + lease_id)
+        if row is None or row.holder != lease_id or _naive(row.expires_at) <= utcnow():
+            raise LeaseExpired(
+                f"lease {lease_id[:64]!r} has expired or was released; its VM went back by "
+                "the pool's policy. Acquire again"
+            )
+        if row.data.get("vm") == vm:
+            raise LeaseLost(
+                f"lease {lease_id} no longer holds VM {vm!r}: it was reset, released or "
+                "deleted by someone else and may be another client's now. Acquire again"
+            )
+        raise NotLeaseHolder(
+            f"lease {lease_id} holds {row.data.get('vm') or 'no VM'}, not {vm!r}; nothing "
+            "was released and the lease is unchanged"
+        )
 
     def drop(self, lease_id: str) -> None:
         store_leases.drop_lease(self.store, ROW_PREFIX + lease_id)
@@ -134,6 +183,14 @@ class ApiLeases:
                     f"lease {lease_id} has expired; its VM is released by the pool's policy. "
                     "Acquire again"
                 )
+            vm = row.data.get("vm")
+            if vm is not None and store_leases.vm_held_by(self.store, lease_id) is None:
+                raise LeaseLost(
+                    f"lease {lease_id} no longer holds VM {vm!r}: it was reset, released or "
+                    "deleted by someone else and may be another client's now. Acquire again"
+                )
+            if not leased(lease_id):
+                return self._model(lease_id, row)
             data = dict(row.data)
             if seconds is not None:
                 data["seconds"] = seconds
@@ -170,8 +227,8 @@ class ApiLeases:
             except Conflict:
                 if store_leases.vm_held_by(self.store, lease_id) is not None:
                     return None  # busy: another sweep retries after RETRY_EXPIRY_S
-            except HvkubeError:
-                pass  # the engine left the VM in ERROR with the reason; the lease is over
+            except Exception as exc:  # the engine left the VM in ERROR; the lease is over
+                log.warning("lease %s: releasing %s failed: %s", lease_id, vm, exc)
         self.engine.ledger.record_event("lease_expired", vm, pool, started)
         self.drop(lease_id)
         return Expired(lease_id, vm, pool)

@@ -58,8 +58,9 @@ class HttpLeases:
         lease_id = new_lease_id()
         seconds = self.st.lease_seconds
         try:
-            vm = await self.st.acquire_waiting(pool, lease_id, wait_s, wait_s + seconds + 60.0)
-            await run(self.st.leases.bind, lease_id, vm.name, pool, seconds)
+            vm, _ = await self.st.acquire_waiting(
+                pool, lease_id, wait_s, wait_s + seconds + 60.0, seconds
+            )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await run(self.st.leases.abandon, lease_id)

@@ -1,22 +1,30 @@
 """Request and response bodies of the HTTP API.
 
-Responses carry the fields the earlier Rust hvkube returned (`vm_name`,
-`ip_address`, `mcp_endpoint`, `resume_time_ms`) beside ours, and requests
-accept its fields (`pool_name` on acquire, `reset` on release). Unknown request
-fields are ignored so that such clients keep working.
+Responses carry every field the earlier Rust hvkube returned, with its types
+(integers where it had integers, strings never null where it had strings), beside
+ours; requests accept its field names too. Unknown request fields are ignored so
+that such clients keep working.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    model_validator,
+)
 
 from core.api.errors import FieldError
-from core.models import VM, AcquiredVM, Agent, Event, ReleasePolicy
-from core.names import MAX_JSON_BYTES, name_problem
+from core.errors import InvalidInput
+from core.models import VM, AcquiredVM, Agent, Event, ReleasePolicy, Template
+from core.names import MAX_JSON_BYTES, check_json_object, name_problem
 from core.readmodel import PoolSummary
 
 MAX_WAIT_S = 3600.0
@@ -103,6 +111,11 @@ class AcquireRequest(RequestBody):
         description="lease length; renew before it ends or the VM is released by pool policy "
         "(default: the server's --lease-seconds)",
     )
+    lease: bool = Field(
+        default=True,
+        description="false: no lease, the VM is held until released (refused by a server "
+        "started with --require-lease)",
+    )
 
     def pool_to_use(self) -> str:
         """The pool, from `pool` or `pool_name`; a FieldError when neither or both differ."""
@@ -124,13 +137,19 @@ class Lease(BaseModel):
 
 
 class AcquireResponse(AcquiredVM):
-    """The acquired VM (its `holder` is the lease id) and its lease."""
+    """The acquired VM (its `holder` is the lease id) and its lease (null: no lease)."""
 
-    lease_id: str
-    lease_expires_at: datetime
-    lease_seconds: float
+    mcp_endpoint: str = Field(default="", description="empty when the template has none")
+    lease_id: str | None
+    lease_expires_at: datetime | None
+    lease_seconds: float | None
 
-    # The earlier Rust API's names for the same values.
+    # The earlier Rust API's names for the same values, with its types.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def vm_id(self) -> str:
+        return self.name
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def vm_name(self) -> str:
@@ -138,13 +157,13 @@ class AcquireResponse(AcquiredVM):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def ip_address(self) -> str | None:
-        return self.ip
+    def ip_address(self) -> str:
+        return self.ip or ""
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def resume_time_ms(self) -> float:
-        return self.resume_ms
+    def resume_time_ms(self) -> int:
+        return max(0, round(self.resume_ms))
 
 
 class RenewRequest(RequestBody):
@@ -186,8 +205,15 @@ class ReleaseRequest(RequestBody):
 
 class VMOut(VM):
     mcp_endpoint: str | None = None
+    cpu_count: int = Field(description="virtual CPUs (the template's)")
+    gpu_enabled: bool = Field(description="has a GPU partition (the template's)")
 
     # The earlier Rust API's names for the same values.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return self.name
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def vm_name(self) -> str:
@@ -198,10 +224,45 @@ class VMOut(VM):
     def ip_address(self) -> str | None:
         return self.ip
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def template_id(self) -> str:
+        return self.template
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pool_id(self) -> str | None:
+        return self.pool
+
+
+class VMActionOut(VMOut):
+    """A VM after an action, with a one-line `message` saying what was done."""
+
+    message: str
+
+
+class ResumeOut(BaseModel):
+    """A resumed VM: the earlier Rust API's resume answer, with the VM and a message."""
+
+    vm_id: str
+    vm_name: str
+    ip_address: str = Field(description="empty when the VM reported none")
+    mcp_endpoint: str = Field(description="empty when the template has none")
+    resume_time_ms: int
+    message: str
+    vm: VMOut
+
+
+class Message(BaseModel):
+    """What was done, in one line (the earlier Rust API's success answer)."""
+
+    message: str
+
 
 class ReleaseResponse(BaseModel):
     name: str
     destroyed: bool
+    message: str
     vm: VMOut | None = Field(description="the VM after release; null when destroyed")
 
     @computed_field  # type: ignore[prop-decorator]
@@ -211,11 +272,154 @@ class ReleaseResponse(BaseModel):
         return self.name
 
 
-# A pool as every view shows it: its settings, VMs per state and recent resume figures.
-PoolOut = PoolSummary
+class PoolOut(PoolSummary):
+    """A pool as every view shows it (settings, VMs per state, recent resume figures), with
+    the earlier Rust API's flat counts."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return self.name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def template_id(self) -> str:
+        return self.template
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_vms(self) -> int:
+        return sum(n for state, n in self.counts.items() if state != "held")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def running_vms(self) -> int:
+        return self.counts.get("running", 0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def saved_vms(self) -> int:
+        return self.counts.get("saved", 0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def off_vms(self) -> int:
+        return self.counts.get("off", 0)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def error_vms(self) -> int:
+        return self.counts.get("error", 0) + self.counts.get("missing", 0)
+
+
+class PoolCreate(RequestBody):
+    name: Name
+    template: Name = Field(validation_alias=AliasChoices("template", "template_name"))
+    count: int = Field(
+        default=3, ge=0, le=1024, validation_alias=AliasChoices("count", "desired_count")
+    )
+    warm: int = Field(default=1, ge=0, le=1024, validation_alias=AliasChoices("warm", "warm_count"))
+    hot: int = Field(default=0, ge=0, le=1024, validation_alias=AliasChoices("hot", "hot_count"))
+    release: ReleasePolicy = ReleasePolicy.RESET
+    max_per_host: int | None = Field(default=None, ge=1, le=1024)
+
+
+class PoolEdit(RequestBody):
+    count: int | None = Field(
+        default=None, ge=0, le=1024, validation_alias=AliasChoices("count", "desired_count")
+    )
+    warm: int | None = Field(
+        default=None, ge=0, le=1024, validation_alias=AliasChoices("warm", "warm_count")
+    )
+    hot: int | None = Field(
+        default=None, ge=0, le=1024, validation_alias=AliasChoices("hot", "hot_count")
+    )
+    release: ReleasePolicy | None = None
+
+
+class PoolScale(RequestBody):
+    count: int = Field(ge=0, le=1024, description="the pool's new size; VMs are built or removed")
+
+
+class ProvisionRequest(RequestBody):
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="build this many more VMs (the pool grows by as many); without it, build "
+        "the VMs the pool misses",
+    )
+
+
+class ProvisionOut(BaseModel):
+    pool: str
+    requested: int
+    created: list[str]
+    failed: dict[str, str]
+    seconds: float
+
+
+# -- templates ---------------------------------------------------------------------------------
+
+
+class TemplateOut(Template):
+    # The earlier Rust API's names for the same values.
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def id(self) -> str:
+        return self.name
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def vhdx_path(self) -> str:
+        return self.disk_path
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cpu_count(self) -> int:
+        return self.cpus
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpu_enabled(self) -> bool:
+        return self.gpu
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def description(self) -> str | None:
+        return None
+
+
+class TemplateCreate(RequestBody):
+    name: Name
+    disk_path: str = Field(
+        min_length=1, max_length=1024, validation_alias=AliasChoices("disk_path", "vhdx_path")
+    )
+    memory_mb: int = Field(default=4096, ge=1, le=24 * 1024 * 1024)
+    cpus: int = Field(default=2, ge=1, le=240, validation_alias=AliasChoices("cpus", "cpu_count"))
+    gpu: bool = Field(default=False, validation_alias=AliasChoices("gpu", "gpu_enabled"))
+    software: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=100
+    )
+    rdp_port: int = Field(default=3389, ge=1, le=65535)
+    mcp_endpoint: str | None = Field(default=None, max_length=1024)
+    probe: str = Field(
+        default="heartbeat", max_length=1024, description="heartbeat, tcp:PORT or http:URL"
+    )
+    description: str | None = Field(
+        default=None, max_length=10_000, description="accepted for the earlier API; not kept"
+    )
 
 
 # -- agents ------------------------------------------------------------------------------------
+
+
+def _storable(value: dict[str, Any], field: str) -> None:
+    """The CLI's rule for agent input and output (depth, size, text), as a 422 on `field`."""
+    try:
+        check_json_object(value, field)
+    except InvalidInput as exc:
+        raise BadText(field, exc.message) from None
 
 
 class AgentSubmit(RequestBody):
@@ -232,9 +436,8 @@ class AgentSubmit(RequestBody):
     )
 
     @model_validator(mode="after")
-    def _input_size(self) -> AgentSubmit:
-        if len(json.dumps(self.input)) > MAX_JSON_BYTES:
-            raise ValueError("input is larger than 1 MB")
+    def _input_storable(self) -> AgentSubmit:
+        _storable(self.input, "input")
         return self
 
 
@@ -246,9 +449,9 @@ class AgentComplete(RequestBody):
     duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
-    def _output_size(self) -> AgentComplete:
-        if self.output is not None and len(json.dumps(self.output)) > MAX_JSON_BYTES:
-            raise ValueError("output is larger than 1 MB")
+    def _output_storable(self) -> AgentComplete:
+        if self.output is not None:
+            _storable(self.output, "output")
         return self
 
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import uvicorn
 
 from core.api.app import make_api
-from core.api.auth import load_or_create_token, token_path
+from core.api.guard import connection_cap, guarded_protocol
 from core.errors import InvalidInput
 from core.settings import Settings
+from core.tokens import load_or_create_token, token_path
+
+# A whole request must arrive within this long of opening a connection (or of the answer
+# before it); beyond MAX_CONNECTIONS open connections, new ones get a 503 at once.
+REQUEST_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 4096
 
 
 def is_loopback(host: str) -> bool:
@@ -63,6 +69,10 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     access_log: bool = False,
+    require_lease: bool = False,
+    cors_origins: Sequence[str] = (),
+    request_timeout_s: float = REQUEST_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> None:
     """Serve until interrupted (Ctrl+C or SIGTERM)."""
@@ -76,7 +86,10 @@ def serve(
         sweep_seconds=sweep_seconds,
         allow_exec=allow_exec,
         token=token,
+        require_lease=require_lease,
+        cors_origins=cors_origins,
     )
+    cap = connection_cap(max_connections)
     sock = bind(host, port)
     bound_port = sock.getsockname()[1]
     scheme = "https" if tls_cert else "http"
@@ -95,6 +108,8 @@ def serve(
         ssl_keyfile=tls_key,
         timeout_graceful_shutdown=5,
         lifespan="on",
+        http=guarded_protocol(request_timeout_s, cap),
+        backlog=min(2048, cap),
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

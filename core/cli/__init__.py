@@ -31,6 +31,7 @@ from core.cli import (
     serve,
     sim,
     template,
+    token,
     vm,
 )
 from core.cli.context import Context, Handler
@@ -56,6 +57,7 @@ GROUPS: tuple[ModuleType, ...] = (
     run,
     serve,
     mcp,
+    token,
     config,
     sim,
 )

@@ -33,14 +33,10 @@ def seconds(text: str) -> float:
 
 
 def probe(text: str) -> ReadinessProbe:
-    from core.models import ReadinessProbe
+    from core.errors import InvalidInput
+    from core.probes import probe_from_text
 
-    if text == "heartbeat":
-        return ReadinessProbe(kind="heartbeat")
-    if text.startswith("tcp:") and text[4:].isdigit() and 0 < int(text[4:]) < 65536:
-        return ReadinessProbe(kind="tcp", port=int(text[4:]))
-    if text.startswith("http:") and text[5:].startswith(("http://", "https://")):
-        return ReadinessProbe(kind="http", url=text[5:])
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a probe; use heartbeat, tcp:PORT or http:URL (URL may hold {{ip}})"
-    )
+    try:
+        return probe_from_text(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None

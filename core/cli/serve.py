@@ -30,6 +30,21 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidInput(f"--lease-seconds must be at least 1, got {args.lease_seconds:g}")
     if args.sweep_seconds <= 0:
         raise InvalidInput("--sweep-seconds must be more than 0")
+    if args.request_timeout <= 0 or args.request_timeout > 3600:
+        raise InvalidInput(
+            f"--request-timeout must be between 0 and 3600 seconds, got {args.request_timeout:g}"
+        )
+    if not 16 <= args.max_connections <= 1_000_000:
+        raise InvalidInput(
+            f"--max-connections must be between 16 and 1000000, got {args.max_connections}"
+        )
+    origins = [o.strip() for o in args.cors_origin or []]
+    for origin in origins:
+        if origin == "*" or not origin.startswith(("http://", "https://")) or "/" in origin[8:]:
+            raise InvalidInput(
+                f"--cors-origin {origin!r} is not an origin; give scheme://host[:port], "
+                "e.g. https://dash.example.org (no '*', no path)"
+            )
     serve(
         ctx.settings,
         args.host,
@@ -40,6 +55,10 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         access_log=args.access_log,
+        require_lease=args.require_lease,
+        cors_origins=origins,
+        request_timeout_s=args.request_timeout,
+        max_connections=args.max_connections,
     )
     return 0
 
@@ -64,3 +83,28 @@ def register(commands: Any, sub: AddCommand) -> None:
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--require-lease",
+        action="store_true",
+        help="refuse acquires that ask for no lease (lease=false)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allow browser requests from this origin (repeatable; default: none)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="close a connection that has not sent a whole request within S seconds (default 5)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=4096,
+        metavar="N",
+        help="open connections served at once; beyond, 503 (default 4096)",
+    )

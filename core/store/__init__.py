@@ -45,7 +45,7 @@ from core.store.target import StoreTarget, parse_target
 from core.store.views import ViewRows
 from core.utc import as_utc, db_value, utcnow
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -84,6 +84,7 @@ class Tables:
     Event: Any
     Lease: Any
     Host: Any
+    ApiToken: Any
 
     def all(self) -> list[Any]:
         return [
@@ -95,6 +96,7 @@ class Tables:
             self.Event,
             self.Lease,
             self.Host,
+            self.ApiToken,
         ]
 
 
@@ -243,7 +245,22 @@ def make_tables(db: pw.Database) -> Tables:
         class Meta:
             table_name = "host"
 
-    tables = Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow, HostRow)
+    class ApiTokenRow(Base):
+        """A scoped HTTP API token; only the SHA-256 of the secret is kept."""
+
+        id = pw.CharField(primary_key=True, max_length=32)
+        name = pw.CharField(max_length=64)
+        scope = pw.CharField(max_length=16)
+        secret_hash = pw.CharField(max_length=64)
+        created_at = pw.DateTimeField(default=utcnow)
+        revoked_at = pw.DateTimeField(null=True)
+
+        class Meta:
+            table_name = "api_token"
+
+    tables = Tables(
+        MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow, HostRow, ApiTokenRow
+    )
     if isinstance(db, pw.PostgresqlDatabase):
         # Text compares and sorts byte by byte, as in SQLite, whatever the database's locale.
         for model in tables.all():
@@ -348,6 +365,11 @@ def _add_hosts(store: Store) -> None:
     t.VM.update(host=socket.gethostname()).where(t.VM.host.is_null()).execute()
     for (name,) in t.VM.select(t.VM.host).distinct().tuples():
         t.Host.insert(name=name).on_conflict_ignore().execute()
+
+
+@migration(5)
+def _add_api_tokens(store: Store) -> None:
+    store.db.create_tables([store.t.ApiToken])
 
 
 class Store:

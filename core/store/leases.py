@@ -16,13 +16,14 @@ ticked, and its counts (see core.controller.controller_status).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.owner import owner_alive
 from core.store import Store
-from core.utc import as_utc, utcnow
+from core.utc import as_stored, as_utc, db_value, utcnow
 
 CONTROLLER_LEASE = "controller"
 
@@ -181,34 +182,44 @@ class LeaseRow:
     data: dict[str, Any]
 
 
+# The API's lease rows are read and written on every acquire and release: plain SQL through
+# the store's fast path (see Store.sql), not peewee queries built each time.
+
+
 def lease_row(store: Store, name: str) -> LeaseRow | None:
-    row = store.t.Lease.get_or_none(store.t.Lease.name == name)
+    row = store.fetch_one(
+        'SELECT "name", "holder", "expires_at", "data" FROM "lease" WHERE "name" = ?', (name,)
+    )
     if row is None:
         return None
-    return LeaseRow(row.name, row.holder, row.expires_at, dict(row.data or {}))
+    data = json.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
+    return LeaseRow(row["name"], row["holder"], as_stored(row["expires_at"]), dict(data or {}))
 
 
 def add_lease(store: Store, name: str, holder: str, expires_at: datetime, data: Any) -> None:
-    store.t.Lease.create(name=name, holder=holder, expires_at=expires_at, data=data)
+    store.execute(
+        'INSERT INTO "lease" ("name", "holder", "expires_at", "data") VALUES (?, ?, ?, ?)',
+        (name, holder, db_value(expires_at), json.dumps(data, sort_keys=True)),
+    )
 
 
 def set_lease(store: Store, name: str, holder: str, expires_at: datetime, data: Any) -> bool:
     """New expiry and data, only while `holder` still holds the row."""
-    lease = store.t.Lease
-    changed = (
-        lease.update(expires_at=expires_at, data=data)
-        .where((lease.name == name) & (lease.holder == holder))
-        .execute()
+    changed = store.execute(
+        'UPDATE "lease" SET "expires_at" = ?, "data" = ? WHERE "name" = ? AND "holder" = ?',
+        (db_value(expires_at), json.dumps(data, sort_keys=True), name, holder),
     )
     return changed == 1
 
 
 def expire_lease_now(store: Store, name: str) -> None:
-    store.t.Lease.update(expires_at=utcnow()).where(store.t.Lease.name == name).execute()
+    store.execute(
+        'UPDATE "lease" SET "expires_at" = ? WHERE "name" = ?', (db_value(utcnow()), name)
+    )
 
 
 def drop_lease(store: Store, name: str) -> None:
-    store.t.Lease.delete().where(store.t.Lease.name == name).execute()
+    store.execute('DELETE FROM "lease" WHERE "name" = ?', (name,))
 
 
 def due_leases(store: Store, prefix: str, limit: int) -> list[str]:
@@ -239,5 +250,5 @@ def take_lease_to_expire(
 
 def vm_held_by(store: Store, holder: str) -> tuple[str, str | None] | None:
     """(name, pool) of the VM `holder` holds, if any."""
-    row = store.t.VM.get_or_none(store.t.VM.holder == holder)
-    return None if row is None else (row.name, row.pool_id)
+    row = store.fetch_one('SELECT "name", "pool" FROM "vm" WHERE "holder" = ? LIMIT 1', (holder,))
+    return None if row is None else (row["name"], row["pool"])

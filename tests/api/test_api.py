@@ -121,7 +121,7 @@ def test_acquire_renew_release(client: httpx.Client, new_pool: Callable[..., str
     assert vm["lease_id"].startswith("api-") and vm["lease_seconds"] == 120
     # the earlier Rust API's fields, beside ours
     assert vm["vm_name"] == vm["name"] and vm["ip_address"] == vm["ip"]
-    assert vm["resume_time_ms"] == vm["resume_ms"]
+    assert vm["resume_time_ms"] == round(vm["resume_ms"])  # an integer there
 
     shown = client.get(f"/api/v1/vms/{vm['name']}").json()
     assert shown["holder"] == vm["lease_id"] and shown["state"] == "running"
@@ -162,8 +162,10 @@ def test_release_by_another_lease_is_refused(
     b = acquire(client, pool)
     before = dump()
     r = client.post(f"/api/v1/vms/{a['name']}/release", json={"lease_id": b["lease_id"]})
-    assert r.status_code == 422 and r.json()["field"] == "lease_id"
+    assert r.status_code == 409 and r.json()["code"] == "not_lease_holder", r.text
     assert dump() == before
+    # the live lease is left alone: it still renews
+    assert client.post(f"/api/v1/leases/{b['lease_id']}/renew").status_code == 200
     for vm in (a, b):
         assert client.post(f"/api/v1/vms/{vm['name']}/release").status_code == 200
 
@@ -179,6 +181,7 @@ def test_destroy_on_release(
         "vm_name": vm["name"],
         "destroyed": True,
         "vm": None,
+        "message": f"VM '{vm['name']}' destroyed",
     }
     assert api_engine.list_vms(pool=pool) == []
 
@@ -492,7 +495,8 @@ def test_resume_save_reset(client: httpx.Client, new_pool: Callable[..., str]) -
     pool = new_pool(1)
     name = f"{pool}-001"
     r = client.post(f"/api/v1/vms/{name}/resume")
-    assert r.status_code == 200 and r.json()["state"] == "running"
+    assert r.status_code == 200 and r.json()["vm"]["state"] == "running"
+    assert r.json()["vm_name"] == name and isinstance(r.json()["resume_time_ms"], int)
     again = client.post(f"/api/v1/vms/{name}/resume")
     assert again.status_code == 409 and again.json()["code"] == "conflict"
     assert client.post(f"/api/v1/vms/{name}/save").json()["state"] == "saved"

@@ -53,6 +53,9 @@ def seed_objects(server: Any) -> dict[str, list[Any]]:
         # and most leases are short, so fuzzed acquires give their VMs back soon.
         "waits": [0, 0.2, 1],
         "lease_lengths": [1, 2, 5],
+        # Pool sizes stay small: building 1,000 VMs is a legitimate request that outlasts
+        # the request timeout.
+        "counts": [0, 1, 2, 4],
     }
 
 
@@ -74,11 +77,24 @@ def write_config(path: Path, seeds: dict[str, list[Any]]) -> None:
         '"query.pool" = { dictionary = "pools", probability = 0.5 }',
         '"body.wait_seconds" = { dictionary = "waits", probability = 1.0 }',
         '"body.lease_seconds" = { dictionary = "lease_lengths", probability = 0.8 }',
+        '"body.count" = { dictionary = "counts", probability = 1.0 }',
+        '"body.desired_count" = { dictionary = "counts", probability = 1.0 }',
         "",
         "# 503 with Retry-After is the documented answer when no VM is free within the wait",
         "[[operations]]",
         'include-path = "/api/v1/acquire"',
         'checks.not_a_server_error.expected-statuses = ["2XX", "4XX", 503]',
+        "",
+        "# Building VMs: 503 when the host is full; 502 naming the VMs that failed",
+        "[[operations]]",
+        'include-path-regex = "/api/v1/pools/[^/]+/(provision|scale|prepare)"',
+        'checks.not_a_server_error.expected-statuses = ["2XX", "4XX", 502, 503]',
+        "",
+        "# Scaling to up to 1,024 VMs (the coverage phase's boundary values) is a legitimate",
+        "# request that takes longer than any request timeout here; test_api_manage.py covers it",
+        "[[operations]]",
+        'include-path-regex = "/api/v1/pools/[^/]+/(provision|scale)$"',
+        "enabled = false",
     ]
     path.write_text("\n".join(lines) + "\n")
 
