@@ -51,6 +51,7 @@ from core.names import POOL_NAME_MAX, check_name, check_path_text, check_positiv
 from core.probes import poll, wait_ready
 from core.provision import ProvisionReport, provision_pool, scale_pool
 from core.reconcile import reconcile
+from core.reported import guest_ip
 from core.settings import Settings
 from core.store import Store, utcnow
 
@@ -522,7 +523,7 @@ class Engine:
         vm = self.get_vm(name)
         if not refresh or self.readonly:
             return vm.ip
-        ip = self.backend.ip_address(self.ref(vm))
+        ip = guest_ip(self.backend, self.ref(vm))
         if ip and ip != vm.ip:
             self.ledger.note(name, ip=ip)
         return ip or vm.ip
@@ -617,7 +618,7 @@ class Engine:
         found: list[str] = []
 
         def check() -> bool:
-            ip = self.backend.ip_address(ref)
+            ip = guest_ip(self.backend, ref)
             if ip:
                 found.append(ip)
             return bool(ip)
