@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from core.errors import InvalidInput
 
@@ -69,6 +69,20 @@ class Settings(BaseModel):
     ready_timeout_s: float = Field(default=600.0, gt=0, description="boot readiness wait")
     keys: dict[str, str] = Field(default_factory=dict, description="dashboard key overrides")
     api_token_file: str = Field(default="", description="HTTP API token file (beside the db)")
+    exec_env: str = Field(
+        default="",
+        description="controller variables an agent's --exec command also gets (comma-separated)",
+    )
+
+    @field_validator("exec_env")
+    @classmethod
+    def _env_names(cls, value: str) -> str:
+        from core.agent_exec import env_names
+
+        try:
+            return ",".join(env_names(value))
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
     def db_path(self) -> Path:
         return Path(self.db) if self.db else data_dir() / "hvkube.db"
