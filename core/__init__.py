@@ -37,15 +37,19 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
+    from core.datadir import check_data_dir
     from core.store import Store
 
     if settings is None:
         settings = load_settings(overrides).settings
     elif overrides:
         settings = settings.model_copy(update=overrides)
-    # The store first: a bad database path is refused before the backend creates anything
-    # beside it.
-    store = Store(settings.db_path())
+    # The folder first, then the store: a folder others can write in, or a bad database
+    # path, is refused before anything is created in it.
+    db_path = settings.db_path()
+    if str(db_path) != ":memory:":
+        check_data_dir(db_path.parent)
+    store = Store(db_path)
     try:
         backend = make_backend(settings)
     except BaseException:

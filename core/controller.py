@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
+from core.errors import CapacityExceeded, Conflict, HvkubeError, InvalidInput, NotFound
 from core.ledger import state_from_host
 from core.models import (
     ACTIVE_AGENT_STATUSES,
@@ -574,7 +574,14 @@ def start_in_background(settings: Settings) -> tuple[int, Path]:
         "--backend",
         settings.backend,
     ]
-    with open(log, "ab") as out:
+    # Appended to, so not replaced atomically: opened without following a planted link,
+    # created readable by its owner only.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(log, flags, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"controller log {log} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
