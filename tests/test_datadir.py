@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 
 from core.backends.qemu.layout import write_text
 from core.controller import start_in_background
 from core.datadir import check_data_dir
 from core.errors import InvalidInput
 from core.settings import Settings
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX modes and owners")
 
