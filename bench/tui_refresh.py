@@ -1,6 +1,8 @@
-"""The dashboard under load: 1,000 VMs and 10,000 agents in the store.
+"""The dashboard under load: 1,000 VMs and 10,000 agents in the store (with --fleet:
+10,000 VMs on 20 hosts and 100,000 agents).
 
-- refresh tick: another connection changes 1% of the rows (10 VMs and 100 agents) and
+- refresh tick: another connection changes 1% of the rows (VMs and agents; with hosts,
+  every host's heartbeat too) and
   the dashboard's reader sees the new data_version, reads, formats and diffs; the tick is
   the reader's time (read + format, in its thread) plus the UI thread's diff-and-update.
   Median and p99 over --ticks ticks. Targets: p99 <= 50 ms.
@@ -9,7 +11,7 @@
   --idle seconds after it has painted; CPU time of the process over wall time.
   Target <= 3%.
 
-    python bench/tui_refresh.py [--ticks 200] [--idle 30]
+    python bench/tui_refresh.py [--ticks 200] [--idle 30] [--fleet]
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ VMS = 1000
 AGENTS = 10_000
 EVENTS = 5_000
 POOLS = 10
+HOSTS = 0  # no host table rows: a single machine as before fleets
 PARTS: list[tuple[float, float]] = []
 VIEW = "vms"
 STATES = ["saved"] * 5 + ["paused"] * 2 + ["off"] * 2 + ["running"]
@@ -64,6 +67,16 @@ def populate(db: Path) -> None:
             t.Pool.create(
                 name=f"pool{p}", template="bench", desired_count=VMS // POOLS, warm_count=50
             )
+        for h in range(HOSTS):
+            t.Host.create(
+                name=host_name(h),
+                heartbeat_at=now,
+                expires_at=now + timedelta(seconds=15),
+                lease_s=15.0,
+                total_memory_mb=512 * 1024,
+                free_memory_mb=rng.randint(64, 400) * 1024,
+                backend="hyperv",
+            )
         vms = []
         for i in range(VMS):
             state = STATES[i % len(STATES)]
@@ -72,6 +85,7 @@ def populate(db: Path) -> None:
                     "name": f"pool{i % POOLS}-{i // POOLS + 1:03d}",
                     "template": "bench",
                     "pool": f"pool{i % POOLS}",
+                    "host": host_name(i % HOSTS) if HOSTS else None,
                     "state": state,
                     "ip": f"172.20.{i // 250}.{i % 250 + 2}" if state != "off" else None,
                     "memory_mb": 2048,
@@ -117,12 +131,22 @@ def populate(db: Path) -> None:
     store.close()
 
 
+def host_name(index: int) -> str:
+    return f"hv{index + 1:02d}"
+
+
 def churn(store: Store, rng: random.Random, round_no: int) -> None:
-    """Change 1% of the rows: 10 VMs change state, 100 agents change status."""
+    """Change 1% of the rows: 1% of VMs change state, 1% of agents change status, and every
+    host heartbeats."""
     t = store.t
-    names = [f"pool{i % POOLS}-{i // POOLS + 1:03d}" for i in rng.sample(range(VMS), 10)]
-    ids = rng.sample(range(1, AGENTS + 1), 100)
+    names = [
+        f"pool{i % POOLS}-{i // POOLS + 1:03d}" for i in rng.sample(range(VMS), max(1, VMS // 100))
+    ]
+    ids = rng.sample(range(1, AGENTS + 1), max(1, AGENTS // 100))
     with store.write():
+        if HOSTS:
+            now = utcnow()
+            t.Host.update(heartbeat_at=now, expires_at=now + timedelta(seconds=15)).execute()
         for n, name in enumerate(names):
             t.VM.update(state="running" if (n + round_no) % 2 else "saved").where(
                 t.VM.name == name
@@ -146,7 +170,7 @@ async def ticks_and_first_paint(
         await pilot.pause()
         first_paint = time.perf_counter() - started
         built_to_data = app.first_paint_s or 0.0
-        # The heaviest view: all 1,000 VMs in the table.
+        # The heaviest view: every VM in the table.
         seen = len(app.ticks)
         app.action_show_view(VIEW)
         while len(app.ticks) == seen:
@@ -237,15 +261,23 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=200)
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--view", default="vms", help="the view on screen during the ticks")
+    parser.add_argument(
+        "--fleet", action="store_true", help="10,000 VMs on 20 hosts and 100,000 agents"
+    )
     args = parser.parse_args()
-    global VIEW
+    global VIEW, VMS, AGENTS, HOSTS
     VIEW = args.view
+    if args.fleet:
+        VMS, AGENTS, HOSTS = 10_000, 100_000, 20
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="hvkube-bench-") as tmp:
         db = Path(tmp) / "bench.db"
         populate(db)
-        print(f"store: {VMS} VMs in {POOLS} pools, {AGENTS} agents, {EVENTS} events")
+        print(
+            f"store: {VMS} VMs in {POOLS} pools on {HOSTS or 1} host(s), {AGENTS} agents, "
+            f"{EVENTS} events"
+        )
         first_paint, to_data, timings, cpu, cells = asyncio.run(
             ticks_and_first_paint(db, args.ticks)
         )

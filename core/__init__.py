@@ -38,12 +38,14 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     """
     from core.backends import make_backend
     from core.datadir import check_data_dir
+    from core.names import check_host_name
     from core.store import Store
 
     if settings is None:
         settings = load_settings(overrides).settings
     elif overrides:
         settings = settings.model_copy(update=overrides)
+    check_host_name(settings.host_name())  # before anything is created
     # The folder first, then the store: a folder others can write in, or a bad database
     # path, is refused before anything is created in it.
     db_path = settings.db_path()

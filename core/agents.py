@@ -60,11 +60,12 @@ class AgentQueue:
             agent_id, {"status": after.value, **fields}, (s.value for s in statuses)
         )
 
-    def schedule(self, pool: str, limit: int) -> list[tuple[Any, ...]]:
-        """Mark up to `limit` of the pool's oldest pending agents scheduled, in one write
-        transaction. Returns their (id, exec_command, input, timeout_s) rows."""
+    def schedule(self, pool: str, limit: int, host: str | None = None) -> list[tuple[Any, ...]]:
+        """Mark up to `limit` of the pool's oldest pending agents scheduled (by the controller
+        of `host`), in one write transaction. Returns their (id, exec_command, input,
+        timeout_s) rows."""
         self.guard("schedule agents")
-        return self.store.swaps.take_agents(pool, PENDING.value, SCHEDULED.value, limit)
+        return self.store.swaps.take_agents(pool, PENDING.value, SCHEDULED.value, limit, host)
 
     def start(self, agent_id: int, vm: str, before: AgentStatus = SCHEDULED) -> bool:
         """The agent's VM is ready: it runs there from now."""

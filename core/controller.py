@@ -35,24 +35,32 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from core.errors import CapacityExceeded, Conflict, HvkubeError, InvalidInput, NotFound
+from core.fleet import (
+    host_summary,
+    plan_builds,
+    pool_hosts,
+    surplus_on,
+    take_down_expired,
+    tier_share,
+)
 from core.ledger import state_from_host
 from core.models import (
     ACTIVE_AGENT_STATUSES,
     VM,
     AgentResult,
     AgentStatus,
+    Host,
     HostState,
     HostVM,
     Template,
     VMPool,
     VMState,
 )
-from core.owner import owner_alive, process_owner
 from core.provision import surplus_vms
 from core.scheduler import PoolInfo, Scheduler
 from core.settings import Settings
 from core.store import leases
-from core.store.leases import CONTROLLER_LEASE
+from core.store.leases import controller_lease
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -90,11 +98,11 @@ class ControllerStatus(BaseModel):
 
 def controller_status(engine: Engine) -> ControllerStatus:
     """The controller's state as recorded in its lease row: one cheap read."""
-    info = leases.read(engine.store, CONTROLLER_LEASE)
+    info = leases.read(engine.store, controller_lease(engine.host))
     if info is None:
         return ControllerStatus(running=False, state="none")
     data = info.data
-    alive = info.alive
+    alive = info.alive_for(engine.host)
     state = str(data.get("state") or "running")
     if not alive and state != "stopped":
         state = "gone"
@@ -140,8 +148,13 @@ class Controller:
         self.max_workers = max_workers
         self.grace_s = grace_s
         self.provision_parallelism = provision_parallelism
-        self.owner = process_owner()
+        self.owner = engine.owner
+        self.host = engine.host
+        self.lease = controller_lease(engine.host)
         self.holder = holder or f"{self.owner}/{secrets.token_hex(4)}"
+        self._hosts: list[Host] = []
+        self._was_down = threading.Event()
+        self.hosts_taken_down: list[str] = []
         self.state = "starting"
         self.started_at = _iso_now()
         self.last_tick_at: str | None = None
@@ -181,14 +194,15 @@ class Controller:
         while not stop.is_set():
             if leases.acquire(
                 self.engine.store,
-                CONTROLLER_LEASE,
+                self.lease,
                 self.holder,
                 self.lease_ttl_s,
                 self._status_data(),
+                host=self.host,
             ):
                 return True
             if not announced:
-                current = leases.read(self.engine.store, CONTROLLER_LEASE)
+                current = leases.read(self.engine.store, self.lease)
                 log.info(
                     "another controller is active (%s); waiting to take over",
                     current.holder if current else "?",
@@ -212,8 +226,9 @@ class Controller:
             target=self._renew_loop, args=(session_over,), name="lease", daemon=True
         )
         renewer.start()
-        log.info("controller active (%s)", self.holder)
+        log.info("controller of host %s active (%s)", self.host, self.holder)
         try:
+            self._heartbeat()
             self._startup()
             self._next_maintenance = 0.0
             while not stop.is_set() and not self.lost.is_set():
@@ -229,9 +244,9 @@ class Controller:
             renewer.join()
             if not self.lost.is_set():
                 self.state = "stopped"
-                leases.release(
-                    self.engine.store, CONTROLLER_LEASE, self.holder, self._status_data()
-                )
+                leases.release(self.engine.store, self.lease, self.holder, self._status_data())
+                with contextlib.suppress(Exception):
+                    self.engine.store.hosts.stopped(self.host)
             log.info("controller stopped")
 
     def _startup(self) -> None:
@@ -256,11 +271,13 @@ class Controller:
             try:
                 ok = leases.renew(
                     self.engine.store,
-                    CONTROLLER_LEASE,
+                    self.lease,
                     self.holder,
                     self.lease_ttl_s,
                     self._status_data(),
                 )
+                if ok:
+                    self._heartbeat()
             except Exception as exc:  # the database is busy or gone: try again shortly
                 log.warning("renewing the controller lease failed: %s", exc)
                 continue
@@ -271,11 +288,30 @@ class Controller:
                 self._wake.set()
                 return
 
+    def _heartbeat(self) -> None:
+        """This host is up for one more lease, with its memory as measured now."""
+        engine = self.engine
+        total: int | None = None
+        free: int | None = None
+        try:
+            cap = engine.backend.capacity()
+            total, free = cap.total_memory_mb, cap.free_memory_mb
+        except HvkubeError:
+            pass
+        if engine.store.hosts.heartbeat(
+            self.host, self.lease_ttl_s, total, free, engine.backend.name
+        ):
+            # Taken down while this controller lived (the store was out of reach for longer
+            # than the lease): its VMs are unknown and its agents were handled elsewhere.
+            log.warning("host %s was marked down; settling its VMs again", self.host)
+            self._was_down.set()
+
     def _status_data(self) -> dict[str, Any]:
         return {
             "owner": self.owner,
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": self.host,
+            "machine": socket.gethostname(),
             "state": self.state,
             "started_at": self.started_at,
             "last_tick_at": self.last_tick_at,
@@ -324,6 +360,8 @@ class Controller:
 
     def _maintain(self, pools: dict[str, PoolInfo], wait: bool) -> None:
         assert self._pool_executor is not None
+        self._take_down_silent_hosts()
+        self._hosts = host_summary(self.engine.store)
         self._settle_dead_operations()
         for name in sorted(pools):
             job = self._pool_jobs.get(name)
@@ -336,17 +374,40 @@ class Controller:
 
     def _settle_dead_operations(self) -> None:
         """A step left half-done by another process that died (a CLI killed mid-acquire,
-        say) is settled by reconcile, as at start-up."""
+        say) is settled by reconcile, as at start-up; so are this host's VMs after it was
+        taken down while this controller lived."""
         transitional = [s.value for s in VMState if s.transitional]
-        owners = self.engine.store.records.operation_owners(transitional)
-        if any(owner != self.owner and not owner_alive(owner) for owner in owners):
+        owners = self.engine.store.records.operation_owners(transitional, self.host)
+        was_down = self._was_down.is_set()
+        self._was_down.clear()
+        if was_down or any(
+            owner != self.owner and not self.engine.owner_alive(owner) for owner in owners
+        ):
             from core.reconcile import reconcile
 
             report = reconcile(self.engine, while_running=True)
             for line in report.fixed:
                 log.info("reconcile: %s", line)
 
+    def _take_down_silent_hosts(self) -> None:
+        """Another host whose heartbeat stopped for longer than its lease is down: its VMs
+        become unknown, its agents are failed or requeued (core.fleet)."""
+        agents = self.engine.agents
+
+        def requeue(agent_id: int, before: AgentStatus, why: str) -> None:
+            agents.requeue(agent_id, before, why)
+
+        def fail(agent_id: int, before: AgentStatus, why: str) -> None:
+            agents.fail(agent_id, why, before=before)
+
+        for name in take_down_expired(self.engine.store, self.host, requeue, fail):
+            log.warning("host %s is down: its VMs are unknown until it is back", name)
+            self.hosts_taken_down.append(name)
+
     # -- keeping one pool in shape -----------------------------------------------------------
+
+    def _mine(self, pool: str) -> list[VM]:
+        return self.engine.store.records.vms(pool, None, self.host)
 
     def _keep_pool_safely(self, name: str) -> None:
         try:
@@ -364,24 +425,38 @@ class Controller:
         notes: list[str] = []
         # The store first, then the host: a host state seen after the store's can only be
         # newer, and every correction below is conditional on the store not having moved.
-        stored = engine.list_vms(pool=name)
+        stored = self._mine(name)
         host = {vm.id: vm for vm in engine.backend.list_vms(prefix=f"{name}-")}
         for vm in stored:
             if vm.host_id or vm.state is not VMState.PROVISIONING:
                 self._check_vm(vm, host.get(vm.host_id or ""))
-        vms = engine.list_vms(pool=name)
-        for vm in vms:
+        for vm in self._mine(name):
             if vm.state in {VMState.ERROR, VMState.MISSING} and not vm.held:
                 log.info("pool %s: replacing %s (%s)", name, vm.name, vm.error or vm.state.value)
                 self._try(notes, f"remove {vm.name}", lambda n=vm.name: engine.delete_vm(n))
-        vms = engine.list_vms(pool=name)
-        surplus = len(vms) - pool.desired_count
-        if surplus > 0:
-            for vm in surplus_vms(vms, surplus):
-                log.info("pool %s: removing surplus %s", name, vm.name)
+        vms = self._mine(name)
+        usable = [h for h in pool_hosts(pool, self._hosts) if h.status == "up"]
+        usable_names = {h.name for h in usable}
+        if self.host not in usable_names:
+            # Draining, or the pool no longer uses this host: idle VMs go; held ones finish
+            # first and go at a later tick.
+            for vm in surplus_vms(vms, len(vms)):
+                log.info("pool %s: removing %s (host %s is not for it)", name, vm.name, self.host)
                 self._try(notes, f"remove {vm.name}", lambda n=vm.name: engine.delete_vm(n))
-        elif surplus < 0:
-            self._provision(pool, -surplus, notes)
+        else:
+            per_host = engine.store.hosts.pool_counts(name)
+            total = sum(per_host.values())
+            if total < pool.desired_count:
+                plan = plan_builds(
+                    pool, pool.desired_count - total, per_host, usable, tpl.memory_mb
+                )
+                if plan.get(self.host):
+                    self._provision(pool, plan[self.host], notes)
+            elif total > pool.desired_count:
+                surplus = surplus_on(pool, per_host, self.host, usable_names)
+                for vm in surplus_vms(vms, surplus):
+                    log.info("pool %s: removing surplus %s", name, vm.name)
+                    self._try(notes, f"remove {vm.name}", lambda n=vm.name: engine.delete_vm(n))
         self._balance_tiers(pool, tpl, notes)
         if notes:
             self.notes[name] = "; ".join(notes)
@@ -401,8 +476,10 @@ class Controller:
         with self._memory_lock:
             self._provisioning[pool.name] = missing
             try:
-                log.info("pool %s: building %d VM(s)", pool.name, missing)
-                report = self.engine.provision_pool(pool.name, self.provision_parallelism)
+                log.info("pool %s: building %d VM(s) on %s", pool.name, missing, self.host)
+                report = self.engine.provision_pool(
+                    pool.name, self.provision_parallelism, count=missing
+                )
             except CapacityExceeded as exc:
                 notes.append(f"cannot build: {exc}")
                 log.warning("pool %s: %s", pool.name, exc)
@@ -502,15 +579,15 @@ class Controller:
         """Exactly `hot` idle VMs Paused and `warm` Saved; the rest Off. Only idle VMs move,
         and every move is guarded so that a VM claimed meanwhile is left alone."""
         engine = self.engine
-        idle = [
-            vm
-            for vm in engine.list_vms(pool=pool.name)
-            if not vm.held and not vm.state.transitional
-        ]
+        # This host's part of the pool's tiers, in proportion to the VMs it has.
+        per_host = engine.store.hosts.pool_counts(pool.name)
+        hot_count = tier_share(pool.hot_count, per_host, self.host)
+        warm_count = tier_share(pool.warm_count, per_host, self.host)
+        idle = [vm for vm in self._mine(pool.name) if not vm.held and not vm.state.transitional]
         paused = [vm.name for vm in idle if vm.state is VMState.PAUSED]
         saved = [vm.name for vm in idle if vm.state is VMState.SAVED]
         off = [vm.name for vm in idle if vm.state is VMState.OFF]
-        for name in paused[pool.hot_count :]:  # hot -> warm (a GPU VM cannot be saved: cold)
+        for name in paused[hot_count:]:  # hot -> warm (a GPU VM cannot be saved: cold)
             if tpl.gpu:
                 self._try(
                     notes,
@@ -519,8 +596,8 @@ class Controller:
                 )
             elif self._try(notes, f"save {name}", lambda n=name: engine.save_vm(n, idle_only=True)):
                 saved.append(name)
-        paused = paused[: pool.hot_count]
-        short = pool.hot_count - len(paused)
+        paused = paused[:hot_count]
+        short = hot_count - len(paused)
         while short > 0 and (saved or off):
             with self._memory_lock:
                 if not self._memory_allows(tpl.memory_mb):
@@ -541,11 +618,11 @@ class Controller:
                 )
             if ok:
                 short -= 1
-        for name in saved[pool.warm_count :]:  # warm -> cold
+        for name in saved[warm_count:]:  # warm -> cold
             self._try(
                 notes, f"stop {name}", lambda n=name: engine.stop_vm(n, force=True, idle_only=True)
             )
-        for name in off[: max(0, pool.warm_count - len(saved))]:  # cold -> warm: restore clean
+        for name in off[: max(0, warm_count - len(saved))]:  # cold -> warm: restore clean
             self._try(notes, f"reset {name}", lambda n=name: engine.reset_vm(n, idle_only=True))
 
 
@@ -573,6 +650,7 @@ def start_in_background(settings: Settings) -> tuple[int, Path]:
         str(settings.db_path()),
         "--backend",
         settings.backend,
+        *(["--host", settings.host] if settings.host else []),
     ]
     # Appended to, so not replaced atomically: opened without following a planted link,
     # created readable by its owner only.

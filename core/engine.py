@@ -16,7 +16,7 @@ from contextlib import suppress
 from typing import Any
 
 from core.agents import AgentQueue
-from core.backends.base import CLEAN_CHECKPOINT, Backend, VMRef
+from core.backends.base import CLEAN_CHECKPOINT, Backend, Capability, VMRef, feature
 from core.budget import MemoryBudget
 from core.errors import (
     AlreadyExists,
@@ -31,6 +31,7 @@ from core.errors import (
     SavedStateCorrupt,
     VMNotFoundInHost,
 )
+from core.fleet import down_hosts, host_summary
 from core.ledger import Ledger, state_from_host
 from core.models import (
     VM,
@@ -39,6 +40,7 @@ from core.models import (
     AgentResult,
     AgentStatus,
     Event,
+    Host,
     HostState,
     HostVM,
     ReadinessProbe,
@@ -47,7 +49,15 @@ from core.models import (
     VMPool,
     VMState,
 )
-from core.names import POOL_NAME_MAX, check_name, check_path_text, check_positive, tier_problem
+from core.names import (
+    POOL_NAME_MAX,
+    check_host_name,
+    check_name,
+    check_path_text,
+    check_positive,
+    tier_problem,
+)
+from core.owner import owner_alive, owner_host, process_owner
 from core.probes import poll, wait_ready
 from core.provision import ProvisionReport, provision_pool, scale_pool
 from core.reconcile import reconcile
@@ -67,8 +77,12 @@ class Engine:
         self.backend = backend
         self.settings = settings
         self.store_id = store.store_id
-        self.ledger = Ledger(store, settings.readonly, self.host_vm)
+        # The host this engine acts for: its backend reaches this host's VMs.
+        self.host = check_host_name(settings.host_name())
+        self.owner = process_owner(self.host)
+        self.ledger = Ledger(store, settings.readonly, self.host_vm, self.owner)
         self.agents = AgentQueue(store, self.ledger.guard)
+        self._siblings: dict[str, Engine] = {}
         self._check_backend(settings.backend_switch)
 
     @property
@@ -98,8 +112,121 @@ class Engine:
     # -- plumbing ------------------------------------------------------------------------------
 
     def close(self) -> None:
+        for sibling in self._siblings.values():
+            sibling.backend.close()
         self.backend.close()
         self.store.close()
+
+    # -- hosts ---------------------------------------------------------------------------------
+
+    def reaches_other_hosts(self) -> bool:
+        """Can this engine act on another host's VMs (the simulated hosts of one machine)?"""
+        return feature(self.backend, Capability.OTHER_HOSTS) is not None
+
+    def on_host(self, host: str | None) -> Engine:
+        """The engine acting for `host` (this one for its own host). Another host's VMs are
+        reached only through a backend that can reach that host; otherwise it is refused."""
+        if host is None or host == self.host:
+            return self
+        sibling = self._siblings.get(host)
+        if sibling is not None:
+            return sibling
+        reach = feature(self.backend, Capability.OTHER_HOSTS)
+        if reach is None:
+            raise Conflict(
+                f"that VM is on host {host!r}; hvkube here acts for host {self.host!r} only: "
+                f"run the command on {host!r}"
+            )
+        sibling = Engine(
+            self.store, reach.for_host(host), self.settings.model_copy(update={"host": host})
+        )
+        sibling.readonly = self.readonly
+        self._siblings[host] = sibling
+        return sibling
+
+    def _home(self, name: str) -> Engine:
+        """The engine acting for the host of VM `name` (this one when it is ours)."""
+        check_name(name, "VM name")
+        host = self.store.records.vm_host(name)
+        return self if host is None else self.on_host(host)
+
+    def owner_alive(self, owner: str | None) -> bool:
+        """Is the process `owner` still at work? This host's processes are judged by pid;
+        another host's by the store: a host that is down has no live processes."""
+        host = owner_host(owner) if owner else None
+        if host is None or host == self.host:
+            return owner_alive(owner, self.host)
+        return host not in down_hosts(self.store)
+
+    def list_hosts(self) -> list[Host]:
+        """Every host of the store: up, down or idle, heartbeat age, memory, VMs by state."""
+        return host_summary(self.store)
+
+    def get_host(self, name: str) -> Host:
+        check_host_name(name)
+        for host in self.list_hosts():
+            if host.name == name:
+                return host
+        raise NotFound(f"no host named {name!r}; see 'hvkube host list'")
+
+    def drain_host(self, name: str, undo: bool = False) -> Host:
+        """No new VMs on `name`; its controller removes idle ones, held ones finish first.
+        Refused when a pool with held VMs on it would be left without any host."""
+        host = self.get_host(name)
+        self.ledger.guard("drain a host")
+        if not undo:
+            others = [h.name for h in self.list_hosts() if h.name != name and not h.draining]
+            for pool in self.list_pools():
+                left = [h for h in others if pool.hosts is None or h in pool.hosts]
+                if not left and self.store.hosts.held_on(name, pool.name):
+                    raise InvalidInput(
+                        f"host {name!r} is the last host of pool {pool.name!r}, which has VMs "
+                        f"in use on it; add a host to the pool (pool edit --hosts) or release "
+                        "them first"
+                    )
+        self.store.hosts.set_draining(name, not undo)
+        return host.model_copy(update={"draining": not undo})
+
+    def remove_host(self, name: str) -> None:
+        """Forget a host that has no VMs left in the store (drain it first)."""
+        host = self.get_host(name)
+        self.ledger.guard("remove a host")
+        if host.status == "up":
+            raise Conflict(
+                f"host {name!r} is up (its controller heartbeats); stop 'hvkube run' there first"
+            )
+        with self.store.write():
+            count = self.store.hosts.vm_count(name)
+            if count:
+                raise Conflict(
+                    f"host {name!r} still has {count} VM(s) in the store; drain it "
+                    f"('hvkube host drain {name}') and wait for them to go"
+                )
+            users = [p.name for p in self.list_pools() if p.hosts and name in p.hosts]
+            if users:
+                raise Conflict(
+                    f"pool(s) {', '.join(users)} name host {name!r}; change their --hosts first"
+                )
+            self.store.hosts.delete(name)
+
+    def _check_pool_hosts(self, hosts: list[str] | None) -> list[str] | None:
+        """A pool's hosts must exist (a typo would leave the pool with nowhere to live)."""
+        if hosts is None:
+            return None
+        if not hosts:
+            raise InvalidInput("--hosts is empty; name at least one host, or leave it out")
+        known = {*self.store.hosts.names(), self.host}
+        for name in hosts:
+            check_host_name(name)
+            if name not in known:
+                raise InvalidInput(
+                    f"host {name!r} is not a host of this store (known: "
+                    f"{', '.join(sorted(known)) or 'none yet'}); start 'hvkube run --host "
+                    f"{name}' there first, or check the name"
+                )
+        if self.host in hosts and not self.readonly:
+            self.store.hosts.ensure(self.host, self.backend.name)
+        return sorted(set(hosts))
 
     def __enter__(self) -> Engine:
         return self
@@ -176,7 +303,9 @@ class Engine:
 
     # -- pools ---------------------------------------------------------------------------------
 
-    def _check_tiers(self, count: int, warm: int, hot: int, max_per_host: int | None) -> None:
+    def _check_tiers(
+        self, count: int, warm: int, hot: int, max_per_host: int | None, hosts: int | None = 1
+    ) -> None:
         check_positive(count, "--count", allow_zero=True, maximum=1024)
         check_positive(warm, "--warm", allow_zero=True, maximum=1024)
         check_positive(hot, "--hot", allow_zero=True, maximum=1024)
@@ -185,8 +314,11 @@ class Engine:
             raise InvalidInput(problem)
         if max_per_host is not None:
             check_positive(max_per_host, "--max-per-host", maximum=1024)
-            if count > max_per_host:
-                raise InvalidInput(f"--count {count} is above --max-per-host {max_per_host}")
+            if hosts is not None and count > max_per_host * max(1, hosts):
+                raise InvalidInput(
+                    f"--count {count} is above --max-per-host {max_per_host} on {max(1, hosts)} "
+                    "host(s)"
+                )
 
     def create_pool(
         self,
@@ -197,13 +329,15 @@ class Engine:
         hot: int = 0,
         release: ReleasePolicy | str = ReleasePolicy.RESET,
         max_per_host: int | None = None,
+        hosts: list[str] | None = None,
     ) -> VMPool:
         check_name(name, "pool name")
         if len(name) > POOL_NAME_MAX:
             raise InvalidInput(
                 f"pool name {name!r} is over {POOL_NAME_MAX} characters (VM names add '-NNN')"
             )
-        self._check_tiers(count, warm, hot, max_per_host)
+        hosts = self._check_pool_hosts(hosts)
+        self._check_tiers(count, warm, hot, max_per_host, self._host_count(hosts))
         policy = self._policy(release)
         tpl = self.get_template(template)
         self._check_gpu_pool(tpl, warm, policy)
@@ -220,6 +354,7 @@ class Engine:
                     "hot_count": hot,
                     "max_per_host": max_per_host,
                     "release_policy": policy.value,
+                    "hosts": hosts,
                 }
             )
         return self.get_pool(name)
@@ -263,6 +398,12 @@ class Engine:
             return
         self.memory_budget().check_hot(hot, tpl.memory_mb)
 
+    @staticmethod
+    def _host_count(hosts: list[str] | None) -> int | None:
+        """How many hosts a pool may use: its named ones; None when every host (hosts may
+        join later, so no cap follows from today's number)."""
+        return None if hosts is None else len(hosts)
+
     def get_pool(self, name: str) -> VMPool:
         check_name(name, "pool name")
         found = self.store.catalog.pool(name)
@@ -280,12 +421,15 @@ class Engine:
         warm: int | None = None,
         hot: int | None = None,
         release: ReleasePolicy | str | None = None,
+        hosts: list[str] | None = None,
+        all_hosts: bool = False,
     ) -> VMPool:
         pool = self.get_pool(name)
         count = pool.desired_count if count is None else count
         warm = pool.warm_count if warm is None else warm
         hot = pool.hot_count if hot is None else hot
-        self._check_tiers(count, warm, hot, pool.max_per_host)
+        new_hosts = None if all_hosts else (self._check_pool_hosts(hosts) or pool.hosts)
+        self._check_tiers(count, warm, hot, pool.max_per_host, self._host_count(new_hosts))
         policy = pool.release_policy if release is None else self._policy(release)
         self._check_gpu_pool(self.get_template(pool.template), warm, policy)
         self.ledger.guard("change a pool")
@@ -297,6 +441,7 @@ class Engine:
                 "warm_count": warm,
                 "hot_count": hot,
                 "release_policy": policy.value,
+                "hosts": new_hosts,
             },
         )
         return self.get_pool(name)
@@ -332,10 +477,14 @@ class Engine:
     def get_vm(self, name: str) -> VM:
         return self.ledger.load(name)
 
-    def list_vms(self, pool: str | None = None, state: VMState | None = None) -> list[VM]:
+    def list_vms(
+        self, pool: str | None = None, state: VMState | None = None, host: str | None = None
+    ) -> list[VM]:
         if pool is not None:
             self.get_pool(pool)
-        return self.store.records.vms(pool, state.value if state else None)
+        if host is not None:
+            self.get_host(host)
+        return self.store.records.vms(pool, state.value if state else None, host)
 
     def mcp_endpoint(self, vm: VM) -> str | None:
         if not vm.ip:
@@ -380,7 +529,7 @@ class Engine:
         """The host's view of `vm`, found by its id; None when the host has no such VM."""
         if not vm.host_id:
             return None
-        return self.backend.get_vm(VMRef(vm.name, vm.host_id))
+        return self.on_host(vm.host).backend.get_vm(VMRef(vm.name, vm.host_id))
 
     # -- VMs: state changes --------------------------------------------------------------------
 
@@ -408,6 +557,9 @@ class Engine:
 
     def resume_vm(self, name: str, *, idle_only: bool = False) -> VM:
         """Bring a VM to Running from whatever ready state it is in, with fallback."""
+        home = self._home(name)
+        if home is not self:
+            return home.resume_vm(name, idle_only=idle_only)
         self.ledger.guard("resume a VM")
         vm = self.ledger.begin(
             name,
@@ -416,13 +568,16 @@ class Engine:
             idle_only=idle_only,
         )
         try:
-            self._bring_up(vm)
+            self.bring_up(vm)
         except HvkubeError as exc:
             self.ledger.fail(name, exc, keep_holder=True)
             raise
         return self.get_vm(name)
 
     def save_vm(self, name: str, *, idle_only: bool = False) -> VM:
+        home = self._home(name)
+        if home is not self:
+            return home.save_vm(name, idle_only=idle_only)
         self.ledger.guard("save a VM")
         self._refuse_gpu_save(self.get_vm(name))
         vm = self._run(
@@ -446,6 +601,9 @@ class Engine:
         return vm.model_copy(update={"saved_state_path": path})
 
     def pause_vm(self, name: str, *, idle_only: bool = False) -> VM:
+        home = self._home(name)
+        if home is not self:
+            return home.pause_vm(name, idle_only=idle_only)
         self.ledger.guard("pause a VM")
         return self._run(
             name,
@@ -458,6 +616,9 @@ class Engine:
         )
 
     def stop_vm(self, name: str, force: bool = False, *, idle_only: bool = False) -> VM:
+        home = self._home(name)
+        if home is not self:
+            return home.stop_vm(name, force, idle_only=idle_only)
         self.ledger.guard("stop a VM")
         allowed = {VMState.RUNNING}
         if force:
@@ -475,6 +636,9 @@ class Engine:
 
     def reset_vm(self, name: str, *, idle_only: bool = False) -> VM:
         """Restore the "clean" checkpoint: the VM ends Saved, ready to resume."""
+        home = self._home(name)
+        if home is not self:
+            return home.reset_vm(name, idle_only=idle_only)
         self.ledger.guard("reset a VM")
         vm = self.ledger.begin(
             name,
@@ -495,6 +659,9 @@ class Engine:
 
     def delete_vm(self, name: str, *, force: bool = False) -> None:
         vm = self.get_vm(name)
+        if vm.host != self.host and vm.host is not None:
+            self.on_host(vm.host).delete_vm(name, force=force)
+            return
         self.ledger.guard("delete a VM")
         if vm.held and not force:
             raise Conflict(f"VM {name!r} is held by {vm.holder}; release it first")
@@ -521,6 +688,8 @@ class Engine:
 
     def vm_ip(self, name: str, refresh: bool = True) -> str | None:
         vm = self.get_vm(name)
+        if refresh and vm.host != self.host and vm.host is not None:
+            return self.on_host(vm.host).vm_ip(name, refresh)
         if not refresh or self.readonly:
             return vm.ip
         ip = guest_ip(self.backend, self.ref(vm))
@@ -530,6 +699,8 @@ class Engine:
 
     def screenshot(self, name: str) -> bytes:
         vm = self.get_vm(name)
+        if vm.host != self.host and vm.host is not None:
+            return self.on_host(vm.host).screenshot(name)
         started = time.perf_counter()
         data = self.backend.screenshot(self.ref(vm))
         if not self.readonly:
@@ -538,9 +709,10 @@ class Engine:
 
     # -- bringing a VM up ----------------------------------------------------------------------
 
-    def _bring_up(self, vm: VM, tpl: Template | None = None) -> tuple[float, str | None]:
+    def bring_up(self, vm: VM, tpl: Template | None = None) -> tuple[float, str | None]:
         """Start `vm` (its row already says RESUMING) from `vm.state`, the state it was in
         before. Returns the milliseconds the resume took and the VM's IP address."""
+        self.ledger.guard("resume a VM")
         name = vm.name
         started = time.perf_counter()
         tpl = tpl or self.get_template(vm.template)
@@ -641,16 +813,34 @@ class Engine:
         wait_s: float = 0.0,
         holder: str | None = None,
         agent_id: int | None = None,
+        *,
+        prefer_host: str | None = None,
+        only_host: str | None = None,
     ) -> AcquiredVM:
-        """Claim a ready VM of `pool` and resume it. Waits up to `wait_s` for one to free up."""
+        """Claim a ready VM of `pool` on any usable host (hot, then warm, then cold; on
+        `prefer_host` first among equals; on `only_host` alone when given) and resume it.
+        Waits up to `wait_s` for one to free up."""
         if wait_s < 0 or wait_s > 86400:
             raise InvalidInput(f"--wait must be between 0 and 86400 seconds, got {wait_s:g}")
         check_name(pool, "pool name")
+        for given in (prefer_host, only_host):
+            if given is not None:
+                check_host_name(given)
         self.ledger.guard("acquire a VM")
         holder = holder or f"lease-{secrets.token_hex(6)}"
         deadline = time.monotonic() + wait_s
         delay = 0.02
-        claimed = self.ledger.claim(pool, holder, agent_id)
+        if only_host is not None:
+            hosts: tuple[str, ...] | None = (only_host,)
+        elif self.reaches_other_hosts():
+            hosts = None  # every usable host
+        else:
+            hosts = (self.host,)
+
+        def claim() -> VM | None:
+            return self.ledger.claim(pool, holder, agent_id, hosts=hosts, prefer=prefer_host)
+
+        claimed = claim()
         while claimed is None:
             self.get_pool(pool)  # an unknown pool is bad input, not an empty pool
             if time.monotonic() >= deadline:
@@ -662,23 +852,24 @@ class Engine:
                 )
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(0.5, delay * 1.5)
-            claimed = self.ledger.claim(pool, holder, agent_id)
+            claimed = claim()
         vm = claimed
         tpl = self.get_template(vm.template)
         while True:
+            home = self.on_host(vm.host)
             try:
-                resume_ms, address = self._bring_up(vm, tpl)
+                resume_ms, address = home.bring_up(vm, tpl)
                 break
             except VMNotFoundInHost as exc:
                 # Deleted outside hvkube: it is marked missing (reconcile reports it,
                 # provisioning replaces it) and another VM is handed out instead.
                 self.ledger.fail(vm.name, exc)
-                claimed = self.ledger.claim(pool, holder, agent_id)
+                claimed = claim()
                 if claimed is None:
                     raise
                 vm = claimed
             except HvkubeError as exc:
-                self._give_back(vm, exc)
+                home.give_back(vm, exc)
                 raise
         return AcquiredVM(
             name=vm.name,
@@ -691,13 +882,15 @@ class Engine:
             resume_ms=resume_ms,
             from_state=vm.state,
             holder=holder,
+            host=vm.host,
         )
 
-    def _give_back(self, vm: VM, exc: HvkubeError) -> None:
+    def give_back(self, vm: VM, exc: HvkubeError) -> None:
         """After a failed acquire of `vm` (as it was when claimed). When the host still shows
         it in that state, the start was refused before anything happened (out of memory, no
         permission, a lost or hung session): it goes back to the pool, free, with the error
         noted. Otherwise it goes to ERROR, out of circulation, for the controller to replace."""
+        self.ledger.guard("give a VM back")
         host = None
         with suppress(HvkubeError):
             host = self.host_vm(vm)
@@ -718,6 +911,8 @@ class Engine:
     ) -> VM | None:
         """Give a VM back: reset to clean, save as is, or destroy. None when destroyed."""
         vm = self.get_vm(name)
+        if vm.host != self.host and vm.host is not None:
+            return self.on_host(vm.host).release(name, policy, holder)
         chosen = self._policy(policy) if policy is not None else None
         self.ledger.guard("release a VM")
         if not vm.held:
@@ -781,8 +976,11 @@ class Engine:
         timeout_s: int = 600,
         requires_gpu: bool = False,
         exec_command: str | None = None,
+        on_host_down: str = "fail",
     ) -> Agent:
         check_name(workflow, "workflow name")
+        if on_host_down not in {"fail", "requeue"}:
+            raise InvalidInput(f"--on-host-down {on_host_down!r} is not one of fail, requeue")
         check_positive(timeout_s, "--timeout", maximum=7 * 86400)
         p = self.get_pool(pool)
         if requires_gpu and not self.get_template(p.template).gpu:
@@ -801,6 +999,7 @@ class Engine:
                 "timeout_s": timeout_s,
                 "requires_gpu": requires_gpu,
                 "exec_command": exec_command,
+                "on_host_down": on_host_down,
                 "status": AgentStatus.PENDING.value,
             }
         )
@@ -869,8 +1068,10 @@ class Engine:
         name: str,
         parallelism: int | None = None,
         progress: ProgressFn | None = None,
+        count: int | None = None,
     ) -> ProvisionReport:
-        return provision_pool(self, name, parallelism=parallelism, progress=progress)
+        """Build VMs of the pool on this host: the ones it is missing, or `count` of them."""
+        return provision_pool(self, name, parallelism=parallelism, progress=progress, count=count)
 
     def scale_pool(
         self, name: str, count: int, progress: ProgressFn | None = None

@@ -49,11 +49,17 @@ class Ledger:
     its recorded id), so that a failure can keep the host's raw state."""
 
     def __init__(
-        self, store: Store, readonly: bool, host_of: Callable[[VM], HostVM | None]
+        self,
+        store: Store,
+        readonly: bool,
+        host_of: Callable[[VM], HostVM | None],
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.readonly = readonly
         self.host_of = host_of
+        # The process recorded as doing each step (core.owner.process_owner of its host).
+        self.owner = owner or process_owner()
 
     # -- read-only mode and events ---------------------------------------------------------
 
@@ -119,7 +125,7 @@ class Ledger:
             name,
             {
                 "state": doing.value,
-                "op_owner": process_owner(),
+                "op_owner": self.owner,
                 "op_kind": op or doing.value,
                 "op_started_at": utcnow(),
                 "error": None,
@@ -139,13 +145,22 @@ class Ledger:
             raise Conflict(f"VM {name!r} is {now.state.value}; this needs it to be {allowed_text}")
         return vm
 
-    def claim(self, pool: str, holder: str, agent_id: int | None) -> VM | None:
-        """One atomic claim (invariant 1): hot first, then warm, then cold, a conditional
-        UPDATE per candidate. Returns the VM as it was, or None when none is free."""
+    def claim(
+        self,
+        pool: str,
+        holder: str,
+        agent_id: int | None,
+        hosts: tuple[str, ...] | None = None,
+        prefer: str | None = None,
+    ) -> VM | None:
+        """One atomic claim (invariant 1): hot first, then warm, then cold (on host `prefer`
+        first among equals), on `hosts` (default every host that is neither down nor
+        draining), a conditional UPDATE per candidate. Returns the VM as it was, or None when
+        none is free."""
         self.guard("acquire a VM")
-        candidates = self.store.swaps.claim_candidates(pool, _READY)
-        owner = process_owner()
-        for name, state, template, rdp_port, host_id in candidates:
+        candidates = self.store.swaps.claim_candidates(pool, _READY, hosts=hosts, prefer=prefer)
+        owner = self.owner
+        for name, state, template, rdp_port, host_id, host in candidates:
             claimed = self.store.swaps.vm(
                 name,
                 {
@@ -169,6 +184,7 @@ class Ledger:
                     holder=holder,
                     agent_id=agent_id,
                     host_id=host_id,
+                    host=host,
                 )
         return None
 
@@ -251,8 +267,10 @@ class Ledger:
         """Intent first: the VMs about to be built are in the store as PROVISIONING, owned by
         this process, in one transaction."""
         self.guard("provision VMs")
-        owner = process_owner()
+        owner = self.owner
         with self.store.write():
+            for host in sorted({row["host"] for row in rows if row.get("host")}):
+                self.store.hosts.ensure(host, rows[0].get("backend"))
             for row in rows:
                 self.store.insert_vm(
                     {

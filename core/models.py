@@ -35,6 +35,8 @@ class VMState(StrEnum):
     DELETING = "deleting"
     ERROR = "error"
     MISSING = "missing"
+    # Its host stopped heartbeating: nobody can tell its state until the host is back.
+    UNKNOWN = "unknown"
 
     @property
     def transitional(self) -> bool:
@@ -150,6 +152,8 @@ class VMPool(BaseModel):
     max_per_host: int | None = None
     release_policy: ReleasePolicy = ReleasePolicy.RESET
     created_at: datetime | None = None
+    # The hosts its VMs may live on; None: every host of the store.
+    hosts: list[str] | None = None
 
 
 class VM(BaseModel):
@@ -187,6 +191,8 @@ class Task(BaseModel):
     timeout_s: int = 600
     requires_gpu: bool = False
     exec_command: str | None = None
+    # When the host of its VM goes down while it runs: fail it, or queue it again.
+    on_host_down: Literal["fail", "requeue"] = "fail"
 
 
 class AgentResult(BaseModel):
@@ -209,6 +215,8 @@ class Agent(BaseModel):
     finished_at: datetime | None = None
     result: AgentResult | None = None
     wait_reason: str | None = None
+    # The host whose controller scheduled it (and runs its command).
+    host: str | None = None
     # While the agent holds its VM: where to reach it (filled in from the VM's row).
     ip: str | None = None
     rdp_port: int | None = None
@@ -246,6 +254,30 @@ class HostCapacity(BaseModel):
     logical_cpus: int
 
 
+class Host(BaseModel):
+    """One Hyper-V host of the store, as its controller last reported it."""
+
+    name: str
+    # up: its controller heartbeats; down: the heartbeat stopped for longer than its lease;
+    # idle: no controller runs there (stopped cleanly, or never started).
+    status: Literal["up", "down", "idle"]
+    draining: bool = False
+    heartbeat_at: datetime | None = None
+    heartbeat_age_s: float | None = None
+    lease_s: float | None = None
+    down_since: datetime | None = None
+    total_memory_mb: int | None = None
+    free_memory_mb: int | None = None
+    backend: str | None = None
+    vms: dict[str, int] = Field(default_factory=dict)  # state -> count
+
+    @property
+    def used_memory_mb(self) -> int | None:
+        if self.total_memory_mb is None or self.free_memory_mb is None:
+            return None
+        return self.total_memory_mb - self.free_memory_mb
+
+
 class AcquiredVM(BaseModel):
     """What `acquire` hands to an agent."""
 
@@ -257,3 +289,4 @@ class AcquiredVM(BaseModel):
     resume_ms: float
     from_state: VMState
     holder: str
+    host: str | None = None

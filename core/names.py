@@ -56,6 +56,20 @@ def check_name(name: object, what: str = "name") -> str:
     return name
 
 
+HOST_RULE = (
+    "1-63 characters: letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+_HOST_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def check_host_name(name: object) -> str:
+    """A host's name (a machine name, as Windows and DNS allow them)."""
+    if not isinstance(name, str) or not _HOST_RE.fullmatch(name):
+        shown = name if isinstance(name, str) and len(name) <= 70 else "(value)"
+        raise InvalidInput(f"host name {shown!r} is not valid ({HOST_RULE})")
+    return name
+
+
 # A pool's VMs are named '<pool>-NNN', so a pool name leaves room for four characters.
 POOL_NAME_MAX = 44
 

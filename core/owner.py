@@ -1,7 +1,9 @@
 """Which process is doing something: an identity that survives pid reuse.
 
 Rows record the process that began a step (`op_owner`) or holds a lease. Another process
-judges from it whether that work is still going on.
+judges from it whether that work is still going on. An owner names the hvkube host it runs
+on; a process of another host cannot be judged by this machine's pids (the store's host
+rows judge those: a host that is down has no live processes).
 """
 
 from __future__ import annotations
@@ -11,36 +13,43 @@ import socket
 
 import psutil
 
-_owner_cache: tuple[int, str] | None = None
+_started_cache: tuple[int, int] | None = None
 
 
-def process_owner() -> str:
-    """Identifies this process across pid reuse: host, pid and start time."""
-    global _owner_cache
+def _started() -> int:
+    global _started_cache
     pid = os.getpid()
-    if _owner_cache is None or _owner_cache[0] != pid:
-        started = int(psutil.Process(pid).create_time())
-        _owner_cache = (pid, f"{socket.gethostname()}:{pid}:{started}")
-    return _owner_cache[1]
+    if _started_cache is None or _started_cache[0] != pid:
+        _started_cache = (pid, int(psutil.Process(pid).create_time()))
+    return _started_cache[1]
 
 
-def owner_alive(owner: str | None) -> bool:
-    """Is the process named by `owner` (from process_owner) still running here?"""
+def process_owner(host: str | None = None) -> str:
+    """Identifies this process across pid reuse: host, pid and start time. `host` is the
+    hvkube host this process acts for (default: the machine's name)."""
+    return f"{host or socket.gethostname()}:{os.getpid()}:{_started()}"
+
+
+def owner_host(owner: str) -> str | None:
+    """The host part of an owner, None when it is not one."""
+    parts = owner.rsplit(":", 2)
+    return parts[0] if len(parts) == 3 else None
+
+
+def owner_alive(owner: str | None, host: str | None = None) -> bool:
+    """Is the process named by `owner` still running? Judged by pid only when it runs on
+    `host` (this process's host; default the machine's name). Another host's process is
+    taken as alive here; callers that know the hosts ask the store instead."""
     if not owner:
         return False
     try:
-        host, pid_text, started_text = owner.rsplit(":", 2)
+        owner_of, pid_text, started_text = owner.rsplit(":", 2)
         pid, started = int(pid_text), int(started_text)
     except ValueError:
         return False
-    if host != socket.gethostname():
-        return True  # another host's process: not ours to judge
+    if owner_of != (host or socket.gethostname()):
+        return True
     try:
         return int(psutil.Process(pid).create_time()) == started
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
-
-
-def owner_busy(owner: str | None) -> bool:
-    """Is another live process (not this one) working under `owner`?"""
-    return owner is not None and owner != process_owner() and owner_alive(owner)

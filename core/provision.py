@@ -7,7 +7,6 @@ are already booting.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -115,8 +114,10 @@ def provision_pool(
     name: str,
     parallelism: int | None = None,
     progress: ProgressFn | None = None,
+    count: int | None = None,
 ) -> ProvisionReport:
-    """Build the VMs the pool is missing; replace VMs that are gone or in error."""
+    """Build on this host the VMs the pool is missing (or `count` of them, the share a
+    fleet's controller gives this host); replace this host's VMs that are gone or in error."""
     pool = engine.get_pool(name)
     tpl = engine.get_template(pool.template)
     workers = parallelism or engine.settings.provision_parallelism
@@ -126,6 +127,8 @@ def provision_pool(
     started = time.perf_counter()
 
     for vm in engine.list_vms(pool=name):
+        if vm.host != engine.host:
+            continue
         if vm.state in {VMState.MISSING, VMState.ERROR} and not vm.held:
             _notify(progress, vm.name, "replace", vm.error or vm.state.value)
             try:
@@ -134,13 +137,18 @@ def provision_pool(
                 engine.ledger.forget(vm.name)
 
     existing = engine.list_vms(pool=name)
-    missing = max(0, pool.desired_count - len(existing))
+    missing = max(0, pool.desired_count - len(existing)) if count is None else count
     report = ProvisionReport(pool=name, requested=missing)
     if missing == 0:
         return report
-    if pool.max_per_host is not None and len(existing) + missing > pool.max_per_host:
+    if pool.hosts is not None and engine.host not in pool.hosts:
         raise CapacityExceeded(
-            f"pool {name!r} may have at most {pool.max_per_host} VMs on this host"
+            f"pool {name!r} uses host(s) {', '.join(pool.hosts)}, not {engine.host!r}"
+        )
+    mine = [vm for vm in existing if vm.host == engine.host]
+    if pool.max_per_host is not None and len(mine) + missing > pool.max_per_host:
+        raise CapacityExceeded(
+            f"pool {name!r} may have at most {pool.max_per_host} VMs on host {engine.host!r}"
         )
     gate = _MemoryGate(engine)
     engine.memory_budget().check(tpl.memory_mb)
@@ -154,13 +162,14 @@ def provision_pool(
                 "template": tpl.name,
                 "pool": name,
                 "backend": engine.backend.name,
+                "host": engine.host,
                 "rdp_port": tpl.rdp_port,
                 "memory_mb": tpl.memory_mb,
             }
             for vm_name in names
         ]
     )
-    plan = _TierPlan(pool, existing)
+    plan = _TierPlan(pool, mine)
 
     def build(vm_name: str) -> None:
         try:
@@ -175,11 +184,6 @@ def provision_pool(
         list(executor.map(build, names))
     report.seconds = time.perf_counter() - started
     return report
-
-
-def host_name() -> str:
-    """This host's name as VM rows record it."""
-    return socket.gethostname()
 
 
 def check_name_free(engine: Engine, vm_name: str) -> None:
@@ -225,7 +229,7 @@ def _build_one(
         made = backend.create_vm(
             vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu, owner=engine.store_id
         )
-        engine.ledger.note(vm_name, host_id=made.id, host=host_name())
+        engine.ledger.note(vm_name, host_id=made.id)
         ref = VMRef(vm_name, made.id)
         gate.admit(tpl.memory_mb, engine.settings.op_timeout_s)
         try:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from core.errors import HvkubeError
+from core.fleet import host_rows
 from core.models import ACTIVE_AGENT_STATUSES, HostCapacity, VMPool
 from core.utc import as_utc
 
@@ -84,13 +85,14 @@ LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, m
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
 ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
 
-VIEWS = ("pools", "templates", "vms", "agents", "events")
+VIEWS = ("pools", "templates", "vms", "agents", "events", "hosts")
 ALL = frozenset(VIEWS)
 
 VM_FIELDS = (
     "name",
     "template",
     "pool",
+    "host",
     "state",
     "ip",
     "rdp_port",
@@ -139,10 +141,13 @@ class Snapshot:
     vm_states: dict[str, int] = field(default_factory=dict)
     read_ms: float = 0.0
     controller: ControllerStatus | None = None
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def count(self, view: str) -> int:
         if view == "pools":
             return len(self.pools)
+        if view == "hosts":
+            return len(self.hosts)
         if view == "templates":
             return len(self.templates)
         if view == "agents":
@@ -156,6 +161,8 @@ class Snapshot:
             return self.pools.get(key)
         if view == "templates":
             return self.templates.get(key)
+        if view == "hosts":
+            return self.hosts.get(key)
         row = self.raw[view].get(key)
         if row is None:
             return None
@@ -257,7 +264,8 @@ class SnapshotReader:
             if "vms" in views or self._vms is None:
                 self._vms = {row[0]: row for row in rows.vms(VM_FIELDS)}
             vms = self._vms
-            by_pool_state = rows.vms_by_pool_state()
+            by_pool_state = rows.vms_by_pool_host_state()
+            hosts = {h.name: h.model_dump() for h in host_rows(engine.store)}
             agents = (
                 self._read_agents()
                 if "agents" in views or self._agent_rows is None
@@ -272,8 +280,11 @@ class SnapshotReader:
                 latencies = engine.store.recent_resumes(name, LATENCY_WINDOW)  # oldest first
                 pool["latencies"] = self._latencies[name] = latencies
         vm_states: dict[str, int] = {}
-        for pool_name, state, n in by_pool_state:
+        for pool_name, host_name, state, n in by_pool_state:
             vm_states[state] = vm_states.get(state, 0) + int(n)
+            on = hosts.get(host_name) if host_name else None
+            if on is not None:
+                on["vms"][state] = on["vms"].get(state, 0) + int(n)
             owner = pools.get(pool_name) if pool_name else None
             if owner is not None:
                 owner["counts"][state] = owner["counts"].get(state, 0) + int(n)
@@ -294,6 +305,7 @@ class SnapshotReader:
             vm_states=vm_states,
             read_ms=(time.perf_counter() - started) * 1000.0,
             controller=self._controller(),
+            hosts=hosts,
         )
 
     def _controller(self) -> ControllerStatus | None:

@@ -1,5 +1,7 @@
 """Reconcile: make the store and the host agree after a crash or outside changes.
 
+It works on one host: the engine's own. Another host's rows are that host's business.
+
 Half-done steps whose process is gone are finished or rolled back; VMs
 deleted outside hvkube are marked MISSING; VMs on the host that carry this
 store's ownership mark but that the store does not know are reported as
@@ -19,10 +21,9 @@ from pydantic import BaseModel, Field
 from core.backends.base import VMRef
 from core.errors import Conflict, HvkubeError
 from core.ledger import state_from_host
-from core.models import VM, AgentStatus, HostState, HostVM, VMState
-from core.owner import owner_alive, owner_busy, process_owner
+from core.models import VM, Agent, AgentStatus, HostState, HostVM, VMState
 from core.probes import poll
-from core.store.leases import active_holder
+from core.store.leases import active_holder, controller_lease
 
 if TYPE_CHECKING:
     from core.engine import Engine
@@ -53,14 +54,15 @@ def reconcile(
     count as busy, and agents are left alone."""
     engine.ledger.guard("reconcile")
     report = ReconcileReport()
-    me = process_owner()
+    me = engine.owner
     host_vms = {vm.id: vm for vm in engine.backend.list_vms()}
 
     with engine.ledger.step("reconcile", None, None):
-        for vm in engine.list_vms():
+        for vm in engine.store.records.vms(host=engine.host):
             report.checked += 1
             owner, op_kind = engine.store.records.vm_operation(vm.name)
-            if vm.state.transitional and (owner != me or while_running) and owner_alive(owner):
+            busy = vm.state.transitional and (owner != me or while_running)
+            if busy and engine.owner_alive(owner):
                 report.busy.append(vm.name)
                 continue
             try:
@@ -151,6 +153,13 @@ def _settle(engine: Engine, vm: VM, op_kind: str | None, host: HostVM | None) ->
 
     mapped = state_from_host(host)
     assert mapped is not None
+    if vm.state is VMState.UNKNOWN:
+        # Its host was down: whatever ran on it is over; a VM left running goes back to clean.
+        if mapped in {VMState.RUNNING, VMState.PAUSED}:
+            engine.restore_clean(vm)
+            mapped = _mapped_now(engine, ref, VMState.SAVED)
+        engine.ledger.finish(name, mapped, holder=None, agent_id=None, error=None, raw_state=None)
+        return f"its host is back: {mapped.value}"
     held_by_agent = vm.agent_id is not None and _agent_active(engine, vm.agent_id)
 
     if vm.state is VMState.RESUMING and op_kind == "acquire" and not held_by_agent:
@@ -222,8 +231,12 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
     # meanwhile.
     # While another live process runs the controller, agents on their way to a VM or running
     # a command are its business, not ours.
-    lease = active_holder(engine.store)
-    controller_elsewhere = lease is not None and lease.owner != process_owner()
+    lease = active_holder(engine.store, controller_lease(engine.host), engine.host)
+    controller_elsewhere = lease is not None and lease.owner != engine.owner
+    here = engine.host
+
+    def mine(agent: Agent) -> bool:
+        return agent.host in (None, here)
 
     def end(agent_id: int, status: str, why: str) -> bool:
         changed = engine.agents.fail(agent_id, why, before=AgentStatus(status))
@@ -235,12 +248,14 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
         # Scheduled agents had not started: they go back to the queue (their VM, if one was
         # already claimed, is released below).
         for agent in records.agents(AgentStatus.SCHEDULED.value, None, 100_000):
+            if not mine(agent):
+                continue
             why = "queued again: the controller stopped before it started"
             if engine.agents.requeue(agent.id, AgentStatus.SCHEDULED, why):
                 report.agents_requeued.append(agent.id)
         # A command the controller ran died with it: its outcome is unknown.
         for agent in records.agents(AgentStatus.RUNNING.value, None, 100_000):
-            if agent.task.exec_command is None:
+            if agent.task.exec_command is None or not mine(agent):
                 continue
             end(
                 agent.id,
@@ -249,12 +264,14 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
             )
     # Running agents whose VM is no longer theirs cannot go on.
     for agent in records.agents(AgentStatus.RUNNING.value, None, 100_000):
+        if not mine(agent):
+            continue
         vm_row = records.vm(agent.vm) if agent.vm else None
         if vm_row is None or vm_row.agent_id != agent.id:
             end(agent.id, AgentStatus.RUNNING.value, "its VM was lost")
     # VMs held for agents that have ended, or went back to the queue, return by their pool's
     # policy; so do VMs claimed for a scheduled agent that is running elsewhere.
-    for name, state, agent_id, holder, op_owner in records.vms_held_for_agents():
+    for name, state, agent_id, holder, op_owner in records.vms_held_for_agents(here):
         owner_agent = records.agent(agent_id)
         status = owner_agent.status if owner_agent is not None else None
         on = owner_agent.vm if owner_agent is not None else None
@@ -262,7 +279,11 @@ def _settle_agents(engine: Engine, report: ReconcileReport) -> None:
         keep = keep or (status is AgentStatus.SCHEDULED and on in (None, name))
         if keep:
             continue
-        if VMState(state).transitional and owner_busy(op_owner):
+        if (
+            VMState(state).transitional
+            and op_owner != engine.owner
+            and engine.owner_alive(op_owner)
+        ):
             report.busy.append(name)
             continue
         try:

@@ -152,7 +152,8 @@ class Scheduler:
         return self.engine.store.records.agents_by_pool(AgentStatus.PENDING.value)
 
     def _free_vms(self) -> dict[str, dict[str, int]]:
-        return self.engine.store.records.free_vms_by_state(READY)
+        """This host's free VMs: each host's controller places agents on its own VMs."""
+        return self.engine.store.records.free_vms_by_state(READY, self.engine.host)
 
     def _wait_reason(
         self,
@@ -196,7 +197,7 @@ class Scheduler:
 
     def _dispatch(self, pool: str, slots: int, memory_mb: int) -> list[int]:
         """Mark up to `slots` oldest pending agents of `pool` scheduled and start them."""
-        rows = self.engine.agents.schedule(pool, slots)
+        rows = self.engine.agents.schedule(pool, slots, self.engine.host)
         started: list[int] = []
         for agent_id, command, agent_input, timeout_s in rows:
             task = {"exec_command": command, "input": agent_input, "timeout_s": timeout_s}
@@ -257,7 +258,9 @@ class Scheduler:
         engine = self.engine
         holder = agent_holder(agent_id)
         try:
-            vm = engine.acquire(pool, wait_s=0.0, holder=holder, agent_id=agent_id)
+            vm = engine.acquire(
+                pool, wait_s=0.0, holder=holder, agent_id=agent_id, only_host=engine.host
+            )
         except (NoVMAvailable, CapacityExceeded, OutOfMemory) as exc:
             self._claimed(pool, memory_mb)
             reason = str(exc) if not isinstance(exc, NoVMAvailable) else f"no VM ready: {exc}"
@@ -352,6 +355,8 @@ class Scheduler:
         failed: list[int] = []
         running = self.engine.store.records.agents(AgentStatus.RUNNING.value, None, 100_000)
         for agent in running:
+            if agent.host not in (None, self.engine.host):
+                continue  # another host's controller watches it
             agent_id, started, timeout_s = agent.id, agent.started_at, agent.task.timeout_s
             exec_command = agent.task.exec_command
             if started is None:

@@ -6,6 +6,7 @@ config file, then defaults. Each value remembers where it came from, for
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import tomllib
 from pathlib import Path
@@ -22,6 +23,10 @@ BackendName = Literal["sim", "hyperv", "qemu"]
 def default_backend() -> BackendName:
     """Hyper-V where it can exist (Windows), the simulated host everywhere else."""
     return "hyperv" if sys.platform == "win32" else "sim"
+
+
+def machine_name() -> str:
+    return socket.gethostname()
 
 
 def data_dir() -> Path:
@@ -41,6 +46,7 @@ class Settings(BaseModel):
     model_config = {"extra": "forbid"}
 
     db: str = Field(default="", description="SQLite database file")
+    host: str = Field(default="", description="this host's name in the fleet (default: machine)")
     backend: BackendName = Field(default_factory=default_backend, description="hypervisor")
     sim_scale: float = Field(default=1.0, ge=0, description="simulated host time factor")
     sim_memory_mb: int = Field(default=65536, gt=0, description="simulated host memory")
@@ -86,6 +92,10 @@ class Settings(BaseModel):
 
     def db_path(self) -> Path:
         return Path(self.db) if self.db else data_dir() / "hvkube.db"
+
+    def host_name(self) -> str:
+        """This host's name in the store: the setting, else the machine's name."""
+        return self.host or machine_name()
 
     def state_dir(self) -> Path:
         """Where backend state lives: beside the database."""

@@ -16,7 +16,7 @@ from hvkube_tui.messages import ActionDone, ActionFailed
 
 T = TypeVar("T")
 
-ALL_VIEWS = frozenset({"pools", "templates", "vms", "agents", "events"})
+ALL_VIEWS = frozenset({"pools", "templates", "vms", "agents", "events", "hosts"})
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
 BY_ID = {spec.id: spec for spec in ACTIONS}
 MUTATING = frozenset(spec.id for spec in ACTIONS if spec.mutating)
 
-VIEW_KEYS = (("1", "pools"), ("2", "templates"), ("3", "vms"), ("4", "agents"), ("5", "events"))
+VIEW_KEYS = (
+    ("1", "pools"),
+    ("2", "templates"),
+    ("3", "vms"),
+    ("4", "agents"),
+    ("5", "events"),
+    ("6", "hosts"),
+)
 VIEW_ALIASES = {
     "pools": "pools",
     "pool": "pools",
@@ -148,6 +155,8 @@ VIEW_ALIASES = {
     "events": "events",
     "event": "events",
     "ev": "events",
+    "hosts": "hosts",
+    "host": "hosts",
 }
 VIEW_TITLES = {
     "pools": "Pools",
@@ -155,6 +164,7 @@ VIEW_TITLES = {
     "vms": "VMs",
     "agents": "Agents",
     "events": "Events",
+    "hosts": "Hosts",
 }
 
 
@@ -189,7 +199,7 @@ def help_rows(key_for: Callable[[str], str], readonly: bool) -> list[tuple[str, 
         if spec.views == ALL_VIEWS:
             where = "everywhere"
         rows.append((key_for(spec.id), spec.help, where))
-    rows.append(("1-5", "Pools, Templates, VMs, Agents, Events", "everywhere"))
+    rows.append(("1-6", "Pools, Templates, VMs, Agents, Events, Hosts", "everywhere"))
     rows.append(("Esc", "Clear the filter / close the prompt", "everywhere"))
     rows.append(("ctrl+p", "Command palette: every action by name", "everywhere"))
     return rows

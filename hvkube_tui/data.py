@@ -52,7 +52,7 @@ CLOCK_VIEWS = ("vms", "agents")  # views with text that changes as time passes
 def _ticking(view: str, row: tuple[Any, ...]) -> bool:
     """Does this row show a time that moves (an uptime, an age)?"""
     if view == "vms":
-        return bool(row[3] in ("running", "paused"))
+        return bool(row[VM_FIELDS.index("state")] in ("running", "paused"))
     return True
 
 

@@ -52,6 +52,7 @@ def demo_settings(directory: Path, *, scale: float = DEMO_SCALE, **overrides: An
     values: dict[str, Any] = {
         "db": str(directory / "hvkube.db"),
         "backend": "sim",
+        "host": "hv01",  # a fixed name, not the machine's: the demo looks the same anywhere
         "sim_scale": scale,
         "sim_memory_mb": 65536,
         "provision_parallelism": 1,  # one at a time: names, IPs and order are reproducible

@@ -20,7 +20,7 @@ from reliability.stats import count
 from core import open_engine
 from core.cli import main
 from core.engine import Engine
-from core.errors import ReadOnlyMode
+from core.errors import HvkubeError, ReadOnlyMode
 from core.models import AgentResult, AgentStatus, VMState
 
 
@@ -163,6 +163,11 @@ READS = {
     "ref",
     "host_vm",
     "memory_budget",
+    "list_hosts",
+    "get_host",
+    "on_host",
+    "owner_alive",
+    "reaches_other_hosts",
 }
 MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "create_template": lambda e: e.create_template("t2", "C:\\t2.vhdx"),
@@ -187,6 +192,10 @@ MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "reconcile": lambda e: e.reconcile(),
     "remove_from_host": lambda e: e.remove_from_host(e.get_vm("p-002")),
     "restore_clean": lambda e: e.restore_clean(e.get_vm("p-002")),
+    "bring_up": lambda e: e.bring_up(e.get_vm("p-002")),
+    "give_back": lambda e: e.give_back(e.get_vm("p-002"), HvkubeError("x")),
+    "drain_host": lambda e: e.drain_host(e.host),
+    "remove_host": lambda e: e.remove_host(e.host),
 }
 # The ledger records every VM change: each of its writes is refused in read-only mode too.
 LEDGER_WRITES: dict[str, Callable[[Engine], Any]] = {

@@ -88,7 +88,7 @@ def test_s_saves_a_running_vm(tmp_path: Path) -> None:
         await pilot.press("s")
         await settle(pilot)
         assert state(app, "browser-001") is VMState.SAVED
-        assert app.table("vms").shown["browser-001"][2] == ("saved", "cyan")
+        assert app.table("vms").shown["browser-001"][3] == ("saved", "cyan")
 
     drive(tmp_path, scenario)
 
@@ -120,14 +120,14 @@ def test_busy_row_shows_progress(tmp_path: Path) -> None:
         await pilot.press("r")
         await until(
             pilot,
-            lambda: app.table("vms").shown["browser-003"][2] == ("⟳ resuming", "bold yellow"),
+            lambda: app.table("vms").shown["browser-003"][3] == ("⟳ resuming", "bold yellow"),
             "the row shows the resume in progress",
         )
         await pilot.press("r")  # a second press while busy is refused, not queued
         await until(pilot, lambda: any("busy" in n for n in notes(app)), "'busy' is said")
         gate.set()
         await settle(pilot)
-        assert app.table("vms").shown["browser-003"][2] == ("running", "bold green")
+        assert app.table("vms").shown["browser-003"][3] == ("running", "bold green")
 
     drive(tmp_path, scenario)
 
@@ -480,7 +480,7 @@ def test_outside_changes_appear_by_keyed_diff_keeping_the_cursor(tmp_path: Path)
         app.engine.save_vm("browser-001")
         app.engine.delete_vm("browser-005")
         await settle(pilot)
-        assert table.shown["browser-001"][2] == ("saved", "cyan")
+        assert table.shown["browser-001"][3] == ("saved", "cyan")
         assert "browser-005" not in table.shown
         assert table.cursor_key == "browser-004" and table.cursor_row == index
 
@@ -501,10 +501,10 @@ def test_polling_pauses_while_a_dialog_is_open(tmp_path: Path) -> None:
             while app.polls < start + 1:
                 await pilot.pause(0.01)
         assert len(app.ticks) == ticks
-        assert app.table().shown["browser-001"][2] == ("running", "bold green")
+        assert app.table().shown["browser-001"][3] == ("running", "bold green")
         await pilot.press("n")
         await settle(pilot)
-        assert app.table().shown["browser-001"][2] == ("saved", "cyan")
+        assert app.table().shown["browser-001"][3] == ("saved", "cyan")
 
     drive(tmp_path, scenario)
 

@@ -30,6 +30,6 @@ def test_the_app_hands_every_view_action_to_the_view() -> None:
 
 def test_every_view_has_its_columns_and_a_busy_cell_that_is_not_the_key() -> None:
     names = [view.NAME for view in VIEW_CLASSES]
-    assert names == ["pools", "templates", "vms", "agents", "events"]
+    assert names == ["pools", "templates", "vms", "agents", "events", "hosts"]
     for view in VIEW_CLASSES:
         assert view.COLUMNS and 0 < view.BUSY_COLUMN < len(view.COLUMNS), view.NAME

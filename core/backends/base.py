@@ -24,6 +24,8 @@ class Capability(StrEnum):
     CONSOLE = "console"
     # The guest's RDP port is forwarded to a port on this host (QEMU's user-mode network).
     FORWARDED_RDP = "forwarded_rdp"
+    # Other hosts of the fleet are reachable from here (the simulated hosts of one machine).
+    OTHER_HOSTS = "other_hosts"
 
 
 CLEAN_CHECKPOINT = "clean"
@@ -165,6 +167,13 @@ class ForwardedPortBackend(Protocol):
 
 
 @runtime_checkable
+class OtherHostsBackend(Protocol):
+    """Capability.OTHER_HOSTS: the backend of another host of the fleet, by its name."""
+
+    def for_host(self, host: str) -> Backend: ...
+
+
+@runtime_checkable
 class DescribedBackend(Protocol):
     """A backend with more to say about its host than its name (emulator, accelerator...)."""
 
@@ -175,6 +184,7 @@ _FEATURES: dict[Capability, type] = {
     Capability.INPUT: InputBackend,
     Capability.CONSOLE: ConsoleBackend,
     Capability.FORWARDED_RDP: ForwardedPortBackend,
+    Capability.OTHER_HOSTS: OtherHostsBackend,
 }
 
 

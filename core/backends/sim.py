@@ -40,7 +40,7 @@ from core.errors import (
 )
 from core.models import HostCapacity, HostState, HostVM
 from core.ownership import owner_of, same_name
-from core.settings import Settings
+from core.settings import Settings, machine_name
 
 FAULT_KINDS = {
     "corrupt-saved-state": "the VM's saved state is damaged; its next resume fails",
@@ -219,6 +219,7 @@ class SimHost:
             Capability.HEARTBEAT,
             Capability.PAUSE,
             Capability.CHECKPOINT_WITH_MEMORY,
+            Capability.OTHER_HOSTS,
         }
     )
 
@@ -231,9 +232,13 @@ class SimHost:
         logical_cpus: int = 16,
         op_timeout_s: float = 600.0,
         vm_dir: str = "D:\\hvkube\\vms",
+        fleet_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.vm_dir = vm_dir.rstrip("\\/")
         self.state_dir = Path(state_dir)
+        # Where the simulated hosts of this machine keep their state (see sim_host_dir).
+        self.fleet_root = Path(fleet_root) if fleet_root is not None else self.state_dir
+        self._total_memory_mb = total_memory_mb
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.state_dir / "sim-host.db"
         self.scale = max(0.0, float(scale))
@@ -838,6 +843,17 @@ class SimHost:
     def close(self) -> None:
         return None
 
+    def for_host(self, host: str) -> SimHost:
+        """The simulated host `host` of this machine's fleet (its own state, same timings)."""
+        return SimHost(
+            sim_host_dir(self.fleet_root, host),
+            scale=self.scale,
+            total_memory_mb=self._total_memory_mb,
+            op_timeout_s=self.op_timeout_s,
+            vm_dir=self.vm_dir,
+            fleet_root=self.fleet_root,
+        )
+
     def send_text(self, ref: VMRef, text: str) -> None:
         raise Unsupported("the simulated host has no keyboard", vm=ref.name, operation="type")
 
@@ -924,11 +940,18 @@ class SimHost:
             return state.as_dict()
 
 
+def sim_host_dir(root: Path, host: str) -> Path:
+    """Each simulated host keeps its own state: the machine's own host beside the database
+    (as before there were fleets), every other named host in `sim-hosts/<name>` there."""
+    return root if host == machine_name() else root / "sim-hosts" / host
+
+
 def from_settings(settings: Settings) -> SimHost:
     return SimHost(
-        settings.state_dir(),
+        sim_host_dir(settings.state_dir(), settings.host_name()),
         scale=settings.sim_scale,
         total_memory_mb=settings.sim_memory_mb,
         op_timeout_s=settings.op_timeout_s,
         vm_dir=settings.vm_dir or "D:\\hvkube\\vms",
+        fleet_root=settings.state_dir(),
     )

@@ -14,7 +14,20 @@ import traceback
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from core.cli import acquire, agent, config, events, pool, reconcile, run, serve, sim, template, vm
+from core.cli import (
+    acquire,
+    agent,
+    config,
+    events,
+    host,
+    pool,
+    reconcile,
+    run,
+    serve,
+    sim,
+    template,
+    vm,
+)
 from core.cli.context import Context, Handler
 from core.cli.options import global_options
 from core.cli.parsing import Parser, add_command
@@ -24,7 +37,7 @@ from core.names import NAME_RULE, is_utf8
 __all__ = ["build_parser", "main"]
 
 # The command groups, in the order `hvkube --help` lists them.
-GROUPS = (template, pool, vm, acquire, agent, events, reconcile, run, serve, config, sim)
+GROUPS = (template, pool, vm, host, acquire, agent, events, reconcile, run, serve, config, sim)
 
 
 def build_parser() -> Parser:

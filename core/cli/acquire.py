@@ -13,7 +13,7 @@ from core.output import key_values, ms, print_json
 
 
 def cmd_acquire(args: argparse.Namespace, ctx: Context) -> int:
-    vm = ctx.engine.acquire(args.pool, wait_s=args.wait)
+    vm = ctx.engine.acquire(args.pool, wait_s=args.wait, prefer_host=args.prefer_host)
     if ctx.json:
         print_json(vm)
         return 0
@@ -21,6 +21,7 @@ def cmd_acquire(args: argparse.Namespace, ctx: Context) -> int:
         console,
         [
             ("vm", vm.name),
+            ("host", vm.host),
             ("ip", vm.ip),
             ("rdp port", vm.rdp_port),
             ("mcp endpoint", vm.mcp_endpoint),
@@ -45,6 +46,7 @@ def register(commands: Any, sub: AddCommand) -> None:
     p = sub(commands, "acquire", cmd_acquire, "take a ready VM from a pool and resume it")
     p.add_argument("--pool", required=True)
     p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="wait for one")
+    p.add_argument("--prefer-host", metavar="NAME", help="among equally ready VMs, this host's")
     p = sub(commands, "release", cmd_release, "give a VM back (default: the pool's policy)")
     p.add_argument("name")
     how = p.add_mutually_exclusive_group()

@@ -25,6 +25,7 @@ def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
         timeout_s=args.timeout,
         requires_gpu=args.gpu,
         exec_command=args.exec_command,
+        on_host_down=args.on_host_down,
     )
     if args.wait:
         from core.waiting import wait_for_agent
@@ -128,6 +129,12 @@ def register(commands: Any, sub: AddCommand) -> None:
         dest="exec_command",
         metavar="COMMAND",
         help="command the controller runs with HVKUBE_VM_* variables",
+    )
+    p.add_argument(
+        "--on-host-down",
+        choices=["fail", "requeue"],
+        default="fail",
+        help="if its VM's host goes down while it runs: fail it (default) or run it again",
     )
     p.add_argument("--wait", action="store_true", help="block until it ends; print its result")
     p.add_argument("--wait-timeout", type=seconds, default=None, metavar="S")

@@ -15,6 +15,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def host_list(text: str) -> list[str]:
+    """'a,b' -> ['a', 'b']; each name is checked where it is used."""
+    return [part.strip() for part in text.split(",")]
+
+
 def seconds(text: str) -> float:
     try:
         value = float(text)

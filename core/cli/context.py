@@ -20,6 +20,7 @@ class Context:
             "backend": getattr(args, "backend", None),
             "readonly": True if getattr(args, "readonly", False) else None,
             "backend_switch": True if getattr(args, "backend_switch", False) else None,
+            "host": getattr(args, "fleet_host", None),
         }
         loaded = load_settings(flags)
         self.settings: Settings = loaded.settings

@@ -31,6 +31,7 @@ def vm_table(vms: Sequence[Any]) -> None:
         (
             vm.name,
             vm.pool,
+            vm.host,
             styled(vm.state.value),
             vm.holder and (f"agent {vm.agent_id}" if vm.agent_id else vm.holder),
             vm.ip,
@@ -43,7 +44,7 @@ def vm_table(vms: Sequence[Any]) -> None:
     ]
     table(
         console,
-        ["NAME", "POOL", "STATE", "HELD BY", "IP", "MB", "RESUMED", "RESUME", "ERROR"],
+        ["NAME", "POOL", "HOST", "STATE", "HELD BY", "IP", "MB", "RESUMED", "RESUME", "ERROR"],
         rows,
         "VMs",
     )

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from core.cli.argtypes import positive_int
+from core.cli.argtypes import host_list, positive_int
 from core.cli.context import Context
 from core.cli.output import console, done, err_console, vm_table
 from core.cli.parsing import AddCommand, Parser
@@ -25,6 +25,7 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
         hot=args.hot,
         release=args.release,
         max_per_host=args.max_per_host,
+        hosts=args.hosts,
     )
     if ctx.json:
         print_json(pool)
@@ -199,7 +200,13 @@ def cmd_pool_scale(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_pool_edit(args: argparse.Namespace, ctx: Context) -> int:
     pool = ctx.engine.update_pool(
-        args.name, count=args.count, warm=args.warm, hot=args.hot, release=args.release
+        args.name,
+        count=args.count,
+        warm=args.warm,
+        hot=args.hot,
+        release=args.release,
+        hosts=args.hosts,
+        all_hosts=args.all_hosts,
     )
     done(
         ctx,
@@ -235,7 +242,10 @@ def register(commands: Any, sub: AddCommand) -> None:
         default="reset",
         help="what release does (default reset: back to the clean checkpoint)",
     )
-    p.add_argument("--max-per-host", type=positive_int, help="cap on VMs of this pool")
+    p.add_argument("--max-per-host", type=positive_int, help="cap on VMs of this pool per host")
+    p.add_argument(
+        "--hosts", type=host_list, metavar="A,B", help="hosts its VMs may use (default: all)"
+    )
     sub(pool_cmds, "list", cmd_pool_list, "list pools with their tiers")
     p = sub(pool_cmds, "status", cmd_pool_status, "a pool's counts and VMs")
     p.add_argument("name")
@@ -251,6 +261,9 @@ def register(commands: Any, sub: AddCommand) -> None:
     p.add_argument("--warm", type=positive_int)
     p.add_argument("--hot", type=positive_int)
     p.add_argument("--release", choices=[r.value for r in ReleasePolicy])
+    hosts = p.add_mutually_exclusive_group()
+    hosts.add_argument("--hosts", type=host_list, metavar="A,B", help="hosts its VMs may use")
+    hosts.add_argument("--all-hosts", action="store_true", help="its VMs may use every host")
     p = sub(pool_cmds, "delete", cmd_pool_delete, "delete a pool")
     p.add_argument("name")
     p.add_argument("--with-vms", action="store_true", help="also delete its VMs and their files")

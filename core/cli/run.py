@@ -82,3 +82,9 @@ def register(commands: Any, sub: AddCommand) -> None:
     )
     p.add_argument("--workers", type=positive_int, default=32, help="agents started at once")
     p.add_argument("--status", action="store_true", help="show the controller's status and exit")
+    p.add_argument(
+        "--host",
+        dest="fleet_host",
+        metavar="NAME",
+        help="the host this controller runs (default: this machine's name; env HVKUBE_HOST)",
+    )

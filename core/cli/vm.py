@@ -16,7 +16,7 @@ from core.output import key_values, ms, print_json, styled
 
 
 def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
-    vms = ctx.engine.list_vms(pool=args.pool, state=args.state)
+    vms = ctx.engine.list_vms(pool=args.pool, state=args.state, host=args.host)
     if ctx.json:
         print_json(vms)
     else:
@@ -35,6 +35,7 @@ def cmd_vm_info(args: argparse.Namespace, ctx: Context) -> int:
         [
             ("name", vm.name),
             ("pool", vm.pool),
+            ("host", vm.host),
             ("template", vm.template),
             ("state", styled(vm.state.value)),
             ("host state", host.raw_state if host else "not on host"),
@@ -168,6 +169,7 @@ def register(commands: Any, sub: AddCommand) -> None:
     vm_cmds = vm.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(vm_cmds, "list", cmd_vm_list, "list VMs")
     p.add_argument("--pool")
+    p.add_argument("--host", metavar="NAME", help="only VMs on this host")
     p.add_argument(
         "--state",
         type=VMState,

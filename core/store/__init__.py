@@ -36,18 +36,25 @@ from core.models import (
     VMState,
 )
 from core.store.catalog import Catalog
+from core.store.hosts import Hosts
 from core.store.records import Records
 from core.store.swaps import Swaps
 from core.store.views import ViewRows
 from core.utc import as_stored, as_utc, utcnow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
     result = as_utc(value)
     assert result is not None
     return result
+
+
+def _json_list(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return None if value is None else [str(v) for v in value]
 
 
 def _db_value(value: Any) -> Any:
@@ -80,9 +87,19 @@ class Tables:
     Agent: Any
     Event: Any
     Lease: Any
+    Host: Any
 
     def all(self) -> list[Any]:
-        return [self.Meta, self.Template, self.Pool, self.VM, self.Agent, self.Event, self.Lease]
+        return [
+            self.Meta,
+            self.Template,
+            self.Pool,
+            self.VM,
+            self.Agent,
+            self.Event,
+            self.Lease,
+            self.Host,
+        ]
 
 
 def make_tables(db: pw.Database) -> Tables:
@@ -124,6 +141,8 @@ def make_tables(db: pw.Database) -> Tables:
         max_per_host = pw.IntegerField(null=True)
         release_policy = pw.CharField(max_length=16, default="reset")
         created_at = pw.DateTimeField(default=utcnow)
+        # The hosts its VMs may live on (schema 4); null: every host.
+        hosts = JSONField(null=True)
 
         class Meta:
             table_name = "pool"
@@ -159,7 +178,7 @@ def make_tables(db: pw.Database) -> Tables:
 
         class Meta:
             table_name = "vm"
-            indexes = ((("pool", "state"), False),)
+            indexes = ((("pool", "state"), False), (("host", "state"), False))
 
     class AgentRow(Base):
         id = pw.AutoField()
@@ -176,6 +195,10 @@ def make_tables(db: pw.Database) -> Tables:
         finished_at = pw.DateTimeField(null=True)
         result = JSONField(null=True)
         wait_reason = pw.TextField(null=True)
+        # What happens when its VM's host goes down while it runs (schema 4): fail, requeue.
+        on_host_down = pw.CharField(max_length=16, default="fail")
+        # The host whose controller scheduled it and runs it (schema 4).
+        host = pw.CharField(max_length=64, null=True)
 
         class Meta:
             table_name = "agent"
@@ -205,7 +228,26 @@ def make_tables(db: pw.Database) -> Tables:
         class Meta:
             table_name = "lease"
 
-    return Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow)
+    class HostRow(Base):
+        """A host of the fleet (schema 4): its controller's heartbeat and memory figures."""
+
+        name = pw.CharField(primary_key=True, max_length=64)
+        draining = pw.BooleanField(default=False)
+        down = pw.BooleanField(default=False)
+        down_since = pw.DateTimeField(null=True)
+        heartbeat_at = pw.DateTimeField(null=True)
+        # heartbeat_at plus the lease: null while no controller runs there.
+        expires_at = pw.DateTimeField(null=True)
+        lease_s = pw.FloatField(null=True)
+        total_memory_mb = pw.IntegerField(null=True)
+        free_memory_mb = pw.IntegerField(null=True)
+        backend = pw.CharField(max_length=16, null=True)
+        created_at = pw.DateTimeField(default=utcnow)
+
+        class Meta:
+            table_name = "host"
+
+    return Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow, HostRow)
 
 
 # --- SQLite-specific: the one place ------------------------------------------------------------
@@ -305,6 +347,40 @@ def _add_vm_identity(store: Store) -> None:
     store.t.Meta.insert(key="store_id", value=uuid.uuid4().hex).on_conflict_ignore().execute()
 
 
+@migration(4)
+def _add_hosts(store: Store) -> None:
+    """A fleet: a host table, the hosts a pool may use, an agent's policy for a lost host.
+    VM rows made before this all live on the machine that ran hvkube: it is their host."""
+    import socket
+
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    t = store.t
+    store.db.create_tables([t.Host])
+    migrator = SchemaMigrator.from_database(store.db)
+    pool_columns = {c.name for c in store.db.get_columns("pool")}
+    agent_columns = {c.name for c in store.db.get_columns("agent")}
+    if "host" not in agent_columns:
+        migrate(migrator.add_column("agent", "host", t.Agent.host))
+    migrate(
+        *(
+            [migrator.add_column("pool", "hosts", t.Pool.hosts)]
+            if "hosts" not in pool_columns
+            else []
+        ),
+        *(
+            [migrator.add_column("agent", "on_host_down", t.Agent.on_host_down)]
+            if "on_host_down" not in agent_columns
+            else []
+        ),
+    )
+    if not any(ix.name == "vm_host_state" for ix in store.db.get_indexes("vm")):
+        migrate(migrator.add_index("vm", ("host", "state"), False))
+    t.VM.update(host=socket.gethostname()).where(t.VM.host.is_null()).execute()
+    for (name,) in t.VM.select(t.VM.host).distinct().tuples():
+        t.Host.insert(name=name).on_conflict_ignore().execute()
+
+
 class Store:
     """One database: tables, schema migrations, and the conversions to models."""
 
@@ -321,6 +397,7 @@ class Store:
         self.records = Records(self)
         self.swaps = Swaps(self)
         self.views = ViewRows(self)
+        self.hosts = Hosts(self)
 
     @staticmethod
     def _prepare_file(path: Path) -> None:
@@ -548,6 +625,7 @@ class Store:
             max_per_host=row.max_per_host,
             release_policy=ReleasePolicy(row.release_policy),
             created_at=as_utc(row.created_at),
+            hosts=_json_list(row.hosts),
         )
 
     @staticmethod
@@ -589,6 +667,7 @@ class Store:
                 timeout_s=row.timeout_s,
                 requires_gpu=row.requires_gpu,
                 exec_command=row.exec_command,
+                on_host_down=row.on_host_down,
             ),
             status=AgentStatus(row.status),
             vm=row.vm,
@@ -597,6 +676,7 @@ class Store:
             finished_at=as_utc(row.finished_at),
             result=AgentResult(**row.result) if row.result else None,
             wait_reason=row.wait_reason,
+            host=row.host,
         )
 
     @staticmethod

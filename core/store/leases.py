@@ -27,6 +27,11 @@ from core.utc import as_utc, utcnow
 CONTROLLER_LEASE = "controller"
 
 
+def controller_lease(host: str) -> str:
+    """The lease of the controller of `host`: one controller acts per host."""
+    return f"{CONTROLLER_LEASE}:{host}"
+
+
 @dataclass
 class LeaseInfo:
     name: str
@@ -46,10 +51,14 @@ class LeaseInfo:
 
     @property
     def alive(self) -> bool:
-        """Unexpired and, when the holder runs on this host, its process still exists."""
+        """Unexpired and, when the holder runs on this machine, its process still exists."""
+        return self.alive_for(None)
+
+    def alive_for(self, host: str | None) -> bool:
+        """Unexpired and, when the holder runs on `host` (the caller's), its process exists."""
         if self.expired:
             return False
-        return owner_alive(self.owner) if self.owner else True
+        return owner_alive(self.owner, host) if self.owner else True
 
 
 def _expiry(ttl_s: float) -> datetime:
@@ -134,21 +143,29 @@ def read(store: Store, name: str) -> LeaseInfo | None:
 
 
 def acquire(
-    store: Store, name: str, holder: str, ttl_s: float, data: dict[str, Any] | None = None
+    store: Store,
+    name: str,
+    holder: str,
+    ttl_s: float,
+    data: dict[str, Any] | None = None,
+    host: str | None = None,
 ) -> bool:
-    """One attempt: take a free or expired lease, or one whose holder died on this host."""
+    """One attempt: take a free or expired lease, or one whose holder died on `host` (the
+    caller's; default this machine)."""
     if try_take(store, name, holder, ttl_s, data):
         return True
     current = read(store, name)
-    if current is None or current.alive or current.holder == holder:
+    if current is None or current.alive_for(host) or current.holder == holder:
         return False
     return take_over(store, name, holder, current.holder, ttl_s, data)
 
 
-def active_holder(store: Store, name: str = CONTROLLER_LEASE) -> LeaseInfo | None:
-    """The live holder of the lease, or None when nobody holds it."""
+def active_holder(
+    store: Store, name: str = CONTROLLER_LEASE, host: str | None = None
+) -> LeaseInfo | None:
+    """The live holder of the lease (judged from `host`), or None when nobody holds it."""
     info = read(store, name)
-    return info if info is not None and info.alive else None
+    return info if info is not None and info.alive_for(host) else None
 
 
 # -- the HTTP API's leases on VMs ----------------------------------------------------------

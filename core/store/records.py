@@ -22,11 +22,15 @@ class Records:
         row = self.store.fetch_one('SELECT * FROM "vm" WHERE "name" = ?', (name,))
         return None if row is None else self.store.vm_model(row)
 
-    def vms(self, pool: str | None = None, state: str | None = None) -> list[VM]:
+    def vms(
+        self, pool: str | None = None, state: str | None = None, host: str | None = None
+    ) -> list[VM]:
         vm = self.t.VM
         query = vm.select().order_by(vm.name)
         if pool is not None:
             query = query.where(vm.pool == pool)
+        if host is not None:
+            query = query.where(vm.host == host)
         if state is not None:
             query = query.where(vm.state == state)
         return [self.store.vm_model(r) for r in query]
@@ -46,6 +50,10 @@ class Records:
             .tuples()
         }
 
+    def vm_host(self, name: str) -> str | None:
+        row = self.store.fetch_one('SELECT "host" FROM "vm" WHERE "name" = ?', (name,))
+        return None if row is None or row["host"] is None else str(row["host"])
+
     def vm_holder(self, name: str) -> tuple[int | None, str | None] | None:
         """(agent id, holder) of a VM, None when there is no such VM."""
         row = self.store.fetch_one(
@@ -64,33 +72,37 @@ class Records:
         row = self.store.fetch_one('SELECT "name" FROM "vm" WHERE "host_id" = ?', (host_id,))
         return None if row is None else str(row["name"])
 
-    def vms_held_for_agents(self) -> list[tuple[str, str, int, str, str | None]]:
-        """(name, state, agent_id, holder, op_owner) of every VM held for an agent."""
+    def vms_held_for_agents(
+        self, host: str | None = None
+    ) -> list[tuple[str, str, int, str, str | None]]:
+        """(name, state, agent_id, holder, op_owner) of every VM held for an agent (on
+        `host`, when given)."""
         vm = self.t.VM
+        where = vm.agent_id.is_null(False) & vm.holder.is_null(False)
+        if host is not None:
+            where = where & (vm.host == host)
         return list(
-            vm.select(vm.name, vm.state, vm.agent_id, vm.holder, vm.op_owner)
-            .where(vm.agent_id.is_null(False) & vm.holder.is_null(False))
-            .tuples()
+            vm.select(vm.name, vm.state, vm.agent_id, vm.holder, vm.op_owner).where(where).tuples()
         )
 
-    def operation_owners(self, states: list[str]) -> set[str]:
-        """The processes recorded as working on VMs in `states`."""
+    def operation_owners(self, states: list[str], host: str | None = None) -> set[str]:
+        """The processes recorded as working on VMs in `states` (of `host`, when given)."""
         vm = self.t.VM
-        return {
-            owner
-            for (owner,) in vm.select(vm.op_owner)
-            .where(vm.state.in_(states) & vm.op_owner.is_null(False))
-            .distinct()
-            .tuples()
-        }
+        where = vm.state.in_(states) & vm.op_owner.is_null(False)
+        if host is not None:
+            where = where & (vm.host == host)
+        return {owner for (owner,) in vm.select(vm.op_owner).where(where).distinct().tuples()}
 
-    def free_vms_by_state(self, states: tuple[str, ...]) -> dict[str, dict[str, int]]:
-        """Per pool, how many VMs nobody holds are in each of `states`."""
+    def free_vms_by_state(
+        self, states: tuple[str, ...], host: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Per pool, how many VMs nobody holds are in each of `states` (on `host`)."""
         marks = ", ".join("?" for _ in states)
+        on_host = "" if host is None else 'AND "host" = ? '
         rows = self.store.fetch_all(
             'SELECT "pool", "state", COUNT(*) FROM "vm" WHERE "holder" IS NULL '
-            f'AND "state" IN ({marks}) GROUP BY "pool", "state"',
-            states,
+            f'AND "state" IN ({marks}) {on_host}GROUP BY "pool", "state"',
+            (*states, *(() if host is None else (host,))),
         )
         free: dict[str, dict[str, int]] = {}
         for pool, state, n in rows:

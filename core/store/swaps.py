@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from core.utc import utcnow
+
 if TYPE_CHECKING:
     from core.store import Store
 
@@ -61,17 +63,38 @@ class Swaps:
         return self.store.update_vm(name, values, where, tuple(params)) == 1
 
     def claim_candidates(
-        self, pool: str, order: tuple[str, ...], limit: int = 16
+        self,
+        pool: str,
+        order: tuple[str, ...],
+        limit: int = 16,
+        hosts: tuple[str, ...] | None = None,
+        prefer: str | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Free, built VMs of the pool in `order` of states (the ready tiers, best first):
-        (name, state, template, rdp_port, host_id)."""
+        """Free, built VMs of the pool in `order` of states (the ready tiers, best first), on
+        host `prefer` first among equals, on `hosts` when given, and never on a host that is
+        down, past its heartbeat or draining: (name, state, template, rdp_port, host_id,
+        host)."""
         whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
+        on_hosts = "" if hosts is None else f'AND "host" IN ({_marks(hosts)}) '
+        preferred = "" if prefer is None else 'CASE WHEN "host" = ? THEN 0 ELSE 1 END, '
         return self.store.fetch_all(
-            'SELECT "name", "state", "template", "rdp_port", "host_id" FROM "vm" '
+            'SELECT "name", "state", "template", "rdp_port", "host_id", "host" FROM "vm" '
             f'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN ({_marks(order)}) '
-            'AND "host_id" IS NOT NULL '
-            f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, "name" LIMIT ?',
-            (pool, *order, *order, limit),
+            f'AND "host_id" IS NOT NULL {on_hosts}'
+            'AND "host" NOT IN (SELECT "name" FROM "host" WHERE "down" = ? OR "draining" = ? '
+            'OR "expires_at" < ?) '
+            f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, {preferred}"name" LIMIT ?',
+            (
+                pool,
+                *order,
+                *(hosts or ()),
+                True,
+                True,
+                str(utcnow()),
+                *order,
+                *(() if prefer is None else (prefer,)),
+                limit,
+            ),
         )
 
     # -- agents ----------------------------------------------------------------------------
@@ -84,9 +107,12 @@ class Swaps:
         )
         return changed == 1
 
-    def take_agents(self, pool: str, status: str, to: str, limit: int) -> list[tuple[Any, ...]]:
-        """Move up to `limit` of the pool's oldest agents in `status` to `to`, in one write
-        transaction: (id, exec_command, input, timeout_s) of those moved."""
+    def take_agents(
+        self, pool: str, status: str, to: str, limit: int, host: str | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Move up to `limit` of the pool's oldest agents in `status` to `to` (taken by
+        `host`), in one write transaction: (id, exec_command, input, timeout_s) of those
+        moved."""
         store = self.store
         with store.write():
             rows = store.fetch_all(
@@ -97,9 +123,9 @@ class Swaps:
             ids = [int(row[0]) for row in rows]
             if ids:
                 store.execute(
-                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL '
+                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL, "host" = ? '
                     f'WHERE "status" = ? AND "id" IN ({_marks(ids)})',
-                    (to, status, *ids),
+                    (to, host, status, *ids),
                 )
         return rows
 

@@ -38,8 +38,11 @@ class ViewRows:
     def vms(self, fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
         return self._all(f'SELECT {_columns(fields)} FROM "vm" ORDER BY "name"')
 
-    def vms_by_pool_state(self) -> list[tuple[Any, ...]]:
-        return self._all('SELECT "pool", "state", COUNT(*) FROM "vm" GROUP BY "pool", "state"')
+    def vms_by_pool_host_state(self) -> list[tuple[Any, ...]]:
+        """(pool, host, state, count): one pass gives the pools' and the hosts' counts."""
+        return self._all(
+            'SELECT "pool", "host", "state", COUNT(*) FROM "vm" GROUP BY "pool", "host", "state"'
+        )
 
     def agents_by_status(self) -> list[tuple[Any, ...]]:
         return self._all('SELECT "status", COUNT(*) FROM "agent" GROUP BY "status"')

@@ -42,6 +42,7 @@ class VmsView(View):
     COLUMNS = (
         ("name", "NAME"),
         ("pool", "POOL"),
+        ("host", "HOST"),
         ("state", "STATE"),
         ("agent", "AGENT"),
         ("ip", "IP"),
@@ -49,7 +50,7 @@ class VmsView(View):
         ("uptime", "UPTIME"),
         ("resume", "LAST RESUME"),
     )
-    BUSY_COLUMN = 2
+    BUSY_COLUMN = 3
     CLOCK = True
 
     def __init__(self, dashboard: HvkubeApp) -> None:
@@ -66,6 +67,7 @@ class VmsView(View):
         return (
             r["name"],
             r["pool"] or "-",
+            r["host"] or "-",
             state_cell(r["state"]),
             agent,
             r["ip"] or "-",
@@ -87,6 +89,7 @@ class VmsView(View):
         pairs: list[tuple[str, Any]] = [
             ("vm", vm["name"]),
             ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
+            ("host", vm["host"] or "-"),
             ("state", state),
             ("held by", vm["holder"] or "-"),
             ("agent", vm["agent_id"] if vm["agent_id"] is not None else "-"),
