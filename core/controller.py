@@ -57,6 +57,7 @@ from core.models import (
     VMState,
 )
 from core.provision import surplus_vms
+from core.recording.recorder import Recorder, RecordingLoop, held_vms
 from core.scheduler import PoolInfo, Scheduler
 from core.settings import Settings
 from core.store import leases
@@ -139,6 +140,7 @@ class Controller:
         grace_s: float = 10.0,
         provision_parallelism: int | None = None,
         holder: str | None = None,
+        record_every_s: float = 1.0,
     ) -> None:
         if tick_s <= 0 or lease_ttl_s <= 0:
             raise ValueError("tick and lease times must be positive")
@@ -148,6 +150,7 @@ class Controller:
         self.max_workers = max_workers
         self.grace_s = grace_s
         self.provision_parallelism = provision_parallelism
+        self.record_every_s = record_every_s
         self.owner = engine.owner
         self.host = engine.host
         self.lease = controller_lease(engine.host)
@@ -226,10 +229,13 @@ class Controller:
             target=self._renew_loop, args=(session_over,), name="lease", daemon=True
         )
         renewer.start()
+        recording = self._recording_loop()
         log.info("controller of host %s active (%s)", self.host, self.holder)
         try:
             self._heartbeat()
             self._startup()
+            if recording is not None:
+                recording.start()
             self._next_maintenance = 0.0
             while not stop.is_set() and not self.lost.is_set():
                 self.tick(wait=once)
@@ -239,6 +245,8 @@ class Controller:
                 self._wake.clear()
         finally:
             self.state = "stopping"
+            if recording is not None:
+                recording.stop()
             self._shutdown()
             session_over.set()
             renewer.join()
@@ -248,6 +256,18 @@ class Controller:
                 with contextlib.suppress(Exception):
                     self.engine.store.hosts.stopped(self.host)
             log.info("controller stopped")
+
+    def _recording_loop(self) -> RecordingLoop | None:
+        """Every held VM's screen about once a second, while this controller is active."""
+        recorder = Recorder.for_engine(self.engine)
+        if recorder is None or self.record_every_s <= 0:
+            return None
+        return RecordingLoop(
+            recorder,
+            lambda: held_vms(self.engine),
+            self.record_every_s,
+            self.engine.settings.recording_retention_days,
+        )
 
     def _startup(self) -> None:
         report = self.engine.reconcile()

@@ -54,6 +54,13 @@ class ForeignVM(Conflict):
     code = "foreign_vm"
 
 
+class NotHeld(HvkubeError):
+    """The caller may drive only the VMs its own lease holds; nothing was sent."""
+
+    exit_code = 2
+    code = "not_held"
+
+
 class BackendMismatch(HvkubeError):
     """The store was made with another backend; opening it with this one would misread
     every VM."""

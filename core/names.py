@@ -96,6 +96,17 @@ def check_positive(
     return value
 
 
+# The largest screen coordinate input backends accept (Hyper-V's and QEMU's pointers).
+MAX_PIXEL = 16384
+
+
+def check_pixel(x: object, y: object) -> None:
+    """InvalidInput unless x and y are whole pixels from 0 to MAX_PIXEL."""
+    for value, what in ((x, "X"), (y, "Y")):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PIXEL:
+            raise InvalidInput(f"{what} must be a pixel from 0 to {MAX_PIXEL}, got {value!r}")
+
+
 def check_path_text(path: object, what: str = "path") -> str:
     """A host path given by the user: non-empty, no control characters, no `..` parts."""
     if not isinstance(path, str) or not path.strip():

@@ -75,6 +75,11 @@ class Settings(BaseModel):
     ready_timeout_s: float = Field(default=600.0, gt=0, description="boot readiness wait")
     keys: dict[str, str] = Field(default_factory=dict, description="dashboard key overrides")
     api_token_file: str = Field(default="", description="HTTP API token file (beside the db)")
+    recording: bool = Field(default=True, description="record held VMs' screens")
+    recording_max_mb: int = Field(default=200, ge=1, description="size cap of one recording")
+    recording_retention_days: float = Field(
+        default=14.0, ge=0, description="recordings older than this are deleted (0: kept)"
+    )
     exec_env: str = Field(
         default="",
         description="controller variables an agent's --exec command also gets (comma-separated)",

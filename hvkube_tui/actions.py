@@ -115,6 +115,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
         True,
         frozenset({"pools", "templates", "vms"}),
     ),
+    ActionSpec(
+        "recording",
+        "o",
+        "o",
+        "recording",
+        "Open the selected agent's recorded session (arrows step through it)",
+        False,
+        frozenset({"agents"}),
+    ),
     ActionSpec("filter", "slash", "/", "filter", "Filter rows of this view", False),
     ActionSpec("jump", "colon", ":", "view", "Jump to a view (:pools :templates :vms ...)", False),
     ActionSpec(

@@ -317,6 +317,7 @@ class HvkubeApp(App[None]):
     action_edit = _view_action("edit")
     action_new = _view_action("new")
     action_delete = _view_action("delete")
+    action_recording = _view_action("recording")
 
     def action_controller(self) -> None:
         from core.controller import start_in_background

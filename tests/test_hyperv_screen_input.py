@@ -65,6 +65,17 @@ def test_rgb565_every_level_is_monotonic_and_spans_0_to_255() -> None:
     assert green_levels == [round(v * 255 / 63) for v in range(64)]
 
 
+def test_rgb565_every_pixel_value_decodes_to_the_rounded_levels() -> None:
+    words = range(65536)
+    data = b"".join(struct.pack("<H", w) for w in words)
+    image = Image.open(io.BytesIO(rgb565_to_png(data, 256, 256)))
+    got = image.tobytes()
+    for w in words:
+        r, g, b = (w >> 11) & 31, (w >> 5) & 63, w & 31
+        expected = (round(r * 255 / 31), round(g * 255 / 63), round(b * 255 / 31))
+        assert tuple(got[3 * w : 3 * w + 3]) == expected, hex(w)
+
+
 def test_rgb565_short_data_is_refused() -> None:
     with pytest.raises(ValueError, match="needs 8 bytes"):
         rgb565_to_png(b"\x00" * 6, 2, 2)

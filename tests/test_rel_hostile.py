@@ -128,7 +128,7 @@ bad_ticks = numbers.filter(lambda t: not _would_start(t, float))
 bad_ports = numbers.filter(lambda t: not _would_start(t, int))
 # Commands that run until stopped (the controller, the HTTP API, the dashboard) are given
 # only arguments they must refuse; a generated command name never names them.
-LONG_RUNNING = {"run", "serve", "ui", "demo"}
+LONG_RUNNING = {"run", "serve", "ui", "demo", "mcp"}
 json_text = st.one_of(
     st.sampled_from(
         [
@@ -252,6 +252,8 @@ COMMANDS: dict[str, st.SearchStrategy[list[str]]] = {
             opt("--output", json_text),
             opt("--failed", hostile_text),
         ),
+        _cmd(["agent", "recording"], one(hostile_text)),
+        _cmd(["agent", "recording"], one(hostile_text), one(st.just("-o")), one(hostile_text)),
         _cmd(
             ["agent", "list"],
             opt("--status", hostile_text),

@@ -200,6 +200,55 @@ def test_thumbnail_of_the_selected_vm(tmp_path: Path) -> None:
     drive(tmp_path, scenario)
 
 
+def test_o_opens_an_agents_recording_and_arrows_step_through_it(tmp_path: Path) -> None:
+    from core.imaging import text_card
+    from core.recording.archive import FOLDER_NAME, Archive
+    from hvkube_tui.widgets.recording import RecordingScreen
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        agent = app.engine.list_agents()[0]
+        archive = Archive(app.engine.settings.state_dir() / FOLDER_NAME)
+        rec = f"agent-{agent.id}"
+        archive.add(rec, "vm-1", text_card(["one"]), None, (640, 400), None, 0)
+        typed = {"kind": "type", "text": "[bold]not markup", "source": "mcp"}
+        archive.add(rec, "vm-1", text_card(["two"]), None, (640, 400), typed, 1)
+        await at(app, pilot, "agents", str(agent.id))
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RecordingScreen), "the recording")
+        screen = app.screen
+        assert isinstance(screen, RecordingScreen)
+        await until(pilot, lambda: bool(screen.entries), "its frames")
+        assert screen.index == 1  # opens at the newest frame
+        action = str(screen.query_one("#recording-action").render())
+        assert "typed '[bold]not markup'" in action
+        await pilot.press("left")
+        assert screen.index == 0
+        assert "no action" in str(screen.query_one("#recording-action").render())
+        await pilot.press("left")
+        assert screen.index == 0
+        await pilot.press("end")
+        assert screen.index == 1
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, RecordingScreen)
+
+    drive(tmp_path, scenario)
+
+
+def test_o_on_an_agent_without_a_recording_says_so(tmp_path: Path) -> None:
+    from hvkube_tui.widgets.recording import RecordingScreen
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        agent = app.engine.list_agents()[-1]
+        await at(app, pilot, "agents", str(agent.id))
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, RecordingScreen), "the recording")
+        where = app.screen.query_one("#recording-where")
+        await until(pilot, lambda: "no recording" in str(where.render()), "why not")
+
+    drive(tmp_path, scenario)
+
+
 # -- pool keys -----------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.security import HTTPBearer
 
-from core.api import errors
+from core.api import errors, recordings
 from core.api.auth import BearerAuth, load_or_create_token, token_path
 from core.api.errors import ClientGone, ErrorBodyDoc, FieldError, Forbidden, LeaseExpired
 from core.api.leases import ApiLeases, new_lease_id
@@ -185,6 +185,16 @@ class ApiState:
                 # and the sweeper gives the VM back by the pool's policy.
                 raise ClientGone("the client disconnected while its VM was being resumed")
         return vm
+
+    def release(
+        self, name: str, policy: ReleasePolicy | None, lease_id: str | None
+    ) -> tuple[VMOut | None, str | None]:
+        """Give back a VM held by `lease_id` (blocks: call from a worker thread)."""
+        return _release(self, name, policy, lease_id)
+
+    def vm_changed(self, pool: str | None) -> None:
+        """A VM of `pool` may have become free: wake one waiting acquire (event loop only)."""
+        _vm_changed(self, pool)
 
     def no_vm(self, pool: str) -> NoReturn:
         counts = self.engine.pool_counts(pool)
@@ -482,6 +492,35 @@ async def _sweep(st: ApiState, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
+def _mcp_slot() -> Any:
+    """Where /mcp goes, or None when the MCP SDK is not installed (pip install 'hvkube[mcp]')."""
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ModuleNotFoundError:
+        log.info("the mcp package is not installed: /mcp is not served")
+        return None
+    from core.api.mcp import McpSlot
+
+    return McpSlot()
+
+
+def _mcp_mount() -> Any:
+    from core.api.mcp import McpMount
+
+    return McpMount
+
+
+@contextlib.asynccontextmanager
+async def _mcp_sessions(st: ApiState, slot: Any) -> AsyncIterator[None]:
+    if slot is None:
+        yield
+        return
+    from core.api.mcp import start
+
+    async with start(st, slot):
+        yield
+
+
 def make_api(
     settings: Settings,
     *,
@@ -510,7 +549,8 @@ def make_api(
         # A read-only server changes nothing, expired leases included.
         sweeper = None if engine.readonly else asyncio.create_task(_sweep(st, sweep_seconds))
         try:
-            yield
+            async with _mcp_sessions(st, mcp_slot):
+                yield
         finally:
             if sweeper is not None:
                 sweeper.cancel()
@@ -534,6 +574,10 @@ def make_api(
         return Health(status="ok", version=VERSION)
 
     app.include_router(v1)
+    app.include_router(recordings.router)
+    mcp_slot = _mcp_slot()
+    if mcp_slot is not None:
+        app.add_middleware(_mcp_mount(), slot=mcp_slot)
     app.add_middleware(BearerAuth, token=token)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # outermost: before anything reads
     return app

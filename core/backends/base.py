@@ -149,6 +149,18 @@ class InputBackend(Protocol):
 
     def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None: ...
 
+    def move_mouse(self, vm: VMRef, x: int, y: int) -> None:
+        """Move the pointer to screen pixel (x, y) without clicking."""
+        ...
+
+    def check_key(self, key: str) -> None:
+        """InvalidInput when `send_key` could not press `key`; sends nothing."""
+        ...
+
+    def check_text(self, text: str) -> None:
+        """InvalidInput when `send_text` could not type `text`; sends nothing."""
+        ...
+
 
 @runtime_checkable
 class ConsoleBackend(Protocol):

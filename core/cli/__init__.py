@@ -20,6 +20,7 @@ from core.cli import (
     config,
     events,
     host,
+    mcp,
     pool,
     reconcile,
     run,
@@ -37,7 +38,21 @@ from core.names import NAME_RULE, is_utf8
 __all__ = ["build_parser", "main"]
 
 # The command groups, in the order `hvkube --help` lists them.
-GROUPS = (template, pool, vm, host, acquire, agent, events, reconcile, run, serve, config, sim)
+GROUPS = (
+    template,
+    pool,
+    vm,
+    host,
+    acquire,
+    agent,
+    events,
+    reconcile,
+    run,
+    serve,
+    mcp,
+    config,
+    sim,
+)
 
 
 def build_parser() -> Parser:

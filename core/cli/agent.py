@@ -11,9 +11,19 @@ from core.cli.context import Context
 from core.cli.output import console, done
 from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
+from core.files import write_atomic
 from core.models import AgentResult, AgentStatus
 from core.names import parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
+
+
+def recording_arg(text: str) -> str:
+    from core.recording.archive import check_recording_id
+
+    try:
+        return check_recording_id(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
@@ -115,6 +125,43 @@ def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def cmd_agent_recording(args: argparse.Namespace, ctx: Context) -> int:
+    from core.recording.archive import FOLDER_NAME, Archive
+    from core.recording.export import describe, export, format_for
+
+    archive = Archive(ctx.settings.state_dir() / FOLDER_NAME)
+    if args.id is None:
+        found = archive.recordings()
+        if ctx.json:
+            print_json([vars(r) for r in found])
+            return 0
+        rows = [(r.id, ", ".join(r.vms), r.frames, r.entries, r.bytes, r.last_at) for r in found]
+        table(console, ["ID", "VMS", "FRAMES", "ENTRIES", "BYTES", "LAST"], rows, "Recordings")
+        return 0
+    rec = args.id
+    if args.output is None:
+        entries = archive.entries(rec)
+        if ctx.json:
+            print_json([e.to_json() for e in entries])
+            return 0
+        from rich.markup import escape
+
+        # Typed text is the agent's: shown as it is, never read as markup.
+        lines = [(e.seq, e.at, e.vm, e.frame or "-", escape(describe(e.action))) for e in entries]
+        table(console, ["#", "AT", "VM", "FRAME", "ACTION"], lines, f"Recording {rec}")
+        return 0
+    out = Path(args.output)
+    fmt = format_for(args.output)
+    if out.is_dir():
+        raise InvalidInput(f"-o {args.output!r} is a folder; give a file name such as session.gif")
+    if not out.parent.exists():
+        raise InvalidInput(f"-o {args.output!r}: folder {out.parent} does not exist")
+    data = export(archive, rec, fmt)
+    write_atomic(out, data)
+    done(ctx, {"id": rec, "path": str(out), "bytes": len(data)}, f"saved {out}")
+    return 0
+
+
 def register(commands: Any, sub: AddCommand) -> None:
     agent = sub(commands, "agent", None, "queue and follow agents")
     agent_cmds = agent.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
@@ -157,3 +204,16 @@ def register(commands: Any, sub: AddCommand) -> None:
     p.add_argument("--output", metavar="JSON")
     p.add_argument("--failed", metavar="REASON")
     p.add_argument("--screenshot", action="append", metavar="FILE")
+    p = sub(
+        agent_cmds,
+        "recording",
+        cmd_agent_recording,
+        "a recorded session: list them, show its actions, or export it (-o x.webp|gif|mp4)",
+    )
+    p.add_argument(
+        "id",
+        nargs="?",
+        type=recording_arg,
+        help="an agent id, or the lease an MCP client or API caller held; none: list them",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="export to .webp, .gif or .mp4")

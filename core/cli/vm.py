@@ -99,51 +99,49 @@ def cmd_vm_screenshot(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _input_backend(ctx: Context, name: str, capability: str, what: str) -> Any:
-    from core.backends.base import Capability, feature
-    from core.errors import ReadOnlyMode, Unsupported
+def _desktop(ctx: Context) -> Any:
+    from core.desktop import Desktop
+    from core.recording.recorder import Recorder
 
-    vm = ctx.engine.get_vm(name)  # validates the name; the VM must be one of ours
-    backend = feature(ctx.engine.backend, Capability(capability))
-    if backend is None:
-        raise Unsupported(
-            f"the {ctx.engine.backend.name} backend cannot {what}; it needs the Hyper-V "
-            "backend (--backend hyperv) on a Windows host",
-            vm=name,
-        )
-    if ctx.settings.readonly and capability == "input":
-        raise ReadOnlyMode(f"read-only mode: refusing to {what}; run without --readonly")
-    return backend, ctx.engine.ref(vm)
+    return Desktop(ctx.engine, "cli", Recorder.for_engine(ctx.engine))
 
 
 def cmd_vm_type(args: argparse.Namespace, ctx: Context) -> int:
-    backend, ref = _input_backend(ctx, args.name, "input", "type into a VM")
-    backend.send_text(ref, args.text)
-    done(
-        ctx,
-        {"name": args.name, "typed": len(args.text)},
-        f"{args.name}: typed {len(args.text)} characters",
-    )
+    typed = _desktop(ctx).type_text(args.name, args.text)
+    done(ctx, {"name": args.name, "typed": typed}, f"{args.name}: typed {typed} characters")
     return 0
 
 
 def cmd_vm_key(args: argparse.Namespace, ctx: Context) -> int:
-    backend, ref = _input_backend(ctx, args.name, "input", "press keys in a VM")
-    backend.send_key(ref, args.key)
-    done(ctx, {"name": args.name, "key": args.key}, f"{args.name}: pressed {args.key}")
+    pressed = _desktop(ctx).press_keys(args.name, args.key)
+    done(ctx, {"name": args.name, "key": args.key}, f"{args.name}: pressed {' '.join(pressed)}")
     return 0
 
 
 def cmd_vm_click(args: argparse.Namespace, ctx: Context) -> int:
-    backend, ref = _input_backend(ctx, args.name, "input", "click in a VM")
-    backend.click(ref, args.x, args.y, button=args.button)
+    _desktop(ctx).click(args.name, args.x, args.y, button=args.button, double=args.double)
     value = {"name": args.name, "x": args.x, "y": args.y, "button": args.button}
     done(ctx, value, f"{args.name}: {args.button} click at {args.x},{args.y}")
     return 0
 
 
+def _console_backend(ctx: Context, name: str) -> Any:
+    from core.backends.base import Capability, feature
+    from core.errors import Unsupported
+
+    vm = ctx.engine.get_vm(name)  # validates the name; the VM must be one of ours
+    backend = feature(ctx.engine.backend, Capability.CONSOLE)
+    if backend is None:
+        raise Unsupported(
+            f"the {ctx.engine.backend.name} backend cannot open a console; it needs the "
+            "Hyper-V backend (--backend hyperv) on a Windows host, or qemu with a VNC viewer",
+            vm=name,
+        )
+    return backend, ctx.engine.ref(vm)
+
+
 def cmd_vm_console(args: argparse.Namespace, ctx: Context) -> int:
-    backend, ref = _input_backend(ctx, args.name, "console", "open a console")
+    backend, ref = _console_backend(ctx, args.name)
     proc = backend.console(ref)
     done(ctx, {"name": args.name, "pid": proc.pid}, f"{args.name}: console opened")
     return 0
@@ -202,14 +200,17 @@ def register(commands: Any, sub: AddCommand) -> None:
     p = sub(vm_cmds, "type", cmd_vm_type, "type ASCII text into the VM (from the host)")
     p.add_argument("name")
     p.add_argument("text")
-    p = sub(vm_cmds, "key", cmd_vm_key, "press a key: enter, tab, esc, f5, a, 0x0D, ctrl+alt+del")
+    p = sub(
+        vm_cmds, "key", cmd_vm_key, "press keys in turn: enter, tab, f5, a, ctrl+l, 'ctrl+a del'"
+    )
     p.add_argument("name")
     p.add_argument("key")
     p = sub(vm_cmds, "click", cmd_vm_click, "click at a pixel of the VM's screen")
     p.add_argument("name")
     p.add_argument("x", type=int)
     p.add_argument("y", type=int)
-    p.add_argument("--button", choices=["left", "right"], default="left")
+    p.add_argument("--button", choices=["left", "right", "middle"], default="left")
+    p.add_argument("--double", action="store_true", help="double click")
     p = sub(vm_cmds, "console", cmd_vm_console, "open Hyper-V's console (vmconnect, Windows)")
     p.add_argument("name")
     p = sub(vm_cmds, "rdp", cmd_vm_rdp, "open this platform's RDP client at the VM's IP")

@@ -35,6 +35,18 @@ class Records:
             query = query.where(vm.state == state)
         return [self.store.vm_model(r) for r in query]
 
+    def held_vms(self, host: str) -> list[tuple[str, str, str | None]]:
+        """(name, holder, hypervisor id) of every held VM on `host` (or on no host yet), by
+        name: one cheap read."""
+        return [
+            (str(name), str(holder), host_id)
+            for name, holder, host_id in self.store.fetch_all(
+                'SELECT "name", "holder", "host_id" FROM "vm" WHERE "holder" IS NOT NULL '
+                'AND ("host" = ? OR "host" IS NULL) ORDER BY "name"',
+                (host,),
+            )
+        ]
+
     def vm_contacts(self, names: list[str]) -> dict[str, tuple[str | None, int, int | None]]:
         """Where to reach each named VM and whose it is: name -> (ip, rdp port, agent id)."""
         if len(names) == 1:

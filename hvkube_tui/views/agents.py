@@ -62,3 +62,14 @@ class AgentsView(View):
                 ("result", outcome),
             ]
         )
+
+    def action_recording(self) -> None:
+        key = self.selected()
+        if not key:
+            return
+        from core.recording.archive import FOLDER_NAME, Archive, check_recording_id
+        from hvkube_tui.widgets.recording import RecordingScreen
+
+        archive = Archive(self.dashboard.engine.settings.state_dir() / FOLDER_NAME)
+        rec = check_recording_id(key)  # an agent's id names its recording
+        self.app.push_screen(RecordingScreen(archive, rec, f"Recording of agent {key}"))

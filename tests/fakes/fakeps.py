@@ -553,10 +553,16 @@ def _rgb565_screenshot(png: bytes, size: tuple[int, int] | None = None) -> dict[
     if size is not None and size != image.size:
         image = image.resize(size)
     width, height = image.size
-    r, g, b = image.split()
-    low = ImageChops.add(g.point(lambda v: ((v >> 2) & 7) << 5), b.point(lambda v: v >> 3))
-    high = ImageChops.add(r.point(lambda v: (v >> 3) << 3), g.point(lambda v: v >> 5))
-    out = Image.merge("LA", (low, high)).tobytes()  # low byte first: little endian
+    red, green, blue = image.split()
+    # pixel = r5 g6 b5; low byte: g's low 3 bits and b5, high byte: r5 and g's high 3 bits.
+    low = ImageChops.add(
+        green.point([((v >> 2) & 7) << 5 for v in range(256)]),
+        blue.point([v >> 3 for v in range(256)]),
+    )
+    high = ImageChops.add(
+        red.point([(v >> 3) << 3 for v in range(256)]), green.point([v >> 5 for v in range(256)])
+    )
+    out = Image.merge("LA", (low, high)).tobytes()  # little endian: low byte first
     return {
         "Width": width,
         "Height": height,

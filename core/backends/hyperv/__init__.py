@@ -47,6 +47,7 @@ from core.errors import (
 )
 from core.imaging import rgb565_to_png
 from core.models import HostCapacity, HostState, HostVM
+from core.names import check_pixel
 from core.ownership import owner_mark, same_name
 from core.remote import vmconnect_command
 from core.reported import MAX_TEXT_CHARS, bounded, screen_request
@@ -490,13 +491,21 @@ class HyperVBackend:
     def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None:
         if button not in MOUSE_BUTTONS:
             raise InvalidInput(f"--button {button!r} is not one of {', '.join(MOUSE_BUTTONS)}")
-        for value, what in ((x, "X"), (y, "Y")):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
-                raise InvalidInput(f"{what} must be a pixel from 0 to 16384, got {value!r}")
-        self._wmi(self._vm_op("vm_mouse_move", vm, X=x, Y=y), "SetAbsolutePosition", vm)
+        self.move_mouse(vm, x, y)
         self._wmi(
             self._vm_op("vm_mouse_click", vm, Button=MOUSE_BUTTONS[button]), "ClickButton", vm
         )
+
+    def move_mouse(self, vm: VMRef, x: int, y: int) -> None:
+        check_pixel(x, y)
+        self._wmi(self._vm_op("vm_mouse_move", vm, X=x, Y=y), "SetAbsolutePosition", vm)
+
+    def check_key(self, key: str) -> None:
+        if key.strip().lower() not in {CTRL_ALT_DEL, "ctrl-alt-del", "cad"}:
+            key_code(key)
+
+    def check_text(self, text: str) -> None:
+        text_chunks(text)
 
     def console(self, vm: VMRef) -> subprocess.Popen[bytes]:
         """Open Hyper-V's console window for the VM (vmconnect.exe, Windows only)."""

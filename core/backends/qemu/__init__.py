@@ -37,13 +37,14 @@ from core.backends.qemu.checkpoints import Checkpoints
 from core.backends.qemu.disks import Disks
 from core.backends.qemu.guest import VIEWERS, Guest, find_viewer
 from core.backends.qemu.inventory import Inventory, host_capacity
+from core.backends.qemu.keys import chord_for
 from core.backends.qemu.layout import VMFiles, boot_files_for, default_test_guest
 from core.backends.qemu.lifecycle import Lifecycle
 from core.backends.qemu.network import GUEST_PORT, Network
 from core.backends.qemu.process import QemuProcesses
 from core.backends.qemu.registry import VMRegistry
 from core.backends.qemu.saved import MAX_BANDWIDTH, SavedState
-from core.backends.qemu.screen_input import SCREEN_SIZE, ScreenInput
+from core.backends.qemu.screen_input import SCREEN_SIZE, ScreenInput, check_typeable
 from core.models import HostCapacity, HostVM
 from core.settings import Settings
 
@@ -239,6 +240,15 @@ class QemuBackend:
     def click(self, vm: VMRef, x: int, y: int, button: str = "left") -> None:
         """Move the (absolute, USB tablet) pointer to screen pixel (x, y) and click."""
         self.screen_input.click(vm, x, y, button)
+
+    def move_mouse(self, vm: VMRef, x: int, y: int) -> None:
+        self.screen_input.move_mouse(vm, x, y)
+
+    def check_key(self, key: str) -> None:
+        chord_for(key)
+
+    def check_text(self, text: str) -> None:
+        check_typeable(text)
 
 
 def from_settings(settings: Settings) -> QemuBackend:

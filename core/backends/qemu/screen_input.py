@@ -19,6 +19,7 @@ from core.backends.qemu.registry import VMRegistry
 from core.errors import InvalidInput
 from core.imaging import text_card
 from core.models import HostState
+from core.names import check_pixel
 
 SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no screen
 
@@ -26,6 +27,14 @@ SCREEN_SIZE = (720, 400)  # VGA text mode, used for cards of VMs that have no sc
 def key_event(qcode: str, down: bool) -> dict[str, Any]:
     """An `input-send-event` event pressing (or releasing) the key `qcode`."""
     return {"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}
+
+
+def check_typeable(text: str) -> list[tuple[str, bool]]:
+    """The qcode and Shift of each character; InvalidInput names the first one the emulated
+    keyboard cannot type."""
+    if not isinstance(text, str) or text == "":
+        raise InvalidInput("text to type is empty")
+    return [qcode_for(char) for char in text]
 
 
 class ScreenInput:
@@ -77,16 +86,28 @@ class ScreenInput:
 
     def send_text(self, vm: VMRef, text: str) -> None:
         """Type `text` on the emulated keyboard (US layout)."""
-        if not isinstance(text, str) or text == "":
-            raise InvalidInput("text to type is empty")
         groups: list[list[dict[str, Any]]] = []
-        for char in text:
-            qcode, shift = qcode_for(char)
+        for qcode, shift in check_typeable(text):
             events = [key_event(qcode, True), key_event(qcode, False)]
             if shift:
                 events = [key_event("shift", True), *events, key_event("shift", False)]
             groups.append(events)
         self.send_events(vm, groups)
+
+    def _pointer_to(self, vm: VMRef, x: int, y: int) -> list[dict[str, Any]]:
+        """The tablet's absolute events for screen pixel (x, y) of the screen as it is now."""
+        check_pixel(x, y)
+        width, height = self.screen_size(vm)
+        ax = max(0, min(0x7FFF, x * 0x7FFF // max(1, width - 1)))
+        ay = max(0, min(0x7FFF, y * 0x7FFF // max(1, height - 1)))
+        return [
+            {"type": "abs", "data": {"axis": "x", "value": ax}},
+            {"type": "abs", "data": {"axis": "y", "value": ay}},
+        ]
+
+    def move_mouse(self, vm: VMRef, x: int, y: int) -> None:
+        """Move the tablet's pointer to screen pixel (x, y)."""
+        self.send_events(vm, [self._pointer_to(vm, x, y)])
 
     def screen_size(self, vm: VMRef) -> tuple[int, int]:
         """The size in pixels of the VM's screen now."""
@@ -99,15 +120,8 @@ class ScreenInput:
         """Move the (absolute, USB tablet) pointer to screen pixel (x, y) and click."""
         if button not in {"left", "right", "middle"}:
             raise InvalidInput(f"--button {button!r} is not one of left, right, middle")
-        for value, what in ((x, "X"), (y, "Y")):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16384:
-                raise InvalidInput(f"{what} must be a pixel from 0 to 16384, got {value!r}")
-        width, height = self.screen_size(vm)
-        ax = max(0, min(0x7FFF, x * 0x7FFF // max(1, width - 1)))
-        ay = max(0, min(0x7FFF, y * 0x7FFF // max(1, height - 1)))
         events = [
-            {"type": "abs", "data": {"axis": "x", "value": ax}},
-            {"type": "abs", "data": {"axis": "y", "value": ay}},
+            *self._pointer_to(vm, x, y),
             {"type": "btn", "data": {"down": True, "button": button}},
             {"type": "btn", "data": {"down": False, "button": button}},
         ]
