@@ -7,7 +7,13 @@ throughput, and a check that no VM was ever held by two processes at once (each
 process records when it held which VM; overlapping spans on one VM are double
 allocations).
 
+With `--db postgresql` the multi-process run is made on SQLite and on PostgreSQL in the same
+run, alternating, `--rounds` times each: the median cycles/s of each and their ratio. A bare
+`postgresql` starts a throwaway server (tests/pg_support.py; fsync on, no wait for it at
+commit, as SQLite's synchronous=normal); `postgresql://...` names an empty database.
+
     python bench/acquire.py [--cycles 1000] [--processes 4] [--seconds 5]
+    python bench/acquire.py --db postgresql --processes 8 --rounds 3
 """
 
 from __future__ import annotations
@@ -133,13 +139,61 @@ def multi(db: str, processes: int, seconds: float) -> tuple[int, int, int]:
     return total, timeouts, doubles
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Multi-process throughput on SQLite and PostgreSQL, alternating, `rounds` times each."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        url = args.db
+        if url == "postgresql":
+            from tests.pg_support import PgServer, pg_missing
+
+            reason = pg_missing()
+            if reason:
+                raise SystemExit(f"cannot start a PostgreSQL server: {reason}")
+            server = stack.enter_context(PgServer(durable=True))
+            url = server.create_database()
+        # The simulated host's state: beside the SQLite file, in the data folder for PostgreSQL.
+        os.environ["HVKUBE_DATA_DIR"] = os.path.join(tmp, "pg-host")
+        stores = {"sqlite": os.path.join(tmp, "bench.db"), "postgresql": url}
+        for db in stores.values():
+            setup(db, args.vms)
+        rates: dict[str, list[float]] = {name: [] for name in stores}
+        doubles = 0
+        for _ in range(args.rounds):
+            for name, db in stores.items():
+                total, _timeouts, twice = multi(db, args.processes, args.seconds)
+                rates[name].append(total / args.seconds)
+                doubles += twice
+        print(
+            f"{args.processes} processes, pool of {args.vms}, {args.rounds} rounds of "
+            f"{args.seconds:g} s each:"
+        )
+        for name, values in rates.items():
+            shown = ", ".join(f"{v:.0f}" for v in values)
+            print(f"  {name:<10} median {statistics.median(values):.0f} cycles/s   ({shown})")
+        ratio = statistics.median(rates["postgresql"]) / statistics.median(rates["sqlite"])
+        print(f"  postgresql / sqlite: {ratio:.2f}   double allocations: {doubles}")
+        print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="acquire+release overhead on the sim host")
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--vms", type=int, default=4)
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        help="sqlite (default), or postgresql / postgresql://... to compare the two",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --db postgresql")
     args = parser.parse_args()
+    if args.db != "sqlite":
+        compare(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "bench.db")
         setup(db, args.vms)

@@ -46,12 +46,13 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     elif overrides:
         settings = settings.model_copy(update=overrides)
     check_host_name(settings.host_name())  # before anything is created
-    # The folder first, then the store: a folder others can write in, or a bad database
-    # path, is refused before anything is created in it.
+    # The data folder first, then the store: a folder others can write in, or a bad
+    # database path, is refused before anything is created in it (a PostgreSQL store
+    # still keeps backend state and the API token in the data folder).
     db_path = settings.db_path()
     if str(db_path) != ":memory:":
         check_data_dir(db_path.parent)
-    store = Store(db_path)
+    store = Store(settings.db_location(), readonly=settings.readonly)
     try:
         backend = make_backend(settings)
     except BaseException:

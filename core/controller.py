@@ -655,7 +655,7 @@ def start_in_background(settings: Settings) -> tuple[int, Path]:
         status = controller_status(engine)
     if status.running:
         raise Conflict(f"a controller is already running ({status.summary()})")
-    log = settings.db_path().parent / "controller.log"
+    log = settings.state_dir() / "controller.log"
     env = {
         **os.environ,
         "HVKUBE_SIM_SCALE": str(settings.sim_scale),
@@ -667,7 +667,7 @@ def start_in_background(settings: Settings) -> tuple[int, Path]:
         "core.cli",
         "run",
         "--db",
-        str(settings.db_path()),
+        settings.db_location(),
         "--backend",
         settings.backend,
         *(["--host", settings.host] if settings.host else []),

@@ -102,7 +102,7 @@ class Engine:
             return
         if made_with is not None and not switch:
             raise BackendMismatch(
-                f"the store {self.store.path} was made with the {made_with!r} backend, not "
+                f"the store {self.store.location} was made with the {made_with!r} backend, not "
                 f"{self.backend.name!r}; use --backend {made_with}, or add --backend-switch "
                 "to move it to this backend on purpose"
             )

@@ -69,6 +69,13 @@ class BackendMismatch(HvkubeError):
     code = "backend_mismatch"
 
 
+class StoreUnavailable(HvkubeError):
+    """The store's database server could not be reached or refused us; nothing was written."""
+
+    exit_code = 1
+    code = "store_unavailable"
+
+
 class ReadOnlyMode(HvkubeError):
     exit_code = 2
     code = "read_only"

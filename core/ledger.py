@@ -155,38 +155,37 @@ class Ledger:
     ) -> VM | None:
         """One atomic claim (invariant 1): hot first, then warm, then cold (on host `prefer`
         first among equals), on `hosts` (default every host that is neither down nor
-        draining), a conditional UPDATE per candidate. Returns the VM as it was, or None when
-        none is free."""
+        draining), one conditional UPDATE. Returns the VM as it was, or None when none is
+        free."""
         self.guard("acquire a VM")
-        candidates = self.store.swaps.claim_candidates(pool, _READY, hosts=hosts, prefer=prefer)
-        owner = self.owner
-        for name, state, template, rdp_port, host_id, host in candidates:
-            claimed = self.store.swaps.vm(
-                name,
-                {
-                    "holder": holder,
-                    "agent_id": agent_id,
-                    "state": VMState.RESUMING.value,
-                    "op_owner": owner,
-                    "op_kind": "acquire",
-                    "op_started_at": utcnow(),
-                },
-                states=(state,),
-                idle_only=True,
-            )
-            if claimed:
-                return VM(
-                    name=name,
-                    template=template,
-                    pool=pool,
-                    state=VMState(state),
-                    rdp_port=rdp_port,
-                    holder=holder,
-                    agent_id=agent_id,
-                    host_id=host_id,
-                    host=host,
-                )
-        return None
+        claimed = self.store.swaps.claim(
+            pool,
+            _READY,
+            {
+                "holder": holder,
+                "agent_id": agent_id,
+                "state": VMState.RESUMING.value,
+                "op_owner": self.owner,
+                "op_kind": "acquire",
+                "op_started_at": utcnow(),
+            },
+            hosts=hosts,
+            prefer=prefer,
+        )
+        if claimed is None:
+            return None
+        name, state, template, rdp_port, host_id, host = claimed
+        return VM(
+            name=name,
+            template=template,
+            pool=pool,
+            state=VMState(state),
+            rdp_port=rdp_port,
+            holder=holder,
+            agent_id=agent_id,
+            host_id=host_id,
+            host=host,
+        )
 
     def finish(self, name: str, state: VMState, **fields: Any) -> None:
         """The step is over: the VM is in `state`, and no process is working on it."""

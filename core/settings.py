@@ -45,7 +45,9 @@ class Settings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    db: str = Field(default="", description="SQLite database file")
+    db: str = Field(
+        default="", description="SQLite database file, or postgresql://user@host/dbname"
+    )
     host: str = Field(default="", description="this host's name in the fleet (default: machine)")
     backend: BackendName = Field(default_factory=default_backend, description="hypervisor")
     sim_scale: float = Field(default=1.0, ge=0, description="simulated host time factor")
@@ -95,15 +97,32 @@ class Settings(BaseModel):
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
 
+    def db_is_url(self) -> bool:
+        from core.store.target import is_url
+
+        return is_url(self.db)
+
     def db_path(self) -> Path:
-        return Path(self.db) if self.db else data_dir() / "hvkube.db"
+        """The SQLite file (for a PostgreSQL store: where a local one would be)."""
+        return Path(self.db) if self.db and not self.db_is_url() else data_dir() / "hvkube.db"
+
+    def db_location(self) -> str:
+        """The store as the user names it: an SQLite file path or a PostgreSQL URL."""
+        return self.db if self.db_is_url() else str(self.db_path())
+
+    def db_shown(self) -> str:
+        """The store for messages: a URL without its password."""
+        from core.store.target import hide_password
+
+        return hide_password(self.db) if self.db_is_url() else str(self.db_path())
 
     def host_name(self) -> str:
         """This host's name in the store: the setting, else the machine's name."""
         return self.host or machine_name()
 
     def state_dir(self) -> Path:
-        """Where backend state lives: beside the database."""
+        """Where this host's backend state lives: beside an SQLite store, in the data
+        folder with a PostgreSQL one."""
         return self.db_path().parent
 
 

@@ -4,6 +4,7 @@ These are the only conversions between the two."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -25,3 +26,10 @@ def as_stored(value: datetime | str) -> datetime:
     aware = as_utc(value)
     assert aware is not None
     return aware.astimezone(UTC).replace(tzinfo=None)
+
+
+def db_value(value: Any) -> Any:
+    """A statement parameter as the store keeps it: datetimes as naive UTC text."""
+    if isinstance(value, datetime):
+        return str(as_stored(value))
+    return value

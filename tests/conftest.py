@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from core import Engine, open_engine
+from tests.pg_support import pg_server, pg_url, store_url
 from tests.snapshot_diff import explain
+
+__all__ = ["pg_server", "pg_url", "store_url"]
 
 REPO = Path(__file__).resolve().parent.parent
 

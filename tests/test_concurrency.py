@@ -1,11 +1,11 @@
-"""Many processes acquiring from one pool never hold the same VM at once."""
+"""Many processes acquiring from one pool never hold the same VM at once, on SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from core import open_engine
 
@@ -32,8 +32,8 @@ print(json.dumps({"spans": spans, "timeouts": timeouts}))
 """
 
 
-def test_eight_processes_fifty_cycles_four_vms(tmp_path: Path) -> None:
-    db = str(tmp_path / "shared.db")
+def test_eight_processes_fifty_cycles_four_vms(store_url: str) -> None:
+    db = store_url
     with open_engine(db=db, backend="sim", sim_scale=0) as engine:
         engine.create_template("t", r"C:\T\t.vhdx", memory_mb=1024)
         engine.create_pool("shared", "t", count=4, warm=4)

@@ -7,6 +7,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from ctl_support import isolated_env, make_engine, once, start_controller, wait_for
 
@@ -15,6 +16,7 @@ from core.controller import controller_status
 from core.models import AgentStatus, HostState, VMState
 
 TRIALS = 20
+PG_TRIALS = 4  # the same seeded kills, fewer of them, on a PostgreSQL store
 SEED = 20261128
 SCALE = "0.002"  # a 45 s boot takes 90 ms: kills land inside steps
 
@@ -58,17 +60,29 @@ def check_consistent(engine: Engine, trial: int) -> None:
 
 
 def test_controller_killed_at_random_moments_leaves_a_consistent_state(tmp_path: Path) -> None:
+    run_trials(tmp_path, TRIALS)
+
+
+def test_controller_killed_on_a_postgresql_store(tmp_path: Path, pg_url: str) -> None:
+    run_trials(tmp_path, PG_TRIALS, db=pg_url)
+
+
+def run_trials(tmp_path: Path, trials: int, db: str | None = None) -> None:
+    """`trials` kills; `db`: the store (by default an SQLite file in the test's data folder)."""
     rng = random.Random(SEED)
     env = isolated_env(tmp_path, scale=SCALE)
-    with make_engine(tmp_path) as engine:
+    store: dict[str, Any] = {}
+    if db is not None:
+        env["HVKUBE_DB"] = store["db"] = db
+    with make_engine(tmp_path, **store) as engine:
         engine.create_template("win11", r"C:\t\win11.vhdx", memory_mb=2048)
         engine.create_template("gpu", r"C:\t\gpu.vhdx", memory_mb=2048, gpu=True)
         engine.create_pool("bp", "win11", count=3, warm=2, hot=1)
         # A GPU VM can be neither saved nor checkpointed: hot, and reset by a new disk.
         engine.create_pool("gp", "gpu", count=1, hot=1)
     submitted = 0
-    for trial in range(TRIALS):
-        with make_engine(tmp_path) as engine:
+    for trial in range(trials):
+        with make_engine(tmp_path, **store) as engine:
             count = rng.randint(1, 6)
             hot = rng.randint(0, min(2, count))
             warm = rng.randint(0, count - hot)
@@ -93,7 +107,7 @@ def test_controller_killed_at_random_moments_leaves_a_consistent_state(tmp_path:
             env, "--tick", "0.05", "--grace", "0.2", log=tmp_path / f"run-{trial}.log"
         )
         # Once it is in charge, it is busy: reconcile, builds, tier moves, agents.
-        with make_engine(tmp_path) as engine:
+        with make_engine(tmp_path, **store) as engine:
             wait_for(
                 lambda p=proc, e=engine: controller_status(e).pid == p.pid or p.poll() is not None,
                 "the controller to take the lease",
@@ -102,7 +116,7 @@ def test_controller_killed_at_random_moments_leaves_a_consistent_state(tmp_path:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
 
-        with make_engine(tmp_path) as engine:
+        with make_engine(tmp_path, **store) as engine:
             report = engine.reconcile()
             assert not report.errors, f"trial {trial}: {report.errors}"
             once(engine)

@@ -66,6 +66,15 @@ def kill_after(script: str, db: str, delay: float) -> None:
 @pytest.mark.parametrize("trial", range(6))
 def test_killed_while_provisioning(tmp_path: Path, trial: int) -> None:
     db = str(tmp_path / "crash.db")
+    run_provisioning_trial(db, trial)
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_killed_while_provisioning_on_postgresql(pg_url: str, trial: int) -> None:
+    run_provisioning_trial(pg_url, trial)
+
+
+def run_provisioning_trial(db: str, trial: int) -> None:
     setup(db, provision=False)
     delay = random.Random(trial).uniform(0.6, 2.5)  # seeded: the same kills every run
     kill_after(PROVISION, db, delay)
@@ -74,7 +83,15 @@ def test_killed_while_provisioning(tmp_path: Path, trial: int) -> None:
 
 @pytest.mark.parametrize("trial", range(6))
 def test_killed_while_acquiring(tmp_path: Path, trial: int) -> None:
-    db = str(tmp_path / "crash.db")
+    run_acquiring_trial(str(tmp_path / "crash.db"), trial)
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_killed_while_acquiring_on_postgresql(pg_url: str, trial: int) -> None:
+    run_acquiring_trial(pg_url, trial)
+
+
+def run_acquiring_trial(db: str, trial: int) -> None:
     setup(db, provision=True)
     delay = random.Random(100 + trial).uniform(0.8, 2.5)
     kill_after(ACQUIRE, db, delay)

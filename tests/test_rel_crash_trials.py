@@ -25,3 +25,20 @@ def test_crash_trial(trial: int, tmp_path: Path) -> None:
     assert result.violations == [], (
         f"trial {trial} ({result.scenario}, seed {result.seed}): {result.violations}"
     )
+
+
+# The same trials over a PostgreSQL store: fewer of them, for CI time.
+PG_TRIALS = int(os.environ.get("HVKUBE_PG_TRIALS", "4"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", range(PG_TRIALS))
+def test_crash_trial_on_postgresql(
+    trial: int, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "trial"
+    monkeypatch.setenv("HVKUBE_DATA_DIR", str(folder))  # the host's state, beside the journal
+    result = run_trial(trial, SEED, folder, db=pg_url)
+    assert result.violations == [], (
+        f"trial {trial} ({result.scenario}, seed {result.seed}): {result.violations}"
+    )

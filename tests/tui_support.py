@@ -81,8 +81,13 @@ def seeded(tmp_path: Path, **overrides: Any) -> tuple[Settings, Engine]:
     directory = tmp_path / "demo"
     seed_demo(directory, scale=0.0)
     settings = demo_settings(directory, scale=0.0, **overrides)
-    engine = open_engine(settings)
-    freeze_times(engine, NOW)
+    if settings.readonly:  # a read-only engine cannot rewrite the times: a writable one does
+        with open_engine(settings.model_copy(update={"readonly": False})) as writer:
+            freeze_times(writer, NOW)
+        engine = open_engine(settings)
+    else:
+        engine = open_engine(settings)
+        freeze_times(engine, NOW)
     steady_screens(engine)
     return settings, engine
 

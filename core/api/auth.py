@@ -25,7 +25,7 @@ OPEN_PATHS = frozenset({"/health"})
 def token_path(settings: Settings) -> Path:
     if settings.api_token_file:
         return Path(settings.api_token_file)
-    return settings.db_path().parent / TOKEN_FILE_NAME
+    return settings.state_dir() / TOKEN_FILE_NAME
 
 
 def load_or_create_token(path: Path) -> str:

@@ -111,6 +111,8 @@ class ApiLeases:
 
     def abandon(self, lease_id: str) -> None:
         """The acquire did not finish: drop the lease, or let the sweeper release its VM now."""
+        if self.engine.readonly:
+            return  # `open` refused: there is no lease row
         with self.store.write():
             if store_leases.vm_held_by(self.store, lease_id) is not None:
                 store_leases.expire_lease_now(self.store, ROW_PREFIX + lease_id)

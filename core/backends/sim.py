@@ -34,6 +34,7 @@ from core.errors import (
     InvalidVMState,
     OperationTimeout,
     OutOfMemory,
+    ReadOnlyMode,
     SavedStateCorrupt,
     Unsupported,
     VMNotFoundInHost,
@@ -41,6 +42,7 @@ from core.errors import (
 from core.models import HostCapacity, HostState, HostVM
 from core.ownership import owner_of, same_name
 from core.settings import Settings, machine_name
+from core.sqlite_ro import readonly_uri
 
 FAULT_KINDS = {
     "corrupt-saved-state": "the VM's saved state is damaged; its next resume fails",
@@ -232,29 +234,39 @@ class SimHost:
         logical_cpus: int = 16,
         op_timeout_s: float = 600.0,
         vm_dir: str = "D:\\hvkube\\vms",
+        readonly: bool = False,
         fleet_root: str | os.PathLike[str] | None = None,
     ) -> None:
+        """`readonly`: a host that reads its state file and never creates or changes it (one
+        with no file yet is an empty host); every change is refused."""
         self.vm_dir = vm_dir.rstrip("\\/")
         self.state_dir = Path(state_dir)
         # Where the simulated hosts of this machine keep their state (see sim_host_dir).
         self.fleet_root = Path(fleet_root) if fleet_root is not None else self.state_dir
         self._total_memory_mb = total_memory_mb
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.state_dir / "sim-host.db"
         self.scale = max(0.0, float(scale))
         self.op_timeout_s = op_timeout_s
+        self.readonly = readonly
+        self._defaults = {"total_memory_mb": total_memory_mb, "logical_cpus": logical_cpus}
         self._local = threading.local()
+        if readonly:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-        self._create_schema()
+        self._create_schema(self._conn())
         with self._locked() as state:
-            state.setdefault("total_memory_mb", total_memory_mb)
-            state.setdefault("logical_cpus", logical_cpus)
+            for key, value in self._defaults.items():
+                state.setdefault(key, value)
 
     # -- persistence ------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None and self.readonly:
+            conn = self._readonly_conn()
+            self._local.conn = conn
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=wal")
@@ -263,8 +275,21 @@ class SimHost:
             self._local.conn = conn
         return conn
 
-    def _create_schema(self) -> None:
-        conn = self._conn()
+    def _readonly_conn(self) -> sqlite3.Connection:
+        """The state file opened read-only, or an empty host in memory when there is none."""
+        if self.path.exists():
+            conn = sqlite3.connect(
+                readonly_uri(self.path), uri=True, timeout=60.0, isolation_level=None
+            )
+            conn.execute("PRAGMA query_only=1")
+            return conn
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        self._create_schema(conn)
+        for key, value in self._defaults.items():
+            conn.execute("INSERT INTO meta (key, data) VALUES (?, ?)", (key, json.dumps(value)))
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for table in ("vm", "disk", "meta"):
@@ -289,6 +314,8 @@ class SimHost:
 
         Changes are kept even when the block raises: a consumed fault stays consumed.
         """
+        if write and self.readonly:
+            raise ReadOnlyMode("read-only mode: the simulated host changes nothing")
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         state = _SimState(conn)
@@ -852,6 +879,7 @@ class SimHost:
             op_timeout_s=self.op_timeout_s,
             vm_dir=self.vm_dir,
             fleet_root=self.fleet_root,
+            readonly=self.readonly,
         )
 
     def send_text(self, ref: VMRef, text: str) -> None:
@@ -953,5 +981,6 @@ def from_settings(settings: Settings) -> SimHost:
         total_memory_mb=settings.sim_memory_mb,
         op_timeout_s=settings.op_timeout_s,
         vm_dir=settings.vm_dir or "D:\\hvkube\\vms",
+        readonly=settings.readonly,
         fleet_root=settings.state_dir(),
     )

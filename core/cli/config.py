@@ -13,7 +13,7 @@ from core.output import print_json, table
 
 def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
     values = ctx.settings.model_dump()
-    values["db"] = str(ctx.settings.db_path())
+    values["db"] = ctx.settings.db_shown()
     if ctx.json:
         print_json({k: {"value": v, "source": ctx.sources[k]} for k, v in values.items()})
         return 0

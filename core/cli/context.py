@@ -38,7 +38,7 @@ class Context:
             if self._engine.backend.simulated and not self.json:
                 err_console.print(
                     f"[dim]simulated host ({self._engine.backend.name}); "
-                    f"database {self.settings.db_path()}[/]",
+                    f"database {self.settings.db_shown()}[/]",
                     soft_wrap=True,
                 )
             backend = self._engine.backend

@@ -10,7 +10,10 @@ def global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
     group = parser.add_argument_group("global options")
     group.add_argument(
-        "--db", metavar="PATH", default=default, help="database file (env HVKUBE_DB)"
+        "--db",
+        metavar="PATH|URL",
+        default=default,
+        help="SQLite database file, or postgresql://user@host/dbname (env HVKUBE_DB)",
     )
     group.add_argument(
         "--backend",

@@ -1,9 +1,9 @@
-"""The store: peewee tables over one SQLite file (PostgreSQL-ready).
+"""The store: peewee tables over one SQLite file (the default) or a PostgreSQL database.
 
-Everything SQLite-specific lives in `_sqlite_database` below and nowhere
-else: the SQL the engine runs is plain peewee that PostgreSQL also accepts.
-Models are built per Store (no global database binding), so one process can
-hold several stores and every thread gets its own connection.
+What differs between the two lives in `sqlite.py` and `postgres.py` (opening, write
+transactions, change detection, read-only); the SQL the engine runs is plain peewee or
+ANSI SQL that both accept. Models are built per Store (no global database binding), so one
+process can hold several stores and every thread gets its own connection.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import peewee as pw
 
-from core.errors import HvkubeError, InvalidInput
+from core.errors import HvkubeError, ReadOnlyMode
 from core.models import (
     VM,
     Agent,
@@ -37,10 +37,13 @@ from core.models import (
 )
 from core.store.catalog import Catalog
 from core.store.hosts import Hosts
+from core.store.postgres import PostgresDialect
 from core.store.records import Records
+from core.store.sqlite import SqliteDialect
 from core.store.swaps import Swaps
+from core.store.target import StoreTarget, parse_target
 from core.store.views import ViewRows
-from core.utc import as_stored, as_utc, utcnow
+from core.utc import as_utc, db_value, utcnow
 
 SCHEMA_VERSION = 4
 
@@ -55,13 +58,6 @@ def _json_list(value: Any) -> list[str] | None:
     if isinstance(value, str):
         value = json.loads(value)
     return None if value is None else [str(v) for v in value]
-
-
-def _db_value(value: Any) -> Any:
-    """Parameters as peewee would store them: datetimes as naive UTC text."""
-    if isinstance(value, datetime):
-        return str(as_stored(value))
-    return value
 
 
 # What a failed database call raises, for callers that must not import the driver.
@@ -163,7 +159,7 @@ def make_tables(db: pw.Database) -> Tables:
         memory_mb = pw.IntegerField(default=0)
         created_at = pw.DateTimeField(default=utcnow)
         last_resumed_at = pw.DateTimeField(null=True)
-        last_resume_ms = pw.FloatField(null=True)
+        last_resume_ms = pw.DoubleField(null=True)
         agent_id = pw.IntegerField(null=True)
         holder = pw.CharField(max_length=128, null=True)
         op_owner = pw.CharField(max_length=128, null=True)
@@ -209,7 +205,7 @@ def make_tables(db: pw.Database) -> Tables:
         pool = pw.CharField(max_length=64, null=True)
         kind = pw.CharField(max_length=32)
         started_at = pw.DateTimeField(default=utcnow)
-        duration_ms = pw.FloatField(default=0.0)
+        duration_ms = pw.DoubleField(default=0.0)
         ok = pw.BooleanField(default=True)
         error = pw.TextField(null=True)
 
@@ -247,43 +243,16 @@ def make_tables(db: pw.Database) -> Tables:
         class Meta:
             table_name = "host"
 
-    return Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow, HostRow)
-
-
-# --- SQLite-specific: the one place ------------------------------------------------------------
-
-
-def _sqlite_database(path: Path, busy_timeout_s: float) -> pw.Database:
-    """SQLite with WAL (readers never block the writer), a busy timeout so that
-    writers queue instead of failing with "database is locked", and foreign keys."""
-    return pw.SqliteDatabase(
-        str(path),
-        pragmas={
-            "journal_mode": "wal",
-            "busy_timeout": int(busy_timeout_s * 1000),
-            "foreign_keys": 1,
-            "synchronous": "normal",
-        },
-        timeout=busy_timeout_s,
-        check_same_thread=False,
-    )
-
-
-def _sqlite_data_version(db: pw.Database) -> int:
-    """Changes whenever another connection commits (PRAGMA data_version)."""
-    return int(db.execute_sql("PRAGMA data_version").fetchone()[0])
-
-
-@contextmanager
-def _sqlite_write_transaction(db: pw.Database) -> Iterator[None]:
-    # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that
-    # reads and then writes can fail with SQLITE_BUSY under WAL, which the busy
-    # timeout does not retry.
-    with db.atomic("IMMEDIATE"):
-        yield
-
-
-# ----------------------------------------------------------------------------------------------
+    tables = Tables(MetaRow, TemplateRow, PoolRow, VMRow, AgentRow, EventRow, LeaseRow, HostRow)
+    if isinstance(db, pw.PostgresqlDatabase):
+        # Text compares and sorts byte by byte, as in SQLite, whatever the database's locale.
+        for model in tables.all():
+            for accessor in vars(model).values():
+                field = getattr(accessor, "field", None)
+                target = field.rel_field if isinstance(field, pw.ForeignKeyField) else field
+                if field is not None and isinstance(target, pw.CharField | pw.TextField):
+                    field.collation = '"C"'
+    return tables
 
 
 class _RowView:
@@ -382,42 +351,57 @@ def _add_hosts(store: Store) -> None:
 
 
 class Store:
-    """One database: tables, schema migrations, and the conversions to models."""
+    """One database: tables, schema migrations, and the conversions to models.
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
-        if str(self.path) != ":memory:":
-            self._prepare_file(self.path)
-        self.db = _sqlite_database(self.path, busy_timeout_s)
+    `location` is an SQLite file path or a postgresql:// URL. Read-only opens the database
+    so that nothing can change it, and refuses one that is missing or needs migrating."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | StoreTarget,
+        *,
+        busy_timeout_s: float = 30.0,
+        readonly: bool = False,
+    ) -> None:
+        target = location if isinstance(location, StoreTarget) else parse_target(str(location))
+        self.target = target
+        self.readonly = readonly
+        self.dialect: SqliteDialect | PostgresDialect
+        if target.url is not None:
+            self.dialect = PostgresDialect(target.url, readonly)
+            self.path = Path(target.shown)
+        else:
+            assert target.path is not None
+            self.path = target.path
+            self.dialect = SqliteDialect(target.path, busy_timeout_s, readonly)
+        self.location = self.dialect.location
+        self.db = self.dialect.db
         self._sql_cache: dict[str, str] = {}
         self.t = make_tables(self.db)
-        self.db.connect(reuse_if_open=True)
-        self.migrate()
+        if isinstance(self.dialect, PostgresDialect):
+            self.dialect.connect()
+        else:
+            self.db.connect(reuse_if_open=True)
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
         self.catalog = Catalog(self)
         self.records = Records(self)
         self.swaps = Swaps(self)
         self.views = ViewRows(self)
         self.hosts = Hosts(self)
 
-    @staticmethod
-    def _prepare_file(path: Path) -> None:
-        """Create the folder and the file readable by their owner only."""
-        text = str(path)
-        if "\x00" in text or not text.strip():
-            raise InvalidInput(f"database path {text!r} is not a usable file name")
-        try:
-            if not path.parent.exists():
-                path.parent.mkdir(parents=True, mode=0o700)
-            if not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-                os.close(fd)
-            elif path.is_dir():
-                raise InvalidInput(f"database path {path} is a folder; give a file path")
-        except OSError as exc:  # too long, not a folder, no permission, read-only disk, ...
-            shown = text if len(text) <= 200 else text[:200] + "..."
-            raise InvalidInput(
-                f"database path {shown!r} cannot be used: {exc.strerror or exc}"
-            ) from None
+    @property
+    def postgres(self) -> bool:
+        return isinstance(self.dialect, PostgresDialect)
+
+    @property
+    def lock_rows(self) -> str:
+        """Suffix of a sub-SELECT whose rows a claim takes: on PostgreSQL rows another
+        transaction is claiming are skipped instead of waited for (SQLite has one writer)."""
+        return " FOR UPDATE SKIP LOCKED" if self.postgres else ""
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -435,11 +419,17 @@ class Store:
         current = self.schema_version()
         if current > SCHEMA_VERSION:
             raise HvkubeError(
-                f"database {self.path} has schema version {current}, newer than this hvkube "
-                f"({SCHEMA_VERSION}); upgrade hvkube"
+                f"database {self.location} has schema version {current}, newer than this "
+                f"hvkube ({SCHEMA_VERSION}); upgrade hvkube"
             )
         if current == SCHEMA_VERSION:
             return
+        if self.readonly:
+            raise ReadOnlyMode(
+                f"database {self.location} has schema version {current} and this hvkube needs "
+                f"{SCHEMA_VERSION}; read-only mode changes nothing: run any hvkube command "
+                "once without --readonly to upgrade it"
+            )
         with self.write():
             current = self.schema_version()  # another process may have migrated meanwhile
             for version in range(current + 1, SCHEMA_VERSION + 1):
@@ -447,11 +437,16 @@ class Store:
                 self.t.Meta.insert(key="schema_version", value=str(version)).on_conflict(
                     conflict_target=[self.t.Meta.key], update={self.t.Meta.value: str(version)}
                 ).execute()
+            self.dialect.after_migrate()
 
     @contextmanager
     def write(self) -> Iterator[None]:
         """A write transaction that holds the write lock from its first statement."""
-        with _sqlite_write_transaction(self.db):
+        if self.readonly:
+            raise ReadOnlyMode(
+                f"read-only mode: the store {self.location} is not written; run without --readonly"
+            )
+        with self.dialect.write():
             yield
 
     def meta(self, key: str) -> str | None:
@@ -468,17 +463,22 @@ class Store:
         """This store's own id: the ownership mark on every VM it makes names it."""
         value = self.meta("store_id")
         if value is None:  # pragma: no cover - migration 3 always writes it
-            raise HvkubeError(f"database {self.path} has no store id; it is damaged")
+            raise HvkubeError(f"database {self.location} has no store id; it is damaged")
         return value
 
     @contextmanager
     def reading(self) -> Iterator[None]:
         """One consistent view of the store across several reads (a read transaction)."""
-        with self.db.atomic():
-            yield
+        if isinstance(self.dialect, PostgresDialect):
+            with self.dialect.reading():
+                yield
+        else:
+            with self.db.atomic():
+                yield
 
     def data_version(self) -> int:
-        return _sqlite_data_version(self.db)
+        """Changes whenever another connection commits a change."""
+        return self.dialect.data_version()
 
     # -- fast path ---------------------------------------------------------------------------
     # Building a peewee query costs 0.2-0.7 ms of Python on these machines, more than the
@@ -512,7 +512,7 @@ class Store:
         """UPDATE one VM row; `where` adds conditions (for conditional updates)."""
         columns = ", ".join(f'"{column}" = ?' for column in values)
         text = f'UPDATE "vm" SET {columns} WHERE "name" = ?' + (f" AND {where}" if where else "")
-        return self.execute(text, (*map(_db_value, values.values()), name, *params))
+        return self.execute(text, (*map(db_value, values.values()), name, *params))
 
     def insert_vm(self, values: dict[str, Any]) -> None:
         self.t.VM.insert(**values).execute()
@@ -570,7 +570,7 @@ class Store:
         columns = ", ".join(f'"{column}" = ?' for column in values)
         text = f'UPDATE "agent" SET {columns} WHERE "id" = ?' + (f" AND {where}" if where else "")
         encoded = [
-            json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else _db_value(v)
+            json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else db_value(v)
             for v in values.values()
         ]
         return self.execute(text, (*encoded, agent_id, *params))
@@ -587,7 +587,7 @@ class Store:
         self.execute(
             'INSERT INTO "event" ("vm", "pool", "kind", "started_at", "duration_ms", "ok", '
             '"error") VALUES (?, ?, ?, ?, ?, ?, ?)',
-            (vm, pool, kind, _db_value(utcnow()), duration_ms, ok, error),
+            (vm, pool, kind, db_value(utcnow()), duration_ms, ok, error),
         )
 
     def file_mode(self) -> int:

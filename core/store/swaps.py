@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from core.utc import utcnow
+from core.utc import db_value, utcnow
 
 if TYPE_CHECKING:
     from core.store import Store
@@ -62,40 +62,64 @@ class Swaps:
             where = self._where[shape] = " AND ".join(clauses)
         return self.store.update_vm(name, values, where, tuple(params)) == 1
 
-    def claim_candidates(
+    def claim(
         self,
         pool: str,
         order: tuple[str, ...],
-        limit: int = 16,
+        values: dict[str, Any],
         hosts: tuple[str, ...] | None = None,
         prefer: str | None = None,
-    ) -> list[tuple[Any, ...]]:
-        """Free, built VMs of the pool in `order` of states (the ready tiers, best first), on
-        host `prefer` first among equals, on `hosts` when given, and never on a host that is
-        down, past its heartbeat or draining: (name, state, template, rdp_port, host_id,
-        host)."""
-        whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
+    ) -> tuple[Any, ...] | None:
+        """Write `values` to the first free, built VM of the pool in the first state of
+        `order` (the ready tiers, best first) that has one, on host `prefer` first among
+        equals, on `hosts` when given, and never on a host that is down, past its heartbeat
+        or draining: (name, state before, template, rdp_port, host_id, host) of the VM
+        claimed, or None.
+
+        One conditional UPDATE whose sub-SELECT picks the VM (design invariant 1: never
+        find-then-update). On PostgreSQL that row is locked by the statement and rows other
+        claimers are taking are skipped, so concurrent claims take different VMs instead of
+        queueing behind one."""
+        store = self.store
+        columns = ", ".join(f'"{column}" = ?' for column in values)
         on_hosts = "" if hosts is None else f'AND "host" IN ({_marks(hosts)}) '
         preferred = "" if prefer is None else 'CASE WHEN "host" = ? THEN 0 ELSE 1 END, '
-        return self.store.fetch_all(
-            'SELECT "name", "state", "template", "rdp_port", "host_id", "host" FROM "vm" '
-            f'WHERE "pool" = ? AND "holder" IS NULL AND "state" IN ({_marks(order)}) '
-            f'AND "host_id" IS NOT NULL {on_hosts}'
+        usable = (
             'AND "host" NOT IN (SELECT "name" FROM "host" WHERE "down" = ? OR "draining" = ? '
             'OR "expires_at" < ?) '
-            f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, {preferred}"name" LIMIT ?',
-            (
-                pool,
-                *order,
-                *(hosts or ()),
-                True,
-                True,
-                str(utcnow()),
-                *order,
-                *(() if prefer is None else (prefer,)),
-                limit,
-            ),
         )
+        filters = (*(hosts or ()), True, True, str(utcnow()))
+        tail = (*(() if prefer is None else (prefer,)),)
+        params = tuple(map(db_value, values.values()))
+        if store.postgres:
+            # One statement for all tiers: PostgreSQL's RETURNING can name the row as it was.
+            whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
+            rows = store.fetch_all(
+                f'UPDATE "vm" SET {columns} FROM (SELECT "name" AS "picked", "state" AS "was" '
+                'FROM "vm" WHERE "pool" = ? AND "holder" IS NULL AND "host_id" IS NOT NULL '
+                f'AND "state" IN ({_marks(order)}) {on_hosts}{usable}'
+                f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, {preferred}"name" '
+                f'LIMIT 1{store.lock_rows}) AS "free" WHERE "vm"."name" = "free"."picked" '
+                'RETURNING "vm"."name", "free"."was", "vm"."template", "vm"."rdp_port", '
+                '"vm"."host_id", "vm"."host"',
+                (*params, pool, *order, *filters, *order, *tail),
+            )
+            return rows[0] if rows else None
+        # SQLite's RETURNING shows only the new row: one statement per tier, whose WHERE
+        # names the state the VM was in.
+        text = (
+            f'UPDATE "vm" SET {columns} WHERE "name" = (SELECT "name" FROM "vm" '
+            'WHERE "pool" = ? AND "holder" IS NULL AND "state" = ? AND "host_id" IS NOT NULL '
+            f'{on_hosts}{usable}ORDER BY {preferred}"name" LIMIT 1) '
+            'AND "holder" IS NULL AND "state" = ? '
+            'RETURNING "name", "template", "rdp_port", "host_id", "host"'
+        )
+        for state in order:
+            rows = store.fetch_all(text, (*params, pool, state, *filters, *tail, state))
+            if rows:
+                name, template, rdp_port, host_id, host = rows[0]
+                return name, state, template, rdp_port, host_id, host
+        return None
 
     # -- agents ----------------------------------------------------------------------------
 
@@ -111,23 +135,17 @@ class Swaps:
         self, pool: str, status: str, to: str, limit: int, host: str | None = None
     ) -> list[tuple[Any, ...]]:
         """Move up to `limit` of the pool's oldest agents in `status` to `to` (taken by
-        `host`), in one write transaction: (id, exec_command, input, timeout_s) of those
-        moved."""
+        `host`), in one statement: (id, exec_command, input, timeout_s) of those moved,
+        oldest first."""
         store = self.store
-        with store.write():
-            rows = store.fetch_all(
-                'SELECT "id", "exec_command", "input", "timeout_s" FROM "agent" '
-                'WHERE "pool" = ? AND "status" = ? ORDER BY "id" LIMIT ?',
-                (pool, status, limit),
-            )
-            ids = [int(row[0]) for row in rows]
-            if ids:
-                store.execute(
-                    f'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL, "host" = ? '
-                    f'WHERE "status" = ? AND "id" IN ({_marks(ids)})',
-                    (to, host, status, *ids),
-                )
-        return rows
+        rows = store.fetch_all(
+            'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL, "host" = ? '
+            'WHERE "status" = ? AND "id" IN (SELECT "id" FROM "agent" WHERE "pool" = ? '
+            f'AND "status" = ? ORDER BY "id" LIMIT ?{store.lock_rows}) '
+            'RETURNING "id", "exec_command", "input", "timeout_s"',
+            (to, host, status, pool, status, limit),
+        )
+        return sorted(rows, key=lambda row: int(row[0]))
 
     def wait_reason(self, pool: str, status: str, reason: str | None) -> None:
         self.store.execute(

@@ -600,12 +600,14 @@ def test_a_lease_outlives_a_server_restart(tmp_path: Path) -> None:
 
 
 def test_a_read_only_server_refuses_changes(tmp_path: Path) -> None:
+    # Read-only creates no store: the store is made first.
+    db = tmp_path / "data" / "hvkube.db"
+    with open_engine(Settings(db=str(db), backend="sim", sim_scale=0.0)) as engine:
+        engine.create_template("win11", "C:\\templates\\win11.vhdx")
+        engine.create_pool("ro", "win11", 1, warm=1)
+        assert not engine.provision_pool("ro").failed
     srv = start_server(tmp_path / "data", "--readonly")
     try:
-        with open_engine(Settings(db=str(srv.db), backend="sim", sim_scale=0.0)) as engine:
-            engine.create_template("win11", "C:\\templates\\win11.vhdx")
-            engine.create_pool("ro", "win11", 1, warm=1)
-            assert not engine.provision_pool("ro").failed
         headers = {"Authorization": f"Bearer {srv.token}"}
         with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as c:
             assert c.get("/api/v1/pools/ro").status_code == 200

@@ -20,6 +20,7 @@ from core.backends.base import VMRef
 from core.engine import Engine
 from core.settings import Settings
 from tests.host_support import ref_named
+from tests.pg_support import pg_missing
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class BackendCase:
     env: Callable[[Settings], dict[str, str]] = field(default=lambda s: {})
     # Ends whatever the backend left running under `root` (never other processes).
     cleanup: Callable[[Engine, Path], None] = field(default=lambda engine, root: None)
+    # The store: "sqlite" (a file under root) or "postgresql" (a fresh database).
+    store: str = "sqlite"
 
 
 def _settings_env(settings: Settings, names: list[str]) -> dict[str, str]:
@@ -190,7 +193,19 @@ QEMU = BackendCase(
     cleanup=_qemu_cleanup,
 )
 
-CASES: list[BackendCase] = [SIM, HYPERV, QEMU]
+# The simulated host over a PostgreSQL store: the store is the only difference from SIM.
+SIM_POSTGRESQL = BackendCase(
+    name="sim-postgresql",
+    missing=pg_missing,
+    settings=_sim_settings,
+    template_disk=SIM.template_disk,
+    damage_saved_state=_sim_damage,
+    screen_size=SIM.screen_size,
+    env=SIM.env,
+    store="postgresql",
+)
+
+CASES: list[BackendCase] = [SIM, SIM_POSTGRESQL, HYPERV, QEMU]
 
 
 def case_ids(case: Any) -> str:

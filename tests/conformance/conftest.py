@@ -33,10 +33,16 @@ def root() -> Iterator[Path]:
 
 
 @pytest.fixture
-def engine(case: BackendCase, root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def engine(
+    case: BackendCase, root: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Engine]:
     monkeypatch.setenv("HVKUBE_CONFIG", str(root / "no-config.toml"))
+    # With a PostgreSQL store the host's state lives in the data folder: root here too.
+    monkeypatch.setenv("HVKUBE_DATA_DIR", str(root))
     settings = case.settings(root)
-    eng = Engine(Store(settings.db_path()), make_backend(settings), settings)
+    if case.store == "postgresql":
+        settings = settings.model_copy(update={"db": request.getfixturevalue("pg_url")})
+    eng = Engine(Store(settings.db_location()), make_backend(settings), settings)
     try:
         yield eng
     finally:
@@ -49,5 +55,6 @@ def engine(case: BackendCase, root: Path, monkeypatch: pytest.MonkeyPatch) -> It
 def engine_env(case: BackendCase, engine: Engine, root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HVKUBE_")}
     env["HVKUBE_CONFIG"] = str(root / "no-config.toml")
+    env["HVKUBE_DATA_DIR"] = str(root)
     env.update(case.env(engine.settings))
     return env

@@ -158,10 +158,10 @@ def _phase(
     trial: int,
     folder: Path,
     result: TrialResult,
+    db: str,
 ) -> None:
     """Start one process per kind of work, wait until each has begun, then SIGKILL each at
     its own seeded moment within `window` (unless it has finished)."""
-    db = str(folder / "hvkube.db")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = result.workers
     procs = [
@@ -206,21 +206,24 @@ def _phase(
             result.violations.append(f"worker {first + index} ({kinds[index]}) crashed: {tail[0]}")
 
 
-def run_trial(trial: int, seed: int, folder: Path, scenario: str | None = None) -> TrialResult:
+def run_trial(
+    trial: int, seed: int, folder: Path, scenario: str | None = None, db: str | None = None
+) -> TrialResult:
     """One trial, reproducible from (seed, trial): the scenario, the workers' seeds and the
-    moments of the kills all come from one seeded generator."""
+    moments of the kills all come from one seeded generator. `db`: the store (by default an
+    SQLite file in `folder`; with a PostgreSQL URL, HVKUBE_DATA_DIR must name `folder`)."""
     started = time.monotonic()
     rng = random.Random(f"{seed}:{trial}")
     names = sorted(SCENARIOS)
     sc = SCENARIOS[scenario or names[trial % len(names)]]
     result = TrialResult(trial=trial, scenario=sc.name, seed=f"{seed}:{trial}")
     folder.mkdir(parents=True, exist_ok=True)
-    db = str(folder / "hvkube.db")
+    db = db or str(folder / "hvkube.db")
     _setup(db, sc)
 
-    _phase(sc, sc.workers, sc.window, rng, seed, trial, folder, result)
+    _phase(sc, sc.workers, sc.window, rng, seed, trial, folder, result, db)
     if sc.then:
-        _phase(sc, sc.then, sc.then_window, rng, seed, trial, folder, result)
+        _phase(sc, sc.then, sc.then_window, rng, seed, trial, folder, result, db)
 
     # Restart: a new process reconciles and checks (on the simulated host behind the workers'
     # fake PowerShell host, when they used one).

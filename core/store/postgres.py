@@ -1,0 +1,109 @@
+"""The shared store: one PostgreSQL database that several hosts use at once.
+
+What SQLite gives by itself is built here the PostgreSQL way:
+- `write()` (SQLite's BEGIN IMMEDIATE: one writing transaction at a time) takes a
+  transaction-scoped advisory lock, so a block that reads, checks and writes is never
+  interleaved with another such block; single conditional statements outside it need no
+  lock (READ COMMITTED re-checks their WHERE on the row they wait for);
+- `data_version()` (SQLite's PRAGMA data_version) is the sum of a few counter rows that a
+  trigger on every table bumps in the writing transaction: visible exactly when the change
+  is, and taken with SKIP LOCKED so that writers never wait for each other there;
+- read-only is a read-only session (`default_transaction_read_only`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import peewee as pw
+
+from core.errors import StoreUnavailable
+from core.store.target import hide_password
+
+# pg_advisory_xact_lock key of write() (the bytes of "hvkube"): one lock per database.
+WRITE_LOCK_KEY = 0x68766B756265
+CHANGE_TABLE = "hvkube_change"
+_CHANGE_SLOTS = 16
+
+_CHANGE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE taken integer;
+BEGIN
+    SELECT slot INTO taken FROM {CHANGE_TABLE} ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF taken IS NULL THEN
+        INSERT INTO {CHANGE_TABLE} (n) VALUES (1);
+    ELSE
+        UPDATE {CHANGE_TABLE} SET n = n + 1 WHERE slot = taken;
+    END IF;
+    RETURN NULL;
+END $$
+"""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class PostgresDialect:
+    name = "postgresql"
+
+    def __init__(self, url: str, readonly: bool, connect_timeout_s: float = 10.0) -> None:
+        self.location = hide_password(url)
+        self.readonly = readonly
+        options = "-c default_transaction_read_only=on" if readonly else None
+        params: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout_s))}
+        if options:
+            params["options"] = options
+        self.db = pw.PostgresqlDatabase(url, prefer_psycopg3=True, **params)
+
+    def connect(self) -> None:
+        try:
+            self.db.connect(reuse_if_open=True)
+        except pw.ImproperlyConfigured as exc:
+            raise StoreUnavailable(
+                f"cannot use PostgreSQL store {self.location}: {_first_line(exc)} "
+                "(install it with: pip install 'hvkube[postgresql]')"
+            ) from None
+        except pw.PeeweeException as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL store {self.location}: {_first_line(exc)}"
+            ) from None
+
+    def data_version(self) -> int:
+        # The counter exists once the store is migrated, which opening it ensures.
+        row = self.db.execute_sql(f"SELECT COALESCE(SUM(n), 0) FROM {CHANGE_TABLE}").fetchone()
+        return int(row[0])
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self.db.atomic():
+            self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            yield
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One snapshot for several reads (READ COMMITTED takes one per statement)."""
+        with self.db.atomic(isolation_level="REPEATABLE READ"):
+            yield
+
+    def after_migrate(self) -> None:
+        """Count commits on every table (inside the migration's transaction)."""
+        db = self.db
+        db.execute_sql(
+            f"CREATE TABLE IF NOT EXISTS {CHANGE_TABLE} "
+            "(slot SERIAL PRIMARY KEY, n BIGINT NOT NULL DEFAULT 0)"
+        )
+        (count,) = db.execute_sql(f"SELECT COUNT(*) FROM {CHANGE_TABLE}").fetchone()
+        for _ in range(_CHANGE_SLOTS - int(count)):
+            db.execute_sql(f"INSERT INTO {CHANGE_TABLE} (n) VALUES (0)")
+        db.execute_sql(_CHANGE_FUNCTION)
+        for table in db.get_tables():
+            if table == CHANGE_TABLE:
+                continue
+            db.execute_sql(
+                "CREATE OR REPLACE TRIGGER hvkube_change AFTER INSERT OR UPDATE OR DELETE "
+                f'ON "{table}" FOR EACH ROW EXECUTE FUNCTION hvkube_count_change()'
+            )

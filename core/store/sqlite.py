@@ -1,0 +1,162 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Before anything is written to a file it is recognised: a new or empty file becomes a store;
+an existing file must carry hvkube's marker (the `meta` table with a schema version), and
+anything else is refused untouched. Read-only opens the file with SQLite's `mode=ro` (or
+`immutable=1` while no writer has it open, so that not even SQLite's -wal and -shm files
+are created) and never creates, migrates or changes it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from core.errors import InvalidInput
+from core.sqlite_ro import readonly_uri, wal_file
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _unusable(path: Path, exc: OSError) -> InvalidInput:
+    return InvalidInput(f"database path {_shown(path)!r} cannot be used: {exc.strerror or exc}")
+
+
+def _kind(path: Path) -> str:
+    """ "store", "sqlite" (another program's database) or "other" (not SQLite at all).
+
+    Read through SQLite only, without writing a byte or creating its side files: a plain
+    open() and close() of a database file that this process also has open through SQLite
+    would drop SQLite's POSIX locks on it."""
+    try:
+        with closing(sqlite3.connect(readonly_uri(path), uri=True)) as conn:
+            tables = {
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            if "meta" not in tables:
+                return "sqlite"
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.Error:  # a table named meta, not hvkube's
+                return "sqlite"
+            return "store" if row is not None else "sqlite"
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            return "other"
+        raise InvalidInput(f"database path {_shown(path)!r} cannot be used: {exc}") from None
+
+
+def check_file(path: Path, readonly: bool) -> bool:
+    """Refuse a path that cannot hold a store, before anything is written. True when the
+    file is already an hvkube store, False when it is new (absent or empty)."""
+    text = str(path)
+    if "\x00" in text or not text.strip():
+        raise InvalidInput(f"database path {text!r} is not a usable file name")
+    try:
+        if path.is_dir():
+            raise InvalidInput(f"database path {path} is a folder; give a file path")
+        size = path.stat().st_size if path.exists() else 0
+    except OSError as exc:  # too long, not a folder, no permission, ...
+        raise _unusable(path, exc) from None
+    if not size:
+        if readonly:
+            raise InvalidInput(
+                f"database {_shown(path)} does not exist (or is empty) and read-only mode "
+                "creates nothing; run once without --readonly to create it"
+            )
+        return False
+    kind = _kind(path)
+    if kind == "other":
+        raise InvalidInput(
+            f"database path {_shown(path)} is a file that is not an SQLite database; "
+            "hvkube leaves it alone: give a new path or an hvkube store"
+        )
+    if kind == "sqlite":
+        raise InvalidInput(
+            f"database {_shown(path)} is an SQLite file but not an hvkube store (no hvkube "
+            "meta table); hvkube leaves it alone: give a new path or an hvkube store"
+        )
+    return True
+
+
+def create_file(path: Path) -> None:
+    """Create the folder and the file readable by their owner only."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    except OSError as exc:
+        raise _unusable(path, exc) from None
+
+
+class SqliteDialect:
+    """SQLite with WAL (readers never block the writer), a busy timeout so that writers
+    queue instead of failing with "database is locked", and foreign keys."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, busy_timeout_s: float, readonly: bool) -> None:
+        self.path = path
+        self.location = str(path)
+        self.readonly = readonly
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
+            exists = check_file(path, readonly)
+            if not exists:
+                create_file(path)
+        self._params: dict[str, Any] = {
+            "timeout": busy_timeout_s,
+            "check_same_thread": False,
+            "pragmas": {"busy_timeout": int(busy_timeout_s * 1000), "query_only": 1},
+        }
+        if readonly and not in_memory:
+            self._live = wal_file(path).exists()
+            self.db = pw.SqliteDatabase(readonly_uri(path, self._live), uri=True, **self._params)
+        else:
+            self._live = True
+            self.db = pw.SqliteDatabase(
+                str(path),
+                pragmas={
+                    "journal_mode": "wal",
+                    "busy_timeout": int(busy_timeout_s * 1000),
+                    "foreign_keys": 1,
+                    "synchronous": "normal",
+                },
+                timeout=busy_timeout_s,
+                check_same_thread=False,
+            )
+        self._version_offset = 0
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (PRAGMA data_version)."""
+        if not self._live and wal_file(self.path).exists():
+            # A writer opened the store since: follow it from now on (its -wal and -shm
+            # files exist now, so reading live creates nothing).
+            self._live = True
+            self.db.close()
+            self.db.init(readonly_uri(self.path, True), uri=True, **self._params)
+            self._version_offset += 1 << 32
+        version = int(self.db.execute_sql("PRAGMA data_version").fetchone()[0])
+        return version + self._version_offset
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that
+        # reads and then writes can fail with SQLITE_BUSY under WAL, which the busy
+        # timeout does not retry.
+        with self.db.atomic("IMMEDIATE"):
+            yield
+
+    def after_migrate(self) -> None:
+        """Nothing to add: SQLite counts commits itself (data_version)."""
