@@ -76,6 +76,7 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
+    from core.datadir import check_data_dir
     from core.engine import Engine
     from core.names import check_host_name
     from core.settings import load_settings
@@ -86,8 +87,12 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     elif overrides:
         settings = settings.model_copy(update=overrides)
     check_host_name(settings.host_name())  # before anything is created
-    # The store first: a bad database path is refused before the backend creates anything
-    # beside it.
+    # The data folder first, then the store: a folder others can write in, or a bad
+    # database path, is refused before anything is created in it (a PostgreSQL store
+    # still keeps backend state and the API token in the data folder).
+    db_path = settings.db_path()
+    if str(db_path) != ":memory:":
+        check_data_dir(db_path.parent)
     store = Store(settings.db_location(), readonly=settings.readonly)
     try:
         backend = make_backend(settings)

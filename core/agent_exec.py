@@ -1,6 +1,9 @@
 """Running an agent's `--exec` command on the controller's machine.
 
-The command gets the VM's details in environment variables, its output and
+The command gets an environment built from an allow-list, never the controller's own:
+`HVKUBE_*` for its VM and input, `PATH`, `HOME` and `LANG` (and on Windows what a
+process needs to start at all), and the variables the operator names in the `exec_env`
+setting. A secret set only for the controller stays there. Its output and
 exit code become the agent's result, and at the timeout (or when the agent is
 cancelled, or the controller stops) the command is killed with everything it
 started: it runs in its own process group (a new session on POSIX, a new
@@ -13,14 +16,16 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import InvalidInput
 from core.models import AgentResult
 
 OUTPUT_LIMIT = 64 * 1024  # characters of stdout and of stderr kept in the result
@@ -90,6 +95,39 @@ def agent_env(
     return env
 
 
+# What every agent's command gets from the controller's environment, when it is set there.
+PASSED = ("PATH", "HOME", "LANG")
+# Without these a Windows process cannot start (SYSTEMROOT) or find programs and temp.
+PASSED_WINDOWS = ("SYSTEMROOT", "SYSTEMDRIVE", "COMSPEC", "PATHEXT", "TEMP", "TMP", "USERPROFILE")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def env_names(text: str) -> tuple[str, ...]:
+    """The comma-separated variable names of the `exec_env` setting, checked."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"exec_env names {name!r}, which is not an environment variable name; "
+                "give names such as AWS_PROFILE,HTTP_PROXY separated by commas"
+            )
+    return names
+
+
+def command_env(
+    agent: Mapping[str, str],
+    passed: Iterable[str] = (),
+    source: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The whole environment of an agent's command: the allow-listed variables of `source`
+    (the controller's environment), the names in `passed`, then the agent's own values."""
+    source = os.environ if source is None else source
+    allowed = [*PASSED, *(PASSED_WINDOWS if os.name == "nt" else ()), *passed]
+    env = {name: source[name] for name in allowed if name in source}
+    env.update(agent)
+    return env
+
+
 def _decode(data: bytes | None) -> str:
     text = (data or b"").decode("utf-8", errors="replace")
     return text if len(text) <= OUTPUT_LIMIT else text[-OUTPUT_LIMIT:]
@@ -131,16 +169,23 @@ def _program(word: str, path: str) -> str | None:
     return shutil.which(word, path=path)
 
 
-def _argv(command: str) -> list[str] | None:
-    """The command as words to run without a shell, when that changes nothing."""
+# The only characters `sh` splits words on (its default IFS, newline aside, which ends a
+# command and so goes to the shell). str.split() would also split on U+2003, U+00A0, U+0085,
+# form feed, vertical tab and others, which are ordinary characters to `sh`.
+_BLANKS = re.compile(r"[ \t]+")
+
+
+def _argv(command: str, path: str) -> list[str] | None:
+    """The command as words to run without a shell, exactly as `sh` would split it, when
+    that changes nothing; None sends it through the shell."""
     if os.name != "posix":
         return None
-    words = command.split()
+    words = [w for w in _BLANKS.split(command) if w]
     if not words or words[0] in _SHELL_WORDS:
         return None
     if any(ch in _SHELL_CHARS for word in words for ch in word):
         return None
-    program = _program(words[0], os.environ.get("PATH", os.defpath))
+    program = _program(words[0], path)
     return [program, *words[1:]] if program else None
 
 
@@ -150,8 +195,11 @@ def run_command(
     timeout_s: float,
     should_stop: Callable[[], bool] | None = None,
     check_every_s: float = 0.5,
+    passed: Iterable[str] = (),
 ) -> ExecOutcome:
-    """Run `command` through the shell with `env` added; kill its group at `timeout_s`."""
+    """Run `command` with `env` and the allow-listed variables of the controller (see
+    `command_env`, `passed` the operator's extra names); kill its group at `timeout_s`."""
+    full_env = command_env(env, passed)
     started = time.perf_counter()
     kwargs: dict[str, Any] = {}
     if os.name == "posix":
@@ -159,14 +207,14 @@ def run_command(
     else:  # pragma: no cover - Windows only
         kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     try:
-        argv = _argv(command)
+        argv = _argv(command, full_env.get("PATH", os.defpath))
         proc = subprocess.Popen(
             argv or command,
             shell=argv is None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env={**os.environ, **env},
+            env=full_env,
             **kwargs,
         )
     except OSError as exc:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from core.errors import CapacityExceeded, Conflict, HvkubeError, NotFound
+from core.errors import CapacityExceeded, Conflict, HvkubeError, InvalidInput, NotFound
 from core.fleet import (
     host_summary,
     plan_builds,
@@ -672,7 +672,14 @@ def start_in_background(settings: Settings) -> tuple[int, Path]:
         settings.backend,
         *(["--host", settings.host] if settings.host else []),
     ]
-    with open(log, "ab") as out:
+    # Appended to, so not replaced atomically: opened without following a planted link,
+    # created readable by its owner only.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(log, flags, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"controller log {log} cannot be opened: {exc.strerror}") from None
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

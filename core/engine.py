@@ -64,6 +64,7 @@ from core.owner import owner_alive, owner_host, process_owner
 from core.probes import poll, wait_ready
 from core.provision import ProvisionReport, provision_pool, scale_pool
 from core.reconcile import reconcile
+from core.reported import guest_ip
 from core.settings import Settings
 from core.store import Store, utcnow
 
@@ -694,7 +695,7 @@ class Engine:
             return self.on_host(vm.host).vm_ip(name, refresh)
         if not refresh or self.readonly:
             return vm.ip
-        ip = self.backend.ip_address(self.ref(vm))
+        ip = guest_ip(self.backend, self.ref(vm))
         if ip and ip != vm.ip:
             self.ledger.note(name, ip=ip)
         return ip or vm.ip
@@ -792,7 +793,7 @@ class Engine:
         found: list[str] = []
 
         def check() -> bool:
-            ip = self.backend.ip_address(ref)
+            ip = guest_ip(self.backend, ref)
             if ip:
                 found.append(ip)
             return bool(ip)

@@ -10,13 +10,14 @@ from collections.abc import Callable
 from core.backends.base import Backend, VMRef
 from core.errors import Interrupted, InvalidInput, OperationTimeout
 from core.models import ReadinessProbe
+from core.reported import guest_ip
 
 
 def _tcp_open(host: str, port: int, timeout_s: float = 2.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
             return True
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a host name the IDNA codec refuses
         return False
 
 
@@ -77,7 +78,7 @@ def wait_ready(
         return "heartbeat"
 
     def address() -> str | None:
-        return backend.ip_address(ref)
+        return guest_ip(backend, ref)
 
     poll(lambda: address() is not None, timeout, "guest IP address", vm, stop)
     if probe.kind == "tcp":

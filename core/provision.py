@@ -30,6 +30,7 @@ from core.errors import (
 )
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
+from core.reported import guest_ip
 
 if TYPE_CHECKING:
     from core.engine import Engine, ProgressFn
@@ -312,7 +313,7 @@ def _build_one(
                 _notify(progress, vm_name, "checkpoint", how)
                 with engine.ledger.step("checkpoint", vm_name, row.pool):
                     backend.checkpoint(ref, CLEAN_CHECKPOINT)
-            ip = backend.ip_address(ref)
+            ip = guest_ip(backend, ref)
             _notify(progress, vm_name, "park", tier.value)
             if tier is VMState.PAUSED:
                 backend.pause(ref)

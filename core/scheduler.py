@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from core.agent_exec import agent_env, run_command
+from core.agent_exec import agent_env, env_names, run_command
 from core.budget import MemoryBudget
 from core.errors import (
     CapacityExceeded,
@@ -340,7 +340,8 @@ class Scheduler:
             status = self.engine.store.records.agent_status(agent_id)
             return status != AgentStatus.RUNNING.value
 
-        outcome = run_command(row["exec_command"], env, timeout_s, should_stop)
+        passed = env_names(self.engine.settings.exec_env)
+        outcome = run_command(row["exec_command"], env, timeout_s, should_stop, passed=passed)
         # When the controller stops, the command is killed and the agent runs again later.
         if (
             outcome.stopped

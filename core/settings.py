@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from core.errors import InvalidInput
 
@@ -85,6 +85,20 @@ class Settings(BaseModel):
     screenshot_dir: str = Field(
         default="", description="where the dashboard's p key saves (default: the data folder's)"
     )
+    exec_env: str = Field(
+        default="",
+        description="controller variables an agent's --exec command also gets (comma-separated)",
+    )
+
+    @field_validator("exec_env")
+    @classmethod
+    def _env_names(cls, value: str) -> str:
+        from core.agent_exec import env_names
+
+        try:
+            return ",".join(env_names(value))
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
     def db_is_url(self) -> bool:
         from core.store.target import is_url

@@ -16,8 +16,10 @@ from core.backends.hyperv.parsing import (
     parse_vm,
     pick_ipv4,
 )
+from core.errors import BackendError
 from core.models import HostState
 from core.ownership import owner_mark
+from core.reported import MAX_NAME_CHARS
 
 VM_ID = "5D4D2D7E-1B2A-4C3D-9E8F-0A1B2C3D4E5F"  # Hyper-V's id for a VM, as [string]$VM.Id
 
@@ -104,14 +106,26 @@ def test_ownership_is_read_from_notes_only() -> None:
 
 
 def test_bad_records_are_refused() -> None:
-    with pytest.raises(ValueError):
+    # The host's failure (BackendError, which every step handles), never a bare ValueError.
+    with pytest.raises(BackendError, match="not a VM record"):
         parse_vm({"State": "Running"})
-    with pytest.raises(ValueError):
+    with pytest.raises(BackendError):
         parse_vm("Running")  # type: ignore[arg-type]
     # A record without the hypervisor's id cannot be addressed: refused, never guessed.
     for bad_id in ({}, {"Id": ""}, {"Id": None}, {"Id": 7}):
-        with pytest.raises(ValueError):
+        with pytest.raises(BackendError):
             parse_vm({"Name": "a-001", "State": "Running", **bad_id})
+    # An uptime that is no duration, from a host or a guest's integration services.
+    with pytest.raises(BackendError):
+        parse_vm({"Name": "a-001", "Id": "x", "State": "Running", "Uptime": "soon"})
+
+
+def test_reported_names_and_states_are_bounded() -> None:
+    vm = parse_vm(
+        {"Name": "n" * 100_000, "Id": "I" * 1000, "State": "S" * 5000, "Checkpoints": ["c" * 9000]}
+    )
+    assert len(vm.name) <= MAX_NAME_CHARS and len(vm.id) <= 64
+    assert len(vm.raw_state) <= 64 and len(vm.checkpoints[0]) <= MAX_NAME_CHARS
 
 
 def test_ipv4_is_preferred_over_ipv6_and_apipa() -> None:
@@ -120,3 +134,25 @@ def test_ipv4_is_preferred_over_ipv6_and_apipa() -> None:
     assert pick_ipv4(["fe80::1"]) is None
     assert pick_ipv4(None) is None
     assert pick_ipv4(["999.1.1.1", "1.2.3"]) is None
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        "172.20.0.\u00b2",  # a superscript two: str.isdigit() says yes, int() says no
+        "\u0661\u0667\u0662.\u0662\u0660.\u0660.\u0665",  # 172.20.0.5 in Arabic-Indic digits
+        "\uff11\uff10.0.0.5",  # fullwidth digits
+        "10.0.0.5\x00",
+        "10.0.0.5/24",
+        "010.0.0.5",  # octal-looking: ambiguous, refused by ipaddress
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "10.0.0." + "5" * 10_000,
+        7,
+        {"ip": "10.0.0.5"},
+    ],
+)
+def test_hostile_reported_addresses_are_not_addresses(reported: object) -> None:
+    assert pick_ipv4([reported]) is None
+    assert pick_ipv4([reported, "10.0.0.9"]) == "10.0.0.9"

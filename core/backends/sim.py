@@ -825,6 +825,12 @@ class SimHost:
             vm = self._vm(state, ref, "ip")
             return vm["ip"] if vm["state"] == "Running" else None
 
+    def guest_reports(self, ref: VMRef, ip: str) -> None:
+        """What a guest may do: report any text as its address, as Hyper-V passes on the
+        guest's own report unchecked. Until the VM next gets a fresh address."""
+        with self._locked() as state:
+            self._vm(state, ref, "ip")["ip"] = ip
+
     def heartbeat_ok(self, ref: VMRef) -> bool:
         with self._locked(write=False) as state:
             vm = self._vm(state, ref, "heartbeat")

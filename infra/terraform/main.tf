@@ -66,6 +66,13 @@ resource "azurerm_subnet" "host" {
   address_prefixes     = [cidrsubnet(var.vnet_cidr, 8, 1)]
 }
 
+# The same rules on the subnet as on the host's NIC: anything else placed in the subnet
+# later is covered too.
+resource "azurerm_subnet_network_security_group_association" "host" {
+  subnet_id                 = azurerm_subnet.host.id
+  network_security_group_id = azurerm_network_security_group.host.id
+}
+
 resource "azurerm_public_ip" "host" {
   name                = "${var.name_prefix}-host-ip"
   location            = azurerm_resource_group.main.location
@@ -98,6 +105,7 @@ resource "azurerm_network_security_group" "host" {
 }
 
 resource "azurerm_network_interface" "host" {
+  #checkov:skip=CKV_AZURE_119:The operator reaches the host over RDP through this public IP; the NSG on the NIC and the subnet admits port 3389 from allowed_ip only (a validated single address or CIDR, never /0).
   name                = "${var.name_prefix}-host-nic"
   location            = azurerm_resource_group.main.location
   resource_group_name = azurerm_resource_group.main.name
@@ -117,6 +125,7 @@ resource "azurerm_network_interface_security_group_association" "host" {
 }
 
 resource "azurerm_windows_virtual_machine" "host" {
+  #checkov:skip=CKV_AZURE_50:The one extension, hvkube-setup (Custom Script Extension), is how the host is set up; it runs a script from this repository, fetched from the VM's own user data.
   name                = local.host_name
   computer_name       = local.host_name
   location            = azurerm_resource_group.main.location
@@ -128,13 +137,18 @@ resource "azurerm_windows_virtual_machine" "host" {
 
   network_interface_ids = [azurerm_network_interface.host.id]
 
+  # The temporary disk and the disk caches are encrypted on the host too (the subscription
+  # needs the EncryptionAtHost feature registered once: see infra/README.md).
+  encryption_at_host_enabled = true
+
   # The setup script, fetched from the metadata service by the bootstrap.
   user_data = base64encode(local.setup_script)
 
   os_disk {
-    caching              = "ReadWrite"
-    storage_account_type = "Premium_LRS"
-    disk_size_gb         = var.os_disk_size_gb
+    caching                = "ReadWrite"
+    storage_account_type   = "Premium_LRS"
+    disk_size_gb           = var.os_disk_size_gb
+    disk_encryption_set_id = azurerm_disk_encryption_set.main.id
   }
 
   source_image_reference {
@@ -146,6 +160,9 @@ resource "azurerm_windows_virtual_machine" "host" {
 
   # Trusted launch (secure_boot_enabled / vtpm_enabled) is left off: the
   # point of this VM is nested Hyper-V.
+
+  # The disk encryption set must be able to read its key before a disk uses it.
+  depends_on = [azurerm_key_vault_access_policy.disk_encryption_set]
 }
 
 resource "azurerm_managed_disk" "data" {
@@ -156,6 +173,13 @@ resource "azurerm_managed_disk" "data" {
   create_option        = "Empty"
   disk_size_gb         = var.data_disk_size_gb
   tags                 = var.tags
+
+  # Reached only through its VM: no export or import over the network.
+  public_network_access_enabled = false
+  network_access_policy         = "DenyAll"
+  disk_encryption_set_id        = azurerm_disk_encryption_set.main.id
+
+  depends_on = [azurerm_key_vault_access_policy.disk_encryption_set]
 }
 
 resource "azurerm_virtual_machine_data_disk_attachment" "data" {
@@ -201,4 +225,77 @@ resource "azurerm_dev_test_global_vm_shutdown_schedule" "host" {
   notification_settings {
     enabled = false
   }
+}
+
+# Disks are encrypted with a key of our own (customer-managed), held in a Key Vault that
+# only the operator's address and Azure services reach.
+data "azurerm_client_config" "current" {}
+
+resource "azurerm_key_vault" "disks" {
+  #checkov:skip=CKV_AZURE_189:Terraform itself creates the key from the operator's machine, so the vault keeps a public endpoint; network_acls deny everything but allowed_ip and Azure services.
+  #checkov:skip=CKV2_AZURE_32:No private endpoint for the same reason: the operator's machine is outside the virtual network.
+  name                        = "${var.name_prefix}-kv-${substr(sha256(azurerm_resource_group.main.id), 0, 8)}"
+  location                    = azurerm_resource_group.main.location
+  resource_group_name         = azurerm_resource_group.main.name
+  tenant_id                   = data.azurerm_client_config.current.tenant_id
+  sku_name                    = "premium"
+  enabled_for_disk_encryption = true
+  purge_protection_enabled    = true
+  soft_delete_retention_days  = 90
+  tags                        = var.tags
+
+  network_acls {
+    default_action = "Deny"
+    bypass         = "AzureServices"
+    ip_rules       = [var.allowed_ip]
+  }
+}
+
+resource "azurerm_key_vault_access_policy" "operator" {
+  key_vault_id = azurerm_key_vault.disks.id
+  tenant_id    = data.azurerm_client_config.current.tenant_id
+  object_id    = data.azurerm_client_config.current.object_id
+
+  key_permissions = ["Create", "Delete", "Get", "Purge", "Recover", "Update", "GetRotationPolicy", "SetRotationPolicy"]
+}
+
+resource "azurerm_key_vault_key" "disks" {
+  name            = "${var.name_prefix}-disks"
+  key_vault_id    = azurerm_key_vault.disks.id
+  key_type        = "RSA-HSM"
+  key_size        = 3072
+  key_opts        = ["wrapKey", "unwrapKey"]
+  expiration_date = var.disk_encryption_expires
+  tags            = var.tags
+
+  rotation_policy {
+    automatic {
+      time_before_expiry = "P30D"
+    }
+    expire_after         = "P2Y"
+    notify_before_expiry = "P29D"
+  }
+
+  depends_on = [azurerm_key_vault_access_policy.operator]
+}
+
+resource "azurerm_disk_encryption_set" "main" {
+  name                      = "${var.name_prefix}-des"
+  location                  = azurerm_resource_group.main.location
+  resource_group_name       = azurerm_resource_group.main.name
+  key_vault_key_id          = azurerm_key_vault_key.disks.versionless_id
+  auto_key_rotation_enabled = true
+  tags                      = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+}
+
+resource "azurerm_key_vault_access_policy" "disk_encryption_set" {
+  key_vault_id = azurerm_key_vault.disks.id
+  tenant_id    = azurerm_disk_encryption_set.main.identity[0].tenant_id
+  object_id    = azurerm_disk_encryption_set.main.identity[0].principal_id
+
+  key_permissions = ["Get", "WrapKey", "UnwrapKey"]
 }

@@ -212,3 +212,14 @@ variable "tags" {
     project = "hvkube"
   }
 }
+
+variable "disk_encryption_expires" {
+  type        = string
+  description = "When the disk encryption key expires (RFC 3339, UTC); it is rotated 30 days before, automatically."
+  default     = "2028-12-31T00:00:00Z"
+
+  validation {
+    condition     = can(formatdate("YYYY", var.disk_encryption_expires))
+    error_message = "disk_encryption_expires must be an RFC 3339 time such as 2028-12-31T00:00:00Z."
+  }
+}

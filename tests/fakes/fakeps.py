@@ -172,6 +172,19 @@ def read_input_log(state_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def set_screen(state_dir: str | os.PathLike[str], vm_id: str, width: int, height: int) -> None:
+    """What a guest does when it changes its display resolution."""
+    (Path(state_dir) / f"fakeps-screen-{vm_id}.json").write_text(json.dumps([width, height]))
+
+
+def read_thumbnail_sizes(state_dir: str | os.PathLike[str]) -> list[tuple[int, int]]:
+    """The thumbnail sizes the host was asked for, in order."""
+    path = Path(state_dir) / "fakeps-thumbnails.log"
+    if not path.exists():
+        return []
+    return [tuple(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
 # -- the host ----------------------------------------------------------------------------------
 
 
@@ -393,10 +406,17 @@ class FakeHost:
             ref = self._ref(p)
             if sim.raw_vm(ref)["state"] != "Running":
                 raise _NoDevice("Msvm_VideoHead")
+            screen = self.state_dir / f"fakeps-screen-{ref.id}.json"
+            if screen.exists():  # the guest set its own screen size
+                width, height = json.loads(screen.read_text())
+                return {"Width": width, "Height": height}
             shot = _rgb565_screenshot(sim.screenshot(ref))
             return {"Width": shot["Width"], "Height": shot["Height"]}
         if op == "vm_thumbnail":
-            shot = _rgb565_screenshot(sim.screenshot(self._ref(p)))
+            size = (int(p["Width"]), int(p["Height"]))
+            with open(self.state_dir / "fakeps-thumbnails.log", "a") as log:
+                log.write(json.dumps(size) + "\n")
+            shot = _rgb565_screenshot(sim.screenshot(self._ref(p)), size)
             return {"ReturnValue": 0, "Job": "", "Data": shot["Data"]}
         if op == "vm_type_text":
             ref = self._ref(p)
@@ -522,13 +542,16 @@ def _kvp_item(key: str, value: str) -> str:
     )
 
 
-def _rgb565_screenshot(png: bytes) -> dict[str, Any]:
-    """Re-encode a PNG as Hyper-V's thumbnail: raw RGB565, little endian, base64."""
+def _rgb565_screenshot(png: bytes, size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Re-encode a PNG as Hyper-V's thumbnail: raw RGB565, little endian, base64, scaled
+    to `size` as the host scales the screen to the thumbnail size it is asked for."""
     import base64
 
     from PIL import Image, ImageChops
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
+    if size is not None and size != image.size:
+        image = image.resize(size)
     width, height = image.size
     red, green, blue = image.split()
     # pixel = r5 g6 b5; low byte: g's low 3 bits and b5, high byte: r5 and g's high 3 bits.

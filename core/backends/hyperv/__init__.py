@@ -50,6 +50,7 @@ from core.models import HostCapacity, HostState, HostVM
 from core.names import check_pixel
 from core.ownership import owner_mark, same_name
 from core.remote import vmconnect_command
+from core.reported import MAX_TEXT_CHARS, bounded, screen_request
 from core.settings import Settings
 
 log = logging.getLogger("hvkube.hyperv")
@@ -60,6 +61,7 @@ HEARTBEAT_SERVICE_ID = "84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47"
 WMI_JOB_STARTED = 4096
 JOB_RUNNING = frozenset({2, 3, 4})  # new, starting, running
 JOB_COMPLETED = 7
+MAX_KVP_ITEM_CHARS = 16384
 
 
 def _vm_key(vm_id: str) -> str:
@@ -67,17 +69,23 @@ def _vm_key(vm_id: str) -> str:
 
 
 def kvp_value(items: list[Any], key: str) -> str:
-    """The Data of the KVP exchange item named `key` (Msvm_KvpExchangeDataItem XML texts)."""
-    for text in items:
+    """The Data of the KVP exchange item named `key` (Msvm_KvpExchangeDataItem XML texts).
+
+    The items are the guest's own words: an item too long for a KVP record (whose name and
+    data are at most 512 and 2048 bytes) is skipped unread, and the data is bounded."""
+    for item in items[:256]:
+        text = str(item)
+        if len(text) > MAX_KVP_ITEM_CHARS:
+            continue
         try:
-            root = ElementTree.fromstring(str(text))
+            root = ElementTree.fromstring(text)
         except ElementTree.ParseError:
             continue
         values = {
             prop.get("NAME"): (prop.findtext("VALUE") or "") for prop in root.iter("PROPERTY")
         }
         if values.get("Name") == key:
-            return values.get("Data", "")
+            return bounded(values.get("Data", ""), MAX_TEXT_CHARS)
     return ""
 
 
@@ -445,25 +453,24 @@ class HyperVBackend:
         return f"{path}\\Virtual Machines\\{vm.id.upper()}.vmrs"
 
     def screenshot(self, vm: VMRef) -> bytes:
+        # The guest sets its screen size: the host is asked for a thumbnail of bounded size
+        # (it scales the screen down itself), so a 4K or 8K guest costs no more to decode.
         head = self._read_op("vm_video_head", vm)
         width = parse_int(head.get("Width")) if isinstance(head, dict) else 0
         height = parse_int(head.get("Height")) if isinstance(head, dict) else 0
-        if width <= 0 or height <= 0:
-            width, height = 640, 480
-        if not (width <= 8192 and height <= 8192):
-            raise BackendError(
-                f"the screen of {vm.name!r} reports {width}x{height}, beyond 8192x8192",
-                vm=vm.name,
-                operation="screenshot",
-            )
+        width, height = screen_request(width, height)
         info = self._read_op("vm_thumbnail", vm, Width=width, Height=height)
         self._wmi(info, "GetVirtualSystemThumbnailImage", vm)
+        encoded = str(info.get("Data") or "")
+        expected = width * height * 2
         try:
-            data = base64.b64decode(str(info.get("Data") or ""), validate=True)
+            if len(encoded) > (expected + 2) // 3 * 4 + 4:
+                raise ValueError(f"{len(encoded)} characters for a {width}x{height} image")
+            data = base64.b64decode(encoded, validate=True)
             return rgb565_to_png(data, width, height)
         except (ValueError, binascii.Error) as exc:
             raise BackendError(
-                f"the screenshot of {vm.name!r} could not be decoded: {exc}",
+                f"the screenshot of {vm.name!r} could not be decoded: {bounded(exc, 200)}",
                 vm=vm.name,
                 operation="screenshot",
             ) from None

@@ -35,6 +35,7 @@ from core.errors import (
     VMBroken,
     VMNotFoundInHost,
 )
+from core.reported import MAX_NAME_CHARS, bounded
 
 PERMISSION_HINT = (
     "run hvkube from an elevated shell (Run as administrator), or add the user to the "
@@ -160,17 +161,18 @@ class ErrorRecord:
             number = _hresult(value)
             if number is not None:
                 hresults.append(number)
-        message = str(data.get("message") or "PowerShell reported an error without a message")
+        # Error texts can carry what a guest or another user named (a VM, a file): bounded.
+        message = bounded(data.get("message") or "PowerShell reported an error without a message")
         for match in _HRESULT_RE.finditer(message):
             hresults.append(int(match.group(1), 16))
         known = {"message", "fqid", "category", "type", "hresults", "target"}
         return cls(
             message=message,
-            fqid=str(data.get("fqid") or ""),
-            category=str(data.get("category") or ""),
-            exception_type=str(data.get("type") or ""),
-            hresults=hresults,
-            target=str(data.get("target") or ""),
+            fqid=bounded(data.get("fqid") or "", MAX_NAME_CHARS),
+            category=bounded(data.get("category") or "", MAX_NAME_CHARS),
+            exception_type=bounded(data.get("type") or "", MAX_NAME_CHARS),
+            hresults=hresults[:16],
+            target=bounded(data.get("target") or "", MAX_NAME_CHARS),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

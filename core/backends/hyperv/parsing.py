@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.errors import BackendError
 from core.models import HostState, HostVM
 from core.ownership import owner_of
+from core.reported import MAX_NAME_CHARS, bounded, usable_ipv4
 
 # Microsoft.HyperV.PowerShell.VMState values that are the same on every Windows
 # build since 2016. Values above 32781 differ between versions and are kept raw.
@@ -148,18 +150,28 @@ def parse_int(value: Any, default: int = 0) -> int:
 
 
 def parse_vm(item: dict[str, Any]) -> HostVM:
-    """One VM record from the dispatcher's `vm_list` / `vm_get`."""
+    """One VM record from the dispatcher's `vm_list` / `vm_get`. A record that is not one
+    is the host's failure (BackendError), never a ValueError that escapes a step."""
+    try:
+        return _parse_vm(item)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise BackendError(f"the host reported {bounded(exc, 300)}") from None
+
+
+def _parse_vm(item: dict[str, Any]) -> HostVM:
     if not isinstance(item, dict) or not isinstance(item.get("Name"), str):
-        raise ValueError(f"not a VM record: {item!r}"[:300])
+        raise ValueError(bounded(f"not a VM record: {item!r}", 300))
     if not isinstance(item.get("Id"), str) or not item["Id"]:
-        raise ValueError(f"VM record without an Id: {item!r}"[:300])
-    raw_state = enum_name(item.get("State"), VM_STATE_NAMES)
+        raise ValueError(bounded(f"a VM record without an Id: {item!r}", 300))
+    raw_state = bounded(enum_name(item.get("State"), VM_STATE_NAMES), 64)
     memory_bytes = parse_int(item.get("MemoryAssigned")) or parse_int(item.get("MemoryStartup"))
-    checkpoints = [str(c) for c in as_list(item.get("Checkpoints")) if c is not None]
+    checkpoints = [
+        bounded(c, MAX_NAME_CHARS) for c in as_list(item.get("Checkpoints")) if c is not None
+    ]
     notes = item.get("Notes")
     return HostVM(
-        name=item["Name"],
-        id=item["Id"].lower(),
+        name=bounded(item["Name"], MAX_NAME_CHARS),
+        id=bounded(item["Id"], 64).lower(),
         owner=owner_of(notes if isinstance(notes, str) else None),
         state=HostState.from_name(raw_state),
         raw_state=raw_state,
@@ -181,12 +193,16 @@ def parse_checkpoints(value: Any) -> list[Checkpoint]:
     found = []
     for item in as_list(value):
         if not isinstance(item, dict) or not isinstance(item.get("Id"), str):
-            raise ValueError(f"not a checkpoint record: {item!r}"[:300])
+            raise BackendError(bounded(f"the host reported not a checkpoint record: {item!r}", 300))
+        try:
+            created = parse_date(item.get("CreationTime"))
+        except (ValueError, OverflowError, OSError):
+            created = None  # an unreadable date sorts first, as an unknown one does
         found.append(
             Checkpoint(
-                id=item["Id"],
-                name=str(item.get("Name") or ""),
-                created=parse_date(item.get("CreationTime")),
+                id=bounded(item["Id"], 64),
+                name=bounded(item.get("Name") or "", MAX_NAME_CHARS),
+                created=created,
             )
         )
     oldest = datetime.min.replace(tzinfo=UTC)
@@ -195,15 +211,8 @@ def parse_checkpoints(value: Any) -> list[Checkpoint]:
 
 def pick_ipv4(addresses: Any) -> str | None:
     """The first usable IPv4 address of a list that may mix IPv4 and IPv6 (link-local)."""
-    for raw in as_list(addresses):
-        text = str(raw).strip()
-        parts = text.split(".")
-        # ASCII digits only: str.isdigit() also accepts '²' and Arabic-Indic digits.
-        if len(parts) != 4 or not all(
-            p.isascii() and p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts
-        ):
-            continue
-        if text.startswith(("169.254.", "0.", "127.")):
-            continue  # APIPA, unset or loopback: not an address an agent can use
-        return text
+    for raw in as_list(addresses)[:64]:  # a guest may report any number of addresses
+        found = usable_ipv4(raw)
+        if found is not None:
+            return found
     return None

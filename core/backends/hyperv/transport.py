@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import html
+import io
 import json
 import os
 import queue
@@ -50,6 +51,8 @@ DISPATCHER = Path(__file__).with_name("dispatcher.ps1")
 # How long a session that died is given to exit and to hand over the rest of its stderr
 # (the reason it died): plenty on a loaded host, and nothing when it is already gone.
 LOST_WAIT_S = 5.0
+# The longest answer line read: a bounded screenshot is about 6 MB of base64.
+MAX_LINE_BYTES = 32 * 1024 * 1024
 
 
 class SessionLost(BackendError):
@@ -227,8 +230,16 @@ class PowerShellSession:
 
     def _read_stdout(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
+        # The pipe is unbuffered (bufsize=0, for the writes): read it through a buffer, or
+        # readline takes one system call a byte (seconds for a screenshot's line).
+        reader = io.BufferedReader(proc.stdout, buffer_size=1 << 16)  # type: ignore[type-var]
         try:
-            for raw in iter(proc.stdout.readline, b""):
+            while raw := reader.readline(MAX_LINE_BYTES):
+                if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    # Longer than any answer: dropped to its end, never held whole.
+                    while (rest := reader.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                        pass
+                    raw = b"(an over-long line was dropped)\n"
                 self._lines.put(raw)
         except (OSError, ValueError):
             pass

@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.files import write_text_atomic
+
 READY_MARKER = "HVKUBE-READY"
 CACHE_NAME = "qemu-accel.json"
 
@@ -151,7 +153,5 @@ def choose_accel(
         sys.stderr.flush()
         ok, reason = probe_kvm(binary, probe_guest, timeout_s)
         choice = AccelChoice("kvm" if ok else "tcg", reason, probed=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, **asdict(choice)}))
-        os.replace(tmp, cache)
+        write_text_atomic(cache, json.dumps({"key": key, **asdict(choice)}), mode=0o600)
         return choice

@@ -61,7 +61,7 @@ def agent_ping(files: VMFiles, timeout_s: float = 0.3) -> bool:
                 chunk = sock.recv(4096)
                 if not chunk:
                     return False
-                data += chunk
+                data = (data + chunk)[-4096:]  # the guest's words: only the tail is kept
                 if f'"return": {token}'.encode() in data.replace(b'":', b'": '):
                     return True
     except OSError:

@@ -26,13 +26,13 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from core.backends.qemu.accel import BootFiles
 from core.backends.qemu.marker import MARKER_FILE
+from core.files import write_text_atomic
 
 
 def now_iso() -> str:
@@ -40,10 +40,9 @@ def now_iso() -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write through a temporary name, so readers see the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write through an exclusively created temporary name (never a planted link), so
+    readers see the old or the new content."""
+    write_text_atomic(path, text, mode=0o600)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,60 @@
+"""The data folder (the store's folder) must be the user's own and closed to others.
+
+hvkube keeps its store, the simulated host, SQLite's `-wal`/`-shm` files, the API token and
+the controller's log there. Another user who can write in that folder can plant a link or a
+file under one of those names before hvkube creates it, so such a folder is refused before
+anything is opened in it, with the one command that fixes it.
+
+On Windows the folder's ACL decides, not POSIX modes; the default folder is under the
+user's own profile, and this check does not apply.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+from pathlib import Path
+
+from core.errors import InvalidInput
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def check_data_dir(folder: Path) -> None:
+    """Refuse `folder` when it exists and is not owned by the user running hvkube, or
+    can be written by its group or others. A folder not made yet passes: hvkube makes it
+    0700."""
+    if os.name != "posix":
+        return
+    try:
+        info = os.stat(folder)  # a link to a folder is judged by the folder it points to
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise InvalidInput(f"data folder {folder} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        return  # the store refuses a path whose folder is a file, with its own message
+    me = os.geteuid()
+    quoted = shlex.quote(str(folder))
+    if info.st_uid != me:
+        raise InvalidInput(
+            f"data folder {folder} belongs to {_user(info.st_uid)}, not to you ({_user(me)}); "
+            f"use a folder of your own (--db or HVKUBE_DATA_DIR), or run: "
+            f"sudo chown {me} {quoted}"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InvalidInput(
+            f"data folder {folder} can be written by other users "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); run: chmod go-w {quoted}"
+        )
+
+
+__all__ = ["check_data_dir"]
