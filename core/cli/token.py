@@ -8,6 +8,10 @@ from typing import Any
 from core.cli.context import Context
 from core.cli.parsing import AddCommand, Parser
 
+COMMANDS = {
+    "token": "scoped tokens for the HTTP API",
+}
+
 
 def cmd_token_create(args: argparse.Namespace, ctx: Context) -> int:
     from core.cli.output import console, err_console
@@ -53,7 +57,7 @@ def cmd_token_revoke(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    tok = sub(commands, "token", None, "scoped tokens for the HTTP API")
+    tok = sub(commands, "token", None, COMMANDS["token"])
     cmds = tok.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(cmds, "create", cmd_token_create, "make a token (printed once)")
     p.add_argument("--name", required=True, help="what the token is for")

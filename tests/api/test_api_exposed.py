@@ -7,6 +7,8 @@ import os
 import resource
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -268,7 +270,17 @@ def test_cors_allow_list_answers_preflights_before_auth(tmp_path: Path) -> None:
 
 
 def test_read_only_server_refuses_management(tmp_path: Path) -> None:
-    srv = start_server(tmp_path / "data", "--readonly")
+    # Read-only creates nothing: the store is made first by a command that may write.
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    made = subprocess.run(
+        [sys.executable, "-m", "core.cli", "template", "list"],
+        env=api_env(data),
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    srv = start_server(data, "--readonly")
     try:
         headers = {"Authorization": f"Bearer {srv.token}"}
         with httpx.Client(base_url=srv.url, headers=headers, timeout=30) as c:
