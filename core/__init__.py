@@ -6,29 +6,68 @@ with open_engine() as engine:
     vm = engine.acquire("browser-pool", wait_s=60)
     print(vm.name, vm.ip)
     engine.release(vm.name)
+
+The names below are loaded when first used, so that `import core.errors` (as the command
+line does before it knows which command runs) does not load the engine, pydantic and peewee.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from core.engine import Engine
-from core.errors import HvkubeError
-from core.models import (
-    VM,
-    AcquiredVM,
-    Agent,
-    AgentResult,
-    AgentStatus,
-    Event,
-    ReadinessProbe,
-    ReleasePolicy,
-    Task,
-    Template,
-    VMPool,
-    VMState,
-)
-from core.settings import Settings, load_settings
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.errors import HvkubeError
+    from core.models import (
+        VM,
+        AcquiredVM,
+        Agent,
+        AgentResult,
+        AgentStatus,
+        Event,
+        ReadinessProbe,
+        ReleasePolicy,
+        Task,
+        Template,
+        VMPool,
+        VMState,
+    )
+    from core.settings import Settings, load_settings
+
+# Each public name and the module that defines it.
+_LAZY = {
+    "Engine": "core.engine",
+    "HvkubeError": "core.errors",
+    "Settings": "core.settings",
+    "load_settings": "core.settings",
+    **dict.fromkeys(
+        (
+            "VM",
+            "AcquiredVM",
+            "Agent",
+            "AgentResult",
+            "AgentStatus",
+            "Event",
+            "ReadinessProbe",
+            "ReleasePolicy",
+            "Task",
+            "Template",
+            "VMPool",
+            "VMState",
+        ),
+        "core.models",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
@@ -37,7 +76,9 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
+    from core.engine import Engine
     from core.names import check_host_name
+    from core.settings import load_settings
     from core.store import Store
 
     if settings is None:

@@ -10,6 +10,7 @@ Invariants kept here (see docs/design.md):
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -26,6 +27,7 @@ from core.errors import (
     HvkubeError,
     InvalidInput,
     InvalidVMState,
+    NotAcquired,
     NotFound,
     NoVMAvailable,
     SavedStateCorrupt,
@@ -844,6 +846,12 @@ class Engine:
             self.get_pool(pool)  # an unknown pool is bad input, not an empty pool
             if time.monotonic() >= deadline:
                 counts = self.pool_counts(pool)
+                if not any(counts.values()):
+                    raise NoVMAvailable(
+                        f"pool {pool!r} has no VMs yet; build them with 'hvkube pool "
+                        f"provision {pool}', or start the controller ('hvkube run'), which "
+                        "keeps every pool at its size"
+                    )
                 raise NoVMAvailable(
                     f"no free VM in pool {pool!r} ({counts.get('held', 0)} held, "
                     f"{sum(v for k, v in counts.items() if k != 'held')} in all); "
@@ -915,7 +923,7 @@ class Engine:
         chosen = self._policy(policy) if policy is not None else None
         self.ledger.guard("release a VM")
         if not vm.held:
-            raise Conflict(f"VM {name!r} is not acquired; nothing to release")
+            raise NotAcquired(f"VM {name!r} is not acquired; nothing to release")
         if holder is not None and vm.holder != holder:
             raise Conflict(f"VM {name!r} is held by someone else ({vm.holder})")
         if chosen is None:
@@ -1068,14 +1076,23 @@ class Engine:
         parallelism: int | None = None,
         progress: ProgressFn | None = None,
         count: int | None = None,
+        stop: threading.Event | None = None,
     ) -> ProvisionReport:
-        """Build VMs of the pool on this host: the ones it is missing, or `count` of them."""
-        return provision_pool(self, name, parallelism=parallelism, progress=progress, count=count)
+        """Build VMs of the pool on this host: the ones it is missing, or `count` of them.
+        Once `stop` is set, no VM is begun any more, and those being built are finished
+        (past their checkpoint) or removed again."""
+        return provision_pool(
+            self, name, parallelism=parallelism, progress=progress, count=count, stop=stop
+        )
 
     def scale_pool(
-        self, name: str, count: int, progress: ProgressFn | None = None
+        self,
+        name: str,
+        count: int,
+        progress: ProgressFn | None = None,
+        stop: threading.Event | None = None,
     ) -> ProvisionReport:
-        return scale_pool(self, name, count, progress=progress)
+        return scale_pool(self, name, count, progress=progress, stop=stop)
 
     def reconcile(self, remove_orphans: bool = False) -> Any:
         return reconcile(self, remove_orphans=remove_orphans)

@@ -81,6 +81,20 @@ class ReadOnlyMode(HvkubeError):
     code = "read_only"
 
 
+class NotAcquired(Conflict):
+    """Release of a VM that nobody holds: the caller's mistake, and nothing was changed
+    (exit code 2, as for an unknown VM; the HTTP API still answers it as a conflict)."""
+
+    exit_code = 2
+
+
+class Interrupted(HvkubeError):
+    """The operator stopped the command (Ctrl-C or SIGTERM) before this step began."""
+
+    exit_code = 130
+    code = "interrupted"
+
+
 class NoVMAvailable(HvkubeError):
     """No VM of the pool could be claimed within the wait."""
 

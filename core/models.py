@@ -7,118 +7,49 @@ the store (core.store) keeps them in SQL tables.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel as _PydanticModel
+from pydantic import ConfigDict, Field
 
-
-class VMState(StrEnum):
-    """A VM's state as the store records it.
-
-    The ready tiers are OFF (cold), SAVED (warm) and PAUSED (hot). States
-    ending in -ing are transitional: they record an intent before a backend
-    call and are never final; `reconcile` resolves them after a crash.
-    """
-
-    PROVISIONING = "provisioning"
-    OFF = "off"
-    STARTING = "starting"
-    RUNNING = "running"
-    SAVING = "saving"
-    SAVED = "saved"
-    PAUSING = "pausing"
-    PAUSED = "paused"
-    RESUMING = "resuming"
-    STOPPING = "stopping"
-    RESETTING = "resetting"
-    DELETING = "deleting"
-    ERROR = "error"
-    MISSING = "missing"
-    # Its host stopped heartbeating: nobody can tell its state until the host is back.
-    UNKNOWN = "unknown"
-
-    @property
-    def transitional(self) -> bool:
-        return self in TRANSITIONAL_STATES
-
-
-TRANSITIONAL_STATES = frozenset(
-    {
-        VMState.PROVISIONING,
-        VMState.STARTING,
-        VMState.SAVING,
-        VMState.PAUSING,
-        VMState.RESUMING,
-        VMState.STOPPING,
-        VMState.RESETTING,
-        VMState.DELETING,
-    }
+from core.states import (
+    ACTIVE_AGENT_STATUSES,
+    READY_TIERS,
+    TRANSITIONAL_STATES,
+    AgentStatus,
+    HostState,
+    ReleasePolicy,
+    VMState,
 )
-# Claim order for acquire: hot first, then warm, then cold.
-READY_TIERS = (VMState.PAUSED, VMState.SAVED, VMState.OFF)
+
+__all__ = [
+    "ACTIVE_AGENT_STATUSES",
+    "READY_TIERS",
+    "TRANSITIONAL_STATES",
+    "VM",
+    "AcquiredVM",
+    "Agent",
+    "AgentResult",
+    "AgentStatus",
+    "Event",
+    "Host",
+    "HostCapacity",
+    "HostState",
+    "HostVM",
+    "ReadinessProbe",
+    "ReleasePolicy",
+    "Task",
+    "Template",
+    "VMPool",
+    "VMState",
+]
 
 
-class HostState(StrEnum):
-    """A VM's state as the hypervisor reports it, mapped by Hyper-V's enum *name*."""
+class BaseModel(_PydanticModel):
+    """The models' base: each model's validator is built when it is first used, not when
+    this module is imported (a command that prints VMs does not build the agents' models)."""
 
-    OFF = "Off"
-    RUNNING = "Running"
-    SAVED = "Saved"
-    PAUSED = "Paused"
-    STARTING = "Starting"
-    SAVING = "Saving"
-    PAUSING = "Pausing"
-    RESUMING = "Resuming"
-    STOPPING = "Stopping"
-    RESET = "Reset"
-    OTHER = "Other"
-    UNKNOWN = "Unknown"
-
-    @classmethod
-    def from_name(cls, raw: str) -> HostState:
-        """Map a state name; anything not known maps to UNKNOWN (the raw value is kept aside)."""
-        aliases = {"FastSaved": cls.SAVED, "FastSaving": cls.SAVING, "ForceShutdown": cls.STOPPING}
-        if raw in aliases:
-            return aliases[raw]
-        for member in cls:
-            if member.value == raw:
-                return member
-        return cls.UNKNOWN
-
-    @property
-    def transitional(self) -> bool:
-        return self in {
-            HostState.STARTING,
-            HostState.SAVING,
-            HostState.PAUSING,
-            HostState.RESUMING,
-            HostState.STOPPING,
-            HostState.RESET,
-        }
-
-
-class ReleasePolicy(StrEnum):
-    SAVE = "save"
-    RESET = "reset"
-    DESTROY = "destroy"
-
-
-class AgentStatus(StrEnum):
-    PENDING = "pending"
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self not in ACTIVE_AGENT_STATUSES
-
-
-# An agent in one of these is still to run, or running: the one spelling of "active".
-ACTIVE_AGENT_STATUSES = frozenset({AgentStatus.PENDING, AgentStatus.SCHEDULED, AgentStatus.RUNNING})
+    model_config = ConfigDict(defer_build=True)
 
 
 class ReadinessProbe(BaseModel):

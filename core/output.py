@@ -1,4 +1,8 @@
-"""How the CLI prints: rich tables for people, JSON for scripts, and short time texts."""
+"""How the CLI prints: rich tables for people, JSON for scripts, and short time texts.
+
+rich is imported when a table is printed, not when this module is, so that commands
+that print JSON or nothing never load it.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +10,45 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
+from core.markup import literal
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 # The colour of each VM state and agent status, on the command line and in the dashboard.
+# Red means an error and nothing else; the ready tiers each have their own colour (hot
+# magenta, warm cyan, cold blue), running is green, and transitional states are yellow.
 STATE_STYLES = {
     "running": "bold green",
     "paused": "magenta",
     "saved": "cyan",
-    "off": "grey50",
+    "off": "blue",
     "error": "bold red",
-    "missing": "red",
+    "missing": "bold red",
     "unknown": "bold yellow",
     "up": "green",
     "down": "bold red",
-    "idle": "grey50",
+    "idle": "dim",
     "pending": "yellow",
     "scheduled": "yellow",
     "completed": "green",
-    "failed": "red",
-    "cancelled": "grey50",
+    "failed": "bold red",
+    "cancelled": "dim",
 }
+TRANSITIONAL_STYLE = "bold yellow"
+
+
+def state_style(state: str) -> str:
+    """The colour of a VM state or agent status; a state not listed above is transitional
+    (provisioning, resuming, saving, ...)."""
+    return STATE_STYLES.get(state, TRANSITIONAL_STYLE)
 
 
 def to_jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if hasattr(value, "model_dump"):  # a pydantic model (not imported to ask isinstance)
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
@@ -66,31 +81,46 @@ def ms(value: float | None) -> str:
     return f"{value:.0f}ms" if value >= 10 else f"{value:.1f}ms"
 
 
-def styled(state: str) -> str:
-    style = STATE_STYLES.get(state)
-    return f"[{style}]{state}[/]" if style else state
+def holder_text(holder: str | None, agent_id: int | None) -> str | None:
+    """Who holds a VM, written one way everywhere: `agent 12` for an agent the controller
+    placed, the lease holder's name otherwise."""
+    if agent_id is not None:
+        return f"agent {agent_id}"
+    return holder
+
+
+def styled(state: str) -> Text:
+    return literal(state, state_style(state))
+
+
+def _cell(value: Any) -> Text:
+    return literal("-" if value is None or value == "" else value)
 
 
 def table(
     console: Console, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str = ""
 ) -> None:
+    from rich.table import Table
+
     out = Table(title=title or None, box=None, header_style="bold", pad_edge=False)
     for column in columns:
         out.add_column(column)
     count = 0
     for row in rows:
-        out.add_row(*["-" if v is None else str(v) for v in row])
+        out.add_row(*[_cell(v) for v in row])
         count += 1
     if count == 0:
-        console.print(f"[dim](no {title.lower() or 'rows'})[/]")
+        console.print(f"(no {title.lower() or 'rows'})", style="dim")
         return
     console.print(out)
 
 
 def key_values(console: Console, pairs: Sequence[tuple[str, Any]]) -> None:
+    from rich.table import Table
+
     out = Table(box=None, show_header=False, pad_edge=False)
     out.add_column(style="bold")
     out.add_column()
     for key, value in pairs:
-        out.add_row(key, "-" if value is None or value == "" else str(value))
+        out.add_row(key, _cell(value))
     console.print(out)

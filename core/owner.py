@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import socket
 
-import psutil
-
 _started_cache: tuple[int, int] | None = None
 
 
@@ -20,6 +18,8 @@ def _started() -> int:
     global _started_cache
     pid = os.getpid()
     if _started_cache is None or _started_cache[0] != pid:
+        import psutil  # loaded by the first change, not by commands that only read
+
         _started_cache = (pid, int(psutil.Process(pid).create_time()))
     return _started_cache[1]
 
@@ -49,6 +49,8 @@ def owner_alive(owner: str | None, host: str | None = None) -> bool:
         return False
     if owner_of != (host or socket.gethostname()):
         return True
+    import psutil
+
     try:
         return int(psutil.Process(pid).create_time()) == started
     except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -3,6 +3,12 @@
 VMs are built in parallel up to a limit, and a VM only boots when host memory
 (measured, with the configured ceiling) has room for it beside the VMs that
 are already booting.
+
+Stopping (the operator's Ctrl-C): once the `stop` event is set, no VM is begun any more
+(its row, written as intent, is dropped), a VM being built finishes its current host step
+and is then removed again, unless it already has its clean checkpoint (it is then parked
+and kept: finishing is quicker than undoing). What could not be removed stays in ERROR
+for `hvkube reconcile` or the next provisioning, and the report says so.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from core.backends.base import CLEAN_CHECKPOINT, Capability, VMRef, feature
-from core.errors import CapacityExceeded, ForeignVM, HostObjectExists, HvkubeError, InvalidInput
+from core.errors import (
+    CapacityExceeded,
+    ForeignVM,
+    HostObjectExists,
+    HvkubeError,
+    Interrupted,
+    InvalidInput,
+)
 from core.models import VM, Template, VMPool, VMState
 from core.probes import wait_ready
 
@@ -33,6 +46,12 @@ class ProvisionReport:
     created: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # When stopped: removed again after they were begun, never begun, and left half-done
+    # (with why; `hvkube reconcile` or the next provisioning settles them).
+    interrupted: bool = False
+    rolled_back: list[str] = field(default_factory=list)
+    not_started: list[str] = field(default_factory=list)
+    half_done: dict[str, str] = field(default_factory=dict)
 
 
 class _TierPlan:
@@ -71,10 +90,11 @@ class _MemoryGate:
         self.in_flight_mb = 0
         self.unparked = 0
 
-    def admit(self, memory_mb: int, timeout_s: float) -> None:
+    def admit(self, memory_mb: int, timeout_s: float, stop: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         with self.cond:
             while True:
+                _check(stop, "before its first boot")
                 budget = self.engine.memory_budget()
                 if budget.allows(memory_mb, reserved_mb=self.in_flight_mb):
                     self.in_flight_mb += memory_mb
@@ -114,9 +134,11 @@ def provision_pool(
     parallelism: int | None = None,
     progress: ProgressFn | None = None,
     count: int | None = None,
+    stop: threading.Event | None = None,
 ) -> ProvisionReport:
     """Build on this host the VMs the pool is missing (or `count` of them, the share a
-    fleet's controller gives this host); replace this host's VMs that are gone or in error."""
+    fleet's controller gives this host); replace this host's VMs that are gone or in error.
+    Once `stop` is set, nothing more is begun (see the module's docstring)."""
     pool = engine.get_pool(name)
     tpl = engine.get_template(pool.template)
     workers = parallelism or engine.settings.provision_parallelism
@@ -168,12 +190,22 @@ def provision_pool(
             for vm_name in names
         ]
     )
+    # Tiers by name, decided now: the lowest-numbered new VM is the hot one, whichever
+    # build ends first (an operator reads `pool-001` as the hot VM, as the README does).
     plan = _TierPlan(pool, mine)
+    tiers = {vm_name: plan.next_tier(gpu=tpl.gpu) for vm_name in names}
 
     def build(vm_name: str) -> None:
+        if stop is not None and stop.is_set():
+            engine.ledger.forget(vm_name)  # never begun: nothing of it is on the host
+            report.not_started.append(vm_name)
+            _notify(progress, vm_name, "not started")
+            return
         try:
-            _build_one(engine, vm_name, tpl, plan, gate, progress)
+            _build_one(engine, vm_name, tpl, tiers[vm_name], gate, progress, stop)
             report.created.append(vm_name)
+        except Interrupted as exc:
+            _roll_back(engine, vm_name, exc, report, progress)
         except HvkubeError as exc:
             report.failed[vm_name] = str(exc)
             _notify(progress, vm_name, "failed", str(exc))
@@ -181,8 +213,40 @@ def provision_pool(
 
     with ThreadPoolExecutor(max_workers=min(workers, len(names))) as executor:
         list(executor.map(build, names))
+    report.interrupted = stop is not None and stop.is_set()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check(stop: threading.Event | None, where: str) -> None:
+    if stop is not None and stop.is_set():
+        raise Interrupted(f"stopped {where}")
+
+
+def _roll_back(
+    engine: Engine,
+    vm_name: str,
+    exc: Interrupted,
+    report: ProvisionReport,
+    progress: ProgressFn | None,
+) -> None:
+    """A VM stopped in the middle of its build: remove what was made of it."""
+    row = engine.get_vm(vm_name)
+    if row.disk_path is None and row.host_id is None:  # nothing of it reached the host
+        engine.ledger.forget(vm_name)
+        report.not_started.append(vm_name)
+        _notify(progress, vm_name, "not started")
+        return
+    _notify(progress, vm_name, "rollback", f"({exc})")
+    engine.ledger.fail(vm_name, exc)
+    try:
+        engine.delete_vm(vm_name, force=True)
+    except HvkubeError as why:
+        report.half_done[vm_name] = f"left in error: {why}"
+        _notify(progress, vm_name, "failed", str(why))
+        return
+    report.rolled_back.append(vm_name)
+    _notify(progress, vm_name, "rolled back")
 
 
 def check_name_free(engine: Engine, vm_name: str) -> None:
@@ -206,15 +270,17 @@ def _build_one(
     engine: Engine,
     vm_name: str,
     tpl: Template,
-    plan: _TierPlan,
+    tier: VMState,
     gate: _MemoryGate,
     progress: ProgressFn | None,
+    stop: threading.Event | None = None,
 ) -> None:
     backend = engine.backend
     row = engine.get_vm(vm_name)
     disk = backend.disk_path_for(vm_name, tpl.disk_path)
     with engine.ledger.step("provision", vm_name, row.pool):
         check_name_free(engine, vm_name)
+        _check(stop, "before its disk was made")
         _notify(progress, vm_name, "disk", disk)
         # The path is recorded before the disk is made, so a crash leaves nothing unknown; a
         # file already there is not ours, and is forgotten so that no rollback deletes it.
@@ -224,13 +290,14 @@ def _build_one(
         except HostObjectExists:
             engine.ledger.note(vm_name, disk_path=None)
             raise
+        _check(stop, "before the VM was created")
         _notify(progress, vm_name, "create")
         made = backend.create_vm(
             vm_name, disk, tpl.memory_mb, tpl.cpus, tpl.gpu, owner=engine.store_id
         )
         engine.ledger.note(vm_name, host_id=made.id)
         ref = VMRef(vm_name, made.id)
-        gate.admit(tpl.memory_mb, engine.settings.op_timeout_s)
+        gate.admit(tpl.memory_mb, engine.settings.op_timeout_s, stop)
         try:
             try:
                 _notify(progress, vm_name, "boot")
@@ -239,13 +306,13 @@ def _build_one(
             finally:
                 gate.booted(tpl.memory_mb)
             _notify(progress, vm_name, "wait_ready")
-            how = wait_ready(backend, ref, tpl.probe, engine.settings.ready_timeout_s)
+            how = wait_ready(backend, ref, tpl.probe, engine.settings.ready_timeout_s, stop)
+            _check(stop, "before its clean checkpoint")
             if not tpl.gpu:  # a GPU partition takes no checkpoints: reset rebuilds its disk
                 _notify(progress, vm_name, "checkpoint", how)
                 with engine.ledger.step("checkpoint", vm_name, row.pool):
                     backend.checkpoint(ref, CLEAN_CHECKPOINT)
             ip = backend.ip_address(ref)
-            tier = plan.next_tier(gpu=tpl.gpu)
             _notify(progress, vm_name, "park", tier.value)
             if tier is VMState.PAUSED:
                 backend.pause(ref)
@@ -286,16 +353,24 @@ def surplus_vms(vms: list[VM], surplus: int) -> list[VM]:
 
 
 def scale_pool(
-    engine: Engine, name: str, count: int, progress: ProgressFn | None = None
+    engine: Engine,
+    name: str,
+    count: int,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
 ) -> ProvisionReport:
     """Set the pool's size, then build the missing VMs or remove surplus idle ones."""
     pool = engine.update_pool(name, count=count)
     vms = engine.list_vms(pool=name)
     surplus = len(vms) - pool.desired_count
     if surplus <= 0:
-        return provision_pool(engine, name, progress=progress)
+        return provision_pool(engine, name, progress=progress, stop=stop)
     report = ProvisionReport(pool=name, requested=0)
     for vm in surplus_vms(vms, surplus):
+        if stop is not None and stop.is_set():
+            report.interrupted = True
+            report.not_started.append(vm.name)
+            continue
         _notify(progress, vm.name, "remove", vm.state.value)
         try:
             engine.delete_vm(vm.name)

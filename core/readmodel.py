@@ -142,6 +142,7 @@ class Snapshot:
     read_ms: float = 0.0
     controller: ControllerStatus | None = None
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    event_total: int | None = None  # every event in the store (the view shows the newest)
 
     def count(self, view: str) -> int:
         if view == "pools":
@@ -154,6 +155,8 @@ class Snapshot:
             return sum(self.agent_counts.values())
         if view == "vms":
             return sum(self.vm_states.values())
+        if view == "events" and self.event_total is not None:
+            return self.event_total
         return len(self.raw[view])
 
     def record(self, view: str, key: str) -> dict[str, Any] | None:
@@ -202,6 +205,7 @@ class SnapshotReader:
         self._agent_rows: dict[str, tuple[Any, ...]] | None = None
         self._event_rows: dict[str, tuple[Any, ...]] | None = None
         self._event_top = 0
+        self._event_total: int | None = None
         self._latencies: dict[str, list[float]] = {}
         self._vms: dict[str, tuple[Any, ...]] | None = None
 
@@ -306,6 +310,7 @@ class SnapshotReader:
             read_ms=(time.perf_counter() - started) * 1000.0,
             controller=self._controller(),
             hosts=hosts,
+            event_total=self._event_total,
         )
 
     def _controller(self) -> ControllerStatus | None:
@@ -354,6 +359,12 @@ class SnapshotReader:
     def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
         """The newest events. Events are only ever added, so only new ones are read."""
         fresh = self.engine.store.views.events_after(EVENT_FIELDS, self._event_top, EVENT_LIMIT)
+        if self._event_total is None or len(fresh) >= EVENT_LIMIT:
+            # Counted once, and again only when more came than one read shows; events are
+            # only ever added, so the new ones are the rest.
+            self._event_total = self.engine.store.views.event_count()
+        else:
+            self._event_total += len(fresh)
         if fresh or self._event_rows is None:
             merged = {str(row[0]): row for row in fresh}
             for key, row in (self._event_rows or {}).items():

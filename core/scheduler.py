@@ -296,7 +296,14 @@ class Scheduler:
             except HvkubeError as exc:
                 log.warning("agent %s: releasing %s failed: %s", agent_id, vm.name, exc)
             return False
-        log.debug("agent %s running on %s (%s)", agent_id, vm.name, vm.ip)
+        log.info(
+            "agent %s placed on %s (%s, resumed from %s in %.0f ms)",
+            agent_id,
+            vm.name,
+            vm.ip or "no IP yet",
+            vm.from_state.value,
+            vm.resume_ms,
+        )
         if not task["exec_command"]:
             return False  # completion comes from `hvkube agent complete` or the API
         return self._exec(agent_id, task, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
@@ -339,7 +346,16 @@ class Scheduler:
         # What Engine.finish_agent does, without reading the agent back: end it only if it is
         # still running (it may have been cancelled or timed out meanwhile), then give its
         # VM back by the pool's policy either way.
-        self.engine.agents.end(agent_id, status, result, before=AgentStatus.RUNNING)
+        if self.engine.agents.end(agent_id, status, result, before=AgentStatus.RUNNING):
+            log.info(
+                "agent %s %s on %s (exit code %s, %.1f s)%s",
+                agent_id,
+                status.value,
+                vm_name,
+                result.exit_code,
+                (result.duration_ms or 0) / 1000.0,
+                f": {result.error}" if result.error else "",
+            )
         # The holder names the agent: release refuses if the VM is no longer its own.
         with contextlib.suppress(HvkubeError):
             self.engine.release(vm_name, holder=agent_holder(agent_id))

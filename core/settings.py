@@ -82,6 +82,9 @@ class Settings(BaseModel):
     recording_retention_days: float = Field(
         default=14.0, ge=0, description="recordings older than this are deleted (0: kept)"
     )
+    screenshot_dir: str = Field(
+        default="", description="where the dashboard's p key saves (default: the data folder's)"
+    )
 
     def db_is_url(self) -> bool:
         from core.store.target import is_url
@@ -105,6 +108,11 @@ class Settings(BaseModel):
     def host_name(self) -> str:
         """This host's name in the store: the setting, else the machine's name."""
         return self.host or machine_name()
+
+    def screenshots_path(self) -> Path:
+        """Where the dashboard saves screenshots: the setting, else the user's data folder
+        (not the folder the dashboard was started in)."""
+        return Path(self.screenshot_dir) if self.screenshot_dir else data_dir() / "screenshots"
 
     def state_dir(self) -> Path:
         """Where this host's backend state lives: beside an SQLite store, in the data

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -41,7 +42,7 @@ from hvkube_tui.messages import (
 from hvkube_tui.screen import MainScreen
 from hvkube_tui.views import VIEW_CLASSES, VIEW_NAMES, View
 from hvkube_tui.views.formatter import RowFormatter
-from hvkube_tui.widgets.dialogs import HelpScreen
+from hvkube_tui.widgets.dialogs import HelpScreen, QuitScreen
 
 # The reader reads these views' rows only while they are on screen: read them anew
 # when one is shown.
@@ -77,6 +78,7 @@ class HvkubeApp(App[None]):
         screenshot_dir: Path | None = None,
         background: Callable[[threading.Event], None] | None = None,
         title: str | None = None,
+        ephemeral: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -88,7 +90,12 @@ class HvkubeApp(App[None]):
         self.poll_interval = poll_interval
         self.clock_refresh = clock_refresh
         self.thumbnail_interval = thumbnail_interval
-        self.screenshot_dir = screenshot_dir or settings.state_dir() / "screenshots"
+        self.screenshot_dir = screenshot_dir or settings.screenshots_path()
+        # The store goes away when the dashboard ends (the demo): nothing started here may
+        # outlive it.
+        self.ephemeral = ephemeral
+        self.controller_pid: int | None = None  # the controller `R` started
+        self.keep_controller = False  # the operator chose to leave it running
         self.background = background
         self.banner = title
         self.view = "pools"  # the view on screen
@@ -127,16 +134,55 @@ class HvkubeApp(App[None]):
         self._stop.set()
         self._wake.set()
         self.applied.set()
+        self.stop_controller()
         if self.owns_engine:
             self.engine.close()
 
+    def stop_controller(self) -> None:
+        """End the controller `R` started, unless the operator chose to keep it."""
+        from hvkube_tui import background
+
+        pid = self.controller_pid
+        if pid is not None and not self.keep_controller:
+            self.controller_pid = None
+            background.stop(pid)
+
     async def action_quit(self) -> None:
+        from hvkube_tui import background
+
+        if not self.ephemeral and background.running(self.controller_pid) and not self.modal_open():
+            assert self.controller_pid is not None
+
+            def answered(choice: str | None) -> None:
+                if choice in ("stop", "keep"):
+                    self.keep_controller = choice == "keep"
+                    self._quit_now()
+
+            self.push_screen(QuitScreen(self.controller_pid), answered)
+            return
+        self._quit_now()
+
+    def _quit_now(self) -> None:
         running = [w for w in self.workers if w.group == "actions" and w.is_running]
         if running:
             self.notify(f"waiting for {len(running)} action(s) to finish…", timeout=3)
+        if self.controller_pid is not None and not self.keep_controller:
+            self.notify("stopping the controller started here…", timeout=3)
         self._stop.set()
         self._wake.set()
         self.exit()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Notifications carry names, errors and agents' text: never read as markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def modal_open(self) -> bool:
         return len(self.screen_stack) > 1
@@ -311,6 +357,7 @@ class HvkubeApp(App[None]):
     action_reset = _view_action("reset")
     action_console = _view_action("console")
     action_capture = _view_action("capture")
+    action_screen = _view_action("screen")
     action_acquire = _view_action("acquire")
     action_scale_up = _view_action("scale_up")
     action_scale_down = _view_action("scale_down")
@@ -323,13 +370,23 @@ class HvkubeApp(App[None]):
         from core.controller import start_in_background
 
         settings = self.engine.settings
+
+        def started(result: tuple[int, Path]) -> str:
+            self.controller_pid = result[0]
+            ends = (
+                "it stops when the demo ends"
+                if self.ephemeral
+                else "on quit you choose whether it keeps running"
+            )
+            return f"controller started (pid {result[0]}); {ends}; log: {result[1]}"
+
         start_action(
             self,
             "",
             "",
             "controller",
             lambda: start_in_background(settings),
-            lambda started: f"controller started (pid {started[0]}); log: {started[1]}",
+            started,
         )
 
     def on_action_done(self, message: ActionDone) -> None:

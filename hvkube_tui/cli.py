@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 
+def _screenshots(args: argparse.Namespace, ctx: Any) -> Path:
+    """Where `p` saves: --output, else the setting, else the user's data folder."""
+    return Path(args.output) if args.output else Path(ctx.settings.screenshots_path())
+
+
 def cmd_ui(args: argparse.Namespace, ctx: Any) -> int:
     from hvkube_tui.app import make_app
 
-    app = make_app(ctx.settings, engine=ctx.engine)
+    app = make_app(ctx.settings, engine=ctx.engine, screenshot_dir=_screenshots(args, ctx))
     app.run()
     return 0
 
@@ -39,8 +44,10 @@ def cmd_demo(args: argparse.Namespace, ctx: Any) -> int:
             settings,
             background=partial(demo_activity, settings),
             title="demo",
-            # The demo's folder goes away on exit; screenshots (p) stay where the user is.
-            screenshot_dir=Path.cwd() / "hvkube-screenshots",
+            # The demo's folder goes away on exit; screenshots (p) go to the user's data
+            # folder (or --output), and a controller started with R ends with the demo.
+            screenshot_dir=_screenshots(args, ctx),
+            ephemeral=not keep,
         )
         app.run()
     finally:
@@ -51,13 +58,20 @@ def cmd_demo(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+SCREENSHOTS_HELP = (
+    "folder for screenshots taken with p (default: the screenshot_dir setting, else "
+    "'screenshots' in the data folder)"
+)
+
+
 def register(commands: Any, sub: Any) -> None:
-    sub(
+    p = sub(
         commands,
         "ui",
         cmd_ui,
         "open the dashboard on the configured database and backend (also: no command)",
     )
+    p.add_argument("--output", metavar="DIR", help=SCREENSHOTS_HELP)
     p = sub(
         commands,
         "demo",
@@ -67,3 +81,4 @@ def register(commands: Any, sub: Any) -> None:
     p.add_argument(
         "--dir", metavar="PATH", help="keep the demo database in this new folder (default: temp)"
     )
+    p.add_argument("--output", metavar="DIR", help=SCREENSHOTS_HELP)

@@ -30,6 +30,7 @@ from core.readmodel import (  # noqa: F401  (re-exported for the views)
     SnapshotReader,
     to_record,
 )
+from core.settings import Settings, default_backend
 from core.utc import as_utc
 
 Clock = Callable[[], datetime]
@@ -105,6 +106,19 @@ def state_cell(state: str) -> Cell:
 def pool_median(pool: dict[str, Any]) -> float | None:
     """The median the CLI and the API print for the pool (core.readmodel)."""
     return ResumeFigures.of(pool.get("latencies") or []).median_ms
+
+
+def cli_command(settings: Settings) -> str:
+    """`hvkube`, with the options that point it at this dashboard's store and backend when
+    they are not the defaults (the demo's, or --db): a command to paste that acts here."""
+    import shlex
+
+    parts = ["hvkube"]
+    if settings.db:
+        parts += ["--db", shlex.quote(str(settings.db_path()))]
+    if settings.backend != default_backend():
+        parts += ["--backend", settings.backend]
+    return " ".join(parts)
 
 
 # The dashboard polls the core read model's snapshot.

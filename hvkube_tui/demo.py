@@ -21,6 +21,7 @@ from core.backends.sim import SimHost
 from core.engine import Engine
 from core.errors import HvkubeError
 from core.models import AgentResult, AgentStatus, VMState
+from core.scheduler import agent_holder
 from core.settings import Settings
 
 DEMO_SCALE = 0.05  # simulated timings x 0.05: a 2.4 s resume takes about 0.12 s
@@ -72,7 +73,7 @@ def _sim(engine: Engine) -> SimHost:
 def start_agent(engine: Engine, agent_id: int, pool: str) -> str:
     """Do what the scheduler does for one queued agent: acquire a VM for it, mark it running."""
     engine.agents.move(agent_id, AgentStatus.PENDING, AgentStatus.SCHEDULED)
-    got = engine.acquire(pool, agent_id=agent_id, holder=f"agent-{agent_id}")
+    got = engine.acquire(pool, agent_id=agent_id, holder=agent_holder(agent_id))
     engine.agents.start(agent_id, got.name)
     return got.name
 

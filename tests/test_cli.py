@@ -222,3 +222,56 @@ def test_sim_faults_from_the_cli() -> None:
     assert json.loads(ok("vm", "info", "bp-001", "--json"))["state"] == "missing"
     provisioned = json.loads(ok("pool", "provision", "bp", "--json"))
     assert provisioned["created"] == ["bp-001"]
+
+
+# -- the operator's details (issue 16) -----------------------------------------------------------
+
+
+def test_short_forms_and_template_register() -> None:
+    ok("template", "register", "-n", "tpl", "--vhdx", r"C:\t.vhdx")
+    ok("pool", "create", "-n", "bp", "-t", "tpl", "-c", "2", "--warm", "2")
+    ok("pool", "provision", "bp")
+    vms = json.loads(ok("vm", "list", "-p", "bp", "--json"))
+    assert [v["name"] for v in vms] == ["bp-001", "bp-002"]
+    from core.cli import build_parser
+
+    assert build_parser(["serve"]).parse_args(["serve", "-p", "9090"]).port == 9090
+
+
+def test_errors_under_json_are_one_json_object_on_stderr() -> None:
+    result = run_cli("--json", "vm", "info", "nope")
+    assert result.returncode == 2 and result.stdout == ""
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "not_found" and "nope" in error["message"]
+    usage = run_cli("--json", "pool", "create", "--name", "x")  # argparse's own refusal
+    assert usage.returncode == 2
+    assert json.loads(usage.stderr)["error"]["code"] == "invalid_input"
+
+
+def test_a_mistyped_command_gets_a_did_you_mean() -> None:
+    result = run_cli("pol", "list")
+    assert result.returncode == 2
+    assert "did you mean 'pool'?" in result.stderr
+    assert "did you mean 'list'?" in run_cli("vm", "lst").stderr
+
+
+def test_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("hvkube ")
+
+
+def test_exit_codes_are_consistent_for_release() -> None:
+    """Releasing a VM nobody holds is bad input, as an unknown VM is: 2, nothing changed."""
+    ok("template", "create", "--name", "tpl", "--vhdx", r"C:\t.vhdx")
+    ok("pool", "create", "--name", "bp", "--template", "tpl", "--count", "1", "--warm", "1")
+    ok("pool", "provision", "bp")
+    assert run_cli("release", "bp-001").returncode == 2
+    assert run_cli("release", "bp-999").returncode == 2
+
+
+def test_acquire_from_a_pool_never_built_says_how_to_build_it() -> None:
+    ok("template", "create", "--name", "tpl", "--vhdx", r"C:\t.vhdx")
+    ok("pool", "create", "--name", "bp", "--template", "tpl", "--count", "2")
+    result = run_cli("acquire", "--pool", "bp")
+    assert result.returncode == 1
+    assert "hvkube pool provision bp" in result.stderr and "hvkube run" in result.stderr

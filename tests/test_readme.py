@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,59 @@ def test_the_headless_script_runs_as_written(tmp_path: Path) -> None:
     assert name.startswith("browser-pool-") and ip.count(".") == 3
     listing = run_cli("vm", "list", "--json").stdout
     assert '"holder": null' in listing and '"holder": "' not in listing  # released
+
+
+def _session(marker: str) -> list[list[str]]:
+    """The commands of a README block between `<!-- marker -->` and `<!-- /marker -->`."""
+    import shlex
+
+    block = re.search(rf"<!-- {marker} -->\s*```sh\n(.*?)```\s*<!-- /{marker} -->", README, re.S)
+    assert block is not None, marker
+    commands = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
+    assert all(c[0] == "hvkube" for c in commands if c), commands
+    return [c[1:] for c in commands if c]
+
+
+def _run_as_typed(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_the_first_session_and_the_controller_run_as_written(tmp_path: Path) -> None:
+    outputs = {}
+    for args in _session("first-session"):
+        result = _run_as_typed(args, tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        outputs[" ".join(args[:2])] = result.stdout
+    # The VM the session goes on with is the one acquire hands out (the hot one).
+    assert "browser-pool-001" in outputs["acquire --pool"]
+    assert (tmp_path / "screen.png").read_bytes().startswith(b"\x89PNG")
+
+    # `hvkube run` in one shell, the rest in another.
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "run", "--tick", "0.2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        submit, status = _session("controller-session")
+        result = _run_as_typed(submit, tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "completed" in result.stdout and "checked browser-pool-" in result.stdout
+        result = _run_as_typed(status, tmp_path)
+        assert result.returncode == 0, result.stderr
+    finally:
+        controller.send_signal(signal.SIGTERM)
+        _, log = controller.communicate(timeout=60)
+    # The controller's log tells of the agent: placed on a VM, then completed.
+    assert re.search(r"agent 1 placed on browser-pool-\d{3}", log), log
+    assert "agent 1 completed" in log, log

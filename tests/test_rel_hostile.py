@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import sqlite3
@@ -311,14 +312,19 @@ def run_main(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def check_outcome(code: int, out: str, err: str) -> None:
+def check_outcome(code: int, out: str, err: str, as_json: bool = False) -> None:
     assert code in (0, 1, 2), (code, err)
     assert "Traceback" not in out + err
     assert "internal error" not in err, err
     if code != 0:
         lines = [line for line in err.splitlines() if not line.startswith("simulated host")]
         assert len(lines) == 1, err
-        assert lines[0].startswith("hvkube: error: "), err
+        if as_json:  # under --json, the error is one JSON object
+            error = json.loads(lines[0])["error"]
+            assert set(error) == {"code", "message"} and error["message"], err
+            assert error["code"] != "internal", err
+        else:
+            assert lines[0].startswith("hvkube: error: "), err
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +355,7 @@ def _example(home: Path, pristine: Path, argv: list[str]) -> None:
     count("inputs tried")
     before = snapshot(home)
     code, out, err = run_main(argv)
-    check_outcome(code, out, err)
+    check_outcome(code, out, err, as_json="--json" in argv)
     if code != 0:
         assert snapshot(home) == before, f"{argv!r} was refused but changed the store"
     else:  # accepted: start the next example from the same state

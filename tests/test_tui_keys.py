@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from textual.command import CommandList
 from textual.pilot import Pilot
@@ -187,6 +188,26 @@ def test_c_explains_why_there_is_no_console(tmp_path: Path) -> None:
     drive(tmp_path, scenario)
 
 
+def test_v_shows_the_vm_screen_full_size_live_and_esc_closes_it(tmp_path: Path) -> None:
+    from hvkube_tui.widgets.screenview import ScreenView
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms", "browser-001")
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ScreenView), "the screen view")
+        view = app.screen
+        assert isinstance(view, ScreenView) and view.vm == "browser-001"
+        await until(pilot, lambda: view.frames >= 2, "two looks, a second apart", 20)
+        image = view.image.render()
+        # Larger than the thumbnail: nearly the whole 120x36 terminal.
+        assert "▀" in str(image) and view.image.size.width > 60 and view.image.size.height > 20
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ScreenView), "closed")
+        assert app.view == "vms"
+
+    drive(tmp_path, scenario)
+
+
 def test_thumbnail_of_the_selected_vm(tmp_path: Path) -> None:
     async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
         await at(app, pilot, "vms", "browser-001")
@@ -261,7 +282,9 @@ def test_a_acquires_from_the_selected_pool(tmp_path: Path) -> None:
         now = {vm.name for vm in app.engine.list_vms(pool="browser") if vm.held}
         (new,) = now - held
         assert state(app, new) is VMState.RUNNING
-        assert any(f"hvkube release {new}" in n for n in notes(app))
+        # The command to give it back points at this dashboard's store (not the default).
+        db = str(app.settings.db_path())
+        assert any(f"release {new}" in n and f"--db {db}" in n for n in notes(app))
 
     drive(tmp_path, scenario)
 
@@ -273,8 +296,15 @@ def test_plus_and_minus_scale_the_pool(tmp_path: Path) -> None:
         await settle(pilot)
         assert app.engine.get_pool("office").desired_count == 5
         assert app.table("pools").shown["office"][2] == "5"
+        await pilot.press("minus")  # deletes a VM: asked first, and a no keeps it
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert app.engine.get_pool("office").desired_count == 5
         for _ in range(2):
             await pilot.press("minus")
+            await settle(pilot)
+            await pilot.press("y")
             await settle(pilot)
         assert app.engine.get_pool("office").desired_count == 3
         assert len(app.engine.list_vms(pool="office")) == 3
@@ -614,5 +644,49 @@ def test_shift_r_starts_the_controller_and_the_header_shows_it(tmp_path: Path) -
             late = controller_status(app.engine)
             if late.running and late.pid is not None and late.pid not in started:
                 started.append(late.pid)
-        for pid in started:
+        alive = [pid for pid in started if psutil.pid_exists(pid) and _not_zombie(pid)]
+        for pid in alive:
             os.kill(pid, signal.SIGTERM)
+    # The controller R started ended with the dashboard.
+    assert started and not alive
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_quitting_asks_whether_to_keep_the_controller_r_started(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from core.controller import controller_status
+    from hvkube_tui.widgets.dialogs import QuitScreen
+
+    pids: list[int] = []
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await pilot.press("R")
+        await settle(pilot)
+        await until(pilot, lambda: app.controller_pid is not None, "the controller started")
+        assert app.controller_pid is not None
+        pids.append(app.controller_pid)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), "the question")
+        await pilot.press("escape")  # stay
+        await until(pilot, lambda: not app.modal_open(), "the question closed")
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), "the question again")
+        await pilot.press("k")  # keep it running
+
+    try:
+        app = drive(tmp_path, scenario)
+        assert app.keep_controller
+        assert _not_zombie(pids[0]), "kept: it outlives the dashboard"
+        assert controller_status(app.engine).pid in (None, pids[0])
+    finally:
+        for pid in pids:
+            if _not_zombie(pid):
+                os.kill(pid, signal.SIGTERM)

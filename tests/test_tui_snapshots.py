@@ -88,3 +88,21 @@ def test_readonly(snap_compare: Any, tmp_path: Path) -> None:
 def test_small_terminal(view: str, snap_compare: Any, tmp_path: Path) -> None:
     row = "browser-002" if view == "vms" else None
     assert snap_compare(_app(tmp_path), terminal_size=SMALL, run_before=_goto(view, row))
+
+
+# At 80x24, the advertised minimum: what explains a problem is on screen, first in the
+# detail pane, and help shows how to close it.
+
+
+def test_small_vm_in_error(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=SMALL, run_before=_goto("vms", "office-004"))
+
+
+def test_small_failed_agent(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(_app(tmp_path), terminal_size=SMALL, run_before=_goto("agents", "3"))
+
+
+def test_small_help(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(
+        _app(tmp_path), terminal_size=SMALL, run_before=_goto("vms", press=("question_mark",))
+    )

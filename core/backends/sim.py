@@ -42,19 +42,12 @@ from core.errors import (
 from core.models import HostCapacity, HostState, HostVM
 from core.ownership import owner_of, same_name
 from core.settings import Settings, machine_name
+from core.sim_faults import FAULT_KINDS
 from core.sqlite_ro import readonly_uri
 
-FAULT_KINDS = {
-    "corrupt-saved-state": "the VM's saved state is damaged; its next resume fails",
-    "delete-vm": "the VM is removed from the host, as if deleted in Hyper-V Manager",
-    "ip-change": "the VM gets a new IP address on its next resume",
-    "hang": "the next operation of the given kind (or any) hangs until it times out",
-    "out-of-memory": "the host reports no free memory; starting a VM fails",
-    "fail": "the next operation of the given kind (or any) fails with an error",
-    "permission-denied": "the next operation fails as if the user were not a Hyper-V admin",
-    "foreign-vm": "a VM that hvkube did not make appears on the host with the given name",
-    "broken-vm": "the VM's files are gone: the host can no longer read it (a ghost VM)",
-}
+# Seconds Start-VM takes from Off on Hyper-V: it returns once the VM runs, before the guest
+# has booted.
+START_SECONDS = 1.5
 
 
 class _Rows(MutableMapping[str, Any]):
@@ -614,9 +607,12 @@ class SimHost:
             for fault in ip_change:
                 state["faults"].remove(fault)
             self._assign_ip(state, vm, fresh=bool(ip_change))
-            if vm.get("resume_from") != "Saved" or not vm.get("booted_at"):
+            cold = vm.get("resume_from") != "Saved" or not vm.get("booted_at")
+            if cold:
                 vm["booted_at"] = time.time()
-            vm["booted"] = True
+            # A cold start's guest answers its heartbeat once it has booted.
+            vm["booted"] = not cold
+            vm["ready_at"] = time.time() + (self._boot_seconds(vm) * self.scale if cold else 0)
             vm["state"] = "Running"
             vm.pop("resume_from", None)
         elif op == "save":
@@ -662,7 +658,9 @@ class SimHost:
         name = ref.name
 
         def duration(vm: dict[str, Any]) -> float:
-            return self._resume_seconds(vm) if vm["state"] == "Saved" else self._boot_seconds(vm)
+            # Start-VM from Off returns once the VM runs; its guest then boots for
+            # _boot_seconds before its heartbeat answers (see heartbeat_ok), as on Hyper-V.
+            return self._resume_seconds(vm) if vm["state"] == "Saved" else START_SECONDS
 
         def check(state: _SimState, vm: dict[str, Any]) -> None:
             self._check_memory(state, vm)
@@ -830,7 +828,8 @@ class SimHost:
     def heartbeat_ok(self, ref: VMRef) -> bool:
         with self._locked(write=False) as state:
             vm = self._vm(state, ref, "heartbeat")
-            return bool(vm["state"] == "Running" and vm["booted"])
+            booted = vm["booted"] or time.time() >= vm.get("ready_at", 0.0)
+            return bool(vm["state"] == "Running" and booted)
 
     def capacity(self) -> HostCapacity:
         with self._locked(write=False) as state:

@@ -11,6 +11,13 @@ from core.cli.output import console, done
 from core.cli.parsing import AddCommand
 from core.output import key_values, ms, print_json
 
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "acquire": "take a ready VM from a pool and resume it",
+    "release": "give a VM back (default: the pool's policy)",
+}
+
 
 def cmd_acquire(args: argparse.Namespace, ctx: Context) -> int:
     vm = ctx.engine.acquire(args.pool, wait_s=args.wait, prefer_host=args.prefer_host)
@@ -43,11 +50,11 @@ def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    p = sub(commands, "acquire", cmd_acquire, "take a ready VM from a pool and resume it")
+    p = sub(commands, "acquire", cmd_acquire, COMMANDS["acquire"])
     p.add_argument("--pool", required=True)
     p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="wait for one")
     p.add_argument("--prefer-host", metavar="NAME", help="among equally ready VMs, this host's")
-    p = sub(commands, "release", cmd_release, "give a VM back (default: the pool's policy)")
+    p = sub(commands, "release", cmd_release, COMMANDS["release"])
     p.add_argument("name")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--reset", dest="policy", action="store_const", const="reset")

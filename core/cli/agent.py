@@ -12,9 +12,15 @@ from core.cli.output import console, done
 from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
 from core.files import write_atomic
-from core.models import AgentResult, AgentStatus
 from core.names import parse_json_object
 from core.output import ago, key_values, ms, print_json, styled, table
+from core.states import AgentStatus
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "agent": "queue and follow agents",
+}
 
 
 def recording_arg(text: str) -> str:
@@ -51,6 +57,16 @@ def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _agent_details(a: Any) -> None:
+    import json
+
+    result = a.result
+    outcome = None
+    if result is not None:
+        outcome = "success" if result.success else "failed"
+        if result.exit_code is not None:
+            outcome += f" (exit code {result.exit_code})"
+        if result.duration_ms is not None:
+            outcome += f" in {ms(result.duration_ms)}"
     key_values(
         console,
         [
@@ -59,7 +75,7 @@ def _agent_details(a: Any) -> None:
             ("pool", a.pool),
             ("status", styled(a.status.value)),
             ("vm", a.vm),
-            ("input", a.task.input),
+            ("input", json.dumps(a.task.input, ensure_ascii=False) if a.task.input else None),
             ("timeout", f"{a.task.timeout_s}s"),
             ("gpu", "yes" if a.task.requires_gpu else "no"),
             ("exec", a.task.exec_command),
@@ -67,7 +83,16 @@ def _agent_details(a: Any) -> None:
             ("started", a.started_at),
             ("finished", a.finished_at),
             ("waiting because", a.wait_reason),
-            ("result", a.result.model_dump_json() if a.result else None),
+            ("result", outcome),
+            ("error", result.error if result else None),
+            # Whole, one key a line: a long output wraps between lines, never mid-word.
+            (
+                "output",
+                json.dumps(result.output, indent=2, ensure_ascii=False)
+                if result and result.output
+                else None,
+            ),
+            ("screenshots", "\n".join(result.screenshots) if result else None),
         ],
     )
 
@@ -113,6 +138,8 @@ def cmd_agent_complete(args: argparse.Namespace, ctx: Context) -> int:
     for shot in args.screenshot or []:
         if not Path(shot).is_file():
             raise InvalidInput(f"--screenshot {shot!r} is not a file")
+    from core.models import AgentResult
+
     result = AgentResult(
         success=args.failed is None,
         output=output,
@@ -163,7 +190,7 @@ def cmd_agent_recording(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    agent = sub(commands, "agent", None, "queue and follow agents")
+    agent = sub(commands, "agent", None, COMMANDS["agent"])
     agent_cmds = agent.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(agent_cmds, "submit", cmd_agent_submit, "queue an agent on a pool")
     p.add_argument("--pool", required=True)

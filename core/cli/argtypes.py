@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from core.models import ReadinessProbe
+if TYPE_CHECKING:
+    from core.models import ReadinessProbe
 
 
 def positive_int(text: str) -> int:
@@ -31,6 +33,8 @@ def seconds(text: str) -> float:
 
 
 def probe(text: str) -> ReadinessProbe:
+    from core.models import ReadinessProbe
+
     if text == "heartbeat":
         return ReadinessProbe(kind="heartbeat")
     if text.startswith("tcp:") and text[4:].isdigit() and 0 < int(text[4:]) < 65536:

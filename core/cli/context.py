@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from core.backends.base import DescribedBackend
 from core.cli.output import err_console
-from core.engine import Engine
-from core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.settings import Settings
 
 
 class Context:
     """What a command handler gets: settings, output mode, and a lazily opened engine."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from core.settings import load_settings
+
         flags = {
             "db": getattr(args, "db", None),
             "backend": getattr(args, "backend", None),
@@ -33,20 +37,23 @@ class Context:
     def engine(self) -> Engine:
         if self._engine is None:
             from core import open_engine
+            from core.backends.base import DescribedBackend
 
             self._engine = open_engine(self.settings)
             if self._engine.backend.simulated and not self.json:
                 err_console.print(
-                    f"[dim]simulated host ({self._engine.backend.name}); "
-                    f"database {self.settings.db_shown()}[/]",
+                    f"simulated host ({self._engine.backend.name}); "
+                    f"database {self.settings.db_shown()}",
+                    style="dim",
                     soft_wrap=True,
                 )
             backend = self._engine.backend
             if isinstance(backend, DescribedBackend) and not self.json:
                 info = backend.describe()
                 err_console.print(
-                    f"[dim]{info['backend']} host: accelerator {info['accel']} "
-                    f"({info['accel_reason']}); VMs in {info['vm_dir']}[/]"
+                    f"{info['backend']} host: accelerator {info['accel']} "
+                    f"({info['accel_reason']}); VMs in {info['vm_dir']}",
+                    style="dim",
                 )
         return self._engine
 

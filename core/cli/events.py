@@ -9,7 +9,14 @@ from core.cli.argtypes import positive_int
 from core.cli.context import Context
 from core.cli.output import console
 from core.cli.parsing import AddCommand
+from core.markup import literal
 from core.output import ms, print_json, table
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "events": "lifecycle steps, newest first",
+}
 
 
 def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
@@ -24,7 +31,7 @@ def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
             e.vm,
             e.pool,
             ms(e.duration_ms),
-            "[green]ok[/]" if e.ok else "[red]failed[/]",
+            literal("ok", "green") if e.ok else literal("failed", "bold red"),
             (e.error or "")[:70],
         )
         for e in events
@@ -34,7 +41,7 @@ def cmd_events(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    p = sub(commands, "events", cmd_events, "lifecycle steps, newest first")
+    p = sub(commands, "events", cmd_events, COMMANDS["events"])
     p.add_argument("--vm")
     p.add_argument("--pool")
     p.add_argument("--limit", type=positive_int, default=50)

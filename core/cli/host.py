@@ -10,6 +10,12 @@ from core.cli.output import console, done
 from core.cli.parsing import AddCommand, Parser
 from core.output import key_values, print_json, styled, table
 
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "host": "the hosts sharing this store",
+}
+
 
 def _age(seconds: float | None) -> str:
     if seconds is None:
@@ -86,7 +92,7 @@ def cmd_host_remove(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    host = sub(commands, "host", None, "the hosts sharing this store")
+    host = sub(commands, "host", None, COMMANDS["host"])
     host_cmds = host.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     sub(host_cmds, "list", cmd_host_list, "every host: up or down, heartbeat, memory, VMs")
     p = sub(host_cmds, "show", cmd_host_show, "one host")

@@ -10,6 +10,12 @@ from core.cli.context import Context
 from core.cli.parsing import AddCommand
 from core.errors import InvalidInput
 
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "mcp": "serve MCP tools on stdin/stdout: acquire, screenshot, click, type, keys, release",
+}
+
 
 def cmd_mcp(args: argparse.Namespace, ctx: Context) -> int:
     try:
@@ -29,5 +35,5 @@ def register(commands: Any, sub: AddCommand) -> None:
         commands,
         "mcp",
         cmd_mcp,
-        "serve MCP tools on stdin/stdout: acquire, screenshot, click, type, keys, release",
+        COMMANDS["mcp"],
     )

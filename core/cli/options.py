@@ -3,6 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+# Global options that take a value (the word after them is not the command).
+VALUE_OPTIONS = frozenset({"--db", "--backend"})
+
+
+class _Version(argparse.Action):
+    """--version: looks the version up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import platform
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("hvkube")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        sys.stdout.write(f"hvkube {number} (Python {platform.python_version()})\n")
+        parser.exit()
+
+
+def top_options(parser: argparse.ArgumentParser) -> None:
+    """Options of `hvkube` itself only."""
+    parser.add_argument("--version", action=_Version, help="print hvkube's version and exit")
 
 
 def global_options(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -25,7 +54,7 @@ def global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         "--json",
         action="store_true",
         default=False if top else argparse.SUPPRESS,
-        help="print JSON for scripts",
+        help='print JSON for scripts (errors too: {"error": {"code", "message"}} on stderr)',
     )
     group.add_argument(
         "--verbose",

@@ -1,4 +1,9 @@
-"""How commands print: the two consoles, a one-line report (or JSON), and the VM table."""
+"""How commands print: the two consoles, a one-line report (or JSON), and the VM table.
+
+The consoles read no markup (core.markup): whatever a name, an error or an agent's output
+holds is printed as it is. They are made when first used, so a command that prints only
+JSON never loads rich.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,37 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from core.output import ago, ms, print_json, styled, table
+from core.markup import plain_console
+from core.output import ago, holder_text, ms, print_json, styled, table
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from core.cli.context import Context
 
-# Piped output is not cut to 80 columns: scripts and grep see whole lines.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
-err_console = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A rich console made on first use."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _get(self) -> Console:
+        if self._console is None:
+            if self._stderr:
+                self._console = plain_console(stderr=True)
+            else:
+                # Piped output is not cut to 80 columns: scripts and grep see whole lines.
+                self._console = plain_console(width=None if sys.stdout.isatty() else 240)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+
+console: Console = _LazyConsole(stderr=False)  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 
 def done(ctx: Context, value: Any, text: str) -> None:
@@ -33,7 +59,7 @@ def vm_table(vms: Sequence[Any]) -> None:
             vm.pool,
             vm.host,
             styled(vm.state.value),
-            vm.holder and (f"agent {vm.agent_id}" if vm.agent_id else vm.holder),
+            holder_text(vm.holder, vm.agent_id),
             vm.ip,
             vm.memory_mb,
             ago(vm.last_resumed_at),

@@ -5,15 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli.argtypes import host_list, positive_int
 from core.cli.context import Context
+from core.cli.errors import INTERRUPTED
+from core.cli.interrupt import interruptible
 from core.cli.output import console, done, err_console, vm_table
 from core.cli.parsing import AddCommand, Parser
-from core.engine import Engine
-from core.models import ReleasePolicy
 from core.output import key_values, ms, print_json, table
+from core.states import ReleasePolicy
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "pool": "create, provision and scale pools",
+}
 
 
 def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -31,7 +42,7 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
         print_json(pool)
     else:
         console.print(
-            f"pool [bold]{pool.name}[/] created: {pool.desired_count} VMs of {pool.template} "
+            f"pool {pool.name} created: {pool.desired_count} VMs of {pool.template} "
             f"({pool.hot_count} hot, {pool.warm_count} warm), release={pool.release_policy.value}."
             f" Next: hvkube pool provision {pool.name}"
         )
@@ -119,6 +130,10 @@ def cmd_pool_status(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+# The steps that end a VM's build, one way or the other.
+FINAL_STEPS = frozenset({"ready", "failed", "rolled back", "not started"})
+
+
 def _progress_printer(ctx: Context, total: int) -> tuple[Callable[[str, str, str], None], Any]:
     """A progress bar on a terminal, plain lines otherwise (and nothing with --json)."""
     if ctx.json:
@@ -131,20 +146,23 @@ def _progress_printer(ctx: Context, total: int) -> tuple[Callable[[str, str, str
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[last]}"),
+            TextColumn("{task.fields[last]}", markup=False),
             console=err_console,
         )
         task = progress.add_task("provisioning", total=total, last="")
 
         def on_step(vm: str, step: str, detail: str) -> None:
+            if step == "stopping":
+                progress.update(task, description="stopping")
+                return
             last = f"{vm}: {step} {detail}".strip()
-            advance = 1 if step in {"ready", "failed"} else 0
+            advance = 1 if step in FINAL_STEPS else 0
             progress.update(task, advance=advance, last=last)
 
         return on_step, progress
 
     def plain(vm: str, step: str, detail: str) -> None:
-        if step not in {"boot", "ready", "failed", "replace", "remove"}:
+        if step not in {"disk", "boot", "replace", "remove", "rollback", *FINAL_STEPS}:
             return
         err_console.print(f"{vm}: {step} {detail}".rstrip(), soft_wrap=True)
 
@@ -160,8 +178,14 @@ def _provision_report(ctx: Context, report: Any) -> int:
                 "created": sorted(report.created),
                 "failed": report.failed,
                 "seconds": round(report.seconds, 3),
+                "interrupted": report.interrupted,
+                "rolled_back": sorted(report.rolled_back),
+                "not_started": sorted(report.not_started),
+                "half_done": report.half_done,
             }
         )
+    elif report.interrupted:
+        _interrupted_summary(report)
     elif report.requested == 0 and not report.failed:
         console.print(f"pool {report.pool} already has its VMs")
     else:
@@ -170,32 +194,90 @@ def _provision_report(ctx: Context, report: Any) -> int:
             f"in {report.seconds:.1f}s"
         )
         for vm, why in sorted(report.failed.items()):
-            err_console.print(f"[red]{vm}: {why}[/]")
+            err_console.print(f"{vm}: {why}", style="red")
+    if report.interrupted:
+        return INTERRUPTED
     return 1 if report.failed else 0
+
+
+def _names(names: Any) -> str:
+    return ", ".join(sorted(names)) or "none"
+
+
+def _interrupted_summary(report: Any) -> None:
+    """What a stopped provisioning built, undid and left: the operator's next step."""
+    console.print(f"pool {report.pool}: stopped after {report.seconds:.1f}s")
+    console.print(f"  built and ready: {len(report.created)} ({_names(report.created)})")
+    if report.rolled_back:
+        console.print(
+            f"  begun, then removed again: {len(report.rolled_back)} ({_names(report.rolled_back)})"
+        )
+    if report.not_started:
+        console.print(f"  not begun: {len(report.not_started)} ({_names(report.not_started)})")
+    for vm, why in sorted(report.failed.items()):
+        err_console.print(f"  failed: {vm}: {why}", style="red")
+    if report.half_done:
+        for vm, why in sorted(report.half_done.items()):
+            err_console.print(f"  half-done: {vm}: {why}", style="red")
+        console.print("  Run 'hvkube reconcile' to settle the half-done VMs.")
+    else:
+        console.print(
+            f"  Nothing is left half-done. 'hvkube pool provision {report.pool}' builds the rest."
+        )
+
+
+def _half_done(ctx: Context, pool: str) -> Callable[[], list[str]]:
+    """The pool's VMs caught in the middle of a step, as a second Ctrl-C leaves them."""
+
+    def left() -> list[str]:
+        return [
+            f"{vm.name} ({vm.state.value})"
+            for vm in ctx.engine.list_vms(pool=pool)
+            if vm.state.transitional
+        ]
+
+    return left
+
+
+def _build(ctx: Context, name: str, total: int, work: Callable[..., Any]) -> int:
+    """Run provisioning work with a progress display and Ctrl-C handling; print its report."""
+    on_step, progress = _progress_printer(ctx, total)
+
+    def say(text: str) -> None:
+        err_console.print(text, style="bold yellow", soft_wrap=True)
+        on_step("", "stopping", "")
+
+    with interruptible(f"building pool {name}", say, _half_done(ctx, name)) as stop:
+        if progress is not None:
+            with progress:
+                report = work(on_step, stop)
+        else:
+            report = work(on_step, stop)
+    return _provision_report(ctx, report)
 
 
 def cmd_pool_provision(args: argparse.Namespace, ctx: Context) -> int:
     pool = ctx.engine.get_pool(args.name)
     have = len(ctx.engine.list_vms(pool=args.name))
-    on_step, progress = _progress_printer(ctx, max(0, pool.desired_count - have))
-    if progress is not None:
-        with progress:
-            report = ctx.engine.provision_pool(args.name, args.parallel, on_step)
-    else:
-        report = ctx.engine.provision_pool(args.name, args.parallel, on_step)
-    return _provision_report(ctx, report)
+    return _build(
+        ctx,
+        args.name,
+        max(0, pool.desired_count - have),
+        lambda on_step, stop: ctx.engine.provision_pool(
+            args.name, args.parallel, on_step, stop=stop
+        ),
+    )
 
 
 def cmd_pool_scale(args: argparse.Namespace, ctx: Context) -> int:
-    on_step, progress = _progress_printer(ctx, args.count)
-    if progress is not None:
-        with progress:
-            report = ctx.engine.scale_pool(args.name, args.count, on_step)
-    else:
-        report = ctx.engine.scale_pool(args.name, args.count, on_step)
     if not ctx.json:
-        console.print(f"pool {args.name} scaled to {args.count}")
-    return _provision_report(ctx, report)
+        console.print(f"pool {args.name}: scaling to {args.count}")
+    return _build(
+        ctx,
+        args.name,
+        args.count,
+        lambda on_step, stop: ctx.engine.scale_pool(args.name, args.count, on_step, stop),
+    )
 
 
 def cmd_pool_edit(args: argparse.Namespace, ctx: Context) -> int:
@@ -228,12 +310,12 @@ def cmd_pool_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    pool = sub(commands, "pool", None, "create, provision and scale pools")
+    pool = sub(commands, "pool", None, COMMANDS["pool"])
     pool_cmds = pool.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(pool_cmds, "create", cmd_pool_create, "declare a pool of VMs from a template")
-    p.add_argument("--name", required=True)
-    p.add_argument("--template", required=True)
-    p.add_argument("--count", type=positive_int, required=True, help="VMs in all")
+    p.add_argument("-n", "--name", required=True)
+    p.add_argument("-t", "--template", required=True)
+    p.add_argument("-c", "--count", type=positive_int, required=True, help="VMs in all")
     p.add_argument("--warm", type=positive_int, default=0, help="kept Saved (2-5 s to resume)")
     p.add_argument("--hot", type=positive_int, default=0, help="kept Paused (ms, holds RAM)")
     p.add_argument(

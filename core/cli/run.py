@@ -14,6 +14,12 @@ from core.cli.parsing import AddCommand
 from core.errors import InvalidInput
 from core.output import print_json
 
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "run": "the controller: keep pools at size and tiers, schedule agents (Ctrl-C stops cleanly)",
+}
+
 
 def cmd_run(args: argparse.Namespace, ctx: Context) -> int:
     import logging
@@ -66,7 +72,7 @@ def register(commands: Any, sub: AddCommand) -> None:
         commands,
         "run",
         cmd_run,
-        "the controller: keep pools at size and tiers, schedule agents (Ctrl-C stops cleanly)",
+        COMMANDS["run"],
     )
     p.add_argument("--tick", type=seconds, default=2.0, metavar="S", help="pool upkeep period")
     p.add_argument("--once", action="store_true", help="one tick, wait for its work, exit")

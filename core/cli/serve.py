@@ -10,6 +10,12 @@ from core.cli.context import Context
 from core.cli.parsing import AddCommand
 from core.errors import InvalidInput
 
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "serve": "serve the HTTP API (see docs/api.md)",
+}
+
 
 def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
     try:
@@ -39,9 +45,11 @@ def cmd_serve(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    p = sub(commands, "serve", cmd_serve, "serve the HTTP API (see docs/api.md)")
+    p = sub(commands, "serve", cmd_serve, COMMANDS["serve"])
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=positive_int, default=8080, help="port (default 8080; 0: any)")
+    p.add_argument(
+        "-p", "--port", type=positive_int, default=8080, help="port (default 8080; 0: any)"
+    )
     p.add_argument(
         "--lease-seconds",
         type=seconds,

@@ -12,6 +12,12 @@ from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
 from core.output import print_json, table
 
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "sim": "the simulated host: inject faults",
+}
+
 
 def _sim(ctx: Context) -> Any:
     from core.backends.sim import SimHost
@@ -63,9 +69,9 @@ def cmd_sim_clear(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    from core.backends.sim import FAULT_KINDS
+    from core.sim_faults import FAULT_KINDS
 
-    sim = sub(commands, "sim", None, "the simulated host: inject faults")
+    sim = sub(commands, "sim", None, COMMANDS["sim"])
     sim_cmds = sim.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(
         sim_cmds,

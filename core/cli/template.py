@@ -9,8 +9,13 @@ from core.cli.argtypes import positive_int, probe
 from core.cli.context import Context
 from core.cli.output import console, done
 from core.cli.parsing import AddCommand, Parser
-from core.models import ReadinessProbe
 from core.output import key_values, print_json, table
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "template": "register and inspect golden templates",
+}
 
 
 def cmd_template_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -28,7 +33,7 @@ def cmd_template_create(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         print_json(tpl)
     else:
-        console.print(f"template [bold]{tpl.name}[/] created ({tpl.memory_mb} MB, {tpl.cpus} CPUs)")
+        console.print(f"template {tpl.name} created ({tpl.memory_mb} MB, {tpl.cpus} CPUs)")
     return 0
 
 
@@ -83,10 +88,16 @@ def cmd_template_delete(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    tpl = sub(commands, "template", None, "register and inspect golden templates")
+    tpl = sub(commands, "template", None, COMMANDS["template"])
     tpl_cmds = tpl.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
-    p = sub(tpl_cmds, "create", cmd_template_create, "register a template disk")
-    p.add_argument("--name", required=True, help="template name")
+    p = sub(
+        tpl_cmds,
+        "create",
+        cmd_template_create,
+        "register a template disk (also: template register)",
+        aliases=["register"],
+    )
+    p.add_argument("-n", "--name", required=True, help="template name")
     p.add_argument("--vhdx", required=True, metavar="PATH", help="template disk on the host")
     p.add_argument("--memory-mb", type=positive_int, default=4096, help="memory (default 4096)")
     p.add_argument("--cpus", type=positive_int, default=2, help="virtual CPUs (default 2)")
@@ -97,7 +108,7 @@ def register(commands: Any, sub: AddCommand) -> None:
     p.add_argument(
         "--probe",
         type=probe,
-        default=ReadinessProbe(),
+        default="heartbeat",
         help="readiness: heartbeat (default), tcp:PORT or http:URL",
     )
     sub(tpl_cmds, "list", cmd_template_list, "list templates")

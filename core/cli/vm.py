@@ -11,8 +11,14 @@ from core.cli.output import console, done, vm_table
 from core.cli.parsing import AddCommand, Parser
 from core.errors import InvalidInput
 from core.files import write_atomic
-from core.models import VMState
-from core.output import key_values, ms, print_json, styled
+from core.output import holder_text, key_values, ms, print_json, styled
+from core.states import VMState
+
+# The commands this module adds, with their help: `hvkube --help` lists them without
+# building their parsers.
+COMMANDS = {
+    "vm": "inspect and drive single VMs",
+}
 
 
 def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -39,7 +45,7 @@ def cmd_vm_info(args: argparse.Namespace, ctx: Context) -> int:
             ("template", vm.template),
             ("state", styled(vm.state.value)),
             ("host state", host.raw_state if host else "not on host"),
-            ("held by", vm.holder),
+            ("held by", holder_text(vm.holder, vm.agent_id)),
             ("agent", vm.agent_id),
             ("ip", vm.ip),
             ("rdp port", vm.rdp_port),
@@ -163,10 +169,10 @@ def cmd_vm_rdp(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def register(commands: Any, sub: AddCommand) -> None:
-    vm = sub(commands, "vm", None, "inspect and drive single VMs")
+    vm = sub(commands, "vm", None, COMMANDS["vm"])
     vm_cmds = vm.add_subparsers(dest="subcommand", metavar="ACTION", parser_class=Parser)
     p = sub(vm_cmds, "list", cmd_vm_list, "list VMs")
-    p.add_argument("--pool")
+    p.add_argument("-p", "--pool", help="only this pool's VMs")
     p.add_argument("--host", metavar="NAME", help="only VMs on this host")
     p.add_argument(
         "--state",

@@ -73,6 +73,10 @@ class ViewRows:
             f'SELECT {_columns(fields)} FROM "agent" WHERE "id" IN ({marks})', tuple(ids)
         )
 
+    def event_count(self) -> int:
+        rows = self._all('SELECT COUNT(*) FROM "event"', ())
+        return int(rows[0][0]) if rows else 0
+
     def events_after(self, fields: tuple[str, ...], top: int, limit: int) -> list[tuple[Any, ...]]:
         return self._all(
             f'SELECT {_columns(fields)} FROM "event" WHERE "id" > ? ORDER BY "id" DESC LIMIT ?',

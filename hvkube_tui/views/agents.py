@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import RenderableType
+from rich.text import Text
 
 from hvkube_tui.data import STATE_STYLES, Row, duration_text, since
 from hvkube_tui.views.base import View
@@ -43,13 +44,20 @@ class AgentsView(View):
 
     def detail(self, a: dict[str, Any], now: datetime) -> RenderableType:
         result = a["result"] or {}
+        # What explains a problem comes first: at 80x24 the pane is a few lines tall.
+        first: list[tuple[str, Any]] = []
+        if result and not result.get("success"):
+            first.append(("failed", Text(str(result.get("error") or "?"), style="bold red")))
+        elif a["wait_reason"] and a["status"] in ("pending", "scheduled"):
+            first.append(("waiting", Text(a["wait_reason"], style="yellow")))
         outcome = "-"
         if result:
-            outcome = (
-                "success" if result.get("success") else f"failed: {result.get('error') or '?'}"
-            )
+            outcome = "success" if result.get("success") else "failed"
+            if result.get("exit_code") is not None:
+                outcome += f" (exit code {result['exit_code']})"
         return detail_grid(
             [
+                *first,
                 ("agent", a["id"]),
                 ("workflow", a["workflow"]),
                 ("pool", a["pool"]),
@@ -58,7 +66,7 @@ class AgentsView(View):
                 ("created", when_text(a["created_at"], now)),
                 ("started", when_text(a["started_at"], now)),
                 ("finished", when_text(a["finished_at"], now)),
-                ("waiting", a["wait_reason"] or "-"),
+                *([] if first else [("waiting", a["wait_reason"] or "-")]),
                 ("result", outcome),
             ]
         )

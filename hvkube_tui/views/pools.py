@@ -8,13 +8,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
+from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Sparkline
 
 from core.engine import ProvisionReport
 from core.models import AcquiredVM
 from core.output import ms as ms_text
-from hvkube_tui.data import Row, Snapshot, pool_median, sparkline_text
+from hvkube_tui.data import Row, Snapshot, cli_command, pool_median, sparkline_text
 from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid
 from hvkube_tui.widgets.forms import EditPoolForm, PoolForm
@@ -71,8 +72,16 @@ class PoolsView(View):
         p50 = pool_median(p)
         lat = sorted(p["latencies"])
         p90 = lat[min(len(lat) - 1, int(len(lat) * 0.9))] if lat else None
+        broken = c.get("error", 0) + c.get("missing", 0)
+        # What explains a problem comes first: at 80x24 the pane is a few lines tall.
+        first: list[tuple[str, Any]] = []
+        if broken:
+            first.append(
+                ("problem", Text(f"{broken} VM(s) in error or missing: see :vms", style="bold red"))
+            )
         return detail_grid(
             [
+                *first,
                 ("pool", p["name"]),
                 ("template", p["template"]),
                 (
@@ -114,7 +123,7 @@ class PoolsView(View):
                 return (
                     f"{got.name} ({got.ip or 'no IP yet'}) from {got.from_state.value} in "
                     f"{ms_text(got.resume_ms)}; held as {got.holder}. "
-                    f"Give it back with: hvkube release {got.name}"
+                    f"Give it back with: {cli_command(self.dashboard.settings)} release {got.name}"
                 )
 
             engine = self.dashboard.engine
@@ -154,7 +163,20 @@ class PoolsView(View):
         self._scale(+1)
 
     def action_scale_down(self) -> None:
-        self._scale(-1)
+        """Scaling down deletes an idle VM with its disk: asked first, as `d` is."""
+        pool = self.selected()
+        snap = self.dashboard.snapshot
+        if not pool or snap is None or pool not in snap.pools:
+            return
+        count = snap.pools[pool]["desired_count"] - 1
+        if count < 0:
+            self.notify(f"{pool} is already at 0 VMs", severity="warning")
+            return
+        self.confirm(
+            f"Scale {pool} down to {count}? Its least ready idle VM is deleted with its disk.",
+            lambda: self._scale(-1),
+            "Scale down",
+        )
 
     def action_edit(self) -> None:
         pool = self.selected()

@@ -3,7 +3,6 @@ the console, save a screenshot. The detail pane adds a live thumbnail of the VM'
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from textual.widget import Widget
 from core.backends.base import Capability, feature
 from core.errors import HvkubeError
 from core.files import write_atomic
+from core.output import holder_text
 from core.output import ms as ms_text
 from hvkube_tui.data import (
     VM_FIELDS,
@@ -28,7 +28,7 @@ from hvkube_tui.data import (
 from hvkube_tui.messages import ThumbnailFailed, ThumbnailReady
 from hvkube_tui.views.base import View
 from hvkube_tui.widgets.detail import detail_grid, state_text, when_text
-from hvkube_tui.widgets.thumbnail import Thumbnail, png_to_halfblocks
+from hvkube_tui.widgets.thumbnail import Thumbnail, look
 
 if TYPE_CHECKING:
     from hvkube_tui.app import HvkubeApp
@@ -44,7 +44,7 @@ class VmsView(View):
         ("pool", "POOL"),
         ("host", "HOST"),
         ("state", "STATE"),
-        ("agent", "AGENT"),
+        ("holder", "HELD BY"),
         ("ip", "IP"),
         ("memory", "MEM"),
         ("uptime", "UPTIME"),
@@ -61,15 +61,12 @@ class VmsView(View):
     @classmethod
     def format_row(cls, r: dict[str, Any], now: datetime) -> Row:
         running = r["state"] in RUNNING
-        agent = (
-            str(r["agent_id"]) if r["agent_id"] is not None else ("held" if r["holder"] else "-")
-        )
         return (
             r["name"],
             r["pool"] or "-",
             r["host"] or "-",
             state_cell(r["state"]),
-            agent,
+            holder_text(r["holder"], r["agent_id"]) or "-",
             r["ip"] or "-",
             mb_text(r["memory_mb"]),
             since(r["last_resumed_at"], now) if running else "-",
@@ -86,13 +83,16 @@ class VmsView(View):
         state = state_text(vm["state"])
         if vm["raw_state"]:
             state.append(f" (host: {vm['raw_state']})", style="dim")
-        pairs: list[tuple[str, Any]] = [
+        # What explains a problem comes first: at 80x24 the pane is a few lines tall.
+        pairs: list[tuple[str, Any]] = []
+        if vm["error"]:
+            pairs.append(("error", Text(vm["error"], style="bold red")))
+        pairs += [
             ("vm", vm["name"]),
+            ("state", state),
             ("pool", f"{vm['pool'] or '-'} (template {vm['template']})"),
             ("host", vm["host"] or "-"),
-            ("state", state),
-            ("held by", vm["holder"] or "-"),
-            ("agent", vm["agent_id"] if vm["agent_id"] is not None else "-"),
+            ("held by", holder_text(vm["holder"], vm["agent_id"]) or "-"),
             ("address", f"{vm['ip']}:{vm['rdp_port']} (RDP)" if vm["ip"] else "-"),
             ("memory", mb_text(vm["memory_mb"])),
             (
@@ -102,8 +102,6 @@ class VmsView(View):
                 else "-",
             ),
         ]
-        if vm["error"]:
-            pairs.append(("error", Text(vm["error"], style="red")))
         return detail_grid(pairs)
 
     def detail_widgets(self) -> list[Widget]:
@@ -141,20 +139,10 @@ class VmsView(View):
 
     @work(thread=True, exclusive=True, group="thumbnail", exit_on_error=False)
     def _fetch_thumbnail(self, vm: str, cols: int, rows: int) -> None:
-        engine = self.dashboard.engine
-        try:
-            # Straight from the host: a thumbnail every few seconds is no lifecycle event.
-            data = engine.backend.screenshot(engine.ref(engine.get_vm(vm)))
-        except HvkubeError as exc:
-            self.post_message(ThumbnailFailed(vm, exc.message))
-            return
-        except Exception as exc:
-            self.post_message(ThumbnailFailed(vm, f"{type(exc).__name__}: {exc}"))
-            return
-        digest = hashlib.blake2b(data, digest_size=8).hexdigest() + f"{cols}x{rows}"
-        if self.thumb_for == (vm, digest):
-            return
-        self.post_message(ThumbnailReady(vm, digest, png_to_halfblocks(data, cols, rows)))
+        shown = self.thumb_for[1] if self.thumb_for and self.thumb_for[0] == vm else None
+        message = look(self.dashboard.engine, vm, cols, rows, shown)
+        if not (isinstance(message, ThumbnailReady) and message.digest == shown):
+            self.post_message(message)
 
     def _showing(self, vm: str) -> bool:
         return self.dashboard.view == self.NAME and self.cursor_key == vm
@@ -263,6 +251,13 @@ class VmsView(View):
             self.notify(f"could not open the console of {vm}: {exc}{hint}", severity="error")
             return
         self.notify(f"opening the console of {vm}", title="console")
+
+    def action_screen(self) -> None:
+        from hvkube_tui.widgets.screenview import ScreenView
+
+        vm = self.selected()
+        if vm:
+            self.app.push_screen(ScreenView(self.dashboard.engine, vm))
 
     def action_capture(self) -> None:
         vm = self.selected()

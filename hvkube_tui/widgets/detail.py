@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from core.markup import literal
 from core.utc import as_utc
 from hvkube_tui.data import STATE_STYLES, since
 
@@ -26,10 +27,7 @@ def detail_grid(pairs: list[tuple[str, Any]]) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for key, value in pairs:
-        if isinstance(value, Text):
-            grid.add_row(key, value)
-        else:
-            grid.add_row(key, "-" if value is None or value == "" else str(value))
+        grid.add_row(key, literal("-" if value is None or value == "" else value))
     return grid
 
 

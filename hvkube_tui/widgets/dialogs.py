@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from core.markup import literal
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask before a destructive action; anything but an explicit yes is a no."""
@@ -27,7 +29,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm", classes="dialog"):
-            yield Label(self.question, id="question")
+            yield Label(literal(self.question), id="question")
             yield Label("y to confirm, n or Esc to cancel", classes="hint")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.confirm_label} (y)", id="yes", variant="error")
@@ -64,7 +66,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         table.add_column(style="dim")
         for key, text, where in self.keys:
-            table.add_row(key, text, where)
+            table.add_row(literal(key), literal(text), literal(where))
         views = Text.assemble(
             ("Views: ", "bold"),
             ":pools :templates :vms :agents :events (or 1-5). ",
@@ -74,7 +76,8 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help", classes="dialog"):
             yield Label(
                 "hvkube dashboard keys"
-                + ("  (read-only: changes are off)" if self.readonly else ""),
+                + ("  (read-only: changes are off)" if self.readonly else "")
+                + "  ·  Esc or ? closes",
                 id="help-title",
             )
             with VerticalScroll():
@@ -84,3 +87,43 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class QuitScreen(ModalScreen[str]):
+    """On quit while the controller this dashboard started runs: stop it (y), keep it
+    running (k), or stay (Esc). Answers "stop", "keep" or "stay"."""
+
+    BINDINGS = [
+        Binding("y", "answer('stop')", "stop it", show=False),
+        Binding("k", "answer('keep')", "keep it", show=False),
+        Binding("escape", "answer('stay')", "stay", show=False),
+        Binding("n", "answer('stay')", "stay", show=False),
+    ]
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(classes="dialog-screen")
+        self.pid = pid
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm", classes="dialog"):
+            yield Label(
+                literal(
+                    f"The controller started from this dashboard (pid {self.pid}) is running. "
+                    "Stop it as you quit?"
+                ),
+                id="question",
+            )
+            yield Label("y stops it, k keeps it running, Esc stays here", classes="hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Stop it (y)", id="stop", variant="error")
+                yield Button("Keep it (k)", id="keep", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#stop", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(str(event.button.id))
+
+    def action_answer(self, value: str) -> None:
+        self.dismiss(value)

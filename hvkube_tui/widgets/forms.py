@@ -18,6 +18,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from core.errors import InvalidInput
+from core.markup import literal
 from core.names import (
     NAME_RULE,
     POOL_NAME_MAX,
@@ -138,7 +139,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None], metaclass=AbstractPumpMeta)
         for label in self.query(".field-error").results(Label):
             key = str(label.id).removeprefix("e-")
             message = errors.get(key, "")
-            label.update(message)
+            label.update(literal(message))
             label.display = bool(message)
         self.query_one("#submit", Button).disabled = bool(errors)
         return errors

@@ -3,12 +3,20 @@ pixel and its background the lower one, so a cell shows two pixels."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
+
+from core.errors import HvkubeError
+from hvkube_tui.messages import ThumbnailFailed, ThumbnailReady
+
+if TYPE_CHECKING:
+    from core.engine import Engine
 
 HALF_BLOCK = "▀"
 
@@ -49,6 +57,23 @@ def png_to_halfblocks(data: bytes, cols: int, rows: int) -> Text:
                 styles[(top, bottom)] = style
             text.append(HALF_BLOCK, style)
     return text
+
+
+def look(
+    engine: Engine, vm: str, cols: int, rows: int, shown: str | None
+) -> ThumbnailReady | ThumbnailFailed:
+    """The VM's screen now, drawn for `cols` x `rows` cells (call it in a worker thread).
+    Straight from the host: a look is no lifecycle event. When its digest is `shown` (the
+    same picture at the same size), the image is left empty: nothing to draw again."""
+    try:
+        data = engine.backend.screenshot(engine.ref(engine.get_vm(vm)))
+    except HvkubeError as exc:
+        return ThumbnailFailed(vm, exc.message)
+    except Exception as exc:
+        return ThumbnailFailed(vm, f"{type(exc).__name__}: {exc}")
+    digest = hashlib.blake2b(data, digest_size=8).hexdigest() + f"{cols}x{rows}"
+    image = Text() if digest == shown else png_to_halfblocks(data, cols, rows)
+    return ThumbnailReady(vm, digest, image)
 
 
 class Thumbnail(Static):

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -142,6 +143,12 @@ def choose_accel(
         if probe_guest is None:
             # Not cached: without a guest that prints the marker, KVM cannot be verified.
             return AccelChoice("tcg", "KVM not verified: no probe guest (set qemu_accel=kvm)")
+        # Said before, not after: the probe boots a guest and takes up to timeout_s.
+        sys.stderr.write(
+            f"hvkube: checking whether KVM works on this host (boots a test guest, up to "
+            f"{timeout_s:g} s, once per host boot; qemu_accel=kvm or tcg skips it)\n"
+        )
+        sys.stderr.flush()
         ok, reason = probe_kvm(binary, probe_guest, timeout_s)
         choice = AccelChoice("kvm" if ok else "tcg", reason, probed=True)
         tmp = cache.with_suffix(".tmp")
