@@ -27,9 +27,9 @@ TICK_S = 0.2
 
 
 @pytest.fixture
-def fleet_store(tmp_path: Path) -> str:
-    """The store every host shares (an SQLite file here; several hosts can share one)."""
-    return str(tmp_path / "data" / "fleet.db")
+def fleet_store(store_url: str) -> str:
+    """The store every host shares: an SQLite file (hosts on one machine), then PostgreSQL."""
+    return store_url
 
 
 @pytest.fixture
