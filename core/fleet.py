@@ -67,12 +67,6 @@ def host_rows(store: Store) -> list[Host]:
     return out
 
 
-def unusable_hosts(store: Store) -> set[str]:
-    """Hosts no new work goes to: down (marked, or heartbeat expired) or draining."""
-    now = utcnow()
-    return {r["name"] for r in store.hosts.rows() if r["draining"] or _status(r, now) == "down"}
-
-
 def down_hosts(store: Store) -> set[str]:
     now = utcnow()
     return {r["name"] for r in store.hosts.rows() if _status(r, now) == "down"}

@@ -145,11 +145,8 @@ class Archive:
         """Write one entry (and its frame when `png` is given) at the first free number
         after `after_seq`."""
         folder = self.folder(rec_id)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder.mkdir(exist_ok=True, mode=0o700)
-        if folder.is_symlink():
-            raise InvalidInput(f"recording folder {folder} is a link; remove it")
         seq = after_seq + 1
+        made = False
         while True:
             frame = f"{seq:06d}.png" if png is not None else previous_frame
             entry = Entry(
@@ -168,9 +165,21 @@ class Archive:
             except FileExistsError:
                 seq += 1
                 continue
+            except FileNotFoundError:  # the first entry (or retention removed the folder)
+                if made:
+                    raise
+                self._make_folder(folder)
+                made = True
+                continue
             if png is not None:
                 _create_exclusive(folder / f"{seq:06d}.png", png)
             return entry
+
+    def _make_folder(self, folder: Path) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        if folder.is_symlink():
+            raise InvalidInput(f"recording folder {folder} is a link; remove it")
 
     def entries(self, rec_id: str) -> list[Entry]:
         folder = self.folder(rec_id)
