@@ -233,6 +233,9 @@ def test_short_forms_and_template_register() -> None:
     ok("pool", "provision", "bp")
     vms = json.loads(ok("vm", "list", "-p", "bp", "--json"))
     assert [v["name"] for v in vms] == ["bp-001", "bp-002"]
+    # -p names the pool wherever a pool is asked for: acquire as in vm list.
+    held = json.loads(ok("--json", "acquire", "-p", "bp"))
+    assert held["pool"] == "bp" and held["name"] in {"bp-001", "bp-002"}
     from core.cli import build_parser
 
     assert build_parser(["serve"]).parse_args(["serve", "-p", "9090"]).port == 9090

@@ -51,7 +51,7 @@ def cmd_release(args: argparse.Namespace, ctx: Context) -> int:
 
 def register(commands: Any, sub: AddCommand) -> None:
     p = sub(commands, "acquire", cmd_acquire, COMMANDS["acquire"])
-    p.add_argument("--pool", required=True)
+    p.add_argument("-p", "--pool", required=True, help="the pool to take a VM from")
     p.add_argument("--wait", type=seconds, default=0.0, metavar="SECONDS", help="wait for one")
     p.add_argument("--prefer-host", metavar="NAME", help="among equally ready VMs, this host's")
     p = sub(commands, "release", cmd_release, COMMANDS["release"])
