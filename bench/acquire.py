@@ -2,10 +2,12 @@
 
 Single process: median and p99 of one acquire+release cycle over N cycles, in wall time,
 in CPU time, and in wall time outside the simulated host's calls (the engine's own share).
-Several processes: P processes acquiring and releasing from one pool at once;
-throughput, and a check that no VM was ever held by two processes at once (each
-process records when it held which VM; overlapping spans on one VM are double
-allocations).
+Several processes: P processes acquiring and releasing from one pool at once, over H
+simulated hosts (`--hosts`, default 3): the pool's VMs are built evenly on the hosts, and
+process i acts as host i mod H, preferring that host's VMs and taking any host's when its
+own have none free (as `hvkube acquire --prefer-host` does). Throughput, and a check that no
+VM was ever held by two processes at once (each process records when it held which VM;
+overlapping spans on one VM are double allocations).
 
 With `--db postgresql` the multi-process run is made on SQLite and on PostgreSQL in the same
 run, alternating, `--rounds` times each: the median cycles/s of each and their ratio. A bare
@@ -13,7 +15,7 @@ run, alternating, `--rounds` times each: the median cycles/s of each and their r
 commit, as SQLite's synchronous=normal); `postgresql://...` names an empty database.
 
     python bench/acquire.py [--cycles 1000] [--processes 4] [--seconds 5]
-    python bench/acquire.py --db postgresql --processes 8 --rounds 3
+    python bench/acquire.py --db postgresql --processes 8 --hosts 3 --vms 12 --rounds 5
 """
 
 from __future__ import annotations
@@ -34,12 +36,23 @@ from core import open_engine
 from core.errors import NoVMAvailable
 
 
-def setup(db: str, vms: int) -> None:
-    with open_engine(db=db, backend="sim", sim_scale=0) as engine:
-        engine.create_template("bench", r"C:\templates\bench.vhdx", memory_mb=1024)
-        engine.create_pool("bench", "bench", count=vms, warm=vms)
-        report = engine.provision_pool("bench")
-        assert not report.failed, report.failed
+def host_names(hosts: int) -> list[str]:
+    return [f"bench-h{i + 1}" for i in range(hosts)]
+
+
+def setup(db: str, vms: int, hosts: int = 1) -> None:
+    """The pool `bench` of `vms` Saved VMs, built evenly on `hosts` simulated hosts (each
+    with its own host state, as separate machines would have)."""
+    names = host_names(hosts) if hosts > 1 else [None]
+    for i, host in enumerate(names):
+        share = vms // len(names) + (1 if i < vms % len(names) else 0)
+        with open_engine(db=db, backend="sim", sim_scale=0, host=host) as engine:
+            engine.store.hosts.ensure(engine.host, "sim")  # as its controller's heartbeat does
+            if i == 0:
+                engine.create_template("bench", r"C:\templates\bench.vhdx", memory_mb=1024)
+                engine.create_pool("bench", "bench", count=vms, warm=vms)
+            report = engine.provision_pool("bench", count=share)
+            assert not report.failed, report.failed
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -93,14 +106,14 @@ def single(db: str, cycles: int) -> tuple[list[float], list[float], list[float]]
     return wall, cpu, engine_only
 
 
-def worker(db: str, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    spans: list[tuple[str, float, float]] = []
+def worker(db: str, host: str | None, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    spans: list[tuple[str, str, float, float]] = []
     timeouts = 0
-    with open_engine(db=db, backend="sim", sim_scale=0) as engine:
+    with open_engine(db=db, backend="sim", sim_scale=0, host=host) as engine:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                vm = engine.acquire("bench", wait_s=5)
+                vm = engine.acquire("bench", wait_s=5, prefer_host=host)
             except NoVMAvailable:
                 timeouts += 1
                 continue
@@ -108,25 +121,35 @@ def worker(db: str, seconds: float, out: mp.Queue) -> None:  # type: ignore[type
             got = time.time()
             before_release = time.time()
             engine.release(vm.name)
-            spans.append((vm.name, got, before_release))
+            spans.append((vm.name, vm.host or "-", got, before_release))
     out.put((os.getpid(), spans, timeouts))
 
 
-def multi(db: str, processes: int, seconds: float) -> tuple[int, int, int]:
+def multi(
+    db: str, processes: int, seconds: float, hosts: int = 1
+) -> tuple[int, int, int, dict[str, int]]:
+    """Cycles in all, acquires that timed out, double allocations, and cycles per host of
+    the VM acquired."""
     queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=worker, args=(db, seconds, queue)) for _ in range(processes)]
+    names = host_names(hosts) if hosts > 1 else [None]
+    procs = [
+        mp.Process(target=worker, args=(db, names[i % len(names)], seconds, queue))
+        for i in range(processes)
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
     by_vm: dict[str, list[tuple[float, float, int]]] = {}
+    per_host: dict[str, int] = {}
     total = timeouts = 0
     for pid, spans, waits in results:
         timeouts += waits
         total += len(spans)
-        for name, got, left in spans:
+        for name, host, got, left in spans:
             by_vm.setdefault(name, []).append((got, left, pid))
+            per_host[host] = per_host.get(host, 0) + 1
     doubles = 0
     for spans_of_vm in by_vm.values():
         spans_of_vm.sort()
@@ -136,7 +159,12 @@ def multi(db: str, processes: int, seconds: float) -> tuple[int, int, int]:
                 doubles += 1
             if end > latest_end:
                 latest_end, latest_pid = end, pid
-    return total, timeouts, doubles
+    return total, timeouts, doubles, dict(sorted(per_host.items()))
+
+
+def shares(per_host: dict[str, int]) -> str:
+    total = sum(per_host.values()) or 1
+    return ", ".join(f"{host} {100 * n / total:.0f}%" for host, n in per_host.items())
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -158,16 +186,21 @@ def compare(args: argparse.Namespace) -> None:
         os.environ["HVKUBE_DATA_DIR"] = os.path.join(tmp, "pg-host")
         stores = {"sqlite": os.path.join(tmp, "bench.db"), "postgresql": url}
         for db in stores.values():
-            setup(db, args.vms)
+            setup(db, args.vms, args.hosts)
         rates: dict[str, list[float]] = {name: [] for name in stores}
+        spread: dict[str, str] = {}
         doubles = 0
         for _ in range(args.rounds):
             for name, db in stores.items():
-                total, _timeouts, twice = multi(db, args.processes, args.seconds)
+                total, _timeouts, twice, per_host = multi(
+                    db, args.processes, args.seconds, args.hosts
+                )
                 rates[name].append(total / args.seconds)
                 doubles += twice
+                spread[name] = shares(per_host)
         print(
-            f"{args.processes} processes, pool of {args.vms}, {args.rounds} rounds of "
+            f"{args.processes} processes over {args.hosts} host(s), pool of {args.vms}, "
+            f"{args.rounds} rounds of "
             f"{args.seconds:g} s each:"
         )
         for name, values in rates.items():
@@ -175,6 +208,8 @@ def compare(args: argparse.Namespace) -> None:
             print(f"  {name:<10} median {statistics.median(values):.0f} cycles/s   ({shown})")
         ratio = statistics.median(rates["postgresql"]) / statistics.median(rates["sqlite"])
         print(f"  postgresql / sqlite: {ratio:.2f}   double allocations: {doubles}")
+        for name, text in spread.items():
+            print(f"  cycles by host of the VM ({name}, last round): {text}")
         print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
@@ -183,7 +218,8 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--vms", type=int, default=4)
+    parser.add_argument("--vms", type=int, default=12)
+    parser.add_argument("--hosts", type=int, default=3, help="simulated hosts (several processes)")
     parser.add_argument(
         "--db",
         default="sqlite",
@@ -195,8 +231,10 @@ def main() -> None:
         compare(args)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "bench.db")
+        # One folder per store: the simulated hosts' state lives beside an SQLite file.
+        db, fleet_db = (os.path.join(tmp, name, "bench.db") for name in ("one", "fleet"))
         setup(db, args.vms)
+        setup(fleet_db, args.vms, args.hosts)
         wall, cpu, engine_only = single(db, args.cycles)
         print(f"single process, {args.cycles} acquire+release cycles, pool of {args.vms}:")
         for label, timings in (
@@ -209,12 +247,18 @@ def main() -> None:
                 f"p99 {percentile(timings, 0.99):.3f} ms   mean {statistics.fmean(timings):.3f} ms"
             )
         print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        total, timeouts, doubles = multi(db, args.processes, args.seconds)
-        print(f"{args.processes} processes for {args.seconds:g} s on a pool of {args.vms}:")
+        total, timeouts, doubles, per_host = multi(
+            fleet_db, args.processes, args.seconds, args.hosts
+        )
+        print(
+            f"{args.processes} processes over {args.hosts} host(s) for {args.seconds:g} s "
+            f"on a pool of {args.vms}:"
+        )
         print(
             f"  {total} cycles, {total / args.seconds:.0f} cycles/s, "
             f"{timeouts} acquires that timed out, {doubles} double allocations"
         )
+        print(f"  cycles by host of the VM: {shares(per_host)}")
 
 
 if __name__ == "__main__":

@@ -505,13 +505,13 @@ class Engine:
             )
         return VMRef(vm.name, vm.host_id)
 
-    def restore_clean(self, vm: VM) -> None:
+    def restore_clean(self, vm: VM, tpl: Template | None = None) -> None:
         """Bring `vm` back to clean: restore its "clean" checkpoint (it ends Saved). A VM with
         a GPU partition takes no checkpoints: its differencing disk is made anew instead, and
         it ends Off."""
         self.ledger.guard("reset a VM")
         ref = self.ref(vm)
-        tpl = self.get_template(vm.template)
+        tpl = tpl or self.get_template(vm.template)
         if not tpl.gpu:
             self.backend.restore_checkpoint(ref, CLEAN_CHECKPOINT)
             return
@@ -521,8 +521,8 @@ class Engine:
         self.backend.remove_disk(vm.disk_path)
         self.backend.create_differencing_disk(tpl.disk_path, vm.disk_path)
 
-    def _refuse_gpu_save(self, vm: VM) -> None:
-        if self.get_template(vm.template).gpu:
+    def _refuse_gpu_save(self, vm: VM, tpl: Template | None = None) -> None:
+        if (tpl or self.get_template(vm.template)).gpu:
             raise InvalidInput(
                 f"VM {vm.name!r} has a GPU partition, and Hyper-V cannot save such a VM; "
                 "pause it, stop it, or release it with --reset or --destroy"
@@ -719,7 +719,7 @@ class Engine:
         name = vm.name
         started = time.perf_counter()
         tpl = tpl or self.get_template(vm.template)
-        with self.ledger.step("resume", name, vm.pool):
+        with self.ledger.step("resume", name, vm.pool) as step:
             try:
                 self._start_from(vm, vm.state, tpl)
             except InvalidVMState:
@@ -736,18 +736,18 @@ class Engine:
                     ) from None
                 if actual is not VMState.RUNNING:
                     self._start_from(vm, actual, tpl)
-        resume_ms = (time.perf_counter() - started) * 1000.0
-        ip = self._refresh_ip(self.ref(vm))
-        self.ledger.finish(
-            name,
-            VMState.RUNNING,
-            ip=ip,
-            last_resumed_at=utcnow(),
-            last_resume_ms=resume_ms,
-            error=None,
-            raw_state=None,
-            saved_state_path=None,
-        )
+            step.stop()  # the resume's event times the resume, not the address lookup
+            resume_ms = (time.perf_counter() - started) * 1000.0
+            ip = self._refresh_ip(self.ref(vm))
+            step.finish(
+                VMState.RUNNING,
+                ip=ip,
+                last_resumed_at=utcnow(),
+                last_resume_ms=resume_ms,
+                error=None,
+                raw_state=None,
+                saved_state_path=None,
+            )
         return resume_ms, ip
 
     def _start_from(self, vm: VM, state: VMState, tpl: Template) -> None:
@@ -840,7 +840,7 @@ class Engine:
         else:
             hosts = (self.host,)
 
-        def claim() -> VM | None:
+        def claim() -> tuple[VM, Template] | None:
             return self.ledger.claim(pool, holder, agent_id, hosts=hosts, prefer=prefer_host)
 
         claimed = claim()
@@ -862,8 +862,7 @@ class Engine:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(0.5, delay * 1.5)
             claimed = claim()
-        vm = claimed
-        tpl = self.get_template(vm.template)
+        vm, tpl = claimed
         while True:
             home = self.on_host(vm.host)
             try:
@@ -876,7 +875,7 @@ class Engine:
                 claimed = claim()
                 if claimed is None:
                     raise
-                vm = claimed
+                vm, tpl = claimed
             except Exception as exc:  # any failure after the claim (a full disk, say)
                 home.give_back(vm, exc)
                 raise
@@ -924,30 +923,45 @@ class Engine:
         self, name: str, policy: ReleasePolicy | str | None = None, holder: str | None = None
     ) -> VM | None:
         """Give a VM back: reset to clean, save as is, or destroy. None when destroyed."""
-        vm = self.get_vm(name)
-        if vm.host != self.host and vm.host is not None:
-            return self.on_host(vm.host).release(name, policy, holder)
+        check_name(name, "VM name")
+        found = self.store.records.vm_to_release(name)
+        if found is None:
+            raise NotFound(f"no VM named {name!r}; see 'hvkube vm list'")
+        vm, pool_policy, tpl = found
         chosen = self._policy(policy) if policy is not None else None
+        if vm.host != self.host and vm.host is not None:
+            return self.on_host(vm.host)._release(vm, tpl, chosen, pool_policy, holder)
+        return self._release(vm, tpl, chosen, pool_policy, holder)
+
+    def _release(
+        self,
+        vm: VM,
+        tpl: Template,
+        chosen: ReleasePolicy | None,
+        pool_policy: str | None,
+        holder: str | None,
+    ) -> VM | None:
+        """release() on this engine's host, with what it read of the VM."""
+        name = vm.name
         self.ledger.guard("release a VM")
         if not vm.held:
             raise NotAcquired(f"VM {name!r} is not acquired; nothing to release")
         if holder is not None and vm.holder != holder:
             raise Conflict(f"VM {name!r} is held by someone else ({vm.holder})")
         if chosen is None:
-            policy = self.store.catalog.release_policy(vm.pool) if vm.pool else None
-            chosen = ReleasePolicy(policy) if policy else ReleasePolicy.RESET
+            chosen = ReleasePolicy(pool_policy) if pool_policy else ReleasePolicy.RESET
         if chosen is ReleasePolicy.DESTROY:
             self.delete_vm(name, force=True)
             return None
         if chosen is ReleasePolicy.SAVE:
-            self._refuse_gpu_save(vm)
+            self._refuse_gpu_save(vm, tpl)
         doing = VMState.RESETTING if chosen is ReleasePolicy.RESET else VMState.SAVING
         self.ledger.begin(name, doing, holder=vm.holder, op="release", known=vm)
-        with self.ledger.step(f"release_{chosen.value}", name, vm.pool):
+        with self.ledger.step(f"release_{chosen.value}", name, vm.pool) as step:
             try:
                 ref = self.ref(vm)
                 if chosen is ReleasePolicy.RESET:
-                    self.restore_clean(vm)
+                    self.restore_clean(vm, tpl)
                 else:
                     host = self.backend.get_vm(ref)
                     if host is not None and host.state in {HostState.RUNNING, HostState.PAUSED}:
@@ -956,8 +970,8 @@ class Engine:
             except HvkubeError as exc:
                 self.ledger.fail(name, exc)
                 raise
-        final = (state_from_host(host) if host else None) or VMState.SAVED
-        self.ledger.finish(name, final, holder=None, agent_id=None, error=None)
+            final = (state_from_host(host) if host else None) or VMState.SAVED
+            step.finish(final, holder=None, agent_id=None, error=None)
         released = vm.model_copy(
             update={"state": final, "holder": None, "agent_id": None, "error": None}
         )

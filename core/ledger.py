@@ -23,7 +23,7 @@ from core.errors import (
     ReadOnlyMode,
     VMNotFoundInHost,
 )
-from core.models import READY_TIERS, VM, HostState, HostVM, VMState
+from core.models import READY_TIERS, VM, HostState, HostVM, Template, VMState
 from core.names import check_name
 from core.owner import process_owner
 from core.store import Store, StoreError, utcnow
@@ -82,17 +82,19 @@ class Ledger:
         self.store.insert_event(kind, vm, pool, duration_ms, ok, error)
 
     @contextmanager
-    def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[None]:
-        """Time a lifecycle step and leave an event whatever happens."""
-        started = time.perf_counter()
+    def step(self, kind: str, vm: str | None, pool: str | None) -> Iterator[Step]:
+        """Time a lifecycle step and leave an event whatever happens: written at the end of
+        the block, or with the VM's new state when the block ends in `Step.finish`."""
+        step = Step(self, kind, vm, pool)
         try:
-            yield
+            yield step
         except BaseException as exc:
             message = str(exc) if isinstance(exc, Exception) else type(exc).__name__
             with suppress(StoreError, ReadOnlyMode):
-                self.record_event(kind, vm, pool, started, ok=False, error=message[:2000])
+                self.record_event(kind, vm, pool, step.started, ok=False, error=message[:2000])
             raise
-        self.record_event(kind, vm, pool, started)
+        if not step.recorded:
+            self.record_event(kind, vm, pool, step.started)
 
     # -- the state machine -----------------------------------------------------------------
 
@@ -152,11 +154,11 @@ class Ledger:
         agent_id: int | None,
         hosts: tuple[str, ...] | None = None,
         prefer: str | None = None,
-    ) -> VM | None:
+    ) -> tuple[VM, Template] | None:
         """One atomic claim (invariant 1): hot first, then warm, then cold (on host `prefer`
         first among equals), on `hosts` (default every host that is neither down nor
-        draining), one conditional UPDATE. Returns the VM as it was, or None when none is
-        free."""
+        draining), one conditional UPDATE. Returns the VM as it was and its template, or
+        None when none is free."""
         self.guard("acquire a VM")
         claimed = self.store.swaps.claim(
             pool,
@@ -174,25 +176,41 @@ class Ledger:
         )
         if claimed is None:
             return None
-        name, state, template, rdp_port, host_id, host = claimed
-        return VM(
-            name=name,
-            template=template,
+        vm = VM(
+            name=claimed["name"],
+            template=claimed["template"],
             pool=pool,
-            state=VMState(state),
-            rdp_port=rdp_port,
+            state=VMState(claimed["was"]),
+            rdp_port=claimed["rdp_port"],
             holder=holder,
             agent_id=agent_id,
-            host_id=host_id,
-            host=host,
+            host_id=claimed["host_id"],
+            host=claimed["host"],
         )
+        if "t_name" in claimed:
+            return vm, self.store.template_from(claimed)
+        template = self.store.catalog.template(vm.template)
+        assert template is not None  # a VM's template cannot go while the VM is there
+        return vm, template
 
-    def finish(self, name: str, state: VMState, **fields: Any) -> None:
-        """The step is over: the VM is in `state`, and no process is working on it."""
+    def finish(
+        self,
+        name: str,
+        state: VMState,
+        event: tuple[str, str | None, float] | None = None,
+        **fields: Any,
+    ) -> None:
+        """The step is over: the VM is in `state`, and no process is working on it. With
+        `event` (kind, pool, duration ms), the step's successful event is written with it."""
         fields.setdefault("op_owner", None)
         fields.setdefault("op_kind", None)
         fields.setdefault("op_started_at", None)
-        self.store.update_vm(name, {"state": state.value, **fields})
+        values = {"state": state.value, **fields}
+        if event is None:
+            self.store.update_vm(name, values)
+        else:
+            self.guard("record an event")
+            self.store.update_vm_with_event(name, values, event)
 
     def fail(self, name: str, exc: BaseException, *, keep_holder: bool = False) -> None:
         """Record a failed step: the VM goes to ERROR (or MISSING) with the message."""
@@ -280,3 +298,32 @@ class Ledger:
                         "op_started_at": utcnow(),
                     }
                 )
+
+
+class Step:
+    """A lifecycle step being timed (Ledger.step). Its time runs from the start of the
+    block to `stop()`, or to its end."""
+
+    def __init__(self, ledger: Ledger, kind: str, vm: str | None, pool: str | None) -> None:
+        self.ledger = ledger
+        self.kind = kind
+        self.vm = vm
+        self.pool = pool
+        self.started = time.perf_counter()
+        self.ended: float | None = None
+        self.recorded = False
+
+    def stop(self) -> float:
+        """The step's time ends here (what the block does next is not part of it): its
+        milliseconds."""
+        self.ended = time.perf_counter()
+        return (self.ended - self.started) * 1000.0
+
+    def finish(self, state: VMState, **fields: Any) -> None:
+        """The last thing in the block: Ledger.finish of the step's VM, with the step's
+        event written in the same statement."""
+        assert self.vm is not None
+        ended = self.ended if self.ended is not None else time.perf_counter()
+        duration_ms = (ended - self.started) * 1000.0
+        self.ledger.finish(self.vm, state, event=(self.kind, self.pool, duration_ms), **fields)
+        self.recorded = True

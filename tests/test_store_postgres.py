@@ -131,8 +131,10 @@ def test_concurrent_claims_from_threads_take_different_vms(store_url: str) -> No
         lock = threading.Lock()
 
         def claim() -> None:
-            vm = engine.ledger.claim("p", holder=f"h-{threading.get_ident()}", agent_id=None)
-            if vm is not None:
+            claimed = engine.ledger.claim("p", holder=f"h-{threading.get_ident()}", agent_id=None)
+            if claimed is not None:
+                vm, template = claimed
+                assert template.name == "t" and template.memory_mb == 1024
                 with lock:
                     got.append(vm.name)
 

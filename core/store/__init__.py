@@ -515,6 +515,22 @@ class Store:
             self._sql_cache[text] = cached
         return cached
 
+    def template_columns(self, table: str = "t") -> str:
+        """The template table's columns as `table`.column AS "t_column", for a statement that
+        reads a template beside another row (see template_from)."""
+        cached = self._sql_cache.get(f"\0template:{table}")
+        if cached is None:
+            cached = ", ".join(
+                f'"{table}"."{f.column_name}" AS "t_{f.column_name}"'
+                for f in self.t.Template._meta.sorted_fields
+            )
+            self._sql_cache[f"\0template:{table}"] = cached
+        return cached
+
+    def template_from(self, row: dict[str, Any]) -> Template:
+        """The template read beside another row through template_columns."""
+        return self.template_model({k[2:]: v for k, v in row.items() if k.startswith("t_")})
+
     def fetch_one(self, text: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
         cursor = self.db.execute_sql(self.sql(text), params)
         row = cursor.fetchone()
@@ -535,6 +551,34 @@ class Store:
         columns = ", ".join(f'"{column}" = ?' for column in values)
         text = f'UPDATE "vm" SET {columns} WHERE "name" = ?' + (f" AND {where}" if where else "")
         return self.execute(text, (*map(db_value, values.values()), name, *params))
+
+    def update_vm_with_event(
+        self, name: str, values: dict[str, Any], event: tuple[str, str | None, float]
+    ) -> int:
+        """UPDATE one VM row and record the event (kind, pool, duration ms) of the step that
+        brought it there, successful: on PostgreSQL in one statement (one round trip, one
+        commit), on SQLite the event first, as record_event and update_vm would."""
+        kind, pool, duration_ms = event
+        if not self.postgres:
+            self.insert_event(kind, name, pool, duration_ms, True, None)
+            return self.update_vm(name, values)
+        columns = ", ".join(f'"{column}" = ?' for column in values)
+        return self.execute(
+            'WITH "e" AS (INSERT INTO "event" ("vm", "pool", "kind", "started_at", '
+            '"duration_ms", "ok", "error") VALUES (?, ?, ?, ?, ?, ?, ?)) '
+            f'UPDATE "vm" SET {columns} WHERE "name" = ?',
+            (
+                name,
+                pool,
+                kind,
+                db_value(utcnow()),
+                duration_ms,
+                True,
+                None,
+                *map(db_value, values.values()),
+                name,
+            ),
+        )
 
     def insert_vm(self, values: dict[str, Any]) -> None:
         self.t.VM.insert(**values).execute()

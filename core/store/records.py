@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from core.models import VM, Agent, Event
+from core.models import VM, Agent, Event, Template
 
 if TYPE_CHECKING:
     from core.store import Store
@@ -61,6 +61,20 @@ class Records:
             .where(vm.name.in_(sorted(names)))
             .tuples()
         }
+
+    def vm_to_release(self, name: str) -> tuple[VM, str | None, Template] | None:
+        """VM `name`, its pool's release policy and its template, in one read (the release
+        path needs all three; on a server each read is a round trip)."""
+        store = self.store
+        row = store.fetch_one(
+            f'SELECT "vm".*, "pool"."release_policy" AS "pool_policy", {store.template_columns()} '
+            'FROM "vm" JOIN "template" AS "t" ON "t"."name" = "vm"."template" '
+            'LEFT JOIN "pool" ON "pool"."name" = "vm"."pool" WHERE "vm"."name" = ?',
+            (name,),
+        )
+        if row is None:
+            return None
+        return store.vm_model(row), row["pool_policy"], store.template_from(row)
 
     def vm_host(self, name: str) -> str | None:
         row = self.store.fetch_one('SELECT "host" FROM "vm" WHERE "name" = ?', (name,))

@@ -69,12 +69,13 @@ class Swaps:
         values: dict[str, Any],
         hosts: tuple[str, ...] | None = None,
         prefer: str | None = None,
-    ) -> tuple[Any, ...] | None:
+    ) -> dict[str, Any] | None:
         """Write `values` to the first free, built VM of the pool in the first state of
         `order` (the ready tiers, best first) that has one, on host `prefer` first among
         equals, on `hosts` when given, and never on a host that is down, past its heartbeat
-        or draining: (name, state before, template, rdp_port, host_id, host) of the VM
-        claimed, or None.
+        or draining: the VM claimed (name, was: its state before, template, rdp_port,
+        host_id, host; on PostgreSQL also its template's columns, see
+        Store.template_from), or None.
 
         One conditional UPDATE whose sub-SELECT picks the VM (design invariant 1: never
         find-then-update). On PostgreSQL that row is locked by the statement and rows other
@@ -94,17 +95,19 @@ class Swaps:
         if store.postgres:
             # One statement for all tiers: PostgreSQL's RETURNING can name the row as it was.
             whens = " ".join(f"WHEN ? THEN {i}" for i in range(len(order)))
-            rows = store.fetch_all(
+            # The VM's template comes back with it: acquire needs it, and a second read
+            # would be a second round trip to the server.
+            return store.fetch_one(
                 f'UPDATE "vm" SET {columns} FROM (SELECT "name" AS "picked", "state" AS "was" '
                 'FROM "vm" WHERE "pool" = ? AND "holder" IS NULL AND "host_id" IS NOT NULL '
                 f'AND "state" IN ({_marks(order)}) {on_hosts}{usable}'
                 f'ORDER BY CASE "state" {whens} ELSE {len(order)} END, {preferred}"name" '
-                f'LIMIT 1{store.lock_rows}) AS "free" WHERE "vm"."name" = "free"."picked" '
+                f'LIMIT 1{store.lock_rows}) AS "free", "template" AS "t" '
+                'WHERE "vm"."name" = "free"."picked" AND "t"."name" = "vm"."template" '
                 'RETURNING "vm"."name", "free"."was", "vm"."template", "vm"."rdp_port", '
-                '"vm"."host_id", "vm"."host"',
+                f'"vm"."host_id", "vm"."host", {store.template_columns()}',
                 (*params, pool, *order, *filters, *order, *tail),
             )
-            return rows[0] if rows else None
         # SQLite's RETURNING shows only the new row: one statement per tier, whose WHERE
         # names the state the VM was in.
         text = (
@@ -115,10 +118,9 @@ class Swaps:
             'RETURNING "name", "template", "rdp_port", "host_id", "host"'
         )
         for state in order:
-            rows = store.fetch_all(text, (*params, pool, state, *filters, *tail, state))
-            if rows:
-                name, template, rdp_port, host_id, host = rows[0]
-                return name, state, template, rdp_port, host_id, host
+            row = store.fetch_one(text, (*params, pool, state, *filters, *tail, state))
+            if row is not None:
+                return {**row, "was": state}
         return None
 
     # -- agents ----------------------------------------------------------------------------
