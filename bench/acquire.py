@@ -106,10 +106,23 @@ def single(db: str, cycles: int) -> tuple[list[float], list[float], list[float]]
     return wall, cpu, engine_only
 
 
+def server_cpu_s(pid: int | None) -> float:
+    """CPU seconds used so far by the database server process `pid` (this machine's)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker(db: str, host: str | None, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
     spans: list[tuple[str, str, float, float]] = []
     timeouts = 0
     with open_engine(db=db, backend="sim", sim_scale=0, host=host) as engine:
+        backend_pid = None
+        if engine.store.postgres:
+            found = engine.store.fetch_one('SELECT pg_backend_pid() AS "pid"', ())
+            backend_pid = int(found["pid"]) if found else None
+        cpu_start, server_start = time.process_time(), server_cpu_s(backend_pid)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
@@ -122,14 +135,16 @@ def worker(db: str, host: str | None, seconds: float, out: mp.Queue) -> None:  #
             before_release = time.time()
             engine.release(vm.name)
             spans.append((vm.name, vm.host or "-", got, before_release))
-    out.put((os.getpid(), spans, timeouts))
+        cpu = time.process_time() - cpu_start + server_cpu_s(backend_pid) - server_start
+    out.put((os.getpid(), spans, timeouts, cpu))
 
 
 def multi(
     db: str, processes: int, seconds: float, hosts: int = 1
-) -> tuple[int, int, int, dict[str, int]]:
-    """Cycles in all, acquires that timed out, double allocations, and cycles per host of
-    the VM acquired."""
+) -> tuple[int, int, int, dict[str, int], float]:
+    """Cycles in all, acquires that timed out, double allocations, cycles per host of the
+    VM acquired, and CPU seconds used by the processes and their database server
+    connections (on a machine others share, the steadier measure of cost)."""
     queue: mp.Queue = mp.Queue()  # type: ignore[type-arg]
     names = host_names(hosts) if hosts > 1 else [None]
     procs = [
@@ -144,8 +159,10 @@ def multi(
     by_vm: dict[str, list[tuple[float, float, int]]] = {}
     per_host: dict[str, int] = {}
     total = timeouts = 0
-    for pid, spans, waits in results:
+    cpu = 0.0
+    for pid, spans, waits, used in results:
         timeouts += waits
+        cpu += used
         total += len(spans)
         for name, host, got, left in spans:
             by_vm.setdefault(name, []).append((got, left, pid))
@@ -159,7 +176,7 @@ def multi(
                 doubles += 1
             if end > latest_end:
                 latest_end, latest_pid = end, pid
-    return total, timeouts, doubles, dict(sorted(per_host.items()))
+    return total, timeouts, doubles, dict(sorted(per_host.items())), cpu
 
 
 def shares(per_host: dict[str, int]) -> str:
@@ -189,13 +206,15 @@ def compare(args: argparse.Namespace) -> None:
             setup(db, args.vms, args.hosts)
         rates: dict[str, list[float]] = {name: [] for name in stores}
         spread: dict[str, str] = {}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in stores}
         doubles = 0
         for _ in range(args.rounds):
             for name, db in stores.items():
-                total, _timeouts, twice, per_host = multi(
+                total, _timeouts, twice, per_host, cpu = multi(
                     db, args.processes, args.seconds, args.hosts
                 )
                 rates[name].append(total / args.seconds)
+                cpu_ms[name].append(cpu * 1000.0 / max(1, total))
                 doubles += twice
                 spread[name] = shares(per_host)
         print(
@@ -205,9 +224,22 @@ def compare(args: argparse.Namespace) -> None:
         )
         for name, values in rates.items():
             shown = ", ".join(f"{v:.0f}" for v in values)
-            print(f"  {name:<10} median {statistics.median(values):.0f} cycles/s   ({shown})")
+            print(
+                f"  {name:<10} median {statistics.median(values):.0f} cycles/s   ({shown});   "
+                f"CPU per cycle median {statistics.median(cpu_ms[name]):.2f} ms"
+            )
         ratio = statistics.median(rates["postgresql"]) / statistics.median(rates["sqlite"])
-        print(f"  postgresql / sqlite: {ratio:.2f}   double allocations: {doubles}")
+        by_round = [
+            pg / lite for pg, lite in zip(rates["postgresql"], rates["sqlite"], strict=True)
+        ]
+        print(
+            f"  postgresql / sqlite: {ratio:.2f} (round by round: "
+            f"{', '.join(f'{r:.2f}' for r in by_round)});   double allocations: {doubles}"
+        )
+        cpu_ratio = statistics.median(cpu_ms["sqlite"]) / statistics.median(cpu_ms["postgresql"])
+        print(
+            f"  CPU per cycle, sqlite / postgresql (server connections included): {cpu_ratio:.2f}"
+        )
         for name, text in spread.items():
             print(f"  cycles by host of the VM ({name}, last round): {text}")
         print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -247,7 +279,7 @@ def main() -> None:
                 f"p99 {percentile(timings, 0.99):.3f} ms   mean {statistics.fmean(timings):.3f} ms"
             )
         print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        total, timeouts, doubles, per_host = multi(
+        total, timeouts, doubles, per_host, _cpu = multi(
             fleet_db, args.processes, args.seconds, args.hosts
         )
         print(

@@ -83,8 +83,9 @@ def try_take(
         update={lease.holder: holder, lease.expires_at: expires, lease.data: data or {}},
         where=(lease.holder == holder) | (lease.expires_at < now),
     )
-    with store.write():
-        return _changes(store, query) == 1
+    # One statement, atomic by itself (ON CONFLICT re-checks its WHERE on the row it waits
+    # for): no write lock needed around it.
+    return _changes(store, query) == 1
 
 
 def take_over(
@@ -103,8 +104,7 @@ def take_over(
     query = lease.update(holder=holder, expires_at=_expiry(ttl_s), data=data or {}).where(
         (lease.name == name) & (lease.holder == dead_holder)
     )
-    with store.write():
-        return _changes(store, query) == 1
+    return _changes(store, query) == 1
 
 
 def renew(
