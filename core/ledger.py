@@ -26,7 +26,7 @@ from core.errors import (
 from core.models import READY_TIERS, VM, HostState, HostVM, Template, VMState
 from core.names import check_name
 from core.owner import process_owner
-from core.store import Store, StoreError, utcnow
+from core.store import Store, StoreError, StoreInterrupted, utcnow
 
 _TRANSITIONAL = tuple(sorted(s.value for s in VMState if s.transitional))
 _READY = tuple(s.value for s in READY_TIERS)
@@ -160,27 +160,38 @@ class Ledger:
         draining), one conditional UPDATE. Returns the VM as it was and its template, or
         None when none is free."""
         self.guard("acquire a VM")
-        claimed = self.store.swaps.claim(
-            pool,
-            _READY,
-            {
-                "holder": holder,
-                "agent_id": agent_id,
-                "state": VMState.RESUMING.value,
-                "op_owner": self.owner,
-                "op_kind": "acquire",
-                "op_started_at": utcnow(),
-            },
-            hosts=hosts,
-            prefer=prefer,
-        )
+        values = {
+            "holder": holder,
+            "agent_id": agent_id,
+            "state": VMState.RESUMING.value,
+            "op_owner": self.owner,
+            "op_kind": "acquire",
+            "op_started_at": utcnow(),
+        }
+        try:
+            claimed = self.store.swaps.claim(pool, _READY, values, hosts=hosts, prefer=prefer)
+        except StoreInterrupted as exc:
+            if not exc.maybe_done:
+                raise
+            # The connection broke during the claim: the server may have made it. The
+            # holder is this claim's own: a VM it holds was taken by it, else none was.
+            claimed = self.store.swaps.claimed_by(holder)
+            if claimed is None:
+                claimed = self.store.swaps.claim(pool, _READY, values, hosts=hosts, prefer=prefer)
         if claimed is None:
             return None
+        was = claimed["was"]
+        if was is None:  # recovered after a lost connection: start from what the host shows
+            host = None
+            with suppress(HvkubeError):
+                host = self.host_of(self.load(claimed["name"]))
+            found = state_from_host(host) if host is not None else None
+            was = (found or VMState.SAVED).value
         vm = VM(
             name=claimed["name"],
             template=claimed["template"],
             pool=pool,
-            state=VMState(claimed["was"]),
+            state=VMState(was),
             rdp_port=claimed["rdp_port"],
             holder=holder,
             agent_id=agent_id,

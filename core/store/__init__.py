@@ -38,6 +38,7 @@ from core.models import (
 from core.store.catalog import Catalog
 from core.store.hosts import Hosts
 from core.store.postgres import PostgresDialect
+from core.store.postgres import StoreInterrupted as StoreInterrupted
 from core.store.records import Records
 from core.store.sqlite import SqliteDialect
 from core.store.swaps import Swaps

@@ -8,13 +8,19 @@ What SQLite gives by itself is built here the PostgreSQL way:
 - `data_version()` (SQLite's PRAGMA data_version) is the sum of a few counter rows that a
   trigger on every table bumps in the writing transaction: visible exactly when the change
   is, and taken with SKIP LOCKED so that writers never wait for each other there;
-- read-only is a read-only session (`default_transaction_read_only`).
+- read-only is a read-only session (`default_transaction_read_only`);
+- a statement the server refused for a serialization failure or a deadlock (`40001`,
+  `40P01`), or that met a connection the server had closed, was not done: outside a
+  transaction it is run again (after reconnecting), a bounded number of times. Inside a
+  transaction, or when the connection broke while the server may have done it, it is not:
+  the caller gets a one-line StoreInterrupted saying whether anything could have changed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import peewee as pw
@@ -47,6 +53,152 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+# How many times a statement the server did not do is tried in all, and the first pause.
+ATTEMPTS = 5
+_FIRST_PAUSE_S = 0.02
+# The server refused the statement and rolled its transaction back: doing it again is safe.
+_REFUSED = {"40001": "a serialization failure", "40P01": "a deadlock"}
+# The server ended the session before doing the statement (terminated, shutting down).
+_ENDED = {"57P01", "57P02", "57P03"}
+
+
+class StoreInterrupted(StoreUnavailable, pw.OperationalError):
+    """A statement or transaction the PostgreSQL store did not finish. A peewee error too,
+    so that code that treats a failed database call as one treats this one alike.
+    `maybe_done`: the connection broke while the server may have made the change."""
+
+    def __init__(self, message: str, *, maybe_done: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's exception behind a peewee one (which carries it as its first argument
+    or as the exception it was raised while handling)."""
+    first = exc.args[0] if exc.args else None
+    for cause in (first, exc.__cause__, exc.__context__):
+        if isinstance(cause, BaseException) and hasattr(cause, "sqlstate"):
+            return cause
+    return exc
+
+
+def _failure(exc: BaseException) -> str | None:
+    """ "refused" (rolled back), "ended" (the session ended before doing it), "lost" (the
+    connection broke: done or not, nobody knows), or None for any other error."""
+    cause = _driver_error(exc)
+    state = getattr(cause, "sqlstate", None)
+    if state in _REFUSED:
+        return "refused"
+    if state in _ENDED:
+        return "ended"
+    if isinstance(exc, pw.OperationalError) and state is None:
+        return "lost"
+    return None
+
+
+def _reads_only(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT" and "FOR UPDATE" not in sql.upper()
+
+
+class RetryingDatabase(pw.PostgresqlDatabase):
+    """peewee's PostgreSQL database, with the retries and messages described above."""
+
+    location = ""
+
+    def _usable(self) -> bool:
+        conn = self._state.conn  # type: ignore[attr-defined]
+        return conn is None or not (conn.closed or conn.broken)
+
+    def reopen(self) -> None:
+        """A new connection in place of a broken one (never inside a transaction)."""
+        with suppress(pw.PeeweeException):
+            self.close()
+        try:
+            self.connect()
+        except pw.PeeweeException as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL store {self.location}: {_first_line(exc)}"
+            ) from None
+
+    def _interrupted(self, failure: str, exc: BaseException, maybe_done: bool) -> StoreInterrupted:
+        cause = _first_line(_driver_error(exc))
+        if failure == "refused":
+            what = _REFUSED.get(str(getattr(_driver_error(exc), "sqlstate", "")), "a conflict")
+            text = (
+                f"the PostgreSQL store {self.location} rolled the change back ({what} with "
+                "another process); nothing was changed: run the command again"
+            )
+        elif maybe_done:
+            text = (
+                f"lost the connection to the PostgreSQL store {self.location} ({cause}) while "
+                "it made a change, which may or may not have been made: look (e.g. 'hvkube "
+                "vm list') before running the command again"
+            )
+        else:
+            text = (
+                f"lost the connection to the PostgreSQL store {self.location} ({cause}); "
+                "nothing was changed: run the command again"
+            )
+        return StoreInterrupted(text, maybe_done=maybe_done)
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        pause = _FIRST_PAUSE_S
+        for attempt in range(1, ATTEMPTS + 1):
+            in_transaction = self.in_transaction()
+            if not in_transaction and not self._usable():
+                self.reopen()
+            try:
+                return super().execute_sql(sql, params)
+            except pw.PeeweeException as exc:
+                failure = _failure(exc)
+                if failure is None:
+                    raise
+                if in_transaction:
+                    # The server has rolled the transaction back (or lost it with the
+                    # connection): nothing of it was made; the block cannot be run again.
+                    raise self._interrupted(failure, exc, maybe_done=False) from None
+                if failure == "lost" and not _reads_only(sql):
+                    with suppress(StoreUnavailable):
+                        self.reopen()
+                    raise self._interrupted(failure, exc, maybe_done=True) from None
+                if attempt == ATTEMPTS:
+                    raise self._interrupted(failure, exc, maybe_done=False) from None
+                if failure != "refused":
+                    self.reopen()
+                time.sleep(pause)
+                pause *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def begin(self, *args: Any, **kwargs: Any) -> None:
+        if not self._usable():
+            self.reopen()
+        try:
+            super().begin(*args, **kwargs)
+        except pw.PeeweeException as exc:
+            failure = _failure(exc)
+            if failure is None:
+                raise
+            self.reopen()  # nothing was begun: once more on a new connection
+            super().begin(*args, **kwargs)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except pw.PeeweeException as exc:
+            failure = _failure(exc)
+            if failure is None:
+                raise
+            raise self._interrupted(failure, exc, maybe_done=failure != "refused") from None
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        except pw.PeeweeException:
+            if self._usable():
+                raise
+            # The connection is gone, and the server drops its transaction with it.
+
+
 class PostgresDialect:
     name = "postgresql"
 
@@ -57,7 +209,8 @@ class PostgresDialect:
         params: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout_s))}
         if options:
             params["options"] = options
-        self.db = pw.PostgresqlDatabase(url, prefer_psycopg3=True, **params)
+        self.db = RetryingDatabase(url, prefer_psycopg3=True, **params)
+        self.db.location = self.location
 
     def connect(self) -> None:
         try:

@@ -123,6 +123,19 @@ class Swaps:
                 return {**row, "was": state}
         return None
 
+    def claimed_by(self, holder: str) -> dict[str, Any] | None:
+        """The VM a claim for `holder` took, as claim() returns it but without the state it
+        was in (was: None), or None: after a connection lost during a claim, whether the
+        server made it."""
+        store = self.store
+        return store.fetch_one(
+            'SELECT "vm"."name", NULL AS "was", "vm"."template", "vm"."rdp_port", '
+            f'"vm"."host_id", "vm"."host", {store.template_columns()} FROM "vm" '
+            'JOIN "template" AS "t" ON "t"."name" = "vm"."template" '
+            'WHERE "vm"."holder" = ? AND "vm"."op_kind" = ? AND "vm"."state" = ?',
+            (holder, "acquire", "resuming"),
+        )
+
     # -- agents ----------------------------------------------------------------------------
 
     def agent(self, agent_id: int, values: dict[str, Any], statuses: Iterable[str]) -> bool:
