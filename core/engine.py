@@ -33,7 +33,7 @@ from core.errors import (
     SavedStateCorrupt,
     VMNotFoundInHost,
 )
-from core.fleet import down_hosts, host_summary
+from core.fleet import down_hosts, host_summary, settle_agents
 from core.ledger import Ledger, state_from_host
 from core.models import (
     VM,
@@ -190,27 +190,59 @@ class Engine:
         self.store.hosts.set_draining(name, not undo)
         return host.model_copy(update={"draining": not undo})
 
-    def remove_host(self, name: str) -> None:
-        """Forget a host that has no VMs left in the store (drain it first)."""
+    def remove_host(
+        self, name: str, *, forget_vms: bool = False, force: bool = False
+    ) -> dict[str, Any]:
+        """Forget host `name`: its row, and with `forget_vms` the rows of its VMs, for a host
+        that is gone for good. Rows only: no hypervisor is asked to do anything (hvkube acts
+        only on what it made, and cannot reach that host anyway). Agents scheduled or
+        running there are requeued or failed by their policy. Refused while the host is up
+        or any of its VMs is held, unless `force`; while a pool names it, always."""
         host = self.get_host(name)
         self.ledger.guard("remove a host")
-        if host.status == "up":
+        if host.status == "up" and not force:
             raise Conflict(
-                f"host {name!r} is up (its controller heartbeats); stop 'hvkube run' there first"
+                f"host {name!r} is up (its controller heartbeats); stop 'hvkube run' there "
+                "first, or add --force if it is gone for good"
             )
         with self.store.write():
             count = self.store.hosts.vm_count(name)
-            if count:
+            if count and not forget_vms:
                 raise Conflict(
                     f"host {name!r} still has {count} VM(s) in the store; drain it "
-                    f"('hvkube host drain {name}') and wait for them to go"
+                    f"('hvkube host drain {name}') and wait for them to go, or, if the host "
+                    "is gone for good, add --forget-vms to drop their rows"
                 )
             users = [p.name for p in self.list_pools() if p.hosts and name in p.hosts]
             if users:
                 raise Conflict(
                     f"pool(s) {', '.join(users)} name host {name!r}; change their --hosts first"
                 )
+            held = self.store.hosts.held_on(name)
+            if held and not force:
+                raise Conflict(
+                    f"{held} VM(s) of host {name!r} are held; release them first, or add "
+                    "--force to forget them anyway"
+                )
+            why = f"host {name} was removed from the store"
+            requeued, failed = settle_agents(
+                self.store,
+                name,
+                why,
+                lambda agent_id, before, text: self.agents.requeue(agent_id, before, text),
+                lambda agent_id, before, text: self.agents.fail(agent_id, text, before=before),
+            )
+            started = time.perf_counter()
+            forgotten = self.store.hosts.forget_vms(name) if count else []
+            for vm_name, pool in forgotten:
+                self.ledger.record_event("forget", vm_name, pool, started, error=why)
             self.store.hosts.delete(name)
+        return {
+            "removed": name,
+            "vms_forgotten": len(forgotten),
+            "agents_requeued": requeued,
+            "agents_failed": failed,
+        }
 
     def _check_pool_hosts(self, hosts: list[str] | None) -> list[str] | None:
         """A pool's hosts must exist (a typo would leave the pool with nowhere to live)."""

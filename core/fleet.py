@@ -86,16 +86,27 @@ def take_down_expired(store: Store, me: str, requeue: Any, fail: Any) -> list[st
             if not store.hosts.take_down(name, now):
                 continue  # another controller did it, or the host came back
             why = f"host {name} went down (no heartbeat since its lease ran out)"
-            active = (AgentStatus.SCHEDULED.value, AgentStatus.RUNNING.value)
-            for agent_id, status, policy in store.hosts.agents_on(name, active):
-                before = AgentStatus(status)
-                if before is AgentStatus.SCHEDULED or policy == "requeue":
-                    requeue(agent_id, before, f"queued again: {why}")
-                else:
-                    fail(agent_id, before, why)
+            settle_agents(store, name, why, requeue, fail)
             store.hosts.mark_vms_unknown(name, _KEEP_WHEN_DOWN, why)
         taken.append(name)
     return taken
+
+
+def settle_agents(store: Store, host: str, why: str, requeue: Any, fail: Any) -> tuple[int, int]:
+    """The agents scheduled or running on `host`, which is lost: scheduled ones had not
+    started and are requeued, running ones failed or requeued by their `on_host_down`
+    (inside the caller's write transaction). Returns (requeued, failed)."""
+    requeued = failed = 0
+    active = (AgentStatus.SCHEDULED.value, AgentStatus.RUNNING.value)
+    for agent_id, status, policy in store.hosts.agents_on(host, active):
+        before = AgentStatus(status)
+        if before is AgentStatus.SCHEDULED or policy == "requeue":
+            requeue(agent_id, before, f"queued again: {why}")
+            requeued += 1
+        else:
+            fail(agent_id, before, why)
+            failed += 1
+    return requeued, failed
 
 
 def pool_hosts(pool: VMPool, hosts: list[Host]) -> list[Host]:

@@ -292,3 +292,120 @@ def test_a_host_taken_down_while_its_controller_lived_settles_its_vms_again(
             ),
             "h1's VMs settled again",
         )
+
+
+# -- a host gone for good -----------------------------------------------------------------------
+
+
+def _two_hosts_with_agents_on_h2(hosts: dict[str, Engine]) -> tuple[int, int]:
+    """Pool bp with two VMs on h1 and two on h2; two agents running on h2's VMs (one to fail,
+    one to requeue when h2 is lost); h2 heartbeating."""
+    h1, h2 = hosts["h1"], hosts["h2"]
+    h1.create_pool("bp", "win11", count=4, warm=4, max_per_host=2)
+    assert not h1.provision_pool("bp", count=2).failed
+    assert not h2.provision_pool("bp", count=2).failed
+    failing = h1.submit_agent("bp", "wf")
+    requeued = h1.submit_agent("bp", "wf", on_host_down="requeue")
+    assert len(h2.agents.schedule("bp", 2, "h2")) == 2
+    for agent in (failing, requeued):
+        vm = h2.acquire("bp", holder=f"agent:{agent.id}", agent_id=agent.id, only_host="h2")
+        assert h2.agents.start(agent.id, vm.name)
+    h2.store.hosts.heartbeat("h2", 15.0, 65536, 60000, "sim")
+    return failing.id, requeued.id
+
+
+def _silence(engine: Engine, host: str) -> None:
+    """The host's controller stopped heartbeating longer ago than its lease."""
+    engine.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+        engine.store.t.Host.name == host
+    ).execute()
+
+
+def test_a_host_gone_for_good_is_forgotten_with_its_vm_rows_and_nothing_else(
+    hosts: dict[str, Engine],
+) -> None:
+    h1, h2 = hosts["h1"], hosts["h2"]
+    failing, requeued = _two_hosts_with_agents_on_h2(hosts)
+    before = {vm.name: vm for vm in h1.list_vms()}
+    on_h2 = sorted(name for name, vm in before.items() if vm.host == "h2")
+    assert len(on_h2) == 2
+
+    def unchanged() -> None:
+        assert {vm.name: vm for vm in h1.list_vms()} == before
+        assert {h.name for h in h1.list_hosts()} == {"h1", "h2", "h3"}
+        assert h1.get_agent(failing).status is AgentStatus.RUNNING
+
+    with pytest.raises(Conflict, match=r"is up .* add --force if it is gone for good"):
+        h1.remove_host("h2", forget_vms=True)
+    unchanged()
+    _silence(h1, "h2")
+    with pytest.raises(Conflict, match=r"still has 2 VM.* add --forget-vms"):
+        h1.remove_host("h2")
+    unchanged()
+    with pytest.raises(Conflict, match=r"2 VM.* of host 'h2' are held.*--force"):
+        h1.remove_host("h2", forget_vms=True)
+    unchanged()
+
+    result = h1.remove_host("h2", forget_vms=True, force=True)
+
+    assert result == {
+        "removed": "h2",
+        "vms_forgotten": 2,
+        "agents_requeued": 1,
+        "agents_failed": 1,
+    }
+    assert {h.name for h in h1.list_hosts()} == {"h1", "h3"}
+    assert {vm.name: vm for vm in h1.list_vms()} == {
+        name: vm for name, vm in before.items() if vm.host == "h1"
+    }
+    assert h1.get_agent(failing).status is AgentStatus.FAILED
+    assert "removed from the store" in (h1.get_agent(failing).result.error or "")  # type: ignore[union-attr]
+    assert h1.get_agent(requeued).status is AgentStatus.PENDING
+    assert sorted(e.vm for e in h1.events(kind="forget")) == on_h2
+    # Rows only: h2's hypervisor still has its VMs, untouched.
+    assert sorted(vm.name for vm in h2.backend.list_vms()) == on_h2
+
+
+def test_a_pool_that_names_the_host_keeps_it(hosts: dict[str, Engine]) -> None:
+    h1 = hosts["h1"]
+    h1.create_pool("only2", "win11", count=1, warm=1, hosts=["h2"])
+    _silence(h1, "h2")
+    with pytest.raises(Conflict, match="only2 name host 'h2'; change their --hosts first"):
+        h1.remove_host("h2", forget_vms=True, force=True)
+    assert "h2" in {h.name for h in h1.list_hosts()}
+
+
+def test_host_remove_asks_before_forgetting_rows(
+    env: dict[str, str], hosts: dict[str, Engine], db: Path
+) -> None:
+    env["HVKUBE_DB"] = str(db)
+    h1 = hosts["h1"]
+    failing, _ = _two_hosts_with_agents_on_h2(hosts)
+    _silence(h1, "h2")
+    from core.fleet import take_down_expired
+
+    # Another host's controller took h2 down: its VMs are unknown and held by nobody.
+    assert take_down_expired(
+        h1.store,
+        "h1",
+        lambda i, b, w: h1.agents.requeue(i, b, w),
+        lambda i, b, w: h1.agents.fail(i, w, before=b),
+    ) == ["h2"]
+    rows = len(h1.list_vms())
+
+    # Not a terminal and no --yes: nothing is asked, nothing changes.
+    refused = hvkube("host", "remove", "h2", "--forget-vms", env=env)
+    assert refused.returncode == 2
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("hvkube:")]
+    assert len(errors) == 1 and "add --yes to confirm, nothing was changed" in errors[0]
+    assert "h2 (down) and the rows of its 2 VM(s)" in errors[0]
+    assert len(h1.list_vms()) == rows and "h2" in {h.name for h in h1.list_hosts()}
+
+    unknown = hvkube("host", "remove", "nosuch", "--forget-vms", "--yes", env=env)
+    assert unknown.returncode == 2 and "no host named 'nosuch'" in unknown.stderr
+
+    removed = hvkube("host", "remove", "h2", "--forget-vms", "--yes", env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert "host h2 removed: 2 VM row(s) forgotten" in removed.stdout
+    assert len(h1.list_vms()) == rows - 2 and "h2" not in {h.name for h in h1.list_hosts()}
+    assert h1.get_agent(failing).status is AgentStatus.FAILED  # by the take-down, once

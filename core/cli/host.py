@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from core.cli.context import Context
@@ -85,9 +86,41 @@ def cmd_host_drain(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; False when the answer is not yes."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in {"y", "yes"}
+
+
 def cmd_host_remove(args: argparse.Namespace, ctx: Context) -> int:
-    ctx.engine.remove_host(args.name)
-    done(ctx, {"removed": args.name}, f"host {args.name} removed")
+    from core.errors import InvalidInput
+
+    if (args.forget_vms or args.force) and not args.yes:
+        host = ctx.engine.get_host(args.name)  # an unknown host is reported first
+        vms = sum(host.vms.values())
+        what = (
+            f"forget host {args.name} ({host.status}) and the rows of its {vms} VM(s)"
+            if args.forget_vms
+            else f"forget host {args.name} ({host.status})"
+        )
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"{what}? this drops store rows for good (no hypervisor is touched); "
+                "add --yes to confirm, nothing was changed"
+            )
+        if not _confirm(f"{what}? No hypervisor is touched; the rows are gone for good."):
+            console.print("nothing was changed")
+            return 1
+    result = ctx.engine.remove_host(args.name, forget_vms=args.forget_vms, force=args.force)
+    text = f"host {args.name} removed"
+    if result["vms_forgotten"] or result["agents_requeued"] or result["agents_failed"]:
+        text += (
+            f": {result['vms_forgotten']} VM row(s) forgotten, {result['agents_requeued']} "
+            f"agent(s) queued again, {result['agents_failed']} failed"
+        )
+    done(ctx, result, text)
     return 0
 
 
@@ -100,5 +133,14 @@ def register(commands: Any, sub: AddCommand) -> None:
     p = sub(host_cmds, "drain", cmd_host_drain, "no new VMs there; idle ones removed")
     p.add_argument("name")
     p.add_argument("--undo", action="store_true", help="take new VMs again")
-    p = sub(host_cmds, "remove", cmd_host_remove, "forget a host with no VMs left")
+    p = sub(host_cmds, "remove", cmd_host_remove, "forget a host: empty, or gone for good")
     p.add_argument("name")
+    p.add_argument(
+        "--forget-vms",
+        action="store_true",
+        help="the host is gone for good: drop its VMs' rows too (no hypervisor is touched)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="even while it heartbeats or its VMs are held"
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")

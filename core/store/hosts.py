@@ -129,6 +129,14 @@ class Hosts:
     def delete(self, name: str) -> None:
         self.t.Host.delete().where(self.t.Host.name == name).execute()
 
+    def forget_vms(self, name: str) -> list[tuple[str, str | None]]:
+        """Drop the rows of every VM of host `name` (rows only: nothing on a hypervisor):
+        (name, pool) of each, by name."""
+        rows = self.store.fetch_all(
+            'DELETE FROM "vm" WHERE "host" = ? RETURNING "name", "pool"', (name,)
+        )
+        return sorted((str(vm), pool) for vm, pool in rows)
+
     def vm_count(self, name: str) -> int:
         row = self.store.fetch_one('SELECT COUNT(*) AS "n" FROM "vm" WHERE "host" = ?', (name,))
         return 0 if row is None else int(row["n"])
