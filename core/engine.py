@@ -86,6 +86,7 @@ class Engine:
         self.ledger = Ledger(store, settings.readonly, self.host_vm, self.owner)
         self.agents = AgentQueue(store, self.ledger.guard)
         self._siblings: dict[str, Engine] = {}
+        self._known_hosts: set[str] = set()
         self._check_backend(settings.backend_switch)
 
     @property
@@ -138,7 +139,8 @@ class Engine:
         if reach is None:
             raise Conflict(
                 f"that VM is on host {host!r}; hvkube here acts for host {self.host!r} only: "
-                f"run the command on {host!r}"
+                f"run the command on {host!r} (if this is {host!r}, set HVKUBE_HOST={host} "
+                "for every hvkube command here, as for its controller)"
             )
         sibling = Engine(
             self.store, reach.for_host(host), self.settings.model_copy(update={"host": host})
@@ -861,6 +863,14 @@ class Engine:
         for given in (prefer_host, only_host):
             if given is not None:
                 check_host_name(given)
+        if prefer_host is not None and prefer_host not in self._known_hosts:
+            # Hosts come and go rarely: each name is looked up once per engine.
+            if not self.store.hosts.exists(prefer_host):
+                raise InvalidInput(
+                    f"--prefer-host {prefer_host!r} is not a host of this store; see "
+                    "'hvkube host list'"
+                )
+            self._known_hosts.add(prefer_host)
         self.ledger.guard("acquire a VM")
         holder = holder or f"lease-{secrets.token_hex(6)}"
         deadline = time.monotonic() + wait_s
@@ -886,6 +896,7 @@ class Engine:
                         f"provision {pool}', or start the controller ('hvkube run'), which "
                         "keeps every pool at its size"
                     )
+                self._refuse_other_hosts_pool(pool, hosts)
                 raise NoVMAvailable(
                     f"no free VM in pool {pool!r} ({counts.get('held', 0)} held, "
                     f"{sum(v for k, v in counts.items() if k != 'held')} in all); "
@@ -923,6 +934,22 @@ class Engine:
             from_state=vm.state,
             holder=holder,
             host=vm.host,
+        )
+
+    def _refuse_other_hosts_pool(self, pool: str, hosts: tuple[str, ...] | None) -> None:
+        """No VM was free on `hosts` because the pool has none there at all: say where its
+        VMs are (most often this command runs under another host name than the host's
+        controller)."""
+        if hosts is None:
+            return
+        per_host = self.store.hosts.pool_counts(pool)
+        if any(per_host.get(h) for h in hosts):
+            return
+        where = ", ".join(f"{h} ({n})" for h, n in sorted(per_host.items()))
+        raise NoVMAvailable(
+            f"pool {pool!r} has no VMs on host {', '.join(hosts)!s}, and hvkube here reaches "
+            f"only that host's VMs; they are on {where}: run the command there, or, if this "
+            "is one of those hosts, set HVKUBE_HOST to its name as for its controller"
         )
 
     def give_back(self, vm: VM, exc: Exception) -> None:

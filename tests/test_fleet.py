@@ -16,7 +16,7 @@ from ctl_support import hvkube, isolated_env, running, wait_for
 
 from core import Engine, open_engine
 from core.controller import Controller
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput, NoVMAvailable
 from core.models import AgentStatus, VMState
 from core.utc import utcnow
 
@@ -232,6 +232,7 @@ def test_bad_host_input_is_one_line_exit_2_and_changes_nothing(
             env,
         ),
         (("vm", "list", "--host", "-x-"), env),
+        (("acquire", "-p", "nopool", "--prefer-host", "nosuch"), env),
     ]
     for args, where in cases:
         result = hvkube(*args, env=where)
@@ -409,3 +410,25 @@ def test_host_remove_asks_before_forgetting_rows(
     assert "host h2 removed: 2 VM row(s) forgotten" in removed.stdout
     assert len(h1.list_vms()) == rows - 2 and "h2" not in {h.name for h in h1.list_hosts()}
     assert h1.get_agent(failing).status is AgentStatus.FAILED  # by the take-down, once
+
+
+def test_a_command_run_under_another_host_name_says_where_the_vms_are(tmp_path: Path) -> None:
+    """Hyper-V (over the fake PowerShell host) reaches only its own host's VMs: a command
+    run under another name than the host's controller finds none, and says so."""
+    from tests.conformance.backends import _hyperv_settings
+
+    settings = _hyperv_settings(tmp_path)
+    with open_engine(settings.model_copy(update={"host": "hv01"})) as hv01:
+        hv01.create_template("win11", r"C:\t\win11.vhdx", memory_mb=1024)
+        hv01.create_pool("bp", "win11", count=1, warm=1)
+        assert not hv01.provision_pool("bp").failed
+        (vm,) = hv01.list_vms()
+    with open_engine(settings.model_copy(update={"host": "other"})) as other:
+        with pytest.raises(NoVMAvailable) as caught:
+            other.acquire("bp")
+        message = str(caught.value)
+        assert "no VMs on host other" in message and "they are on hv01 (1)" in message
+        assert "set HVKUBE_HOST" in message
+        with pytest.raises(Conflict, match="set HVKUBE_HOST=hv01 for every hvkube command"):
+            other.stop_vm(vm.name)
+        assert other.get_vm(vm.name).state is VMState.SAVED and not other.get_vm(vm.name).held

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO, run_cli
+from tests.pg_support import PgServer
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -111,3 +112,54 @@ def test_the_first_session_and_the_controller_run_as_written(tmp_path: Path) -> 
     # The controller's log tells of the agent: placed on a VM, then completed.
     assert re.search(r"agent 1 placed on browser-pool-\d{3}", log), log
     assert "agent 1 completed" in log, log
+
+
+def test_the_fleet_section_runs_as_written(tmp_path: Path, pg_server: PgServer) -> None:
+    """Each host's lines, on this machine's simulated host, against a real PostgreSQL server
+    standing for the README's (the dashboard line is left out: it needs a terminal)."""
+    import shlex
+    import time
+
+    from tests.ctl_support import isolated_env
+
+    block = re.search(r"<!-- fleet-session -->\s*```sh\n(.*?)```\s*<!-- /fleet-session -->",
+                      README, re.S)  # fmt: skip
+    assert block is not None
+    lines = [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
+    lines = [line for line in lines if line]
+    env = {k: v for k, v in isolated_env(tmp_path).items() if k != "HVKUBE_DB"}
+    assert lines.pop(0) == ["createdb", "hvkube"]
+    url = pg_server.create_database()
+    assert lines[-1] == ["hvkube"]  # the dashboard
+    controller = None
+    try:
+        for line in lines[:-1]:
+            if line[0] == "export":
+                name, _, value = line[1].partition("=")
+                env[name] = url if name == "HVKUBE_DB" else value
+            elif line == ["hvkube", "run"]:
+                controller = subprocess.Popen(
+                    [sys.executable, "-m", "core.cli", "run", "--tick", "0.2"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=tmp_path,
+                    env=env,
+                )
+            else:
+                assert line == ["hvkube", "host", "list"], line
+                deadline = time.monotonic() + 60
+                while True:
+                    shown = run_cli(*line[1:], env=env)
+                    assert shown.returncode == 0, shown.stderr
+                    row = [r.split() for r in shown.stdout.splitlines() if r.startswith("hv01")]
+                    if row and row[0][1] == "up":
+                        break
+                    assert time.monotonic() < deadline, shown.stdout
+                    time.sleep(0.2)
+        assert env["HVKUBE_HOST"] == "hv01" and controller is not None
+    finally:
+        if controller is not None:
+            controller.send_signal(signal.SIGTERM)
+            controller.communicate(timeout=60)
+    assert controller.returncode == 0
