@@ -163,3 +163,40 @@ def test_acquire_takes_hot_then_warm_then_cold_in_name_order(store_url: str) -> 
         assert saved == sorted(saved)
         with pytest.raises(NoVMAvailable):
             engine.acquire("p")
+
+
+def test_schema_6_rewrites_the_change_counter_of_an_existing_store(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        assert store.schema_version() == 6
+        store.set_meta("schema_version", "5")
+        if store.postgres:
+            old = (
+                "CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ DECLARE taken integer; BEGIN "
+                "SELECT slot INTO taken FROM hvkube_change ORDER BY slot LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED; IF taken IS NULL THEN INSERT INTO hvkube_change (n) "
+                "VALUES (1); ELSE UPDATE hvkube_change SET n = n + 1 WHERE slot = taken; "
+                "END IF; RETURN NULL; END $$"
+            )
+            store.execute(old, ())
+    finally:
+        store.close()
+    again = Store(store_url)
+    try:
+        assert again.schema_version() == 6
+        before = again.data_version()
+        writer = Store(store_url)
+        try:
+            writer.hosts.ensure("h1")
+        finally:
+            writer.close()
+        assert again.data_version() != before  # another connection's change is still seen
+        if again.postgres:
+            row = again.fetch_one(
+                "SELECT prosrc FROM pg_proc WHERE proname = 'hvkube_count_change'", ()
+            )
+            assert row is not None and "INTO taken" not in row["prosrc"]
+            assert "IF NOT FOUND" in row["prosrc"]
+    finally:
+        again.close()

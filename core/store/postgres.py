@@ -33,15 +33,15 @@ WRITE_LOCK_KEY = 0x68766B756265
 CHANGE_TABLE = "hvkube_change"
 _CHANGE_SLOTS = 16
 
+# One statement in the common case (schema 6): the trigger runs for every row written, and
+# on the acquire path its two statements cost about a tenth of the server's work.
 _CHANGE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE taken integer;
 BEGIN
-    SELECT slot INTO taken FROM {CHANGE_TABLE} ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED;
-    IF taken IS NULL THEN
+    UPDATE {CHANGE_TABLE} SET n = n + 1 WHERE slot = (SELECT slot FROM {CHANGE_TABLE}
+        ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
+    IF NOT FOUND THEN
         INSERT INTO {CHANGE_TABLE} (n) VALUES (1);
-    ELSE
-        UPDATE {CHANGE_TABLE} SET n = n + 1 WHERE slot = taken;
     END IF;
     RETURN NULL;
 END $$
