@@ -989,10 +989,10 @@ class Engine:
         vm, pool_policy, tpl = found
         chosen = self._policy(policy) if policy is not None else None
         if vm.host != self.host and vm.host is not None:
-            return self.on_host(vm.host)._release(vm, tpl, chosen, pool_policy, holder)
-        return self._release(vm, tpl, chosen, pool_policy, holder)
+            return self.on_host(vm.host).release_known(vm, tpl, chosen, pool_policy, holder)
+        return self.release_known(vm, tpl, chosen, pool_policy, holder)
 
-    def _release(
+    def release_known(
         self,
         vm: VM,
         tpl: Template,
@@ -1000,7 +1000,9 @@ class Engine:
         pool_policy: str | None,
         holder: str | None,
     ) -> VM | None:
-        """release() on this engine's host, with what it read of the VM."""
+        """release() on this engine's host, with what release() read of the VM (its pool's
+        policy and its template): the engine of the VM's host is handed the row rather than
+        reading it again."""
         name = vm.name
         self.ledger.guard("release a VM")
         if not vm.held:

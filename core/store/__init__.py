@@ -527,10 +527,13 @@ class Store:
         reads a template beside another row (see template_from)."""
         cached = self._sql_cache.get(f"\0template:{table}")
         if cached is None:
-            cached = ", ".join(
-                f'"{table}"."{f.column_name}" AS "t_{f.column_name}"'
-                for f in self.t.Template._meta.sorted_fields
-            )
+            columns = [
+                accessor.field.column_name
+                for accessor in vars(self.t.Template).values()
+                if isinstance(getattr(accessor, "field", None), pw.Field)
+                and accessor.field.model is self.t.Template  # not another table's back-reference
+            ]
+            cached = ", ".join(f'"{table}"."{c}" AS "t_{c}"' for c in columns)
             self._sql_cache[f"\0template:{table}"] = cached
         return cached
 
