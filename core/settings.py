@@ -31,6 +31,10 @@ def default_backend() -> BackendName:
 
 
 def machine_name() -> str:
+    """The machine's host name: on POSIX what gethostname() returns (the kernel's node name,
+    without importing socket on every command), elsewhere gethostname() itself."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
     import socket
 
     return socket.gethostname()

@@ -34,15 +34,11 @@ class VMRow(NamedTuple):
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> VMRow:
-        """A row read with the columns COLUMNS, its times as aware UTC and its numbers of
-        the model's types."""
+        """A row read with the columns COLUMNS, its times as aware UTC. (The numbers come
+        back as the model has them: the columns' types make last_resume_ms a float.)"""
         vm = cls._make(row)
         return vm._replace(
-            rdp_port=int(vm.rdp_port),
-            memory_mb=int(vm.memory_mb),
-            created_at=as_utc(vm.created_at),
-            last_resumed_at=as_utc(vm.last_resumed_at),
-            last_resume_ms=None if vm.last_resume_ms is None else float(vm.last_resume_ms),
+            created_at=as_utc(vm.created_at), last_resumed_at=as_utc(vm.last_resumed_at)
         )
 
     def as_json(self) -> dict[str, Any]:

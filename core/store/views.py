@@ -5,13 +5,15 @@ whole store or on a plain read-only SQLite connection (core.store.reading)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class RowSource(Protocol):
-    """What the views read through: the store, or core.store.reading's connection."""
+    class RowSource(Protocol):
+        """What the views read through: the store, or core.store.reading's connection."""
 
-    def fetch_all(self, text: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
+        def fetch_all(self, text: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
 
 
 def _columns(fields: tuple[str, ...]) -> str:
