@@ -234,6 +234,38 @@ def test_the_short_help_lists_what_the_whole_parser_has() -> None:
     assert _top_commands(build_parser(["--help"])) == _top_commands(build_parser())
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _command_lines(parser: argparse.ArgumentParser) -> list[list[str]]:
+    """Every command and action path of the whole parser: ["vm", "list"], ["serve"], ..."""
+    lines = []
+    for name, below in _subcommands(parser).items():
+        actions = _subcommands(below)
+        lines += [[name, action] for action in actions] if actions else [[name]]
+    return lines
+
+
+_WHOLE = build_parser()
+
+
+@pytest.mark.parametrize("line", _command_lines(_WHOLE), ids=" ".join)
+def test_a_command_line_gets_the_parsers_the_whole_parser_has(line: list[str]) -> None:
+    """Built for one command line, the command it runs has the whole parser's help and
+    arguments, and its group lists the same actions with the same help (the top level
+    lists the plugins' commands only when it may run one: see the short help's test)."""
+    whole = _subcommands(_WHOLE)[line[0]]
+    partial = _subcommands(build_parser(line))[line[0]]
+    if len(line) == 2:
+        assert _top_commands(partial) == _top_commands(whole)
+        whole, partial = _subcommands(whole)[line[1]], _subcommands(partial)[line[1]]
+    assert partial.format_help() == whole.format_help()
+
+
 @pytest.mark.parametrize(
     ("argv", "word"),
     [
