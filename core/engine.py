@@ -142,9 +142,7 @@ class Engine:
                 f"run the command on {host!r} (if this is {host!r}, set HVKUBE_HOST={host} "
                 "for every hvkube command here, as for its controller)"
             )
-        sibling = Engine(
-            self.store, reach.for_host(host), self.settings.model_copy(update={"host": host})
-        )
+        sibling = Engine(self.store, reach.for_host(host), self.settings.replace(host=host))
         sibling.readonly = self.readonly
         self._siblings[host] = sibling
         return sibling
