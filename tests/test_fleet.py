@@ -418,12 +418,12 @@ def test_a_command_run_under_another_host_name_says_where_the_vms_are(tmp_path: 
     from tests.conformance.backends import _hyperv_settings
 
     settings = _hyperv_settings(tmp_path)
-    with open_engine(settings.model_copy(update={"host": "hv01"})) as hv01:
+    with open_engine(settings.replace(host="hv01")) as hv01:
         hv01.create_template("win11", r"C:\t\win11.vhdx", memory_mb=1024)
         hv01.create_pool("bp", "win11", count=1, warm=1)
         assert not hv01.provision_pool("bp").failed
         (vm,) = hv01.list_vms()
-    with open_engine(settings.model_copy(update={"host": "other"})) as other:
+    with open_engine(settings.replace(host="other")) as other:
         with pytest.raises(NoVMAvailable) as caught:
             other.acquire("bp")
         message = str(caught.value)
