@@ -263,7 +263,10 @@ class HvkubeApp(App[None]):
                     shown = snap or last
                     assert shown is not None
                     rows = formatter.format(
-                        shown, self.clock(), clock={self.view} if clock_due else set()
+                        shown,
+                        self.clock(),
+                        clock={self.view} if clock_due else set(),
+                        on_screen={self.view: self.table().on_screen},
                     )
                     if clock_due:
                         formatted_at = time.monotonic()

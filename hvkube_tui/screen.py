@@ -85,7 +85,9 @@ class MainScreen(Screen[None]):
 
     def update_crumbs(self) -> None:
         view = self.current
-        self.crumbs.show(self.dashboard.snapshot, view.NAME, view.needle, view.row_count)
+        self.crumbs.show(
+            self.dashboard.snapshot, view.NAME, view.needle, view.row_count, view.matching
+        )
 
     def update_detail(self) -> None:
         view = self.current

@@ -42,10 +42,10 @@ from core.store.records import Records
 from core.store.sqlite import SqliteDialect
 from core.store.swaps import Swaps
 from core.store.target import StoreTarget, parse_target
-from core.store.views import ViewRows
+from core.store.views import CHANGE_TRACKED, ViewRows
 from core.utc import as_utc, db_value, utcnow
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -370,6 +370,13 @@ def _add_hosts(store: Store) -> None:
 @migration(5)
 def _add_api_tokens(store: Store) -> None:
     store.db.create_tables([store.t.ApiToken])
+
+
+@migration(6)
+def _add_row_changes(store: Store) -> None:
+    """Every insert and update of a VM or an agent marks the row, so that a reader can ask
+    for the rows changed since it last read (see the dialects for how)."""
+    store.dialect.add_row_changes(CHANGE_TRACKED)
 
 
 class Store:

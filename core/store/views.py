@@ -1,5 +1,7 @@
-"""What the dashboard polls: whole tables as plain row tuples, read incrementally where rows
-never change once written. The dashboard turns these rows into its views; the statements
+"""What the dashboard polls: plain row tuples, read incrementally. VMs and agents carry a
+change mark (schema 6): after a first whole read, a reader asks only for the rows changed
+since the mark it read at (`change_mark`, `changed`) and finds deletions by comparing its
+row count with the table's. The dashboard turns these rows into its views; the statements
 live here, with the rest of the store's SQL."""
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.store import Store
+
+CHANGE_TRACKED = ("vm", "agent")  # tables whose rows carry a change mark (schema 6)
 
 
 def _columns(fields: tuple[str, ...]) -> str:
@@ -34,6 +38,32 @@ class ViewRows:
             'SELECT "name", "template", "desired_count", "warm_count", "hot_count", '
             '"max_per_host", "release_policy" FROM "pool" ORDER BY "name"'
         )
+
+    def change_mark(self) -> Any:
+        """What the current read transaction sees, as a mark to pass to `changed` later."""
+        return self._all(self.store.dialect.change_mark_sql())[0][0]
+
+    def changed(self, table: str, fields: tuple[str, ...], mark: Any) -> list[tuple[Any, ...]]:
+        """Rows of `table` ("vm" or "agent") inserted or updated since `mark` was taken."""
+        if table not in CHANGE_TRACKED:
+            raise ValueError(f"{table!r} carries no change marks")
+        dialect = self.store.dialect
+        return self._all(
+            f'SELECT {_columns(fields)} FROM "{table}" WHERE {dialect.changed_since_sql()}',
+            dialect.changed_since_params(mark),
+        )
+
+    def count(self, table: str) -> int:
+        if table not in CHANGE_TRACKED:
+            raise ValueError(f"{table!r} is not counted here")
+        return int(self._all(f'SELECT COUNT(*) FROM "{table}"')[0][0])
+
+    def vm_names(self) -> set[str]:
+        return {name for (name,) in self._all('SELECT "name" FROM "vm"')}
+
+    def agent_statuses(self) -> list[tuple[Any, ...]]:
+        """(id, status) of every agent."""
+        return self._all('SELECT "id", "status" FROM "agent"')
 
     def vms(self, fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
         return self._all(f'SELECT {_columns(fields)} FROM "vm" ORDER BY "name"')
