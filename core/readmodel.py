@@ -376,54 +376,92 @@ class SnapshotReader:
 
     def _read_agents(self, mark: Any) -> frozenset[str] | None:
         """Bring the agents up to date: the status of every one (for the counts) and the rows
-        of the newest AGENT_LIMIT and of every unfinished one (for the view). The ids added,
-        changed or removed in the view (None: all)."""
+        of the newest AGENT_LIMIT and of the newest AGENT_LIMIT unfinished ones (for the
+        view). The ids added, changed or removed in the view (None: all)."""
         views = self.engine.store.views
         status = self._agent_status
         counts = self._agent_counts
+        changed: list[tuple[Any, ...]] = []
         full = self._mark is None
         if not full:
-            fresh = views.changed("agent", AGENT_FIELDS, self._mark)
-            for row in fresh:
-                before = status.get(row[0])
-                if before != row[3]:
+            # (id, status) of each changed agent: the counts need no more, and only the
+            # few in the view are read whole.
+            changed = views.changed("agent", ("id", "status"), self._mark)
+            for agent, now in changed:
+                before = status.get(agent)
+                if before != now:
                     if before is not None:
                         counts[before] -= 1
-                    counts[row[3]] += 1
-                    status[row[0]] = row[3]
+                    counts[now] += 1
+                    status[agent] = now
             # Agents are only deleted by hand (hvkube never does): then read them anew.
             full = len(status) != views.count("agent")
         if full:
             status.clear()
             status.update(views.agent_statuses())
             self._agent_counts = Counter(status.values())
-            rows = views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)
-            oldest = rows[-1][0] if rows else 0
-            rows += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, oldest, inclusive=False)
-            fresh = rows
-            self._agents = {}
+            cache = {row[0]: row for row in views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)}
+            for row in views.newest_in(AGENT_FIELDS, ACTIVE_AGENT, None, AGENT_LIMIT):
+                cache[row[0]] = row
+            self._agents = cache
+            self._agent_rows = {str(i): cache[i] for i in sorted(cache, reverse=True)}
+            return None
+        touched = self._follow_agents(changed)
+        if touched:
+            cache = self._agents
+            self._agent_rows = {str(i): cache[i] for i in sorted(cache, reverse=True)}
+        return frozenset(touched)
+
+    def _follow_agents(self, changed: list[tuple[Any, ...]]) -> set[str]:
+        """Apply changed agents, (id, status), to the view's agents: the newest AGENT_LIMIT
+        of all and of the unfinished. Every agent newer than the oldest of either set is in
+        it, so a changed agent outside it can only be one that joins the unfinished; when
+        unfinished ones leave, the next older ones are read."""
         cache = self._agents
-        # An agent enters the view when it is among the newest AGENT_LIMIT or unfinished.
-        floor = sorted(cache, reverse=True)[AGENT_LIMIT - 1] if len(cache) >= AGENT_LIMIT else 0
-        fresh = [
-            row
-            for row in fresh
-            if cache.get(row[0]) != row
-            and (row[0] in cache or row[0] >= floor or row[3] in ACTIVE_AGENT)
+        ids = sorted(cache, reverse=True)
+        floor = ids[AGENT_LIMIT - 1] if len(ids) >= AGENT_LIMIT else 0
+        active = [i for i in ids if cache[i][3] in ACTIVE_AGENT]
+        active_floor = active[AGENT_LIMIT - 1] if len(active) >= AGENT_LIMIT else 0
+        wanted = [
+            i
+            for i, now in changed
+            if i in cache or i >= floor or (now in ACTIVE_AGENT and i >= active_floor)
         ]
-        touched = {str(row[0]) for row in fresh}
+        fresh: list[tuple[Any, ...]] = []
+        views = self.engine.store.views
+        for start in range(0, len(wanted), 500):
+            fresh += views.agents_with_ids(AGENT_FIELDS, wanted[start : start + 500])
+        touched: set[int] = set()
         for row in fresh:
-            cache[row[0]] = row
-        if fresh:
-            ids = sorted(cache, reverse=True)  # newest first, as shown
-            keep = set(ids[:AGENT_LIMIT])
-            keep.update(i for i in ids[AGENT_LIMIT:] if cache[i][3] in ACTIVE_AGENT)
-            touched.update(str(i) for i in ids if i not in keep)
-            self._agents = cache = {i: cache[i] for i in ids if i in keep}
-            self._agent_rows = {str(i): row for i, row in cache.items()}
-        elif full:
-            self._agent_rows = {str(i): row for i, row in cache.items()}
-        return None if full else frozenset(touched)
+            i = row[0]
+            old = cache.get(i)
+            if old == row:
+                continue
+            if old is not None or i >= floor or (row[3] in ACTIVE_AGENT and i >= active_floor):
+                cache[i] = row
+                touched.add(i)
+        if not touched:
+            return set()
+        ids = sorted(cache, reverse=True)
+        active = [i for i in ids if cache[i][3] in ACTIVE_AGENT and i >= active_floor]
+        missing = AGENT_LIMIT - len(active)
+        if missing > 0 and active_floor:
+            # Unfinished ones left: the next older unfinished ones (those in the cache too).
+            older = self.engine.store.views.newest_in(
+                AGENT_FIELDS, ACTIVE_AGENT, active_floor, missing
+            )
+            for row in older:
+                if cache.get(row[0]) != row:
+                    cache[row[0]] = row
+                    touched.add(row[0])
+            active += [row[0] for row in older]
+            ids = sorted(cache, reverse=True)
+        keep = set(ids[:AGENT_LIMIT]).union(active[:AGENT_LIMIT])
+        for i in ids:
+            if i not in keep:
+                del cache[i]
+                touched.add(i)
+        return {str(i) for i in touched}
 
     def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
         """The newest events. Events are only ever added, so only new ones are read."""

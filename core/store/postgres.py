@@ -112,6 +112,10 @@ class PostgresDialect:
                 "DEFAULT pg_current_xact_id()"
             )
             execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ("row_change")')
+            if table == "agent":
+                # The newest agents in a status, walked from the index's end (SQLite's index
+                # on status holds the rowid, which is the id; PostgreSQL's does not).
+                execute('CREATE INDEX IF NOT EXISTS "agent_status_id" ON "agent" ("status", "id")')
             execute(
                 "CREATE OR REPLACE TRIGGER hvkube_row_change BEFORE INSERT OR UPDATE "
                 f'ON "{table}" '

@@ -82,20 +82,22 @@ class ViewRows:
             f'SELECT {_columns(fields)} FROM "agent" ORDER BY "id" DESC LIMIT ?', (limit,)
         )
 
-    def agents_in(
-        self, fields: tuple[str, ...], statuses: tuple[str, ...], below: int, inclusive: bool
+    def newest_in(
+        self, fields: tuple[str, ...], statuses: tuple[str, ...], below: int | None, limit: int
     ) -> list[tuple[Any, ...]]:
-        """Agents in `statuses` with an id below (or up to) `below`, newest first."""
-        marks = ", ".join("?" for _ in statuses)
-        bound = "<=" if inclusive else "<"
-        return self._all(
-            f'SELECT {_columns(fields)} FROM "agent" WHERE "status" IN ({marks}) '
-            f'AND "id" {bound} ? ORDER BY "id" DESC',
-            (*statuses, below),
-        )
-
-    def agents_after(self, fields: tuple[str, ...], top: int) -> list[tuple[Any, ...]]:
-        return self._all(f'SELECT {_columns(fields)} FROM "agent" WHERE "id" > ?', (top,))
+        """The newest `limit` agents in `statuses` (with an id below `below`), newest first.
+        One statement per status, each walking the (status, id) index from its end: one
+        IN (...) with ORDER BY would sort every match first."""
+        bound = "" if below is None else ' AND "id" < ?'
+        rows: list[tuple[Any, ...]] = []
+        for status in statuses:
+            rows += self._all(
+                f'SELECT {_columns(fields)} FROM "agent" WHERE "status" = ?{bound} '
+                'ORDER BY "id" DESC LIMIT ?',
+                (status, limit) if below is None else (status, below, limit),
+            )
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return rows[:limit]
 
     def agents_with_ids(self, fields: tuple[str, ...], ids: list[int]) -> list[tuple[Any, ...]]:
         marks = ", ".join("?" for _ in ids)
