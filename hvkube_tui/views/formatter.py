@@ -20,7 +20,8 @@ class RowFormatter:
         self.views = tuple(views)
         self._raw: dict[str, dict[str, tuple[object, ...]]] = {v.NAME: {} for v in self.views}
         self._rows: dict[str, dict[str, Row]] = {v.NAME: {} for v in self.views}
-        self._serial: int | None = None
+        self._serial: dict[str, int] = {}  # per raw view: the snapshot it was formatted for
+        self.pending: set[str] = set()  # raw views left out of the last format
 
     def format(
         self,
@@ -28,17 +29,26 @@ class RowFormatter:
         now: datetime,
         clock: frozenset[str] | set[str] = frozenset(),
         on_screen: Mapping[str, Collection[str]] | None = None,
+        current: str | None = None,
     ) -> dict[str, dict[str, Row]]:
         """`on_screen`: per view, the keys its table shows; a view's rows outside them keep
-        their time-dependent text until they change or come on screen (None: every row)."""
+        their time-dependent text until they change or come on screen (None: every row).
+        `current`: the view on screen. Another view of raw rows that cannot be formatted
+        from the snapshot's changes alone (10,000 VMs the first time) is left out of the
+        result and noted in `pending`, for `catch_up` when there is time."""
         result: dict[str, dict[str, Row]] = {}
-        follows = self._serial is not None and snap.serial == self._serial + 1
         for view in self.views:
             name = view.NAME
             records = view.records(snap)
             if records is not None:
                 result[name] = {key: view.format_row(r, now) for key, r in records.items()}
                 continue
+            follows = snap.serial == self._serial.get(name, -1) + 1
+            if current is not None and name != current and not follows:
+                if snap.serial != self._serial.get(name):
+                    self.pending.add(name)
+                continue
+            self.pending.discard(name)
             raw = snap.raw[name]
             before_raw = self._raw[name]
             before = self._rows[name]
@@ -68,6 +78,12 @@ class RowFormatter:
                     rows = {key: rows[key] for key in raw}  # in the snapshot's order
             self._raw[name] = raw
             self._rows[name] = rows
+            self._serial[name] = snap.serial
             result[name] = rows
-        self._serial = snap.serial
         return result
+
+    def catch_up(self, snap: Snapshot, now: datetime) -> dict[str, dict[str, Row]]:
+        """The rows of the views left out before (and of the views of few rows)."""
+        rows = self.format(snap, now)
+        self.pending.clear()
+        return rows
