@@ -85,6 +85,7 @@ AGENT_LIMIT = 1000  # newest agents shown (plus every unfinished one)
 EVENT_LIMIT = 200  # newest events shown
 LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
+AGENT_RECOUNT_S = 10.0  # agents deleted outside hvkube are looked for at most this often
 ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
 
 VIEWS = ("pools", "templates", "vms", "agents", "events", "hosts")
@@ -204,7 +205,8 @@ class SnapshotReader:
     The first read takes every VM and the (id, status) of every agent; later reads take the
     rows changed since the change mark of the read before, and find deleted rows by their
     count: every insert shows up as a change, so the cache holds every row that exists and
-    a count below the cache's means rows went."""
+    a count below the cache's means rows went (VMs at every read; agents, which hvkube never
+    deletes, every AGENT_RECOUNT_S)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -217,6 +219,8 @@ class SnapshotReader:
         self._vm_groups: Counter[tuple[Any, Any, str]] = Counter()  # (pool, host, state)
         self._vms: dict[str, tuple[Any, ...]] = {}  # by name: what a snapshot shows
         self._agent_status: dict[int, str] = {}  # every agent
+        self.agent_recount_s = AGENT_RECOUNT_S
+        self._agents_counted_at = 0.0
         self._agent_counts: Counter[str] = Counter()
         self._agents: dict[int, tuple[Any, ...]] = {}  # the newest and every unfinished one
         self._agent_rows: dict[str, tuple[Any, ...]] = {}
@@ -395,7 +399,11 @@ class SnapshotReader:
                     counts[now] += 1
                     status[agent] = now
             # Agents are only deleted by hand (hvkube never does): then read them anew.
-            full = len(status) != views.count("agent")
+            # Counting 100,000 agents takes milliseconds, so it is done now and then.
+            now = time.monotonic()
+            if now - self._agents_counted_at >= self.agent_recount_s:
+                self._agents_counted_at = now
+                full = len(status) != views.count("agent")
         if full:
             status.clear()
             status.update(views.agent_statuses())

@@ -121,6 +121,7 @@ def test_agents_deleted_outside_hvkube_leave_the_view(pair: tuple[Engine, Engine
     """hvkube never deletes an agent; an operator's SQL may: the counts still add up."""
     shown, writer = pair
     reader = SnapshotReader(shown)
+    reader.agent_recount_s = 0  # look for deleted agents at every read (default: now and then)
     agents = [writer.submit_agent("a", f"flow{i}") for i in range(4)]
     reader.poll(force=True)
     writer.store.execute('DELETE FROM "agent" WHERE "id" = ?', (agents[0].id,))
