@@ -200,3 +200,40 @@ def test_a_transaction_that_commits_after_a_later_one_is_not_missed(pg_url: str)
         finally:
             early.close()
             late.close()
+
+
+def _as_schema_5(store: Store) -> None:
+    """Take schema 6's change marks off, as a store an older hvkube left."""
+    with store.write():
+        for table in ("vm", "agent"):
+            if store.postgres:
+                store.execute(f'DROP TRIGGER hvkube_row_change ON "{table}"', ())
+            else:
+                for trigger in ("insert", "update"):
+                    store.execute(f'DROP TRIGGER "{table}_row_change_{trigger}"', ())
+                store.execute(f'DROP INDEX "{table}_row_change"', ())
+            store.execute(f'ALTER TABLE "{table}" DROP COLUMN "row_change"', ())
+        store.execute('UPDATE "meta" SET "value" = ? WHERE "key" = ?', ("5", "schema_version"))
+
+
+def test_a_schema_5_store_gets_change_marks_and_keeps_its_rows(store_url: str) -> None:
+    with open_engine(db=store_url, backend="sim", sim_scale=0) as engine:
+        engine.create_template("t", r"C:\T\t.vhdx", memory_mb=1024)
+        engine.create_pool("a", "t", count=3, warm=3)
+        assert not engine.provision_pool("a").failed
+        engine.submit_agent("a", "flow")
+        _as_schema_5(engine.store)
+    with (
+        open_engine(db=store_url, backend="sim", sim_scale=0) as engine,
+        open_engine(db=store_url, backend="sim", sim_scale=0) as writer,
+    ):
+        assert engine.store.schema_version() == 6
+        reader = SnapshotReader(engine)
+        first = reader.poll(force=True)
+        assert first is not None and len(first.raw["vms"]) == 3
+        assert first.agent_counts == {"pending": 1}
+        vm = sorted(first.raw["vms"])[0]
+        writer.resume_vm(vm)
+        snap = tick(reader)
+        assert snap.changed["vms"] == {vm}
+        assert seen(snap) == whole(writer)
