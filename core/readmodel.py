@@ -89,7 +89,6 @@ AGENT_RECOUNT_S = 10.0  # agents deleted outside hvkube are looked for at most t
 ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
 
 VIEWS = ("pools", "templates", "vms", "agents", "events", "hosts")
-ALL = frozenset(VIEWS)
 
 VM_FIELDS = (
     "name",
@@ -229,13 +228,12 @@ class SnapshotReader:
         self._event_total: int | None = None
         self._latencies: dict[str, list[float]] = {}
 
-    def poll(self, force: bool = False, views: frozenset[str] | set[str] = ALL) -> Snapshot | None:
-        """A new snapshot when the database changed (or `force`), else None. `views` (the
-        one on screen) is kept for callers: every view's rows are now read incrementally."""
+    def poll(self, force: bool = False) -> Snapshot | None:
+        """A new snapshot when the database changed (or `force`), else None."""
         version = self.engine.store.data_version()
         if not force and version == self.last_version:
             return None
-        snapshot = self.read(version, views)
+        snapshot = self.read(version)
         self.last_version = version
         return snapshot
 
@@ -249,7 +247,7 @@ class SnapshotReader:
             self._capacity_at = now
         return self._capacity
 
-    def read(self, version: int | None = None, views: frozenset[str] | set[str] = ALL) -> Snapshot:
+    def read(self, version: int | None = None) -> Snapshot:
         started = time.perf_counter()
         engine = self.engine
         rows = engine.store.views

@@ -247,7 +247,7 @@ class HvkubeApp(App[None]):
                 if shown_anew:
                     self._force_read, force = False, True
                 try:
-                    snap = reader.poll(force=force, views={self.view})
+                    snap = reader.poll(force=force)
                 except Exception as exc:  # a locked or vanished database: say so, keep polling
                     self.post_message(
                         ReadFailed(
