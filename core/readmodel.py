@@ -81,7 +81,7 @@ def pool_summaries(engine: Engine) -> list[PoolSummary]:
 # read: VMs and agents by their change marks (schema 6), events by id (they never change).
 # The counts per state, pool, host and status are kept up to date from the same changes.
 
-AGENT_LIMIT = 1000  # newest agents shown (plus every unfinished one)
+AGENT_LIMIT = 1000  # newest agents shown (and as many of the newest unfinished ones)
 EVENT_LIMIT = 200  # newest events shown
 LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
