@@ -217,7 +217,7 @@ class SnapshotReader:
         self._vm_cache: dict[str, tuple[Any, ...]] = {}
         self._vm_groups: Counter[tuple[Any, Any, str]] = Counter()  # (pool, host, state)
         self._vms: dict[str, tuple[Any, ...]] = {}  # by name: what a snapshot shows
-        self._agent_status: dict[int, str] = {}  # every agent
+        self._agent_status: dict[int, str] | None = None  # every agent's, from the 2nd read
         self.agent_recount_s = AGENT_RECOUNT_S
         self._agents_counted_at = 0.0
         self._agent_counts: Counter[str] = Counter()
@@ -385,27 +385,35 @@ class SnapshotReader:
         counts = self._agent_counts
         changed: list[tuple[Any, ...]] = []
         full = self._mark is None
-        if not full:
+        if full:
+            # Counted in SQL: quicker before the first paint than every agent's status.
+            self._agent_status = None
+            self._agent_counts = Counter({str(s): int(n) for s, n in views.agents_by_status()})
+        else:
             # (id, status) of each changed agent: the counts need no more, and only the
             # few in the view are read whole.
             changed = views.changed("agent", ("id", "status"), self._mark)
-            for agent, now in changed:
-                before = status.get(agent)
-                if before != now:
-                    if before is not None:
-                        counts[before] -= 1
-                    counts[now] += 1
-                    status[agent] = now
-            # Agents are only deleted by hand (hvkube never does): then read them anew.
-            # Counting 100,000 agents takes milliseconds, so it is done now and then.
             now = time.monotonic()
-            if now - self._agents_counted_at >= self.agent_recount_s:
+            if status is not None:
+                for agent, new in changed:
+                    before = status.get(agent)
+                    if before != new:
+                        if before is not None:
+                            counts[before] -= 1
+                        counts[new] += 1
+                        status[agent] = new
+                # Agents are only deleted by hand (hvkube never does): then read them
+                # anew. Counting 100,000 agents takes milliseconds: done now and then.
+                if now - self._agents_counted_at >= self.agent_recount_s:
+                    self._agents_counted_at = now
+                    full = len(status) != views.count("agent")
+            if status is None or full:
+                # Every agent's status (from the second read on): the counts follow it.
+                status = self._agent_status = dict(views.agent_statuses())
+                self._agent_counts = Counter(status.values())
                 self._agents_counted_at = now
-                full = len(status) != views.count("agent")
+                full = full or any(i not in status for i in self._agents)  # deleted since
         if full:
-            status.clear()
-            status.update(views.agent_statuses())
-            self._agent_counts = Counter(status.values())
             cache = {row[0]: row for row in views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)}
             for row in views.newest_in(AGENT_FIELDS, ACTIVE_AGENT, None, AGENT_LIMIT):
                 cache[row[0]] = row

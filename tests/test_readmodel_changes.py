@@ -129,6 +129,14 @@ def test_agents_deleted_outside_hvkube_leave_the_view(pair: tuple[Engine, Engine
     assert str(agents[0].id) not in snap.raw["agents"]
     assert snap.agent_counts == {"pending": 3}
     assert seen(snap) == whole(writer)
+    # Later reads follow every agent's status; a deletion shows in their count.
+    writer.cancel_agent(agents[1].id)
+    tick(reader)
+    writer.store.execute('DELETE FROM "agent" WHERE "id" = ?', (agents[2].id,))
+    snap = tick(reader)
+    assert set(snap.raw["agents"]) == {str(agents[1].id), str(agents[3].id)}
+    assert snap.agent_counts == {"pending": 1, "cancelled": 1}
+    assert seen(snap) == whole(writer)
 
 
 def test_many_random_changes_read_incrementally_equal_a_whole_read(
