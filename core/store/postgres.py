@@ -103,15 +103,16 @@ class PostgresDialect:
         with self.db.atomic(isolation_level="REPEATABLE READ"):
             yield
 
-    def add_row_changes(self, tables: tuple[str, ...]) -> None:
+    def add_row_changes(self, tables: dict[str, tuple[str, ...]]) -> None:
         execute = self.db.execute_sql
         execute(_ROW_CHANGE_FUNCTION)
-        for table in tables:
+        for table, indexed in tables.items():
+            columns = ", ".join(f'"{c}"' for c in indexed)
             execute(
                 f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "row_change" xid8 NOT NULL '
                 "DEFAULT pg_current_xact_id()"
             )
-            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ("row_change")')
+            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ({columns})')
             if table == "agent":
                 # The newest agents in a status, walked from the index's end (SQLite's index
                 # on status holds the rowid, which is the id; PostgreSQL's does not).

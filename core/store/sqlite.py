@@ -168,17 +168,18 @@ class SqliteDialect:
     # has one writer at a time, so the numbers follow the order of the commits: a reader that
     # has seen everything up to n at one snapshot finds all that changed since in `> n`.
 
-    def add_row_changes(self, tables: tuple[str, ...]) -> None:
+    def add_row_changes(self, tables: dict[str, tuple[str, ...]]) -> None:
         execute = self.db.execute_sql
         execute(
             f"CREATE TABLE IF NOT EXISTS {ROW_CHANGE_COUNTER} "
             "(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
         )
         execute(f"INSERT OR IGNORE INTO {ROW_CHANGE_COUNTER} (id, n) VALUES (1, 0)")
-        for table in tables:
+        for table, indexed in tables.items():
+            columns = ", ".join(f'"{c}"' for c in indexed)
             if "row_change" not in {c.name for c in self.db.get_columns(table)}:
                 execute(f'ALTER TABLE "{table}" ADD COLUMN "row_change" INTEGER NOT NULL DEFAULT 0')
-            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ("row_change")')
+            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ({columns})')
             mark = (
                 f"UPDATE {ROW_CHANGE_COUNTER} SET n = n + 1; "
                 f'UPDATE "{table}" SET "row_change" = (SELECT n FROM {ROW_CHANGE_COUNTER}) '

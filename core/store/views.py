@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from core.store import Store
 
-CHANGE_TRACKED = ("vm", "agent")  # tables whose rows carry a change mark (schema 6)
+# Tables whose rows carry a change mark (schema 6), with the columns its index holds after
+# the mark: a tick reads (id, status) of every changed agent from the index alone.
+CHANGE_TRACKED: dict[str, tuple[str, ...]] = {
+    "vm": ("row_change",),
+    "agent": ("row_change", "status"),
+}
 
 
 def _columns(fields: tuple[str, ...]) -> str:
