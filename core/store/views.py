@@ -1,15 +1,26 @@
-"""What the dashboard polls: plain row tuples, read incrementally. VMs and agents carry a
-change mark (schema 6): after a first whole read, a reader asks only for the rows changed
-since the mark it read at (`change_mark`, `changed`) and finds deletions by comparing its
-row count with the table's. The dashboard turns these rows into its views; the statements
-live here, with the rest of the store's SQL."""
+"""What the dashboard polls and the command line lists: plain row tuples, read
+incrementally. VMs and agents carry a change mark (schema 6): after a first whole read, the
+dashboard asks only for the rows changed since the mark it read at (`change_mark`, `changed`)
+and finds deletions by comparing its row count with the table's. The dashboard turns these
+rows into its views; the statements live here, with the rest of the store's SQL. They run on
+the whole store or on a plain read-only SQLite connection (core.store.reading); the change
+marks need the whole store."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from typing import Protocol
+
+    from core.store.postgres import PostgresDialect
+    from core.store.sqlite import SqliteDialect
+
+    class RowSource(Protocol):
+        """What the views read through: the store, or core.store.reading's connection."""
+
+        def fetch_all(self, text: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
+
 
 # Tables whose rows carry a change mark (schema 6), with the columns its index holds after
 # the mark: a tick reads (id, status) of every changed agent from the index alone.
@@ -24,11 +35,18 @@ def _columns(fields: tuple[str, ...]) -> str:
 
 
 class ViewRows:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RowSource) -> None:
         self.store = store
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.store.fetch_all(sql, params)
+
+    def _dialect(self) -> SqliteDialect | PostgresDialect:
+        """The store's dialect: change marks are read the way each database keeps them."""
+        dialect = getattr(self.store, "dialect", None)
+        if dialect is None:
+            raise TypeError("change marks are read through the whole store")
+        return dialect
 
     def templates(self) -> list[tuple[Any, ...]]:
         """(name, disk_path, memory_mb, cpus, gpu, software, rdp_port) by name."""
@@ -46,13 +64,13 @@ class ViewRows:
 
     def change_mark(self) -> Any:
         """What the current read transaction sees, as a mark to pass to `changed` later."""
-        return self._all(self.store.dialect.change_mark_sql())[0][0]
+        return self._all(self._dialect().change_mark_sql())[0][0]
 
     def changed(self, table: str, fields: tuple[str, ...], mark: Any) -> list[tuple[Any, ...]]:
         """Rows of `table` ("vm" or "agent") inserted or updated since `mark` was taken."""
         if table not in CHANGE_TRACKED:
             raise ValueError(f"{table!r} carries no change marks")
-        dialect = self.store.dialect
+        dialect = self._dialect()
         return self._all(
             f'SELECT {_columns(fields)} FROM "{table}" WHERE {dialect.changed_since_sql()}',
             dialect.changed_since_params(mark),
@@ -70,8 +88,24 @@ class ViewRows:
         """(id, status) of every agent."""
         return self._all('SELECT "id", "status" FROM "agent"')
 
-    def vms(self, fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        return self._all(f'SELECT {_columns(fields)} FROM "vm" ORDER BY "name"')
+    def vms(
+        self,
+        fields: tuple[str, ...],
+        *,
+        pool: str | None = None,
+        state: str | None = None,
+        host: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """The VMs by name, only those of `pool`, in `state` and on `host` when given."""
+        wanted = [
+            (c, v) for c, v in (("pool", pool), ("state", state), ("host", host)) if v is not None
+        ]
+        where = " AND ".join(f'"{column}" = ?' for column, _ in wanted)
+        return self._all(
+            f'SELECT {_columns(fields)} FROM "vm"{" WHERE " + where if where else ""} '
+            'ORDER BY "name"',
+            tuple(value for _, value in wanted),
+        )
 
     def vms_by_pool_host_state(self) -> list[tuple[Any, ...]]:
         """(pool, host, state, count): one pass gives the pools' and the hosts' counts."""
