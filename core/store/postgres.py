@@ -13,7 +13,12 @@ What SQLite gives by itself is built here the PostgreSQL way:
   `40P01`), or that met a connection the server had closed, was not done: outside a
   transaction it is run again (after reconnecting), a bounded number of times. Inside a
   transaction, or when the connection broke while the server may have done it, it is not:
-  the caller gets a one-line StoreInterrupted saying whether anything could have changed.
+  the caller gets a one-line StoreInterrupted saying whether anything could have changed;
+- per-row change marks (schema 6): SQLite numbers changed rows in commit order; here a
+  number taken at write time would not be (a transaction that took a lower one may commit
+  later), so a row records the id of the transaction that last wrote it and a reader keeps
+  the snapshot it read at: the rows changed since are those written by a transaction that
+  snapshot did not see.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ WRITE_LOCK_KEY = 0x68766B756265
 CHANGE_TABLE = "hvkube_change"
 _CHANGE_SLOTS = 16
 
-# One statement in the common case (schema 6): the trigger runs for every row written, and
+# One statement in the common case (schema 7): the trigger runs for every row written, and
 # on the acquire path its two statements cost about a tenth of the server's work.
 _CHANGE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -44,6 +49,15 @@ BEGIN
         INSERT INTO {CHANGE_TABLE} (n) VALUES (1);
     END IF;
     RETURN NULL;
+END $$
+"""
+
+
+_ROW_CHANGE_FUNCTION = """
+CREATE OR REPLACE FUNCTION hvkube_row_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.row_change := pg_current_xact_id();
+    RETURN NEW;
 END $$
 """
 
@@ -241,6 +255,41 @@ class PostgresDialect:
         """One snapshot for several reads (READ COMMITTED takes one per statement)."""
         with self.db.atomic(isolation_level="REPEATABLE READ"):
             yield
+
+    def add_row_changes(self, tables: dict[str, tuple[str, ...]]) -> None:
+        execute = self.db.execute_sql
+        execute(_ROW_CHANGE_FUNCTION)
+        for table, indexed in tables.items():
+            columns = ", ".join(f'"{c}"' for c in indexed)
+            execute(
+                f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "row_change" xid8 NOT NULL '
+                "DEFAULT pg_current_xact_id()"
+            )
+            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ({columns})')
+            if table == "agent":
+                # The newest agents in a status, walked from the index's end (SQLite's index
+                # on status holds the rowid, which is the id; PostgreSQL's does not).
+                execute('CREATE INDEX IF NOT EXISTS "agent_status_id" ON "agent" ("status", "id")')
+            execute(
+                "CREATE OR REPLACE TRIGGER hvkube_row_change BEFORE INSERT OR UPDATE "
+                f'ON "{table}" '
+                "FOR EACH ROW EXECUTE FUNCTION hvkube_row_change()"
+            )
+
+    def change_mark_sql(self) -> str:
+        """A SELECT giving the mark of what the current read transaction sees."""
+        return "SELECT pg_current_snapshot()::text"
+
+    def changed_since_sql(self) -> str:
+        """A condition on a tracked table: written by a transaction the mark's snapshot did
+        not see. Every such transaction is at or above the snapshot's xmin: the index range."""
+        return (
+            '"row_change" >= pg_snapshot_xmin(?::pg_snapshot) '
+            'AND NOT pg_visible_in_snapshot("row_change", ?::pg_snapshot)'
+        )
+
+    def changed_since_params(self, mark: Any) -> tuple[Any, ...]:
+        return (mark, mark)
 
     def after_migrate(self) -> None:
         """Count commits on every table (inside the migration's transaction)."""
