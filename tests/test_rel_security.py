@@ -183,6 +183,9 @@ MUTATIONS: dict[str, Callable[[Engine], Any]] = {
     "delete_vm": lambda e: e.delete_vm("p-002"),
     "acquire": lambda e: e.acquire("p"),
     "release": lambda e: e.release("p-001"),
+    "release_known": lambda e: e.release_known(
+        e.get_vm("p-001"), e.get_template(e.get_vm("p-001").template), None, None, None
+    ),
     "submit_agent": lambda e: e.submit_agent("p", "wf"),
     "finish_agent": lambda e: e.finish_agent(1, AgentStatus.COMPLETED, AgentResult(success=True)),
     "release_agent_vm": lambda e: e.release_agent_vm(1, "p-001"),
