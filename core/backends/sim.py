@@ -44,6 +44,7 @@ from core.ownership import owner_of, same_name
 from core.settings import Settings, machine_name
 from core.sim_faults import FAULT_KINDS
 from core.sqlite_ro import readonly_uri
+from core.thread_close import ClosedWithThread
 
 # Seconds Start-VM takes from Off on Hyper-V: it returns once the VM runs, before the guest
 # has booted.
@@ -259,24 +260,32 @@ class SimHost:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None and self.readonly:
             conn = self._readonly_conn()
-            self._local.conn = conn
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        elif conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=wal")
             conn.execute("PRAGMA synchronous=normal")
             conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
+        else:
+            return conn
+        self._local.conn = conn
+        self._local.closer = ClosedWithThread(conn)
         return conn
 
     def _readonly_conn(self) -> sqlite3.Connection:
         """The state file opened read-only, or an empty host in memory when there is none."""
         if self.path.exists():
             conn = sqlite3.connect(
-                readonly_uri(self.path), uri=True, timeout=60.0, isolation_level=None
+                readonly_uri(self.path),
+                uri=True,
+                timeout=60.0,
+                isolation_level=None,
+                check_same_thread=False,
             )
             conn.execute("PRAGMA query_only=1")
             return conn
-        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self._create_schema(conn)
         for key, value in self._defaults.items():
             conn.execute("INSERT INTO meta (key, data) VALUES (?, ?)", (key, json.dumps(value)))
