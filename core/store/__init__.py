@@ -45,7 +45,7 @@ from core.store.target import StoreTarget, parse_target
 from core.store.views import ViewRows
 from core.utc import as_utc, db_value, utcnow
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -141,6 +141,8 @@ def make_tables(db: pw.Database) -> Tables:
         created_at = pw.DateTimeField(default=utcnow)
         # The hosts its VMs may live on (schema 4); null: every host.
         hosts = JSONField(null=True)
+        # Names of the controller's variables its agents' commands get (schema 6).
+        exec_env = JSONField(null=True)
 
         class Meta:
             table_name = "pool"
@@ -197,6 +199,8 @@ def make_tables(db: pw.Database) -> Tables:
         on_host_down = pw.CharField(max_length=16, default="fail")
         # The host whose controller scheduled it and runs it (schema 4).
         host = pw.CharField(max_length=64, null=True)
+        # Names of the controller's variables its command gets besides its pool's (schema 6).
+        exec_env = JSONField(null=True)
 
         class Meta:
             table_name = "agent"
@@ -370,6 +374,17 @@ def _add_hosts(store: Store) -> None:
 @migration(5)
 def _add_api_tokens(store: Store) -> None:
     store.db.create_tables([store.t.ApiToken])
+
+
+@migration(6)
+def _add_exec_env(store: Store) -> None:
+    """The names of the controller's variables a pool's or an agent's command gets."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(store.db)
+    for table, model in (("pool", store.t.Pool), ("agent", store.t.Agent)):
+        if "exec_env" not in {c.name for c in store.db.get_columns(table)}:
+            migrate(migrator.add_column(table, "exec_env", model.exec_env))
 
 
 class Store:
@@ -648,6 +663,7 @@ class Store:
             release_policy=ReleasePolicy(row.release_policy),
             created_at=as_utc(row.created_at),
             hosts=_json_list(row.hosts),
+            exec_env=_json_list(row.exec_env) or [],
         )
 
     @staticmethod
@@ -679,7 +695,7 @@ class Store:
     @staticmethod
     def agent_model(row: Any) -> Agent:
         if isinstance(row, dict):
-            row = _RowView(row, json_fields=("input", "result"))
+            row = _RowView(row, json_fields=("input", "result", "exec_env"))
         return Agent(
             id=row.id,
             pool=row.pool,
@@ -690,6 +706,7 @@ class Store:
                 requires_gpu=row.requires_gpu,
                 exec_command=row.exec_command,
                 on_host_down=row.on_host_down,
+                exec_env=row.exec_env or [],
             ),
             status=AgentStatus(row.status),
             vm=row.vm,
