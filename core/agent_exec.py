@@ -126,9 +126,10 @@ def check_env_names(names: Iterable[str], option: str = "--exec-env") -> list[st
     for name in names:
         if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
             raise InvalidInput(
-                f"{option} {str(name)[:80]!r} is not an environment variable name (letters, digits and "
-                "_, not starting with a digit); give only the name, such as AWS_PROFILE: its "
-                "value is read from the controller's environment when the command runs"
+                f"{option} {str(name)[:80]!r} is not an environment variable name (letters, "
+                "digits and _, not starting with a digit); give only the name, such as "
+                "AWS_PROFILE: its value is read from the controller's environment when the "
+                "command runs"
             )
         if name not in out:
             out.append(name)
