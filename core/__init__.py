@@ -76,7 +76,7 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
-    from core.datadir import check_data_dir
+    from core.datadir import check_data_dir, check_own_files, sqlite_files
     from core.engine import Engine
     from core.names import check_host_name
     from core.settings import load_settings
@@ -93,6 +93,8 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     db_path = settings.db_path()
     if str(db_path) != ":memory:":
         check_data_dir(db_path.parent)
+        if not settings.db_is_url():
+            check_own_files(sqlite_files(db_path))
     store = Store(settings.db_location(), readonly=settings.readonly)
     try:
         backend = make_backend(settings)

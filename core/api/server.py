@@ -58,15 +58,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _store_has_tokens(settings: Settings) -> bool:
-    """Whether the store holds a live scoped token (opened as the settings say: read-only)."""
-    from core.store import Store
+def _store_tokens(settings: Settings) -> int:
+    """The store's live scoped tokens. Opening the engine here, before the token file is
+    made or the port bound, refuses a bad store or data folder with its one line (the
+    server's own opening, later, could only fail its start-up)."""
+    from core import open_engine
 
-    store = Store(settings.db_location(), readonly=settings.readonly)
-    try:
-        return live_tokens(store) > 0
-    finally:
-        store.close()
+    with open_engine(settings) as engine:
+        return live_tokens(engine.store)
 
 
 def serve(
@@ -90,8 +89,9 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("--tls-cert and --tls-key go together; give both or neither")
     path = token_path(settings)
+    tokens = _store_tokens(settings)
     token = admin_token(settings)
-    if token is None and not _store_has_tokens(settings):
+    if token is None and not tokens:
         raise no_token_refusal(path)
     app = make_api(
         settings,

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from core.backends.base import Capability, VMRef
+from core.datadir import check_own_files, sqlite_files
 from core.errors import (
     BackendError,
     CheckpointNotFound,
     FileInUse,
     HostObjectExists,
+    InvalidInput,
     InvalidVMState,
     OperationTimeout,
     OutOfMemory,
@@ -203,6 +205,37 @@ def checkpoint_by_id(vm: dict[str, Any], checkpoint_id: str) -> dict[str, Any]:
     )
 
 
+SIM_TABLES = frozenset({"vm", "disk", "meta"})
+
+
+def _check_sim_file(path: Path) -> None:
+    """Recognise the simulated host's own file before anything is written to it: a new or
+    empty file becomes one; any other SQLite database, or a file that is not SQLite, is
+    refused untouched (read through SQLite only, creating nothing)."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+    except OSError:
+        return  # opening it says why
+    try:
+        with contextlib.closing(sqlite3.connect(readonly_uri(path), uri=True)) as conn:
+            tables = {
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(
+            f"simulated host file {path} cannot be read as one ({exc}); hvkube leaves it "
+            "alone: move it away, or use another data folder"
+        ) from None
+    if tables and not tables >= SIM_TABLES:
+        raise InvalidInput(
+            f"simulated host file {path} is an SQLite database but not a simulated host's "
+            "(no vm, disk and meta tables); hvkube leaves it alone: move it away, or use "
+            "another data folder"
+        )
+
+
 class SimHost:
     """Simulated Hyper-V host with state persisted in `state_dir/sim-host.json`."""
 
@@ -244,6 +277,8 @@ class SimHost:
         self.readonly = readonly
         self._defaults = {"total_memory_mb": total_memory_mb, "logical_cpus": logical_cpus}
         self._local = threading.local()
+        check_own_files(sqlite_files(self.path))
+        _check_sim_file(self.path)
         if readonly:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
