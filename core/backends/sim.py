@@ -211,7 +211,8 @@ SIM_TABLES = frozenset({"vm", "disk", "meta"})
 def _check_sim_file(path: Path) -> None:
     """Recognise the simulated host's own file before anything is written to it: a new or
     empty file becomes one; any other SQLite database, or a file that is not SQLite, is
-    refused untouched (read through SQLite only, creating nothing)."""
+    refused untouched (read through SQLite only, creating nothing: a plain open and close of
+    a file this process has open through SQLite would drop SQLite's locks on it)."""
     try:
         if not path.exists() or path.stat().st_size == 0:
             return
