@@ -151,7 +151,9 @@ def soak(folder: Path, minutes: float, seed: int, scale: float, every_s: float) 
     sampler = Sampler({name: proc.pid for name, (proc, _) in servers.items()}, every_s)
     sampler.start()
     try:
-        warmup_s = min(30.0, minutes * 60 * 0.1)
+        # The controller's thread pools grow to the run's concurrency within the first
+        # minutes (a 30-minute run: about 5); the trend is judged after that.
+        warmup_s = max(min(30.0, minutes * 60 * 0.1), minutes * 60 / 6)
         ends = time.monotonic() + minutes * 60
         counted = False
         started = time.monotonic()
