@@ -62,7 +62,7 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def sqlite_files(path: Path) -> list[Path]:
-    return [path, *(path.with_name(path.name + side) for side in SQLITE_SIDE_FILES)]
+    return [path, *(Path(f"{path}{side}") for side in SQLITE_SIDE_FILES)]
 
 
 def check_own_file(path: Path) -> None:
@@ -88,6 +88,8 @@ def check_own_file(path: Path) -> None:
             found = os.stat(path)
         except OSError:
             return
+    if stat.S_ISDIR(found.st_mode):
+        return  # not a file: the store refuses a folder with its own message
     if found.st_uid != me:
         raise InvalidInput(
             f"{path} belongs to {_user(found.st_uid)}, not to you ({_user(me)}); hvkube does "
