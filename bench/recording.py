@@ -59,7 +59,7 @@ def one_run(
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="hvkr-") as tmp:
         root = Path(tmp)
-        settings = case.settings(root).model_copy(update={"provision_parallelism": 4})
+        settings = case.settings(root).replace(provision_parallelism=4)
         engine = open_engine(settings)
         try:
             engine.create_template("t", case.template_disk(root), memory_mb=512)

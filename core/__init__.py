@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         VMState,
     )
     from core.settings import Settings, load_settings
+    from core.store.reading import SqliteRows
 
 # Each public name and the module that defines it.
 _LAZY = {
@@ -76,25 +77,15 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
     Keyword overrides are setting names, e.g. `open_engine(db="x.db", backend="sim")`.
     """
     from core.backends import make_backend
-    from core.datadir import check_data_dir, check_own_files, sqlite_files
     from core.engine import Engine
-    from core.names import check_host_name
     from core.settings import load_settings
     from core.store import Store
 
     if settings is None:
         settings = load_settings(overrides).settings
     elif overrides:
-        settings = settings.model_copy(update=overrides)
-    check_host_name(settings.host_name())  # before anything is created
-    # The data folder first, then the store: a folder others can write in, or a bad
-    # database path, is refused before anything is created in it (a PostgreSQL store
-    # still keeps backend state and the API token in the data folder).
-    db_path = settings.db_path()
-    if str(db_path) != ":memory:":
-        check_data_dir(db_path.parent)
-        if not settings.db_is_url():
-            check_own_files(sqlite_files(db_path))
+        settings = settings.replace(**overrides)
+    _check_places(settings)
     store = Store(settings.db_location(), readonly=settings.readonly)
     try:
         backend = make_backend(settings)
@@ -102,6 +93,32 @@ def open_engine(settings: Settings | None = None, **overrides: Any) -> Engine:
         store.close()
         raise
     return Engine(store, backend, settings)
+
+
+def open_rows(settings: Settings) -> SqliteRows | None:
+    """The SQLite store for plain reads (core.store.reading), when it needs nothing done
+    before it is read; None when it must be opened whole, through `open_engine`."""
+    from core.store.reading import open_rows as open_sqlite_rows
+
+    _check_places(settings)
+    if settings.db_is_url():
+        return None
+    return open_sqlite_rows(settings.db_path(), settings.backend)
+
+
+def _check_places(settings: Settings) -> None:
+    """Refuse a bad host name, or a data folder others can write in, before anything is
+    opened or created (a PostgreSQL store still keeps backend state and the API token in
+    the data folder)."""
+    from core.datadir import check_data_dir, check_own_files, sqlite_files
+    from core.names import check_host_name
+
+    check_host_name(settings.host_name())
+    db_path = settings.db_path()
+    if str(db_path) != ":memory:":
+        check_data_dir(db_path.parent)
+        if not settings.db_is_url():  # nor another user's store, or a link they planted
+            check_own_files(sqlite_files(db_path))
 
 
 __all__ = [
@@ -122,4 +139,5 @@ __all__ = [
     "VMState",
     "load_settings",
     "open_engine",
+    "open_rows",
 ]

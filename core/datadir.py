@@ -12,7 +12,6 @@ user's own profile, and this check does not apply.
 from __future__ import annotations
 
 import os
-import shlex
 import stat
 from pathlib import Path
 
@@ -43,6 +42,11 @@ def check_data_dir(folder: Path) -> None:
     if not stat.S_ISDIR(info.st_mode):
         return  # the store refuses a path whose folder is a file, with its own message
     me = os.geteuid()
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if info.st_uid == me and not writable:
+        return
+    import shlex
+
     quoted = shlex.quote(str(folder))
     if info.st_uid != me:
         raise InvalidInput(
@@ -50,7 +54,7 @@ def check_data_dir(folder: Path) -> None:
             f"use a folder of your own (--db or HVKUBE_DATA_DIR), or run: "
             f"sudo chown {me} {quoted}"
         )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if writable:
         raise InvalidInput(
             f"data folder {folder} can be written by other users "
             f"(mode {stat.S_IMODE(info.st_mode):o}); run: chmod go-w {quoted}"
@@ -76,6 +80,8 @@ def check_own_file(path: Path) -> None:
         found = os.lstat(path)
     except OSError:
         return  # absent, or unreadable: opening it says why
+    import shlex
+
     me = os.geteuid()
     quoted = shlex.quote(str(path))
     if stat.S_ISLNK(found.st_mode):

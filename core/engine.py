@@ -141,9 +141,7 @@ class Engine:
                 f"that VM is on host {host!r}; hvkube here acts for host {self.host!r} only: "
                 f"run the command on {host!r}"
             )
-        sibling = Engine(
-            self.store, reach.for_host(host), self.settings.model_copy(update={"host": host})
-        )
+        sibling = Engine(self.store, reach.for_host(host), self.settings.replace(host=host))
         sibling.readonly = self.readonly
         self._siblings[host] = sibling
         return sibling

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 __all__ = ["write_atomic", "write_text_atomic"]
@@ -18,6 +17,8 @@ __all__ = ["write_atomic", "write_text_atomic"]
 
 def write_atomic(path: Path | str, data: bytes, mode: int = 0o644) -> Path:
     """Write `data` to `path` atomically, with permissions `mode`; return the path."""
+    import tempfile  # only when writing: the command line imports this module at start
+
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

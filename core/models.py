@@ -16,16 +16,19 @@ from core.states import (
     ACTIVE_AGENT_STATUSES,
     READY_TIERS,
     TRANSITIONAL_STATES,
+    UNLEASED_PREFIX,
     AgentStatus,
     HostState,
     ReleasePolicy,
     VMState,
+    holder_label,
 )
 
 __all__ = [
     "ACTIVE_AGENT_STATUSES",
     "READY_TIERS",
     "TRANSITIONAL_STATES",
+    "UNLEASED_PREFIX",
     "VM",
     "AcquiredVM",
     "Agent",
@@ -42,6 +45,7 @@ __all__ = [
     "Template",
     "VMPool",
     "VMState",
+    "holder_label",
 ]
 
 
@@ -187,18 +191,6 @@ class HostCapacity(BaseModel):
     total_memory_mb: int
     free_memory_mb: int
     logical_cpus: int
-
-
-# A VM acquired over HTTP with no lease is held until released; its holder starts with this,
-# so that every view can say so.
-UNLEASED_PREFIX = "nolease-"
-
-
-def holder_label(holder: str | None) -> str:
-    """How a VM's holder is shown: '-', 'held', or 'held, no lease'."""
-    if not holder:
-        return "-"
-    return "held, no lease" if holder.startswith(UNLEASED_PREFIX) else "held"
 
 
 class Host(BaseModel):

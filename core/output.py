@@ -86,7 +86,7 @@ def holder_text(holder: str | None, agent_id: int | None) -> str | None:
     placed, the lease holder's name otherwise."""
     if agent_id is not None:
         return f"agent {agent_id}"
-    from core.models import UNLEASED_PREFIX, holder_label
+    from core.states import UNLEASED_PREFIX, holder_label
 
     if holder and holder.startswith(UNLEASED_PREFIX):
         return holder_label(holder)

@@ -1,6 +1,7 @@
 """The states and statuses: what a VM, a host's VM and an agent can be in, and the release
-policies. Plain enums, apart from the pydantic models (core.models re-exports them), so that
-the command line can offer them as choices without loading the models.
+policies, and how a holder is shown. Plain enums, apart from the pydantic models
+(core.models re-exports them), so that the command line can offer them as choices and
+print them without loading the models.
 """
 
 from __future__ import annotations
@@ -114,3 +115,15 @@ class AgentStatus(StrEnum):
 
 # An agent in one of these is still to run, or running: the one spelling of "active".
 ACTIVE_AGENT_STATUSES = frozenset({AgentStatus.PENDING, AgentStatus.SCHEDULED, AgentStatus.RUNNING})
+
+
+# A VM acquired over HTTP with no lease is held until released; its holder starts with this,
+# so that every view can say so.
+UNLEASED_PREFIX = "nolease-"
+
+
+def holder_label(holder: str | None) -> str:
+    """How a VM's holder is shown: '-', 'held', or 'held, no lease'."""
+    if not holder:
+        return "-"
+    return "held, no lease" if holder.startswith(UNLEASED_PREFIX) else "held"

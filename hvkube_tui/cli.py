@@ -37,9 +37,7 @@ def cmd_demo(args: argparse.Namespace, ctx: Any) -> int:
     sys.stderr.write(f"hvkube demo: seeding a simulated host in {directory} …\n")
     try:
         settings = seed_demo(directory)
-        settings = settings.model_copy(
-            update={"readonly": ctx.settings.readonly, "keys": dict(ctx.settings.keys)}
-        )
+        settings = settings.replace(readonly=ctx.settings.readonly, keys=dict(ctx.settings.keys))
         app = make_app(
             settings,
             background=partial(demo_activity, settings),

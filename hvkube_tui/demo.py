@@ -150,7 +150,7 @@ def seed_demo(directory: Path, *, scale: float = DEMO_SCALE) -> Settings:
 def demo_activity(settings: Settings, stop: threading.Event, period_s: float = 2.0) -> None:
     """Keep the demo alive until `stop` is set: acquire and release VMs, start queued
     agents and finish running ones. Runs with its own engine (and database connection)."""
-    settings = settings.model_copy(update={"readonly": False})
+    settings = settings.replace(readonly=False)
     pools = itertools.cycle([str(p["name"]) for p in POOLS])
     workflows = itertools.cycle(WORKFLOWS)
     outcomes = itertools.cycle([True, True, True, False])

@@ -50,7 +50,7 @@ def sim_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = engine_on("sim", tmp_path)
     engine.provision_pool("web")
     # A guest that never reports a usable address is waited for this long after a resume.
-    engine.settings = engine.settings.model_copy(update={"ready_timeout_s": 1.0})
+    engine.settings = engine.settings.replace(ready_timeout_s=1.0)
     yield engine
     engine.close()
 

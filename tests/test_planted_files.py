@@ -112,7 +112,8 @@ def test_a_foreign_database_where_the_simulated_host_lives_is_left_alone(
     con.commit()
     con.close()
     before = digest(sim.parent)
-    for args in (("vm", "list"), ("--readonly", "vm", "list"), ("sim", "clear")):
+    # Commands that open the simulated host (`vm list` reads the store alone).
+    for args in (("pool", "list"), ("--readonly", "pool", "list"), ("sim", "clear")):
         result = hvkube(*args, env=store)
         assert result.returncode == 2, (args, result.stderr)
         assert "not a simulated host's" in one_error(result)
@@ -128,7 +129,7 @@ def test_a_file_that_is_not_sqlite_where_the_simulated_host_lives_is_one_line(
     sim.write_bytes(b"ssh-ed25519 AAAA... user@host\n")
     sim.chmod(0o600)
     before = digest(sim.parent)
-    result = hvkube("vm", "list", env=store)
+    result = hvkube("pool", "list", env=store)
     assert result.returncode == 2 and "simulated host file" in one_error(result)
     assert digest(sim.parent) == before
 
@@ -144,7 +145,7 @@ def test_another_users_file_in_the_data_folder_is_refused(
     planted = tmp_path / "data" / name
     os.chown(planted, NOBODY, -1)
     before = digest(planted.parent)
-    for args in (("vm", "list"), ("--readonly", "template", "list")):
+    for args in (("pool", "list"), ("--readonly", "template", "list")):
         result = hvkube(*args, env=store)
         assert result.returncode == 2, result.stderr
         line = one_error(result)

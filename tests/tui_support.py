@@ -82,7 +82,7 @@ def seeded(tmp_path: Path, **overrides: Any) -> tuple[Settings, Engine]:
     seed_demo(directory, scale=0.0)
     settings = demo_settings(directory, scale=0.0, **overrides)
     if settings.readonly:  # a read-only engine cannot rewrite the times: a writable one does
-        with open_engine(settings.model_copy(update={"readonly": False})) as writer:
+        with open_engine(settings.replace(readonly=False)) as writer:
             freeze_times(writer, NOW)
         engine = open_engine(settings)
     else:

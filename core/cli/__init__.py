@@ -37,7 +37,7 @@ from core.cli import (
 from core.cli.context import Context, Handler
 from core.cli.errors import report_error
 from core.cli.options import global_options, top_options
-from core.cli.parsing import Parser, add_command, command_word
+from core.cli.parsing import Parser, add_command, command_word, commands_on
 from core.cli.plugins import command_plugins
 from core.errors import HvkubeError, InvalidInput
 from core.names import NAME_RULE, is_utf8
@@ -83,18 +83,19 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     parser.command_names = commands.choices.keys()
 
     wanted = None if argv is None else command_word(argv)
+    add = add_command if argv is None else commands_on(argv)
     core_commands: set[str] = set()
     for group in GROUPS:
         names: dict[str, str] | None = getattr(group, "COMMANDS", None)
         if names is None or wanted is None or wanted in names:
-            group.register(commands, add_command)
+            group.register(commands, add)
         else:
             for name, help_text in names.items():
-                commands.add_parser(name, help=help_text)
+                commands.add_parser(name, help=help_text, add_help=False)
         core_commands.update(names or ())
     if wanted is None or wanted not in core_commands:
         for register in command_plugins():
-            register(commands, add_command)
+            register(commands, add)
     return parser
 
 

@@ -18,7 +18,7 @@ COMMANDS = {
 
 
 def cmd_config_show(args: argparse.Namespace, ctx: Context) -> int:
-    values = ctx.settings.model_dump()
+    values = ctx.settings.values()
     values["db"] = ctx.settings.db_shown()
     if ctx.json:
         print_json({k: {"value": v, "source": ctx.sources[k]} for k, v in values.items()})

@@ -1,4 +1,5 @@
-"""What a command handler gets: settings, output mode, and a lazily opened engine."""
+"""What a command handler gets: settings, output mode, a lazily opened engine, and the
+store's rows for commands that only read."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from core.cli.output import err_console
 if TYPE_CHECKING:
     from core.engine import Engine
     from core.settings import Settings
+    from core.store.reading import SqliteRows
+    from core.store.views import ViewRows
 
 
 class Context:
@@ -32,6 +35,8 @@ class Context:
         self.json: bool = bool(getattr(args, "json", False))
         self.verbose: bool = bool(getattr(args, "verbose", False))
         self._engine: Engine | None = None
+        self._rows: SqliteRows | None = None
+        self._views: ViewRows | None = None
 
     @property
     def engine(self) -> Engine:
@@ -40,13 +45,8 @@ class Context:
             from core.backends.base import DescribedBackend
 
             self._engine = open_engine(self.settings)
-            if self._engine.backend.simulated and not self.json:
-                err_console.print(
-                    f"simulated host ({self._engine.backend.name}); "
-                    f"database {self.settings.db_shown()}",
-                    style="dim",
-                    soft_wrap=True,
-                )
+            if self._views is None:
+                self._announce(self._engine.backend.simulated)
             backend = self._engine.backend
             if isinstance(backend, DescribedBackend) and not self.json:
                 info = backend.describe()
@@ -57,7 +57,35 @@ class Context:
                 )
         return self._engine
 
+    @property
+    def views(self) -> ViewRows:
+        """The store's rows, for a command that only reads: read straight from an SQLite
+        store that needs nothing done first (no engine, backend, peewee or models), else
+        through the engine, which creates or migrates the store as every command does."""
+        if self._views is None:
+            from core import open_rows
+            from core.store.views import ViewRows
+
+            self._rows = open_rows(self.settings)
+            if self._rows is None:
+                self._views = self.engine.store.views
+            else:
+                # Only the simulated backend's host is simulated (Backend.simulated).
+                self._announce(self.settings.backend == "sim")
+                self._views = ViewRows(self._rows)
+        return self._views
+
+    def _announce(self, simulated: bool) -> None:
+        if simulated and not self.json:
+            err_console.print(
+                f"simulated host ({self.settings.backend}); database {self.settings.db_shown()}",
+                style="dim",
+                soft_wrap=True,
+            )
+
     def close(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
         if self._engine is not None:
             self._engine.close()
 

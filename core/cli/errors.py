@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 
 from core.errors import HvkubeError
 
@@ -20,6 +19,8 @@ def report_error(exc: BaseException, as_json: bool, *, verbose: bool = False) ->
         code, message, exit_code = "interrupted", "interrupted", INTERRUPTED
     else:  # a bug: one line by default, the traceback with --verbose
         if verbose:
+            import traceback
+
             traceback.print_exc()
         code, exit_code = "internal", 1
         message = f"internal error: {type(exc).__name__}: {exc} (rerun with --verbose)"

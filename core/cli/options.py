@@ -12,20 +12,17 @@ VALUE_OPTIONS = frozenset({"--db", "--backend"})
 
 
 class _Version(argparse.Action):
-    """--version: looks the version up only when asked."""
+    """--version: the version this code carries (importlib.metadata would cost more CPU
+    than starting Python)."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
-        import platform
-        from importlib.metadata import PackageNotFoundError, version
+        from core.version import VERSION
 
-        try:
-            number = version("hvkube")
-        except PackageNotFoundError:
-            number = "unknown (not installed)"
-        sys.stdout.write(f"hvkube {number} (Python {platform.python_version()})\n")
+        python = sys.version.split()[0]  # what platform.python_version() reads
+        sys.stdout.write(f"hvkube {VERSION} (Python {python})\n")
         parser.exit()
 
 

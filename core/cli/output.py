@@ -58,7 +58,7 @@ def vm_table(vms: Sequence[Any]) -> None:
             vm.name,
             vm.pool,
             vm.host,
-            styled(vm.state.value),
+            styled(str(vm.state)),
             holder_text(vm.holder, vm.agent_id),
             vm.ip,
             vm.memory_mb,

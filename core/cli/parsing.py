@@ -2,12 +2,22 @@
 
 A group (and a plugin in the `hvkube.commands` entry point group) is a function
 `register(commands, add_command)`: `commands` is the subparsers action to add to, and
-`add_command(commands, name, handler, help_text, **kw)` returns the new command's parser.
+`add_command(commands, name, handler, help_text, **kw)` returns the new command's parser,
+to which the group adds arguments (`add_argument`, `add_mutually_exclusive_group`) and, for
+a command with actions below it, `add_subparsers`.
+
+Building a parser costs more than most commands' work (argparse asks the terminal's width
+and the translations for every argument), so for a given command line only the commands it
+can run are built: `commands_on(argv)` gives an `add_command` that builds a command in full
+only when its name is on the command line; any other is listed with its help (for `--help`
+and "did you mean") as a bare parser that is never used, and what its group adds to it is
+dropped.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, NoReturn
@@ -68,15 +78,48 @@ def command_word(argv: Sequence[str]) -> str | None:
 
 
 def add_command(
-    group: Any, name: str, handler: Handler | None, help_text: str, **kw: Any
+    group: Any,
+    name: str,
+    handler: Handler | None,
+    help_text: str,
+    *,
+    words: Collection[str] | None = None,
+    **kw: Any,
 ) -> argparse.ArgumentParser:
     """Add command `name` to `group` (a subparsers action), with the global options; a
-    command with actions below it has no handler."""
+    command with actions below it has no handler. With `words` (the command line's), a
+    command that runs but is not named there is only listed (see the module's doc)."""
+    named = words is None or name in words or bool(set(kw.get("aliases", ())) & set(words))
+    if handler is not None and not named:
+        group.add_parser(name, help=help_text, add_help=False, **kw)
+        return _NOT_BUILT
     p: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text, **kw)
     global_options(p, top=False)
     if handler is not None:
         p.set_defaults(handler=handler)
     return p
+
+
+def commands_on(argv: Sequence[str]) -> AddCommand:
+    """`add_command` for a parser that will parse `argv` and nothing else."""
+    return functools.partial(add_command, words=frozenset(argv))
+
+
+class _NotBuilt(argparse.ArgumentParser):
+    """What a group gets for a command the command line does not run: everything it adds
+    is dropped (the command is listed by a bare parser of its own, never used)."""
+
+    def __init__(self) -> None:  # none of ArgumentParser's set-up: nothing is ever parsed
+        pass
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def add_mutually_exclusive_group(self, **kwargs: Any) -> Any:
+        return self
+
+
+_NOT_BUILT = _NotBuilt()
 
 
 # What a group's `register` gets to add its commands with.

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from core.cli.argtypes import host_list, positive_int
 from core.cli.context import Context
 from core.cli.errors import INTERRUPTED
-from core.cli.interrupt import interruptible
 from core.cli.output import console, done, err_console, vm_table
 from core.cli.parsing import AddCommand, Parser
 from core.output import key_values, ms, print_json, table
@@ -247,6 +246,8 @@ def _half_done(ctx: Context, pool: str) -> Callable[[], list[str]]:
 
 def _build(ctx: Context, name: str, total: int, work: Callable[..., Any]) -> int:
     """Run provisioning work with a progress display and Ctrl-C handling; print its report."""
+    from core.cli.interrupt import interruptible
+
     on_step, progress = _progress_printer(ctx, total)
 
     def say(text: str) -> None:

@@ -22,9 +22,17 @@ COMMANDS = {
 
 
 def cmd_vm_list(args: argparse.Namespace, ctx: Context) -> int:
-    vms = ctx.engine.list_vms(pool=args.pool, state=args.state, host=args.host)
+    # Plain rows, not the engine's models: a listing is what scripts call most (see
+    # core.vm_rows); the JSON is the same.
+    from core.vm_rows import COLUMNS, VMRow
+
+    state = args.state.value if args.state else None
+    rows = ctx.views.vms(COLUMNS, pool=args.pool, state=state, host=args.host)
+    if not rows and (args.pool is not None or args.host is not None):
+        ctx.engine.list_vms(pool=args.pool, host=args.host)  # says if there is no such one
+    vms = [VMRow.of(row) for row in rows]
     if ctx.json:
-        print_json(vms)
+        print_json([vm.as_json() for vm in vms])
     else:
         vm_table(vms)
     return 0

@@ -11,39 +11,24 @@ from __future__ import annotations
 import json
 import os
 import stat
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import peewee as pw
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from core.errors import HvkubeError, ReadOnlyMode
-from core.models import (
-    VM,
-    Agent,
-    AgentResult,
-    AgentStatus,
-    Event,
-    ReadinessProbe,
-    ReleasePolicy,
-    Task,
-    Template,
-    VMPool,
-    VMState,
-)
-from core.store.catalog import Catalog
-from core.store.hosts import Hosts
-from core.store.postgres import PostgresDialect
-from core.store.records import Records
-from core.store.sqlite import SqliteDialect
-from core.store.swaps import Swaps
 from core.store.target import StoreTarget, parse_target
-from core.store.views import ViewRows
 from core.utc import as_utc, db_value, utcnow
+
+# Importing this package loads neither peewee nor the pydantic models (the command line's
+# plain reads, core.store.reading, live here too): they are imported where they are used.
+if TYPE_CHECKING:
+    import peewee as pw
+
+    from core.models import VM, Agent, Event, Template, VMPool
+    from core.store.postgres import PostgresDialect
+    from core.store.sqlite import SqliteDialect
 
 SCHEMA_VERSION = 6
 
@@ -60,20 +45,17 @@ def _json_list(value: Any) -> list[str] | None:
     return None if value is None else [str(v) for v in value]
 
 
-# What a failed database call raises, for callers that must not import the driver.
-StoreError = pw.PeeweeException
+def __getattr__(name: str) -> Any:
+    # StoreError: what a failed database call raises, for callers that must not import the
+    # driver (loaded when asked for).
+    if name == "StoreError":
+        import peewee
+
+        return peewee.PeeweeException
+    raise AttributeError(f"module 'core.store' has no attribute {name!r}")
 
 
-class JSONField(pw.TextField):
-    def db_value(self, value: Any) -> str | None:
-        return None if value is None else json.dumps(value, sort_keys=True)
-
-    def python_value(self, value: str | None) -> Any:
-        return None if value is None else json.loads(value)
-
-
-@dataclass
-class Tables:
+class Tables(NamedTuple):
     # Typed Any: the classes are built per database in make_tables, so a type checker
     # cannot see their fields.
     Meta: Any
@@ -101,6 +83,15 @@ class Tables:
 
 
 def make_tables(db: pw.Database) -> Tables:
+    import peewee as pw
+
+    class JSONField(pw.TextField):
+        def db_value(self, value: Any) -> str | None:
+            return None if value is None else json.dumps(value, sort_keys=True)
+
+        def python_value(self, value: str | None) -> Any:
+            return None if value is None else json.loads(value)
+
     class Base(pw.Model):
         class Meta:
             database = db
@@ -322,6 +313,8 @@ def _add_vm_identity(store: Store) -> None:
     """Each VM row names its backend, host and hypervisor id; the store gets an id of its own
     for the ownership mark on the VMs it makes. Rows made before this have no hypervisor id:
     hvkube leaves those VMs alone until `hvkube reconcile` adopts them."""
+    import uuid
+
     from playhouse.migrate import SchemaMigrator, migrate
 
     vm = store.t.VM
@@ -400,6 +393,14 @@ class Store:
         busy_timeout_s: float = 30.0,
         readonly: bool = False,
     ) -> None:
+        from core.store.catalog import Catalog
+        from core.store.hosts import Hosts
+        from core.store.postgres import PostgresDialect
+        from core.store.records import Records
+        from core.store.sqlite import SqliteDialect
+        from core.store.swaps import Swaps
+        from core.store.views import ViewRows
+
         target = location if isinstance(location, StoreTarget) else parse_target(str(location))
         self.target = target
         self.readonly = readonly
@@ -432,7 +433,7 @@ class Store:
 
     @property
     def postgres(self) -> bool:
-        return isinstance(self.dialect, PostgresDialect)
+        return self.dialect.name == "postgresql"
 
     @property
     def lock_rows(self) -> str:
@@ -506,6 +507,8 @@ class Store:
     @contextmanager
     def reading(self) -> Iterator[None]:
         """One consistent view of the store across several reads (a read transaction)."""
+        from core.store.postgres import PostgresDialect
+
         if isinstance(self.dialect, PostgresDialect):
             with self.dialect.reading():
                 yield
@@ -559,12 +562,16 @@ class Store:
 
     def name_taken(self, table: str, name: str) -> str | None:
         """The name of the template or pool (`table`) equal to `name` ignoring case, if any."""
+        import peewee as pw
+
         model = {"template": self.t.Template, "pool": self.t.Pool}[table]
         row = model.get_or_none(pw.fn.LOWER(model.name) == name.lower())
         return None if row is None else str(row.name)
 
     def vm_state_counts(self, pool: str) -> dict[str, int]:
         """How many of the pool's VMs are in each state, plus 'held'."""
+        import peewee as pw
+
         vm = self.t.VM
         counts = {
             state: int(n)
@@ -587,6 +594,8 @@ class Store:
 
     def activity_counts(self, statuses: list[str]) -> dict[str, int]:
         """Agents in each of `statuses`, VMs, VMs held and pools: the controller's status."""
+        import peewee as pw
+
         agent = self.t.Agent
         counts = {
             status: int(n)
@@ -634,6 +643,8 @@ class Store:
 
     @staticmethod
     def template_model(row: Any) -> Template:
+        from core.models import ReadinessProbe, Template
+
         if isinstance(row, dict):
             row = _RowView(row, json_fields=("software", "probe"))
         return Template(
@@ -651,6 +662,8 @@ class Store:
 
     @staticmethod
     def pool_model(row: Any) -> VMPool:
+        from core.models import ReleasePolicy, VMPool
+
         if isinstance(row, dict):
             row = _RowView(row)
         return VMPool(
@@ -668,6 +681,8 @@ class Store:
 
     @staticmethod
     def vm_model(row: Any) -> VM:
+        from core.models import VM, VMState
+
         if isinstance(row, dict):
             row = _RowView(row)
         return VM(
@@ -694,6 +709,8 @@ class Store:
 
     @staticmethod
     def agent_model(row: Any) -> Agent:
+        from core.models import Agent, AgentResult, AgentStatus, Task
+
         if isinstance(row, dict):
             row = _RowView(row, json_fields=("input", "result", "exec_env"))
         return Agent(
@@ -720,6 +737,8 @@ class Store:
 
     @staticmethod
     def event_model(row: Any) -> Event:
+        from core.models import Event
+
         return Event(
             id=row.id,
             vm=row.vm,

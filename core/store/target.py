@@ -6,8 +6,8 @@ apart and to check a URL before anything connects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from core.errors import InvalidInput
@@ -21,8 +21,7 @@ def is_url(text: str) -> bool:
     return bool(sep) and scheme.isascii() and scheme.replace("+", "").isalnum()
 
 
-@dataclass(frozen=True)
-class StoreTarget:
+class StoreTarget(NamedTuple):
     """An SQLite file (`path`) or a PostgreSQL server (`url`)."""
 
     path: Path | None = None

@@ -1,13 +1,19 @@
-"""What the dashboard polls: whole tables as plain row tuples, read incrementally where rows
-never change once written. The dashboard turns these rows into its views; the statements
-live here, with the rest of the store's SQL."""
+"""What the dashboard polls and the command line lists: whole tables as plain row tuples,
+read incrementally where rows never change once written. The dashboard turns these rows into
+its views; the statements live here, with the rest of the store's SQL. They run on the
+whole store or on a plain read-only SQLite connection (core.store.reading)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.store import Store
+    from typing import Protocol
+
+    class RowSource(Protocol):
+        """What the views read through: the store, or core.store.reading's connection."""
+
+        def fetch_all(self, text: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
 
 
 def _columns(fields: tuple[str, ...]) -> str:
@@ -15,7 +21,7 @@ def _columns(fields: tuple[str, ...]) -> str:
 
 
 class ViewRows:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RowSource) -> None:
         self.store = store
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -35,8 +41,24 @@ class ViewRows:
             '"max_per_host", "release_policy" FROM "pool" ORDER BY "name"'
         )
 
-    def vms(self, fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        return self._all(f'SELECT {_columns(fields)} FROM "vm" ORDER BY "name"')
+    def vms(
+        self,
+        fields: tuple[str, ...],
+        *,
+        pool: str | None = None,
+        state: str | None = None,
+        host: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """The VMs by name, only those of `pool`, in `state` and on `host` when given."""
+        wanted = [
+            (c, v) for c, v in (("pool", pool), ("state", state), ("host", host)) if v is not None
+        ]
+        where = " AND ".join(f'"{column}" = ?' for column, _ in wanted)
+        return self._all(
+            f'SELECT {_columns(fields)} FROM "vm"{" WHERE " + where if where else ""} '
+            'ORDER BY "name"',
+            tuple(value for _, value in wanted),
+        )
 
     def vms_by_pool_host_state(self) -> list[tuple[Any, ...]]:
         """(pool, host, state, count): one pass gives the pools' and the hosts' counts."""

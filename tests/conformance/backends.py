@@ -43,7 +43,7 @@ class BackendCase:
 
 
 def _settings_env(settings: Settings, names: list[str]) -> dict[str, str]:
-    values = settings.model_dump()
+    values = settings.values()
     return {f"HVKUBE_{name.upper()}": str(values[name]) for name in names}
 
 

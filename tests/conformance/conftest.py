@@ -41,7 +41,7 @@ def engine(
     monkeypatch.setenv("HVKUBE_DATA_DIR", str(root))
     settings = case.settings(root)
     if case.store == "postgresql":
-        settings = settings.model_copy(update={"db": request.getfixturevalue("pg_url")})
+        settings = settings.replace(db=request.getfixturevalue("pg_url"))
     eng = Engine(Store(settings.db_location()), make_backend(settings), settings)
     try:
         yield eng
