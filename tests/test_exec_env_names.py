@@ -163,17 +163,17 @@ def test_pool_status_and_agent_show_list_the_names(cli_env: dict[str, str]) -> N
     assert "exec env" in shown.stdout and "HTTPS_PROXY" in shown.stdout
 
 
-def test_schema_6_adds_the_names_to_an_existing_store(store_url: str) -> None:
-    assert SCHEMA_VERSION >= 6
+def test_schema_7_adds_the_names_to_an_existing_store(store_url: str) -> None:
+    assert SCHEMA_VERSION >= 7
     with open_engine(db=store_url, backend="sim", sim_scale=0) as engine:
         engine.create_template("win11", r"C:\Templates\win11.vhdx", memory_mb=4096)
         engine.create_pool("bp", "win11", count=1)
         engine.submit_agent("bp", "wf", exec_command="true")
-    # The store as schema 5 left it: no exec_env columns.
+    # The store as schema 6 left it: no exec_env columns.
     store = Store(store_url)
     for table in ("pool", "agent"):
         store.db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "exec_env"')
-    store.db.execute_sql('UPDATE "meta" SET "value" = \'5\' WHERE "key" = \'schema_version\'')
+    store.db.execute_sql('UPDATE "meta" SET "value" = \'6\' WHERE "key" = \'schema_version\'')
     store.close()
     if not store_url.startswith("postgresql"):
         con = sqlite3.connect(store_url)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from core.store.postgres import PostgresDialect
     from core.store.sqlite import SqliteDialect
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -132,7 +132,7 @@ def make_tables(db: pw.Database) -> Tables:
         created_at = pw.DateTimeField(default=utcnow)
         # The hosts its VMs may live on (schema 4); null: every host.
         hosts = JSONField(null=True)
-        # Names of the controller's variables its agents' commands get (schema 6).
+        # Names of the controller's variables its agents' commands get (schema 7).
         exec_env = JSONField(null=True)
 
         class Meta:
@@ -190,7 +190,7 @@ def make_tables(db: pw.Database) -> Tables:
         on_host_down = pw.CharField(max_length=16, default="fail")
         # The host whose controller scheduled it and runs it (schema 4).
         host = pw.CharField(max_length=64, null=True)
-        # Names of the controller's variables its command gets besides its pool's (schema 6).
+        # Names of the controller's variables its command gets besides its pool's (schema 7).
         exec_env = JSONField(null=True)
 
         class Meta:
@@ -370,6 +370,15 @@ def _add_api_tokens(store: Store) -> None:
 
 
 @migration(6)
+def _add_row_changes(store: Store) -> None:
+    """Every insert and update of a VM or an agent marks the row, so that a reader can ask
+    for the rows changed since it last read (see the dialects for how)."""
+    from core.store.views import CHANGE_TRACKED
+
+    store.dialect.add_row_changes(CHANGE_TRACKED)
+
+
+@migration(7)
 def _add_exec_env(store: Store) -> None:
     """The names of the controller's variables a pool's or an agent's command gets."""
     from playhouse.migrate import SchemaMigrator, migrate
