@@ -32,13 +32,14 @@ import peewee as pw
 
 from core.errors import StoreUnavailable
 from core.store.target import hide_password
+from core.thread_close import CloseWithThreadMixin
 
 # pg_advisory_xact_lock key of write() (the bytes of "hvkube"): one lock per database.
 WRITE_LOCK_KEY = 0x68766B756265
 CHANGE_TABLE = "hvkube_change"
 _CHANGE_SLOTS = 16
 
-# One statement in the common case (schema 7): the trigger runs for every row written, and
+# One statement in the common case (schema 8): the trigger runs for every row written, and
 # on the acquire path its two statements cost about a tenth of the server's work.
 _CHANGE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -51,6 +52,10 @@ BEGIN
     RETURN NULL;
 END $$
 """
+
+
+class PostgresqlDatabase(CloseWithThreadMixin, pw.PostgresqlDatabase):
+    """peewee's PostgreSQL database, each thread's connection closed when the thread ends."""
 
 
 _ROW_CHANGE_FUNCTION = """
@@ -114,7 +119,7 @@ def _reads_only(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT" and "FOR UPDATE" not in sql.upper()
 
 
-class RetryingDatabase(pw.PostgresqlDatabase):
+class RetryingDatabase(PostgresqlDatabase):
     """peewee's PostgreSQL database, with the retries and messages described above."""
 
     location = ""
