@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import median, quantiles
@@ -75,18 +76,19 @@ def pool_summaries(engine: Engine) -> list[PoolSummary]:
 
 # -- the snapshot the dashboard polls --------------------------------------------------------
 # Every view's data read in one read transaction, only when the store changed (SQLite's
-# data_version); VMs, agents and events as the raw row tuples the store returns (cheap to
-# read and to compare). Agents and events are read incrementally: finished agents and events
-# never change.
+# data_version, PostgreSQL's change counter); VMs, agents and events as the raw row tuples the
+# store returns (cheap to read and to compare). After the first read only what changed is
+# read: VMs and agents by their change marks (schema 6), events by id (they never change).
+# The counts per state, pool, host and status are kept up to date from the same changes.
 
-AGENT_LIMIT = 1000  # newest agents shown (plus every unfinished one)
+AGENT_LIMIT = 1000  # newest agents shown (and as many of the newest unfinished ones)
 EVENT_LIMIT = 200  # newest events shown
 LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
+AGENT_RECOUNT_S = 10.0  # agents deleted outside hvkube are looked for at most this often
 ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
 
 VIEWS = ("pools", "templates", "vms", "agents", "events", "hosts")
-ALL = frozenset(VIEWS)
 
 VM_FIELDS = (
     "name",
@@ -118,6 +120,7 @@ AGENT_FIELDS = (
 )
 EVENT_FIELDS = ("id", "vm", "pool", "kind", "started_at", "duration_ms", "ok", "error")
 FIELDS = {"vms": VM_FIELDS, "agents": AGENT_FIELDS, "events": EVENT_FIELDS}
+_VM_POOL, _VM_HOST, _VM_STATE = (VM_FIELDS.index(f) for f in ("pool", "host", "state"))
 TIMES = frozenset(
     {"created_at", "last_resumed_at", "started_at", "finished_at"}
 )  # parsed from text on demand
@@ -143,6 +146,10 @@ class Snapshot:
     controller: ControllerStatus | None = None
     hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
     event_total: int | None = None  # every event in the store (the view shows the newest)
+    # This reader's count of snapshots, and per raw view the keys added, changed or removed
+    # since the one before (None: not known, compare every row).
+    serial: int = 0
+    changed: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
     def count(self, view: str) -> int:
         if view == "pools":
@@ -192,31 +199,41 @@ class SnapshotReader:
 
     Call it from a single thread: SQLite's data_version is per connection, and the store
     gives each thread its own. Reads are plain SQL on the store's connection (building
-    peewee queries costs more Python than the database takes to answer)."""
+    peewee queries costs more Python than the database takes to answer).
+
+    The first read takes every VM and the (id, status) of every agent; later reads take the
+    rows changed since the change mark of the read before, and find deleted rows by their
+    count: every insert shows up as a change, so the cache holds every row that exists and
+    a count below the cache's means rows went (VMs at every read; agents, which hvkube never
+    deletes, every AGENT_RECOUNT_S)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.last_version: int | None = None
         self._capacity: HostCapacity | None = None
         self._capacity_at = 0.0
-        self._agents: dict[int, tuple[Any, ...]] = {}
-        self._agent_top: int | None = None
-        self._agent_active: list[int] = []
-        self._agent_rows: dict[str, tuple[Any, ...]] | None = None
+        self._mark: Any = None  # the change mark of the last read; None before the first
+        self._serial = 0
+        self._vm_cache: dict[str, tuple[Any, ...]] = {}
+        self._vm_groups: Counter[tuple[Any, Any, str]] = Counter()  # (pool, host, state)
+        self._vms: dict[str, tuple[Any, ...]] = {}  # by name: what a snapshot shows
+        self._agent_status: dict[int, str] | None = None  # every agent's, from the 2nd read
+        self.agent_recount_s = AGENT_RECOUNT_S
+        self._agents_counted_at = 0.0
+        self._agent_counts: Counter[str] = Counter()
+        self._agents: dict[int, tuple[Any, ...]] = {}  # the newest and every unfinished one
+        self._agent_rows: dict[str, tuple[Any, ...]] = {}
         self._event_rows: dict[str, tuple[Any, ...]] | None = None
         self._event_top = 0
         self._event_total: int | None = None
         self._latencies: dict[str, list[float]] = {}
-        self._vms: dict[str, tuple[Any, ...]] | None = None
 
-    def poll(self, force: bool = False, views: frozenset[str] | set[str] = ALL) -> Snapshot | None:
-        """A new snapshot when the database changed (or `force`), else None. The rows of
-        VMs and agents are only read for the views in `views` (the one on screen): the
-        others keep their last rows until they are shown."""
+    def poll(self, force: bool = False) -> Snapshot | None:
+        """A new snapshot when the database changed (or `force`), else None."""
         version = self.engine.store.data_version()
         if not force and version == self.last_version:
             return None
-        snapshot = self.read(version, views)
+        snapshot = self.read(version)
         self.last_version = version
         return snapshot
 
@@ -230,10 +247,11 @@ class SnapshotReader:
             self._capacity_at = now
         return self._capacity
 
-    def read(self, version: int | None = None, views: frozenset[str] | set[str] = ALL) -> Snapshot:
+    def read(self, version: int | None = None) -> Snapshot:
         started = time.perf_counter()
         engine = self.engine
         rows = engine.store.views
+        self._serial += 1
         if version is None:
             version = engine.store.data_version()
         with engine.store.reading():  # one consistent view (a read transaction)
@@ -265,17 +283,11 @@ class SnapshotReader:
                 }
                 for name, template, desired, warm, hot, max_per_host, release in rows.pools()
             }
-            if "vms" in views or self._vms is None:
-                self._vms = {row[0]: row for row in rows.vms(VM_FIELDS)}
-            vms = self._vms
-            by_pool_state = rows.vms_by_pool_host_state()
+            mark = rows.change_mark()
+            vms_changed = self._read_vms(mark)
             hosts = {h.name: h.model_dump() for h in host_rows(engine.store)}
-            agents = (
-                self._read_agents()
-                if "agents" in views or self._agent_rows is None
-                else self._agent_rows
-            )
-            agent_counts = {status: int(n) for status, n in rows.agents_by_status()}
+            agents_changed = self._read_agents(mark)
+            self._mark = mark
             events, new_events = self._read_events()
             for name, pool in pools.items():
                 if name in self._latencies and name not in new_events:
@@ -284,7 +296,7 @@ class SnapshotReader:
                 latencies = engine.store.recent_resumes(name, LATENCY_WINDOW)  # oldest first
                 pool["latencies"] = self._latencies[name] = latencies
         vm_states: dict[str, int] = {}
-        for pool_name, host_name, state, n in by_pool_state:
+        for (pool_name, host_name, state), n in self._vm_groups.items():
             vm_states[state] = vm_states.get(state, 0) + int(n)
             on = hosts.get(host_name) if host_name else None
             if on is not None:
@@ -304,13 +316,15 @@ class SnapshotReader:
             capacity=self._host_capacity(),
             templates=templates,
             pools=pools,
-            raw={"vms": vms, "agents": agents, "events": events},
-            agent_counts=agent_counts,
+            raw={"vms": self._vms, "agents": self._agent_rows, "events": events},
+            agent_counts={status: n for status, n in self._agent_counts.items() if n},
             vm_states=vm_states,
             read_ms=(time.perf_counter() - started) * 1000.0,
             controller=self._controller(),
             hosts=hosts,
             event_total=self._event_total,
+            serial=self._serial,
+            changed={"vms": vms_changed, "agents": agents_changed},
         )
 
     def _controller(self) -> ControllerStatus | None:
@@ -323,38 +337,145 @@ class SnapshotReader:
         except HvkubeError:
             return None
 
-    def _read_agents(self) -> dict[str, tuple[Any, ...]]:
-        """The newest agents and every unfinished one. A finished agent never changes again
-        (the engine refuses to end one twice), so after the first read only new agents and
-        the ones that were unfinished last time are read."""
+    def _read_vms(self, mark: Any) -> frozenset[str] | None:
+        """Bring the VM cache up to date; the names added, changed or removed (None: all)."""
         views = self.engine.store.views
-        if self._agent_top is None:
-            rows = views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)
-            oldest = rows[-1][0] if rows else 0
-            rows += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, oldest, inclusive=False)
-            fresh = rows
+        cache = self._vm_cache
+        groups = self._vm_groups
+        if self._mark is None:
+            fresh = views.vms(VM_FIELDS)
+            cache.clear()
+            groups.clear()
         else:
-            # Two queries, not one with OR: each uses its index (primary key, status).
-            fresh = views.agents_after(AGENT_FIELDS, self._agent_top)
-            fresh += views.agents_in(AGENT_FIELDS, ACTIVE_AGENT, self._agent_top, inclusive=True)
-            seen = {row[0] for row in fresh}
-            was_active = [i for i in self._agent_active if i not in seen]
-            for start in range(0, len(was_active), 500):
-                fresh += views.agents_with_ids(AGENT_FIELDS, was_active[start : start + 500])
-        cache = self._agents
-        fresh = [row for row in fresh if cache.get(row[0]) != row]  # only what changed
+            fresh = views.changed("vm", VM_FIELDS, self._mark)
+        touched: set[str] = set()
+        added = False
         for row in fresh:
-            cache[row[0]] = row
-        if fresh:
-            ids = sorted(cache, reverse=True)  # newest first, as shown
-            keep = set(ids[:AGENT_LIMIT])
-            keep.update(i for i in ids[AGENT_LIMIT:] if cache[i][3] in ACTIVE_AGENT)
-            self._agents = cache = {i: cache[i] for i in ids if i in keep}
-        self._agent_top = max(cache, default=self._agent_top or 0)
-        self._agent_active = [i for i, row in cache.items() if row[3] in ACTIVE_AGENT]
-        if self._agent_rows is None or fresh:
-            self._agent_rows = {str(i): row for i, row in cache.items()}
-        return self._agent_rows
+            name = row[0]
+            old = cache.get(name)
+            if old == row:
+                continue
+            if old is None:
+                added = True
+            else:
+                groups[(old[_VM_POOL], old[_VM_HOST], old[_VM_STATE])] -= 1
+            groups[(row[_VM_POOL], row[_VM_HOST], row[_VM_STATE])] += 1
+            cache[name] = row
+            touched.add(name)
+        if self._mark is not None and len(cache) != views.count("vm"):
+            for name in set(cache) - views.vm_names():
+                old = cache.pop(name)
+                groups[(old[_VM_POOL], old[_VM_HOST], old[_VM_STATE])] -= 1
+                touched.add(name)
+        if touched or self._mark is None:
+            for key in [k for k, n in groups.items() if n <= 0]:
+                del groups[key]
+            # A new dict for each snapshot (the UI thread keeps the last one), in name order.
+            self._vms = dict(sorted(cache.items())) if added else dict(cache)
+        if self._mark is None:
+            return None
+        return frozenset(touched)
+
+    def _read_agents(self, mark: Any) -> frozenset[str] | None:
+        """Bring the agents up to date: the status of every one (for the counts) and the rows
+        of the newest AGENT_LIMIT and of the newest AGENT_LIMIT unfinished ones (for the
+        view). The ids added, changed or removed in the view (None: all)."""
+        views = self.engine.store.views
+        status = self._agent_status
+        counts = self._agent_counts
+        changed: list[tuple[Any, ...]] = []
+        full = self._mark is None
+        if full:
+            # Counted in SQL: quicker before the first paint than every agent's status.
+            self._agent_status = None
+            self._agent_counts = Counter({str(s): int(n) for s, n in views.agents_by_status()})
+        else:
+            # (id, status) of each changed agent: the counts need no more, and only the
+            # few in the view are read whole.
+            changed = views.changed("agent", ("id", "status"), self._mark)
+            now = time.monotonic()
+            if status is not None:
+                for agent, new in changed:
+                    before = status.get(agent)
+                    if before != new:
+                        if before is not None:
+                            counts[before] -= 1
+                        counts[new] += 1
+                        status[agent] = new
+                # Agents are only deleted by hand (hvkube never does): then read them
+                # anew. Counting 100,000 agents takes milliseconds: done now and then.
+                if now - self._agents_counted_at >= self.agent_recount_s:
+                    self._agents_counted_at = now
+                    full = len(status) != views.count("agent")
+            if status is None or full:
+                # Every agent's status (from the second read on): the counts follow it.
+                status = self._agent_status = dict(views.agent_statuses())
+                self._agent_counts = Counter(status.values())
+                self._agents_counted_at = now
+                full = full or any(i not in status for i in self._agents)  # deleted since
+        if full:
+            cache = {row[0]: row for row in views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)}
+            for row in views.newest_in(AGENT_FIELDS, ACTIVE_AGENT, None, AGENT_LIMIT):
+                cache[row[0]] = row
+            self._agents = cache
+            self._agent_rows = {str(i): cache[i] for i in sorted(cache, reverse=True)}
+            return None
+        touched = self._follow_agents(changed)
+        if touched:
+            cache = self._agents
+            self._agent_rows = {str(i): cache[i] for i in sorted(cache, reverse=True)}
+        return frozenset(touched)
+
+    def _follow_agents(self, changed: list[tuple[Any, ...]]) -> set[str]:
+        """Apply changed agents, (id, status), to the view's agents: the newest AGENT_LIMIT
+        of all and of the unfinished. Every agent newer than the oldest of either set is in
+        it, so a changed agent outside it can only be one that joins the unfinished; when
+        unfinished ones leave, the next older ones are read."""
+        cache = self._agents
+        ids = sorted(cache, reverse=True)
+        floor = ids[AGENT_LIMIT - 1] if len(ids) >= AGENT_LIMIT else 0
+        active = [i for i in ids if cache[i][3] in ACTIVE_AGENT]
+        active_floor = active[AGENT_LIMIT - 1] if len(active) >= AGENT_LIMIT else 0
+        wanted = [
+            i
+            for i, now in changed
+            if i in cache or i >= floor or (now in ACTIVE_AGENT and i >= active_floor)
+        ]
+        fresh: list[tuple[Any, ...]] = []
+        views = self.engine.store.views
+        for start in range(0, len(wanted), 500):
+            fresh += views.agents_with_ids(AGENT_FIELDS, wanted[start : start + 500])
+        touched: set[int] = set()
+        for row in fresh:
+            i = row[0]
+            old = cache.get(i)
+            if old == row:
+                continue
+            if old is not None or i >= floor or (row[3] in ACTIVE_AGENT and i >= active_floor):
+                cache[i] = row
+                touched.add(i)
+        if not touched:
+            return set()
+        ids = sorted(cache, reverse=True)
+        active = [i for i in ids if cache[i][3] in ACTIVE_AGENT and i >= active_floor]
+        missing = AGENT_LIMIT - len(active)
+        if missing > 0 and active_floor:
+            # Unfinished ones left: the next older unfinished ones (those in the cache too).
+            older = self.engine.store.views.newest_in(
+                AGENT_FIELDS, ACTIVE_AGENT, active_floor, missing
+            )
+            for row in older:
+                if cache.get(row[0]) != row:
+                    cache[row[0]] = row
+                    touched.add(row[0])
+            active += [row[0] for row in older]
+            ids = sorted(cache, reverse=True)
+        keep = set(ids[:AGENT_LIMIT]).union(active[:AGENT_LIMIT])
+        for i in ids:
+            if i not in keep:
+                del cache[i]
+                touched.add(i)
+        return {str(i) for i in touched}
 
     def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
         """The newest events. Events are only ever added, so only new ones are read."""

@@ -44,9 +44,9 @@ from hvkube_tui.views import VIEW_CLASSES, VIEW_NAMES, View
 from hvkube_tui.views.formatter import RowFormatter
 from hvkube_tui.widgets.dialogs import HelpScreen, QuitScreen
 
-# The reader reads these views' rows only while they are on screen: read them anew
-# when one is shown.
-READ_WHEN_SHOWN = frozenset({"vms", "agents"})
+# These views' rows are formatted only while they are on screen (10,000 VMs take a while):
+# read and format them anew when one is shown.
+READ_WHEN_SHOWN = frozenset({"vms", "agents", "events"})
 
 
 def _view_action(action_id: str) -> Callable[[HvkubeApp], None]:
@@ -247,7 +247,7 @@ class HvkubeApp(App[None]):
                 if shown_anew:
                     self._force_read, force = False, True
                 try:
-                    snap = reader.poll(force=force, views={self.view})
+                    snap = reader.poll(force=force)
                 except Exception as exc:  # a locked or vanished database: say so, keep polling
                     self.post_message(
                         ReadFailed(
@@ -263,7 +263,11 @@ class HvkubeApp(App[None]):
                     shown = snap or last
                     assert shown is not None
                     rows = formatter.format(
-                        shown, self.clock(), clock={self.view} if clock_due else set()
+                        shown,
+                        self.clock(),
+                        clock={self.view} if clock_due else set(),
+                        on_screen={self.view: self.table().on_screen},
+                        current=self.view,
                     )
                     if clock_due:
                         formatted_at = time.monotonic()
@@ -274,6 +278,20 @@ class HvkubeApp(App[None]):
                             shown,
                             rows,
                             new=snap is not None,
+                            read_ms=(time.perf_counter() - started) * 1000.0,
+                            read_cpu_ms=(time.thread_time() - started_cpu) * 1000.0,
+                        )
+                    )
+                elif last is not None and formatter.pending:
+                    # Nothing new: format the views left out (off screen, too many rows to
+                    # format before the first paint), so that showing one is quick.
+                    rows = formatter.catch_up(last, self.clock())
+                    self.applied.clear()
+                    self.post_message(
+                        SnapshotReady(
+                            last,
+                            rows,
+                            new=False,
                             read_ms=(time.perf_counter() - started) * 1000.0,
                             read_cpu_ms=(time.thread_time() - started_cpu) * 1000.0,
                         )

@@ -2,8 +2,9 @@
 
 `DataReader.poll()` first asks the store whether anything changed since the
 last read (SQLite's `PRAGMA data_version`, one cheap statement on this
-thread's own connection); only then does it read every view's data in one
-read transaction. `format_rows()` turns a snapshot into plain text rows keyed
+thread's own connection); only then does it read, in one read transaction,
+the small tables whole and the VMs and agents that changed since its last
+read. The views' `RowFormatter` turns a snapshot into plain text rows keyed
 by name or id, so the UI thread only has to diff them against its tables.
 
 Time-dependent text (ages, uptimes) comes from the injected clock, so tests
@@ -20,7 +21,6 @@ from core.models import TRANSITIONAL_STATES
 from core.output import STATE_STYLES
 from core.readmodel import (  # noqa: F401  (re-exported for the views)
     AGENT_FIELDS,
-    ALL,
     EVENT_FIELDS,
     FIELDS,
     VIEWS,

@@ -74,10 +74,11 @@ class MainScreen(Screen[None]):
 
     def show_snapshot(self, snapshot: Snapshot, rows: dict[str, dict[str, Row]]) -> int:
         """Give every view its rows (only the one on screen redraws now); returns the cells
-        touched."""
+        touched. A view left out of `rows` was not formatted this time: it keeps its rows."""
         cells = 0
         for name, view in self.views.items():
-            cells += view.set_rows(rows.get(name, {}), on_screen=view is self.current)
+            if name in rows:
+                cells += view.set_rows(rows[name], on_screen=view is self.current)
         self.header.show(snapshot)
         self.update_crumbs()
         self.update_detail()
@@ -85,7 +86,9 @@ class MainScreen(Screen[None]):
 
     def update_crumbs(self) -> None:
         view = self.current
-        self.crumbs.show(self.dashboard.snapshot, view.NAME, view.needle, view.row_count)
+        self.crumbs.show(
+            self.dashboard.snapshot, view.NAME, view.needle, view.row_count, view.matching
+        )
 
     def update_detail(self) -> None:
         view = self.current

@@ -509,6 +509,44 @@ def test_slash_filters_and_escape_clears(tmp_path: Path) -> None:
     drive(tmp_path, scenario)
 
 
+def test_a_view_holds_its_first_rows_says_how_many_more_and_the_filter_finds_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At fleet scale a view's table holds only its first rows (here 4 of the 10 VMs); the
+    crumbs say so, and `/` finds a VM beyond them."""
+    monkeypatch.setattr(VmsView, "WINDOW", 4)
+
+    def crumbs(app: HvkubeApp) -> str:
+        return str(app.main.crumbs.content)
+
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms")
+        assert app.snapshot is not None
+        names = sorted(app.snapshot.raw["vms"])
+        table = app.table()
+        assert list(table.shown) == names[:4]
+        assert "VMs 10" in crumbs(app)  # the tab counts every VM
+        assert "showing 4 of 10: / to filter" in crumbs(app)
+        running = [n for n in names[4:] if app.snapshot.raw["vms"][n][4] == "running"]
+        target = running[0]  # beyond the window
+        await pilot.press("slash")
+        app.query_one("#prompt", Input).value = target
+        await pilot.press("enter")
+        assert list(table.shown) == [target]
+        assert "showing" not in crumbs(app)
+        await pilot.press("escape")
+        assert list(table.shown) == names[:4]
+        # A change to a VM beyond the window is followed all the same.
+        app.engine.save_vm(target)
+        await settle(pilot)
+        await pilot.press("slash")
+        app.query_one("#prompt", Input).value = target
+        await pilot.press("enter")
+        assert table.shown[target][3] == ("saved", "cyan")
+
+    drive(tmp_path, scenario)
+
+
 def test_question_mark_shows_help_and_q_quits(tmp_path: Path) -> None:
     async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
         await pilot.press("question_mark")
@@ -562,6 +600,20 @@ def test_outside_changes_appear_by_keyed_diff_keeping_the_cursor(tmp_path: Path)
         assert table.shown["browser-001"][3] == ("saved", "cyan")
         assert "browser-005" not in table.shown
         assert table.cursor_key == "browser-004" and table.cursor_row == index
+
+    drive(tmp_path, scenario)
+
+
+def test_a_change_to_one_vm_touches_only_its_row(tmp_path: Path) -> None:
+    async def scenario(app: HvkubeApp, pilot: Pilot[Any]) -> None:
+        await at(app, pilot, "vms")
+        ticks = len(app.ticks)
+        app.engine.save_vm("browser-001")
+        await settle(pilot)
+        new = [t for t in app.ticks[ticks:] if t.changed]
+        assert new, "the change was not shown"
+        assert 0 < sum(t.cells for t in new) <= len(VmsView.COLUMNS)
+        assert app.table().shown["browser-001"][3] == ("saved", "cyan")
 
     drive(tmp_path, scenario)
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from core.store.postgres import PostgresDialect
     from core.store.sqlite import SqliteDialect
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -363,6 +363,15 @@ def _add_hosts(store: Store) -> None:
 @migration(5)
 def _add_api_tokens(store: Store) -> None:
     store.db.create_tables([store.t.ApiToken])
+
+
+@migration(6)
+def _add_row_changes(store: Store) -> None:
+    """Every insert and update of a VM or an agent marks the row, so that a reader can ask
+    for the rows changed since it last read (see the dialects for how)."""
+    from core.store.views import CHANGE_TRACKED
+
+    store.dialect.add_row_changes(CHANGE_TRACKED)
 
 
 class Store:

@@ -130,16 +130,21 @@ def release(store: Store, name: str, holder: str, data: dict[str, Any] | None = 
 
 
 def read(store: Store, name: str) -> LeaseInfo | None:
-    row = store.t.Lease.get_or_none(store.t.Lease.name == name)
+    # Plain SQL: the dashboard reads the controller's lease at every refresh, and building
+    # the peewee query cost more than the read.
+    row = store.fetch_one(
+        'SELECT "name", "holder", "expires_at", "data" FROM "lease" WHERE "name" = ?', (name,)
+    )
     if row is None:
         return None
-    expires = as_utc(row.expires_at)
+    expires = as_utc(row["expires_at"])
     assert expires is not None
+    data = json.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
     return LeaseInfo(
-        name=row.name,
-        holder=row.holder,
+        name=row["name"],
+        holder=row["holder"],
         expires_at=expires,
-        data=row.data if isinstance(row.data, dict) else {},
+        data=data if isinstance(data, dict) else {},
     )
 
 

@@ -8,7 +8,12 @@ What SQLite gives by itself is built here the PostgreSQL way:
 - `data_version()` (SQLite's PRAGMA data_version) is the sum of a few counter rows that a
   trigger on every table bumps in the writing transaction: visible exactly when the change
   is, and taken with SKIP LOCKED so that writers never wait for each other there;
-- read-only is a read-only session (`default_transaction_read_only`).
+- read-only is a read-only session (`default_transaction_read_only`);
+- per-row change marks (schema 6): SQLite numbers changed rows in commit order; here a
+  number taken at write time would not be (a transaction that took a lower one may commit
+  later), so a row records the id of the transaction that last wrote it and a reader keeps
+  the snapshot it read at: the rows changed since are those written by a transaction that
+  snapshot did not see.
 """
 
 from __future__ import annotations
@@ -38,6 +43,15 @@ BEGIN
         UPDATE {CHANGE_TABLE} SET n = n + 1 WHERE slot = taken;
     END IF;
     RETURN NULL;
+END $$
+"""
+
+
+_ROW_CHANGE_FUNCTION = """
+CREATE OR REPLACE FUNCTION hvkube_row_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.row_change := pg_current_xact_id();
+    RETURN NEW;
 END $$
 """
 
@@ -88,6 +102,41 @@ class PostgresDialect:
         """One snapshot for several reads (READ COMMITTED takes one per statement)."""
         with self.db.atomic(isolation_level="REPEATABLE READ"):
             yield
+
+    def add_row_changes(self, tables: dict[str, tuple[str, ...]]) -> None:
+        execute = self.db.execute_sql
+        execute(_ROW_CHANGE_FUNCTION)
+        for table, indexed in tables.items():
+            columns = ", ".join(f'"{c}"' for c in indexed)
+            execute(
+                f'ALTER TABLE "{table}" ADD COLUMN IF NOT EXISTS "row_change" xid8 NOT NULL '
+                "DEFAULT pg_current_xact_id()"
+            )
+            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ({columns})')
+            if table == "agent":
+                # The newest agents in a status, walked from the index's end (SQLite's index
+                # on status holds the rowid, which is the id; PostgreSQL's does not).
+                execute('CREATE INDEX IF NOT EXISTS "agent_status_id" ON "agent" ("status", "id")')
+            execute(
+                "CREATE OR REPLACE TRIGGER hvkube_row_change BEFORE INSERT OR UPDATE "
+                f'ON "{table}" '
+                "FOR EACH ROW EXECUTE FUNCTION hvkube_row_change()"
+            )
+
+    def change_mark_sql(self) -> str:
+        """A SELECT giving the mark of what the current read transaction sees."""
+        return "SELECT pg_current_snapshot()::text"
+
+    def changed_since_sql(self) -> str:
+        """A condition on a tracked table: written by a transaction the mark's snapshot did
+        not see. Every such transaction is at or above the snapshot's xmin: the index range."""
+        return (
+            '"row_change" >= pg_snapshot_xmin(?::pg_snapshot) '
+            'AND NOT pg_visible_in_snapshot("row_change", ?::pg_snapshot)'
+        )
+
+    def changed_since_params(self, mark: Any) -> tuple[Any, ...]:
+        return (mark, mark)
 
     def after_migrate(self) -> None:
         """Count commits on every table (inside the migration's transaction)."""

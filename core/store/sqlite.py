@@ -21,6 +21,8 @@ import peewee as pw
 from core.errors import InvalidInput
 from core.sqlite_ro import readonly_uri, wal_file
 
+ROW_CHANGE_COUNTER = "row_change_counter"
+
 
 def _shown(path: Path) -> str:
     text = str(path)
@@ -160,3 +162,48 @@ class SqliteDialect:
 
     def after_migrate(self) -> None:
         """Nothing to add: SQLite counts commits itself (data_version)."""
+
+    # -- per-row change marks (schema 6) -------------------------------------------------------
+    # One counter row; every insert or update of a tracked row takes the next number. SQLite
+    # has one writer at a time, so the numbers follow the order of the commits: a reader that
+    # has seen everything up to n at one snapshot finds all that changed since in `> n`.
+
+    def add_row_changes(self, tables: dict[str, tuple[str, ...]]) -> None:
+        execute = self.db.execute_sql
+        execute(
+            f"CREATE TABLE IF NOT EXISTS {ROW_CHANGE_COUNTER} "
+            "(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)"
+        )
+        execute(f"INSERT OR IGNORE INTO {ROW_CHANGE_COUNTER} (id, n) VALUES (1, 0)")
+        for table, indexed in tables.items():
+            columns = ", ".join(f'"{c}"' for c in indexed)
+            if "row_change" not in {c.name for c in self.db.get_columns(table)}:
+                execute(f'ALTER TABLE "{table}" ADD COLUMN "row_change" INTEGER NOT NULL DEFAULT 0')
+            execute(f'CREATE INDEX IF NOT EXISTS "{table}_row_change" ON "{table}" ({columns})')
+            mark = (
+                f"UPDATE {ROW_CHANGE_COUNTER} SET n = n + 1; "
+                f'UPDATE "{table}" SET "row_change" = (SELECT n FROM {ROW_CHANGE_COUNTER}) '
+                "WHERE rowid = NEW.rowid;"
+            )
+            execute(
+                f'CREATE TRIGGER IF NOT EXISTS "{table}_row_change_insert" '
+                f'AFTER INSERT ON "{table}" BEGIN {mark} END'
+            )
+            # The WHEN stops the trigger's own UPDATE from firing it again, should recursive
+            # triggers ever be switched on.
+            execute(
+                f'CREATE TRIGGER IF NOT EXISTS "{table}_row_change_update" '
+                f'AFTER UPDATE ON "{table}" WHEN NEW."row_change" = OLD."row_change" '
+                f"BEGIN {mark} END"
+            )
+
+    def change_mark_sql(self) -> str:
+        """A SELECT giving the mark of what the current read transaction sees."""
+        return f"SELECT n FROM {ROW_CHANGE_COUNTER}"
+
+    def changed_since_sql(self) -> str:
+        """A condition on a tracked table: the row changed after the mark (one parameter)."""
+        return '"row_change" > ?'
+
+    def changed_since_params(self, mark: Any) -> tuple[Any, ...]:
+        return (mark,)

@@ -1,7 +1,10 @@
-"""What the dashboard polls and the command line lists: whole tables as plain row tuples,
-read incrementally where rows never change once written. The dashboard turns these rows into
-its views; the statements live here, with the rest of the store's SQL. They run on the
-whole store or on a plain read-only SQLite connection (core.store.reading)."""
+"""What the dashboard polls and the command line lists: plain row tuples, read
+incrementally. VMs and agents carry a change mark (schema 6): after a first whole read, the
+dashboard asks only for the rows changed since the mark it read at (`change_mark`, `changed`)
+and finds deletions by comparing its row count with the table's. The dashboard turns these
+rows into its views; the statements live here, with the rest of the store's SQL. They run on
+the whole store or on a plain read-only SQLite connection (core.store.reading); the change
+marks need the whole store."""
 
 from __future__ import annotations
 
@@ -10,10 +13,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing import Protocol
 
+    from core.store.postgres import PostgresDialect
+    from core.store.sqlite import SqliteDialect
+
     class RowSource(Protocol):
         """What the views read through: the store, or core.store.reading's connection."""
 
         def fetch_all(self, text: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
+
+
+# Tables whose rows carry a change mark (schema 6), with the columns its index holds after
+# the mark: a tick reads (id, status) of every changed agent from the index alone.
+CHANGE_TRACKED: dict[str, tuple[str, ...]] = {
+    "vm": ("row_change",),
+    "agent": ("row_change", "status"),
+}
 
 
 def _columns(fields: tuple[str, ...]) -> str:
@@ -26,6 +40,13 @@ class ViewRows:
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.store.fetch_all(sql, params)
+
+    def _dialect(self) -> SqliteDialect | PostgresDialect:
+        """The store's dialect: change marks are read the way each database keeps them."""
+        dialect = getattr(self.store, "dialect", None)
+        if dialect is None:
+            raise TypeError("change marks are read through the whole store")
+        return dialect
 
     def templates(self) -> list[tuple[Any, ...]]:
         """(name, disk_path, memory_mb, cpus, gpu, software, rdp_port) by name."""
@@ -40,6 +61,32 @@ class ViewRows:
             'SELECT "name", "template", "desired_count", "warm_count", "hot_count", '
             '"max_per_host", "release_policy" FROM "pool" ORDER BY "name"'
         )
+
+    def change_mark(self) -> Any:
+        """What the current read transaction sees, as a mark to pass to `changed` later."""
+        return self._all(self._dialect().change_mark_sql())[0][0]
+
+    def changed(self, table: str, fields: tuple[str, ...], mark: Any) -> list[tuple[Any, ...]]:
+        """Rows of `table` ("vm" or "agent") inserted or updated since `mark` was taken."""
+        if table not in CHANGE_TRACKED:
+            raise ValueError(f"{table!r} carries no change marks")
+        dialect = self._dialect()
+        return self._all(
+            f'SELECT {_columns(fields)} FROM "{table}" WHERE {dialect.changed_since_sql()}',
+            dialect.changed_since_params(mark),
+        )
+
+    def count(self, table: str) -> int:
+        if table not in CHANGE_TRACKED:
+            raise ValueError(f"{table!r} is not counted here")
+        return int(self._all(f'SELECT COUNT(*) FROM "{table}"')[0][0])
+
+    def vm_names(self) -> set[str]:
+        return {name for (name,) in self._all('SELECT "name" FROM "vm"')}
+
+    def agent_statuses(self) -> list[tuple[Any, ...]]:
+        """(id, status) of every agent."""
+        return self._all('SELECT "id", "status" FROM "agent"')
 
     def vms(
         self,
@@ -74,20 +121,22 @@ class ViewRows:
             f'SELECT {_columns(fields)} FROM "agent" ORDER BY "id" DESC LIMIT ?', (limit,)
         )
 
-    def agents_in(
-        self, fields: tuple[str, ...], statuses: tuple[str, ...], below: int, inclusive: bool
+    def newest_in(
+        self, fields: tuple[str, ...], statuses: tuple[str, ...], below: int | None, limit: int
     ) -> list[tuple[Any, ...]]:
-        """Agents in `statuses` with an id below (or up to) `below`, newest first."""
-        marks = ", ".join("?" for _ in statuses)
-        bound = "<=" if inclusive else "<"
-        return self._all(
-            f'SELECT {_columns(fields)} FROM "agent" WHERE "status" IN ({marks}) '
-            f'AND "id" {bound} ? ORDER BY "id" DESC',
-            (*statuses, below),
-        )
-
-    def agents_after(self, fields: tuple[str, ...], top: int) -> list[tuple[Any, ...]]:
-        return self._all(f'SELECT {_columns(fields)} FROM "agent" WHERE "id" > ?', (top,))
+        """The newest `limit` agents in `statuses` (with an id below `below`), newest first.
+        One statement per status, each walking the (status, id) index from its end: one
+        IN (...) with ORDER BY would sort every match first."""
+        bound = "" if below is None else ' AND "id" < ?'
+        rows: list[tuple[Any, ...]] = []
+        for status in statuses:
+            rows += self._all(
+                f'SELECT {_columns(fields)} FROM "agent" WHERE "status" = ?{bound} '
+                'ORDER BY "id" DESC LIMIT ?',
+                (status, limit) if below is None else (status, below, limit),
+            )
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return rows[:limit]
 
     def agents_with_ids(self, fields: tuple[str, ...], ids: list[int]) -> list[tuple[Any, ...]]:
         marks = ", ".join("?" for _ in ids)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.console import RenderableType
@@ -41,6 +42,10 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
     # Which cell shows an action in progress ("⟳ saving"); never the first (the row's key).
     BUSY_COLUMN: ClassVar[int] = 1
     CLOCK: ClassVar[bool] = False  # rows show times that move (ages, uptimes)
+    # The most rows the table holds. A DataTable takes one to two milliseconds per row it is
+    # given (it measures every cell), so at fleet scale it shows the first WINDOW rows that
+    # pass the filter and the crumbs say how many match: `/` finds any other.
+    WINDOW: ClassVar[int] = 250
 
     def __init__(self, dashboard: HvkubeApp) -> None:
         super().__init__(self.NAME, self.COLUMNS, id=self.NAME)
@@ -49,6 +54,9 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
         self.stale = False  # new rows came while another view was on screen
         self.busy: dict[str, str] = {}  # row key -> what an action is doing to it
         self.needle = ""  # the filter
+        self.matching = 0  # rows that pass the filter (every row without one)
+        self.on_screen: frozenset[str] = frozenset()  # the keys the table holds
+        self._haystack: dict[str, tuple[Row, str]] = {}  # key -> (row, its text lowered)
 
     # -- rows (class methods: called in the poll worker's thread) ----------------------------
 
@@ -91,12 +99,24 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
                 rows[key] = tuple(cells)
         needle = self.needle.lower()
         if needle:
-            rows = {
-                key: row
-                for key, row in rows.items()
-                if needle in " ".join(c if isinstance(c, str) else c[0] for c in row).lower()
-            }
-        return self.sync(rows)
+            rows = {key: row for key, row in rows.items() if needle in self._text(key, row)}
+        self.matching = len(rows)
+        if len(rows) > self.WINDOW:
+            rows = dict(islice(rows.items(), self.WINDOW))
+        touched = self.sync(rows)
+        self.on_screen = frozenset(self.shown)
+        return touched
+
+    def _text(self, key: str, row: Row) -> str:
+        """The row's text as the filter matches it, kept while the row stays the same."""
+        seen = self._haystack.get(key)
+        if seen is not None and seen[0] is row:
+            return seen[1]
+        text = " ".join(c if isinstance(c, str) else c[0] for c in row).lower()
+        self._haystack[key] = (row, text)
+        if len(self._haystack) > 2 * len(self.latest) + 100:  # rows that went
+            self._haystack = {k: v for k, v in self._haystack.items() if k in self.latest}
+        return text
 
     def view_shown(self) -> None:
         """Called when the view comes on screen."""

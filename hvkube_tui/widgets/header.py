@@ -88,8 +88,15 @@ class Crumbs(Static):
     """The views as tabs with their row counts, the one on screen lit; the filter, if any."""
 
     def show(
-        self, snapshot: Snapshot | None, current: str, needle: str = "", shown: int = 0
+        self,
+        snapshot: Snapshot | None,
+        current: str,
+        needle: str = "",
+        shown: int = 0,
+        matching: int = 0,
     ) -> None:
+        """`shown`: the rows the table holds; `matching`: the rows that pass the filter (more
+        when the view shows only the first of them)."""
         text = Text()
         for view, title in VIEW_TITLES.items():
             count = f" {snapshot.count(view)}" if snapshot is not None else ""
@@ -98,5 +105,8 @@ class Crumbs(Static):
             )
             text.append(" ")
         if needle:
-            text.append(f" /{needle} ({shown} shown)", style="bold yellow")
+            of = f" of {matching}" if matching > shown else ""
+            text.append(f" /{needle} ({shown}{of} shown)", style="bold yellow")
+        elif matching > shown:
+            text.append(f" showing {shown} of {matching}: / to filter", style="bold yellow")
         self.update(text)
