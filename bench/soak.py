@@ -6,14 +6,18 @@ through the API (commands that succeed, fail, or take a moment), acquiring and r
 VMs under leases, and now and then breaking the host (a corrupt saved state, a VM deleted
 outside hvkube, an IP change, a guest that reports a hostile address, a hung start, a host
 out of memory for a moment). It samples each server's resident memory, open file
-descriptors and threads after a warm-up and at the end, then stops the servers, reconciles,
-and checks the store against the host with the reliability suite's invariants.
+descriptors and threads every `--sample-every` seconds, reports their trend after the
+warm-up (the means of the first and last thirds of the samples, and the least-squares
+slope), and lists what the descriptors and threads are after the warm-up and at the end
+(bench/procstats.py). Then it stops the servers, reconciles, and checks the store against
+the host with the reliability suite's invariants.
 
     python bench/soak.py                   # 30 minutes
     python bench/soak.py --minutes 2       # CI's smoke run
     python bench/soak.py --minutes 2 --json soak.json
 
-The aim: no growth beyond noise, 0 invariant violations.
+The aim: no growth beyond noise (a slope near 0 and last third within the first's range),
+0 invariant violations.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-import psutil
+from procstats import BOOTSTRAP, Sample, Sampler, Trend, fd_targets, thread_census, trend
 
 from core import open_engine
 from core.backends.base import VMRef
@@ -45,13 +49,6 @@ from tests.reliability.invariants import check_holders_and_agents, check_store_a
 POOL = "soak"
 COMMANDS = ("true", "echo done", "sleep 0.2; echo slow", "exit 3", "printf '{\"ok\": true}'")
 FAULTS = ("corrupt-saved-state", "delete-vm", "ip-change", "hostile-ip", "hang", "out-of-memory")
-
-
-@dataclass
-class Sample:
-    rss_mb: float
-    fds: int
-    threads: int
 
 
 @dataclass
@@ -67,21 +64,16 @@ class Figures:
     http_errors: int = 0
     start: dict[str, Sample] = field(default_factory=dict)
     end: dict[str, Sample] = field(default_factory=dict)
+    samples: dict[str, list[Sample]] = field(default_factory=dict)
+    trend: dict[str, Trend | None] = field(default_factory=dict)
+    census: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
-
-
-def sample(pid: int) -> Sample:
-    proc = psutil.Process(pid)
-    with proc.oneshot():
-        return Sample(
-            rss_mb=proc.memory_info().rss / 2**20, fds=proc.num_fds(), threads=proc.num_threads()
-        )
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "core.cli", *args],
+            [sys.executable, "-c", BOOTSTRAP, *args],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -126,7 +118,7 @@ def clear_memory_fault(sim: SimHost) -> None:
             return
 
 
-def soak(folder: Path, minutes: float, seed: int, scale: float) -> Figures:
+def soak(folder: Path, minutes: float, seed: int, scale: float, every_s: float) -> Figures:
     rng = random.Random(seed)
     figures = Figures(minutes=minutes)
     db = folder / "hvkube.db"
@@ -152,15 +144,23 @@ def soak(folder: Path, minutes: float, seed: int, scale: float) -> Figures:
     )
     sim = SimHost(folder, scale=scale)
     submitted: list[int] = []
+    servers = {
+        "controller": (controller, folder / "controller.out"),
+        "api": (api, folder / "api.out"),
+    }
+    sampler = Sampler({name: proc.pid for name, (proc, _) in servers.items()}, every_s)
+    sampler.start()
     try:
-        warmup_s = min(30.0, minutes * 60 * 0.1)
+        # The controller's thread pools grow to the run's concurrency within the first
+        # minutes (a 30-minute run: about 5); the trend is judged after that.
+        warmup_s = max(min(30.0, minutes * 60 * 0.1), minutes * 60 / 6)
         ends = time.monotonic() + minutes * 60
-        sampled = False
+        counted = False
         started = time.monotonic()
         while time.monotonic() < ends:
-            if not sampled and time.monotonic() - started >= warmup_s:
-                figures.start = {"controller": sample(controller.pid), "api": sample(api.pid)}
-                sampled = True
+            if not counted and time.monotonic() - started >= warmup_s:
+                figures.census["after warm-up"] = census(servers, folder)
+                counted = True
             for proc, what in ((controller, "controller"), (api, "API")):
                 if proc.poll() is not None:
                     raise SystemExit(f"the {what} died with code {proc.returncode}")
@@ -203,14 +203,16 @@ def soak(folder: Path, minutes: float, seed: int, scale: float) -> Figures:
             while len(submitted) - figures.agents_done > 40 and time.monotonic() < ends:
                 time.sleep(0.2)
                 figures.agents_done = _finished(client, submitted)
-        if not sampled:
-            figures.start = {"controller": sample(controller.pid), "api": sample(api.pid)}
+        if not counted:
+            figures.census["after warm-up"] = census(servers, folder)
         sim.clear_faults()
         drain_until = time.monotonic() + 120
         while time.monotonic() < drain_until and _finished(client, submitted) < len(submitted):
             time.sleep(0.5)
-        figures.end = {"controller": sample(controller.pid), "api": sample(api.pid)}
+        sampler.stop()
+        figures.census["end"] = census(servers, folder)
     finally:
+        sampler.stop()
         client.close()
         for proc in (api, controller):
             proc.send_signal(signal.SIGTERM)
@@ -219,6 +221,11 @@ def soak(folder: Path, minutes: float, seed: int, scale: float) -> Figures:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    figures.samples = sampler.series
+    for name, series in sampler.series.items():
+        kept = [s for s in series if s.t_s >= warmup_s] or series
+        figures.start[name], figures.end[name] = kept[0], kept[-1]
+        figures.trend[name] = trend(series, warmup_s)
     figures.agents_submitted = len(submitted)
     with open_engine(db=str(db), backend="sim", sim_scale=scale) as engine:
         agents = [engine.get_agent(i) for i in submitted]
@@ -234,6 +241,16 @@ def soak(folder: Path, minutes: float, seed: int, scale: float) -> Figures:
     # A fault is survived when everything after it still ended and the invariants hold.
     figures.faults_survived = sum(figures.faults.values()) if not figures.violations else 0
     return figures
+
+
+def census(
+    servers: dict[str, tuple[subprocess.Popen[bytes], Path]], folder: Path
+) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for name, (proc, log) in servers.items():
+        out[f"{name} fds"] = dict(fd_targets(proc.pid, folder).most_common())
+        out[f"{name} threads"] = dict(thread_census(proc.pid, log).most_common())
+    return out
 
 
 def _finished(client: httpx.Client, ids: list[int]) -> int:
@@ -259,15 +276,47 @@ def growth(figures: Figures) -> dict[str, dict[str, float]]:
     return out
 
 
+def print_trend(figures: Figures, every_s: float) -> None:
+    print(
+        f"after the warm-up, sampled every {every_s:g} s: "
+        "first third -> last third (slope a 10 min; range)"
+    )
+    for name, t in figures.trend.items():
+        if t is None:
+            print(f"{name:<11} | too few samples")
+            continue
+        cells = [
+            f"{m} {t.first_third[m]:g} -> {t.last_third[m]:g} "
+            f"({t.per_10_min[m]:+g}; {t.low[m]:g}..{t.high[m]:g})"
+            for m in ("rss_mb", "fds", "threads")
+        ]
+        print(f"{name:<11} | {t.samples} samples | " + " | ".join(cells))
+
+
+def print_census(figures: Figures) -> None:
+    for when, parts in figures.census.items():
+        print(f"census {when}:")
+        for what, counts in parts.items():
+            listed = ", ".join(f"{n} {label}" for label, n in counts.items())
+            print(f"  {what} ({sum(counts.values())}): {listed}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scale", type=float, default=0.01, help="simulated host time factor")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--sample-every",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between samples (30, or a 20th of the run when shorter)",
+    )
     args = parser.parse_args()
+    every_s = args.sample_every or min(30.0, args.minutes * 60 / 20)
     with tempfile.TemporaryDirectory(prefix="hvkube-soak-") as tmp:
-        figures = soak(Path(tmp), args.minutes, args.seed, args.scale)
+        figures = soak(Path(tmp), args.minutes, args.seed, args.scale, every_s)
     grew = growth(figures)
     print(f"soak: {figures.minutes:g} min, seed {args.seed}, simulated host at {args.scale:g}")
     print(
@@ -285,6 +334,8 @@ def main() -> int:
             f"{name:<11} | {first.rss_mb:8.1f} -> {last.rss_mb:6.1f} | "
             f"{first.fds:5d} -> {last.fds:5d}  | {first.threads:5d} -> {last.threads:5d}"
         )
+    print_trend(figures, every_s)
+    print_census(figures)
     print(f"invariant violations: {len(figures.violations)}")
     for line in figures.violations[:20]:
         print(f"  {line}")

@@ -110,13 +110,15 @@ def _check_places(settings: Settings) -> None:
     """Refuse a bad host name, or a data folder others can write in, before anything is
     opened or created (a PostgreSQL store still keeps backend state and the API token in
     the data folder)."""
-    from core.datadir import check_data_dir
+    from core.datadir import check_data_dir, check_own_files, sqlite_files
     from core.names import check_host_name
 
     check_host_name(settings.host_name())
     db_path = settings.db_path()
     if str(db_path) != ":memory:":
         check_data_dir(db_path.parent)
+        if not settings.db_is_url():  # nor another user's store, or a link they planted
+            check_own_files(sqlite_files(db_path))
 
 
 __all__ = [

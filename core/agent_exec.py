@@ -2,8 +2,9 @@
 
 The command gets an environment built from an allow-list, never the controller's own:
 `HVKUBE_*` for its VM and input, `PATH`, `HOME` and `LANG` (and on Windows what a
-process needs to start at all), and the variables the operator names in the `exec_env`
-setting. A secret set only for the controller stays there. Its output and
+process needs to start at all), and the variables named in the `exec_env` setting, by the
+agent's pool and by the agent itself (names only: the values are the controller's, read
+when the command starts). A secret set only for the controller stays there. Its output and
 exit code become the agent's result, and at the timeout (or when the agent is
 cancelled, or the controller stops) the command is killed with everything it
 started: it runs in its own process group (a new session on POSIX, a new
@@ -112,6 +113,31 @@ def env_names(text: str) -> tuple[str, ...]:
                 "give names such as AWS_PROFILE,HTTP_PROXY separated by commas"
             )
     return names
+
+
+# More names than any real command needs: a bound on what a request can store.
+MAX_PASSED_NAMES = 64
+
+
+def check_env_names(names: Iterable[str], option: str = "--exec-env") -> list[str]:
+    """Names a pool or an agent passes from the controller's environment, checked; in their
+    order, without repeats. Only names: the values are read when the command runs."""
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"{option} {str(name)[:80]!r} is not an environment variable name (letters, "
+                "digits and _, not starting with a digit); give only the name, such as "
+                "AWS_PROFILE: its value is read from the controller's environment when the "
+                "command runs"
+            )
+        if name not in out:
+            out.append(name)
+    if len(out) > MAX_PASSED_NAMES:
+        raise InvalidInput(
+            f"{option} names {len(out)} variables; at most {MAX_PASSED_NAMES} are allowed"
+        )
+    return out
 
 
 def command_env(

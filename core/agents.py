@@ -63,7 +63,7 @@ class AgentQueue:
     def schedule(self, pool: str, limit: int, host: str | None = None) -> list[tuple[Any, ...]]:
         """Mark up to `limit` of the pool's oldest pending agents scheduled (by the controller
         of `host`), in one write transaction. Returns their (id, exec_command, input,
-        timeout_s) rows."""
+        timeout_s, exec_env) rows."""
         self.guard("schedule agents")
         return self.store.swaps.take_agents(pool, PENDING.value, SCHEDULED.value, limit, host)
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from core.datadir import check_own_file
 from core.errors import CapacityExceeded, Conflict, HvkubeError, InvalidInput, NotFound
 from core.fleet import (
     host_summary,
@@ -673,7 +674,8 @@ def start_in_background(settings: Settings) -> tuple[int, Path]:
         *(["--host", settings.host] if settings.host else []),
     ]
     # Appended to, so not replaced atomically: opened without following a planted link,
-    # created readable by its owner only.
+    # created readable by its owner only, and never another user's file.
+    check_own_file(log)
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(log, flags, 0o600)

@@ -61,4 +61,57 @@ def check_data_dir(folder: Path) -> None:
         )
 
 
-__all__ = ["check_data_dir"]
+# SQLite's files beside a database: what it opens and writes along with it.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def sqlite_files(path: Path) -> list[Path]:
+    return [path, *(Path(f"{path}{side}") for side in SQLITE_SIDE_FILES)]
+
+
+def check_own_file(path: Path) -> None:
+    """Refuse a file hvkube is about to open in its folders when another user made it (or
+    a link to it), or others can write it: a folder closed now may not always have been,
+    and what another user left there could be forged data or a link to a file of yours.
+    A file that does not exist passes: hvkube makes it 0600."""
+    if os.name != "posix":
+        return
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return  # absent, or unreadable: opening it says why
+    import shlex
+
+    me = os.geteuid()
+    quoted = shlex.quote(str(path))
+    if stat.S_ISLNK(found.st_mode):
+        if found.st_uid != me:
+            raise InvalidInput(
+                f"{path} is a link made by {_user(found.st_uid)}, not by you ({_user(me)}); "
+                f"hvkube does not follow it: check it, then run: rm {quoted}"
+            )
+        try:
+            found = os.stat(path)
+        except OSError:
+            return
+    if stat.S_ISDIR(found.st_mode):
+        return  # not a file: the store refuses a folder with its own message
+    if found.st_uid != me:
+        raise InvalidInput(
+            f"{path} belongs to {_user(found.st_uid)}, not to you ({_user(me)}); hvkube does "
+            f"not use another user's file: check it, then move it away or run: "
+            f"sudo chown {me} {quoted}"
+        )
+    if found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InvalidInput(
+            f"{path} can be written by other users (mode {stat.S_IMODE(found.st_mode):o}); "
+            f"run: chmod go-w {quoted}"
+        )
+
+
+def check_own_files(paths: list[Path]) -> None:
+    for path in paths:
+        check_own_file(path)
+
+
+__all__ = ["check_data_dir", "check_own_file", "check_own_files", "sqlite_files"]

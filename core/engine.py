@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
+from core.agent_exec import check_env_names
 from core.agents import AgentQueue
 from core.backends.base import CLEAN_CHECKPOINT, Backend, Capability, VMRef, feature
 from core.budget import MemoryBudget
@@ -331,8 +332,10 @@ class Engine:
         release: ReleasePolicy | str = ReleasePolicy.RESET,
         max_per_host: int | None = None,
         hosts: list[str] | None = None,
+        exec_env: list[str] | None = None,
     ) -> VMPool:
         check_name(name, "pool name")
+        exec_env = check_env_names(exec_env or [])
         if len(name) > POOL_NAME_MAX:
             raise InvalidInput(
                 f"pool name {name!r} is over {POOL_NAME_MAX} characters (VM names add '-NNN')"
@@ -356,6 +359,7 @@ class Engine:
                     "max_per_host": max_per_host,
                     "release_policy": policy.value,
                     "hosts": hosts,
+                    "exec_env": exec_env or None,
                 }
             )
         return self.get_pool(name)
@@ -424,8 +428,11 @@ class Engine:
         release: ReleasePolicy | str | None = None,
         hosts: list[str] | None = None,
         all_hosts: bool = False,
+        exec_env: list[str] | None = None,
     ) -> VMPool:
+        """Change what is given; `exec_env` replaces the pool's names ([] clears them)."""
         pool = self.get_pool(name)
+        new_env = pool.exec_env if exec_env is None else check_env_names(exec_env)
         count = pool.desired_count if count is None else count
         warm = pool.warm_count if warm is None else warm
         hot = pool.hot_count if hot is None else hot
@@ -443,6 +450,7 @@ class Engine:
                 "hot_count": hot,
                 "release_policy": policy.value,
                 "hosts": new_hosts,
+                "exec_env": new_env or None,
             },
         )
         return self.get_pool(name)
@@ -989,6 +997,7 @@ class Engine:
         requires_gpu: bool = False,
         exec_command: str | None = None,
         on_host_down: str = "fail",
+        exec_env: list[str] | None = None,
     ) -> Agent:
         check_name(workflow, "workflow name")
         if on_host_down not in {"fail", "requeue"}:
@@ -1003,6 +1012,11 @@ class Engine:
             )
         if exec_command is not None and not exec_command.strip():
             raise InvalidInput("--exec is empty; give the command to run")
+        exec_env = check_env_names(exec_env or [])
+        if exec_env and exec_command is None:
+            raise InvalidInput(
+                "--exec-env names variables for the agent's --exec command; give --exec too"
+            )
         self.ledger.guard("submit an agent")
         return self.store.records.add_agent(
             {
@@ -1013,6 +1027,7 @@ class Engine:
                 "requires_gpu": requires_gpu,
                 "exec_command": exec_command,
                 "on_host_down": on_host_down,
+                "exec_env": exec_env or None,
                 "status": AgentStatus.PENDING.value,
             }
         )

@@ -89,6 +89,8 @@ class VMPool(BaseModel):
     created_at: datetime | None = None
     # The hosts its VMs may live on; None: every host of the store.
     hosts: list[str] | None = None
+    # The controller's environment variables its agents' commands also get (names only).
+    exec_env: list[str] = Field(default_factory=list)
 
 
 class VM(BaseModel):
@@ -128,6 +130,8 @@ class Task(BaseModel):
     exec_command: str | None = None
     # When the host of its VM goes down while it runs: fail it, or queue it again.
     on_host_down: Literal["fail", "requeue"] = "fail"
+    # The controller's environment variables its command also gets (names only).
+    exec_env: list[str] = Field(default_factory=list)
 
 
 class AgentResult(BaseModel):

@@ -199,8 +199,13 @@ class Scheduler:
         """Mark up to `slots` oldest pending agents of `pool` scheduled and start them."""
         rows = self.engine.agents.schedule(pool, slots, self.engine.host)
         started: list[int] = []
-        for agent_id, command, agent_input, timeout_s in rows:
-            task = {"exec_command": command, "input": agent_input, "timeout_s": timeout_s}
+        for agent_id, command, agent_input, timeout_s, exec_env in rows:
+            task = {
+                "exec_command": command,
+                "input": agent_input,
+                "timeout_s": timeout_s,
+                "exec_env": exec_env,
+            }
             with self._lock:
                 try:
                     future = self.executor.submit(self._run_agent, agent_id, pool, memory_mb, task)
@@ -307,7 +312,7 @@ class Scheduler:
         )
         if not task["exec_command"]:
             return False  # completion comes from `hvkube agent complete` or the API
-        return self._exec(agent_id, task, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
+        return self._exec(agent_id, pool, task, vm.name, vm.ip, vm.rdp_port, vm.mcp_endpoint)
 
     def _give_back(self, agent_id: int, vm_name: str, holder: str) -> None:
         """Release the VM claimed for an agent that will not run on it."""
@@ -319,6 +324,7 @@ class Scheduler:
     def _exec(
         self,
         agent_id: int,
+        pool: str,
         row: dict[str, Any],
         vm_name: str,
         ip: str | None,
@@ -340,7 +346,12 @@ class Scheduler:
             status = self.engine.store.records.agent_status(agent_id)
             return status != AgentStatus.RUNNING.value
 
-        passed = env_names(self.engine.settings.exec_env)
+        # Names only, stored with the pool and the agent; the values are the controller's.
+        passed = [
+            *env_names(self.engine.settings.exec_env),
+            *self.engine.store.catalog.exec_env(pool),
+            *(json.loads(row["exec_env"]) if row["exec_env"] else []),
+        ]
         outcome = run_command(row["exec_command"], env, timeout_s, should_stop, passed=passed)
         # When the controller stops, the command is killed and the agent runs again later.
         if (

@@ -100,6 +100,23 @@ def _check_owner(path: Path) -> None:
         )
 
 
+def admin_token(settings: Settings) -> str | None:
+    """The admin token of the token file. Read-only creates no file: without the file there
+    is no admin token (None), and only the store's scoped tokens are accepted."""
+    path = token_path(settings)
+    if settings.readonly:
+        return load_token(path) if path.exists() or path.is_symlink() else None
+    return load_or_create_token(path)
+
+
+def no_token_refusal(path: Path) -> InvalidInput:
+    return InvalidInput(
+        f"read-only mode creates no file, and there is no API token: neither {path} nor a "
+        "live token in the store; run 'hvkube serve' once without --readonly to make the "
+        "token file, or 'hvkube token create --name NAME --scope admin'"
+    )
+
+
 def load_or_create_token(path: Path) -> str:
     """Read the admin token, or make one (0600) when the file does not exist."""
     if path.is_dir():
@@ -109,6 +126,13 @@ def load_or_create_token(path: Path) -> str:
         if os.name == "posix":
             _check_folder(path)
         write_atomic(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"), mode=0o600)
+    return load_token(path)
+
+
+def load_token(path: Path) -> str:
+    """Read the admin token of an existing file, refusing one that others could have planted."""
+    if path.is_dir():
+        raise InvalidInput(f"API token file {path} is a folder; give a file path")
     _check_owner(path)
     token = path.read_text(encoding="ascii", errors="replace").strip()
     if len(token) < 16:
@@ -158,10 +182,16 @@ def revoke_token(store: Store, token_id: str, readonly: bool) -> None:
         raise InvalidInput(f"token {token_id} is already revoked")
 
 
-def verify(store: Store | None, admin_token: str, given: str) -> Principal | None:
+def live_tokens(store: Store) -> int:
+    return sum(row.revoked_at is None for row in store_tokens.tokens(store))
+
+
+def verify(store: Store | None, admin_token: str | None, given: str) -> Principal | None:
     """The principal a bearer token stands for, or None when it is not valid (scoped tokens
-    need the store)."""
-    if secrets.compare_digest(given.encode("utf-8", "replace"), admin_token.encode("ascii")):
+    need the store; without an admin token, only they are accepted)."""
+    if admin_token is not None and secrets.compare_digest(
+        given.encode("utf-8", "replace"), admin_token.encode("ascii")
+    ):
         return ADMIN
     if store is None or not given.startswith(PREFIX):
         return None

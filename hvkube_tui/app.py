@@ -297,7 +297,8 @@ class HvkubeApp(App[None]):
                         )
                     )
             self.polls += 1
-            self._wake.wait(self.poll_interval)
+            # Views left out of the first paint are formatted as soon as it has been shown.
+            self._wake.wait(0.05 if formatter.pending else self.poll_interval)
             self._wake.clear()
 
     def on_read_failed(self, message: ReadFailed) -> None:

@@ -14,7 +14,7 @@ from core import open_engine, readmodel
 from core.engine import Engine
 from core.models import AgentStatus, VMState
 from core.readmodel import AGENT_FIELDS, Snapshot, SnapshotReader
-from core.store import Store
+from core.store import SCHEMA_VERSION, Store
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_a_schema_5_store_gets_change_marks_and_keeps_its_rows(store_url: str) -
         open_engine(db=store_url, backend="sim", sim_scale=0) as engine,
         open_engine(db=store_url, backend="sim", sim_scale=0) as writer,
     ):
-        assert engine.store.schema_version() == 6
+        assert engine.store.schema_version() == SCHEMA_VERSION
         reader = SnapshotReader(engine)
         first = reader.poll(force=True)
         assert first is not None and len(first.raw["vms"]) == 3

@@ -28,7 +28,7 @@ from core.api.state import ApiState, run
 from core.engine import Engine
 from core.settings import Settings
 from core.store import Store
-from core.tokens import load_or_create_token, token_path
+from core.tokens import admin_token
 
 log = logging.getLogger("hvkube.api")
 
@@ -98,10 +98,11 @@ def make_api(
     require_lease: bool = False,
     cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """The API app. The admin token comes from the token file (made on first use) unless
-    given. `app.state.auth` is the `Authenticator`, for apps mounted beside this one."""
+    """The API app. The admin token comes from the token file (made on first use, except in
+    read-only mode) unless given. `app.state.auth` is the `Authenticator`, for apps mounted
+    beside this one."""
     if token is None:
-        token = load_or_create_token(token_path(settings))
+        token = admin_token(settings)
 
     def open_default() -> Engine:
         from core import open_engine

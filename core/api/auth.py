@@ -43,7 +43,7 @@ def bearer_of(header: bytes | str | None) -> str | None:
 class Authenticator:
     """Checks bearer tokens: the admin token in memory, scoped tokens in the store."""
 
-    def __init__(self, admin_token: str, store: Callable[[], Store | None]) -> None:
+    def __init__(self, admin_token: str | None, store: Callable[[], Store | None]) -> None:
         self.admin_token = admin_token
         self._store = store
 

@@ -98,12 +98,20 @@ def _create_pool(engine: Engine, body: PoolCreate) -> PoolOut:
         hot=body.hot,
         release=body.release,
         max_per_host=body.max_per_host,
+        exec_env=body.exec_env,
     )
     return _pool_out(engine, body.name)
 
 
 def _edit_pool(engine: Engine, name: str, body: PoolEdit) -> PoolOut:
-    engine.update_pool(name, count=body.count, warm=body.warm, hot=body.hot, release=body.release)
+    engine.update_pool(
+        name,
+        count=body.count,
+        warm=body.warm,
+        hot=body.hot,
+        release=body.release,
+        exec_env=body.exec_env,
+    )
     return _pool_out(engine, name)
 
 
@@ -279,6 +287,7 @@ async def submit_agent(body: AgentSubmit, st: State) -> AgentOut:
         timeout_s=body.timeout_s,
         requires_gpu=body.requires_gpu,
         exec_command=body.exec_command,
+        exec_env=body.exec_env,
     )
 
 

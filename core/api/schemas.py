@@ -312,6 +312,12 @@ class PoolOut(PoolSummary):
         return self.counts.get("error", 0) + self.counts.get("missing", 0)
 
 
+EXEC_ENV = (
+    "names of the controller's environment variables the agents' exec_command also gets "
+    "(values are read when a command starts, never stored)"
+)
+
+
 class PoolCreate(RequestBody):
     name: Name
     template: Name = Field(validation_alias=AliasChoices("template", "template_name"))
@@ -322,6 +328,7 @@ class PoolCreate(RequestBody):
     hot: int = Field(default=0, ge=0, le=1024, validation_alias=AliasChoices("hot", "hot_count"))
     release: ReleasePolicy = ReleasePolicy.RESET
     max_per_host: int | None = Field(default=None, ge=1, le=1024)
+    exec_env: list[str] = Field(default_factory=list, max_length=64, description=EXEC_ENV)
 
 
 class PoolEdit(RequestBody):
@@ -335,6 +342,9 @@ class PoolEdit(RequestBody):
         default=None, ge=0, le=1024, validation_alias=AliasChoices("hot", "hot_count")
     )
     release: ReleasePolicy | None = None
+    exec_env: list[str] | None = Field(
+        default=None, max_length=64, description=EXEC_ENV + "; replaces the list, [] clears it"
+    )
 
 
 class PoolScale(RequestBody):
@@ -433,6 +443,9 @@ class AgentSubmit(RequestBody):
         max_length=8192,
         description="a command the controller runs for the agent; refused unless the server "
         "was started with --allow-exec",
+    )
+    exec_env: list[str] = Field(
+        default_factory=list, max_length=64, description=EXEC_ENV + ", besides its pool's"
     )
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from core.api.app import make_api
 from core.api.guard import connection_cap, guarded_protocol
 from core.errors import InvalidInput
 from core.settings import Settings
-from core.tokens import load_or_create_token, token_path
+from core.tokens import admin_token, live_tokens, no_token_refusal, token_path
 
 # A whole request must arrive within this long of opening a connection (or of the answer
 # before it); beyond MAX_CONNECTIONS open connections, new ones get a 503 at once.
@@ -58,6 +58,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _store_tokens(settings: Settings) -> int:
+    """The store's live scoped tokens. Opening the engine here, before the token file is
+    made or the port bound, refuses a bad store or data folder with its one line (the
+    server's own opening, later, could only fail its start-up)."""
+    from core import open_engine
+
+    with open_engine(settings) as engine:
+        return live_tokens(engine.store)
+
+
 def serve(
     settings: Settings,
     host: str = "127.0.0.1",
@@ -79,7 +89,10 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise InvalidInput("--tls-cert and --tls-key go together; give both or neither")
     path = token_path(settings)
-    token = load_or_create_token(path)
+    tokens = _store_tokens(settings)
+    token = admin_token(settings)
+    if token is None and not tokens:
+        raise no_token_refusal(path)
     app = make_api(
         settings,
         lease_seconds=lease_seconds,
@@ -97,7 +110,8 @@ def serve(
     warning = exposure_warning(host, tls=tls_cert is not None)
     if warning:
         say(warning)
-    say(f"hvkube API on {scheme}://{shown}:{bound_port} (bearer token in {path})")
+    where = f"bearer token in {path}" if token else "tokens of the store only: no token file"
+    say(f"hvkube API on {scheme}://{shown}:{bound_port} ({where})")
     config = uvicorn.Config(
         app,
         host=host,

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from core.backends.base import Capability, VMRef
+from core.datadir import check_own_files, sqlite_files
 from core.errors import (
     BackendError,
     CheckpointNotFound,
     FileInUse,
     HostObjectExists,
+    InvalidInput,
     InvalidVMState,
     OperationTimeout,
     OutOfMemory,
@@ -44,6 +46,7 @@ from core.ownership import owner_of, same_name
 from core.settings import Settings, machine_name
 from core.sim_faults import FAULT_KINDS
 from core.sqlite_ro import readonly_uri
+from core.thread_close import ClosedWithThread
 
 # Seconds Start-VM takes from Off on Hyper-V: it returns once the VM runs, before the guest
 # has booted.
@@ -202,6 +205,38 @@ def checkpoint_by_id(vm: dict[str, Any], checkpoint_id: str) -> dict[str, Any]:
     )
 
 
+SIM_TABLES = frozenset({"vm", "disk", "meta"})
+
+
+def _check_sim_file(path: Path) -> None:
+    """Recognise the simulated host's own file before anything is written to it: a new or
+    empty file becomes one; any other SQLite database, or a file that is not SQLite, is
+    refused untouched (read through SQLite only, creating nothing: a plain open and close of
+    a file this process has open through SQLite would drop SQLite's locks on it)."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+    except OSError:
+        return  # opening it says why
+    try:
+        with contextlib.closing(sqlite3.connect(readonly_uri(path), uri=True)) as conn:
+            tables = {
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(
+            f"simulated host file {path} cannot be read as one ({exc}); hvkube leaves it "
+            "alone: move it away, or use another data folder"
+        ) from None
+    if tables and not tables >= SIM_TABLES:
+        raise InvalidInput(
+            f"simulated host file {path} is an SQLite database but not a simulated host's "
+            "(no vm, disk and meta tables); hvkube leaves it alone: move it away, or use "
+            "another data folder"
+        )
+
+
 class SimHost:
     """Simulated Hyper-V host with state persisted in `state_dir/sim-host.json`."""
 
@@ -243,6 +278,8 @@ class SimHost:
         self.readonly = readonly
         self._defaults = {"total_memory_mb": total_memory_mb, "logical_cpus": logical_cpus}
         self._local = threading.local()
+        check_own_files(sqlite_files(self.path))
+        _check_sim_file(self.path)
         if readonly:
             return
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -259,24 +296,32 @@ class SimHost:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None and self.readonly:
             conn = self._readonly_conn()
-            self._local.conn = conn
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        elif conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=wal")
             conn.execute("PRAGMA synchronous=normal")
             conn.execute("PRAGMA busy_timeout=60000")
-            self._local.conn = conn
+        else:
+            return conn
+        self._local.conn = conn
+        self._local.closer = ClosedWithThread(conn)
         return conn
 
     def _readonly_conn(self) -> sqlite3.Connection:
         """The state file opened read-only, or an empty host in memory when there is none."""
         if self.path.exists():
             conn = sqlite3.connect(
-                readonly_uri(self.path), uri=True, timeout=60.0, isolation_level=None
+                readonly_uri(self.path),
+                uri=True,
+                timeout=60.0,
+                isolation_level=None,
+                check_same_thread=False,
             )
             conn.execute("PRAGMA query_only=1")
             return conn
-        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self._create_schema(conn)
         for key, value in self._defaults.items():
             conn.execute("INSERT INTO meta (key, data) VALUES (?, ?)", (key, json.dumps(value)))

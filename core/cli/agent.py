@@ -42,6 +42,7 @@ def cmd_agent_submit(args: argparse.Namespace, ctx: Context) -> int:
         requires_gpu=args.gpu,
         exec_command=args.exec_command,
         on_host_down=args.on_host_down,
+        exec_env=args.exec_env,
     )
     if args.wait:
         from core.waiting import wait_for_agent
@@ -79,6 +80,7 @@ def _agent_details(a: Any) -> None:
             ("timeout", f"{a.task.timeout_s}s"),
             ("gpu", "yes" if a.task.requires_gpu else "no"),
             ("exec", a.task.exec_command),
+            ("exec env", ", ".join(a.task.exec_env) or None),
             ("created", a.created_at),
             ("started", a.started_at),
             ("finished", a.finished_at),
@@ -203,6 +205,13 @@ def register(commands: Any, sub: AddCommand) -> None:
         dest="exec_command",
         metavar="COMMAND",
         help="command the controller runs with HVKUBE_VM_* variables",
+    )
+    p.add_argument(
+        "--exec-env",
+        action="append",
+        metavar="NAME",
+        help="the controller's environment variable NAME is passed to the --exec command too "
+        "(besides its pool's; the value is read when it starts, never stored); repeat for more",
     )
     p.add_argument(
         "--on-host-down",

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 COMMANDS = {
     "pool": "create, provision and scale pools",
 }
+EXEC_ENV_HELP = (
+    "the controller's environment variable NAME is passed to its agents' --exec commands "
+    "(its value is read when a command starts, never stored); repeat for more"
+)
 
 
 def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
@@ -36,6 +40,7 @@ def cmd_pool_create(args: argparse.Namespace, ctx: Context) -> int:
         release=args.release,
         max_per_host=args.max_per_host,
         hosts=args.hosts,
+        exec_env=args.exec_env,
     )
     if ctx.json:
         print_json(pool)
@@ -122,6 +127,7 @@ def cmd_pool_status(args: argparse.Namespace, ctx: Context) -> int:
             ("held", c.get("held", 0)),
             ("error/missing", c.get("error", 0) + c.get("missing", 0)),
             ("release", summary["release_policy"]),
+            ("exec env", ", ".join(summary["exec_env"]) or None),
             ("median resume", ms(summary["median_resume_ms"])),
         ],
     )
@@ -290,6 +296,7 @@ def cmd_pool_edit(args: argparse.Namespace, ctx: Context) -> int:
         release=args.release,
         hosts=args.hosts,
         all_hosts=args.all_hosts,
+        exec_env=[] if args.no_exec_env else args.exec_env,
     )
     done(
         ctx,
@@ -329,6 +336,7 @@ def register(commands: Any, sub: AddCommand) -> None:
     p.add_argument(
         "--hosts", type=host_list, metavar="A,B", help="hosts its VMs may use (default: all)"
     )
+    p.add_argument("--exec-env", action="append", metavar="NAME", help=EXEC_ENV_HELP)
     sub(pool_cmds, "list", cmd_pool_list, "list pools with their tiers")
     p = sub(pool_cmds, "status", cmd_pool_status, "a pool's counts and VMs")
     p.add_argument("name")
@@ -347,6 +355,13 @@ def register(commands: Any, sub: AddCommand) -> None:
     hosts = p.add_mutually_exclusive_group()
     hosts.add_argument("--hosts", type=host_list, metavar="A,B", help="hosts its VMs may use")
     hosts.add_argument("--all-hosts", action="store_true", help="its VMs may use every host")
+    exec_env = p.add_mutually_exclusive_group()
+    exec_env.add_argument(
+        "--exec-env", action="append", metavar="NAME", help=EXEC_ENV_HELP + "; replaces the list"
+    )
+    exec_env.add_argument(
+        "--no-exec-env", action="store_true", help="its agents' commands get no extra variables"
+    )
     p = sub(pool_cmds, "delete", cmd_pool_delete, "delete a pool")
     p.add_argument("name")
     p.add_argument("--with-vms", action="store_true", help="also delete its VMs and their files")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from core.store.postgres import PostgresDialect
     from core.store.sqlite import SqliteDialect
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -132,6 +132,8 @@ def make_tables(db: pw.Database) -> Tables:
         created_at = pw.DateTimeField(default=utcnow)
         # The hosts its VMs may live on (schema 4); null: every host.
         hosts = JSONField(null=True)
+        # Names of the controller's variables its agents' commands get (schema 7).
+        exec_env = JSONField(null=True)
 
         class Meta:
             table_name = "pool"
@@ -188,6 +190,8 @@ def make_tables(db: pw.Database) -> Tables:
         on_host_down = pw.CharField(max_length=16, default="fail")
         # The host whose controller scheduled it and runs it (schema 4).
         host = pw.CharField(max_length=64, null=True)
+        # Names of the controller's variables its command gets besides its pool's (schema 7).
+        exec_env = JSONField(null=True)
 
         class Meta:
             table_name = "agent"
@@ -372,6 +376,17 @@ def _add_row_changes(store: Store) -> None:
     from core.store.views import CHANGE_TRACKED
 
     store.dialect.add_row_changes(CHANGE_TRACKED)
+
+
+@migration(7)
+def _add_exec_env(store: Store) -> None:
+    """The names of the controller's variables a pool's or an agent's command gets."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(store.db)
+    for table, model in (("pool", store.t.Pool), ("agent", store.t.Agent)):
+        if "exec_env" not in {c.name for c in store.db.get_columns(table)}:
+            migrate(migrator.add_column(table, "exec_env", model.exec_env))
 
 
 class Store:
@@ -670,6 +685,7 @@ class Store:
             release_policy=ReleasePolicy(row.release_policy),
             created_at=as_utc(row.created_at),
             hosts=_json_list(row.hosts),
+            exec_env=_json_list(row.exec_env) or [],
         )
 
     @staticmethod
@@ -705,7 +721,7 @@ class Store:
         from core.models import Agent, AgentResult, AgentStatus, Task
 
         if isinstance(row, dict):
-            row = _RowView(row, json_fields=("input", "result"))
+            row = _RowView(row, json_fields=("input", "result", "exec_env"))
         return Agent(
             id=row.id,
             pool=row.pool,
@@ -716,6 +732,7 @@ class Store:
                 requires_gpu=row.requires_gpu,
                 exec_command=row.exec_command,
                 on_host_down=row.on_host_down,
+                exec_env=row.exec_env or [],
             ),
             status=AgentStatus(row.status),
             vm=row.vm,

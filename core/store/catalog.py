@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from core.models import ACTIVE_AGENT_STATUSES, Template, VMPool
@@ -57,6 +58,12 @@ class Catalog:
 
     def update_pool(self, name: str, values: dict[str, Any]) -> None:
         self.t.Pool.update(**values).where(self.t.Pool.name == name).execute()
+
+    def exec_env(self, name: str) -> list[str]:
+        """The names of the controller's variables the pool's agents' commands get."""
+        row = self.store.fetch_one('SELECT "exec_env" FROM "pool" WHERE "name" = ?', (name,))
+        value = None if row is None else row["exec_env"]
+        return [str(n) for n in json.loads(value)] if isinstance(value, str) else []
 
     def release_policy(self, name: str) -> str | None:
         row = self.store.fetch_one('SELECT "release_policy" FROM "pool" WHERE "name" = ?', (name,))

@@ -26,6 +26,7 @@ import peewee as pw
 
 from core.errors import StoreUnavailable
 from core.store.target import hide_password
+from core.thread_close import CloseWithThreadMixin
 
 # pg_advisory_xact_lock key of write() (the bytes of "hvkube"): one lock per database.
 WRITE_LOCK_KEY = 0x68766B756265
@@ -45,6 +46,10 @@ BEGIN
     RETURN NULL;
 END $$
 """
+
+
+class PostgresqlDatabase(CloseWithThreadMixin, pw.PostgresqlDatabase):
+    """peewee's PostgreSQL database, each thread's connection closed when the thread ends."""
 
 
 _ROW_CHANGE_FUNCTION = """
@@ -71,7 +76,7 @@ class PostgresDialect:
         params: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout_s))}
         if options:
             params["options"] = options
-        self.db = pw.PostgresqlDatabase(url, prefer_psycopg3=True, **params)
+        self.db = PostgresqlDatabase(url, prefer_psycopg3=True, **params)
 
     def connect(self) -> None:
         try:

@@ -20,6 +20,12 @@ import peewee as pw
 
 from core.errors import InvalidInput
 from core.sqlite_ro import readonly_uri, wal_file
+from core.thread_close import CloseWithThreadMixin
+
+
+class SqliteDatabase(CloseWithThreadMixin, pw.SqliteDatabase):
+    """peewee's SQLite database, each thread's connection closed when the thread ends."""
+
 
 ROW_CHANGE_COUNTER = "row_change_counter"
 
@@ -124,10 +130,10 @@ class SqliteDialect:
         }
         if readonly and not in_memory:
             self._live = wal_file(path).exists()
-            self.db = pw.SqliteDatabase(readonly_uri(path, self._live), uri=True, **self._params)
+            self.db = SqliteDatabase(readonly_uri(path, self._live), uri=True, **self._params)
         else:
             self._live = True
-            self.db = pw.SqliteDatabase(
+            self.db = SqliteDatabase(
                 str(path),
                 pragmas={
                     "journal_mode": "wal",

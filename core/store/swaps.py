@@ -135,14 +135,14 @@ class Swaps:
         self, pool: str, status: str, to: str, limit: int, host: str | None = None
     ) -> list[tuple[Any, ...]]:
         """Move up to `limit` of the pool's oldest agents in `status` to `to` (taken by
-        `host`), in one statement: (id, exec_command, input, timeout_s) of those moved,
-        oldest first."""
+        `host`), in one statement: (id, exec_command, input, timeout_s, exec_env) of those
+        moved, oldest first."""
         store = self.store
         rows = store.fetch_all(
             'UPDATE "agent" SET "status" = ?, "wait_reason" = NULL, "host" = ? '
             'WHERE "status" = ? AND "id" IN (SELECT "id" FROM "agent" WHERE "pool" = ? '
             f'AND "status" = ? ORDER BY "id" LIMIT ?{store.lock_rows}) '
-            'RETURNING "id", "exec_command", "input", "timeout_s"',
+            'RETURNING "id", "exec_command", "input", "timeout_s", "exec_env"',
             (to, host, status, pool, status, limit),
         )
         return sorted(rows, key=lambda row: int(row[0]))

@@ -24,6 +24,7 @@ from core.api.server import exposure_warning, is_loopback
 from core.engine import Engine
 from core.errors import HvkubeError
 from core.settings import Settings
+from core.tokens import TOKEN_FILE_NAME
 from tests.api.conftest import start_server, stop_server
 
 PollLimit = 20.0
@@ -610,6 +611,8 @@ def test_a_read_only_server_refuses_changes(tmp_path: Path) -> None:
         engine.create_template("win11", "C:\\templates\\win11.vhdx")
         engine.create_pool("ro", "win11", 1, warm=1)
         assert not engine.provision_pool("ro").failed
+    # Nor a token file: a server that may write makes it.
+    load_or_create_token(tmp_path / "data" / TOKEN_FILE_NAME)
     srv = start_server(tmp_path / "data", "--readonly")
     try:
         headers = {"Authorization": f"Bearer {srv.token}"}

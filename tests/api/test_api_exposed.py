@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from core.errors import HvkubeError
-from core.tokens import load_or_create_token
+from core.tokens import TOKEN_FILE_NAME, load_or_create_token
 from tests.api.conftest import Server, api_env, start_server, stop_server
 from tests.api.test_api import acquire
 from tests.api.test_api_manage import cli
@@ -280,6 +280,7 @@ def test_read_only_server_refuses_management(tmp_path: Path) -> None:
         text=True,
     )
     assert made.returncode == 0, made.stderr
+    load_or_create_token(data / TOKEN_FILE_NAME)  # nor a token file
     srv = start_server(data, "--readonly")
     try:
         headers = {"Authorization": f"Bearer {srv.token}"}
