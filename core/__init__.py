@@ -103,7 +103,7 @@ def open_rows(settings: Settings) -> SqliteRows | None:
     _check_places(settings)
     if settings.db_is_url():
         return None
-    return open_sqlite_rows(settings.db_path(), settings.backend)
+    return open_sqlite_rows(settings.db_path(), settings.backend, settings.readonly)
 
 
 def _check_places(settings: Settings) -> None:

@@ -124,6 +124,23 @@ def test_a_store_that_needs_work_first_is_opened_whole(tmp_path: Path) -> None:
     assert _loaded_after(_main(["--json", "vm", "list"]), ("peewee", "core.engine")) == []
 
 
+def test_a_readonly_listing_of_a_quiescent_store_creates_nothing(tmp_path: Path) -> None:
+    for step in (
+        ["template", "create", "--name", "w", "--vhdx", r"C:\w.vhdx"],
+        ["pool", "create", "--name", "bp", "--template", "w", "--count", "2", "--warm", "2"],
+    ):
+        assert run_cli(*step).returncode == 0
+    folder = tmp_path / "data"
+    before = sorted(p.name for p in folder.iterdir())
+    assert "hvkube.db-wal" not in before  # no process has the store open
+    code = _main(["--readonly", "--json", "vm", "list"])
+    assert _loaded_after(code, ("peewee", "core.engine")) == []
+    assert sorted(p.name for p in folder.iterdir()) == before
+    listed = run_cli("--json", "vm", "list")  # not read-only: follows writers, as the store
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert "hvkube.db-wal" in sorted(p.name for p in folder.iterdir())
+
+
 def _vary(engine: Engine, pool: str) -> None:
     """VMs with every field a listing prints: held by an agent and by a lease, resumed
     (a time with and without microseconds, a whole-number duration), in error."""

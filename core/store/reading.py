@@ -34,15 +34,20 @@ class SqliteRows:
         self._conn.close()
 
 
-def open_rows(path: Path, backend: str) -> SqliteRows | None:
-    """The store at `path` for reading, when it is ready to be read as it is; else None."""
+def open_rows(path: Path, backend: str, readonly: bool) -> SqliteRows | None:
+    """The store at `path` for reading, when it is ready to be read as it is; else None.
+
+    It follows writers (`mode=ro`, which makes SQLite's -wal and -shm files if they are
+    absent, as opening the whole store would); in read-only mode it creates nothing, as the
+    whole store's read-only opening does (`immutable=1` while no writer has the file)."""
     try:
         if not path.stat().st_size:
             return None
     except (OSError, ValueError):  # absent, or not a usable path: the whole store says why
         return None
     try:
-        conn = sqlite3.connect(readonly_uri(path), uri=True)
+        uri = readonly_uri(path) if readonly else readonly_uri(path, live=True)
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0)
     except sqlite3.Error:
         return None
     try:
