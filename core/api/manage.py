@@ -33,7 +33,7 @@ from core.engine import Engine
 from core.errors import BackendError
 from core.models import AgentResult, AgentStatus, Host
 from core.probes import probe_from_text
-from core.readmodel import pool_summary
+from core.readmodel import pool_summaries, pool_summary
 from core.reconcile import ReconcileReport
 
 # -- templates ---------------------------------------------------------------------------------
@@ -135,8 +135,8 @@ def _provision(engine: Engine, name: str, count: int | None) -> list[str]:
 
 @admin.get("/pools", response_model=list[PoolOut], summary="list pools with counts per state")
 async def list_pools(st: State) -> list[PoolOut]:
-    pools = await run(st.engine.list_pools)
-    return [await run(_pool_out, st.engine, p.name) for p in pools]
+    summaries = await run(pool_summaries, st.engine)  # one hand-off to a thread, not one per pool
+    return [PoolOut(**s.model_dump()) for s in summaries]
 
 
 @admin.post("/pools", response_model=PoolOut, status_code=201, summary="declare a pool")
