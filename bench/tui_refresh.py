@@ -127,12 +127,11 @@ def populate(db: str) -> None:
         }
         for i in range(EVENTS)
     ]
-    # One transaction per chunk: PostgreSQL's change counter (a row per writer, updated by a
-    # trigger on every row) slows down with each row one transaction writes.
-    for table, rows, size in ((t.VM, vms, 200), (t.Agent, agents, 500), (t.Event, events, 500)):
-        for chunk in range(0, len(rows), size):
-            with store.write():
-                table.insert_many(rows[chunk : chunk + size]).execute()
+    # One transaction, as an import would write them (statements of a few hundred rows).
+    with store.write():
+        for table, rows in ((t.VM, vms), (t.Agent, agents), (t.Event, events)):
+            for chunk in range(0, len(rows), 500):
+                table.insert_many(rows[chunk : chunk + 500]).execute()
     if store.postgres:
         # Statistics, as autovacuum keeps them for a store in use: without them the planner
         # does not know that few rows have a recent change mark and reads the whole table.

@@ -76,6 +76,14 @@ class StoreUnavailable(HvkubeError):
     code = "store_unavailable"
 
 
+class StoreRefused(StoreUnavailable):
+    """The database server answered and refused the URL's database, user or password: the
+    URL is wrong, not the server down; nothing was written."""
+
+    exit_code = 2
+    code = "store_refused"
+
+
 class ReadOnlyMode(HvkubeError):
     exit_code = 2
     code = "read_only"

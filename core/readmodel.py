@@ -85,8 +85,8 @@ AGENT_LIMIT = 1000  # newest agents shown (and as many of the newest unfinished 
 EVENT_LIMIT = 200  # newest events shown
 LATENCY_WINDOW = RESUME_WINDOW  # recent resume latencies per pool (sparkline, median)
 CAPACITY_EVERY_S = 10.0  # host memory is re-read at most this often
-AGENT_RECOUNT_S = 10.0  # agents deleted outside hvkube are looked for at most this often
 ACTIVE_AGENT = tuple(sorted(s.value for s in ACTIVE_AGENT_STATUSES))
+_ACTIVE = frozenset(ACTIVE_AGENT)  # for membership tests, quicker than the tuple's
 
 VIEWS = ("pools", "templates", "vms", "agents", "events", "hosts")
 
@@ -202,10 +202,9 @@ class SnapshotReader:
     peewee queries costs more Python than the database takes to answer).
 
     The first read takes every VM and the (id, status) of every agent; later reads take the
-    rows changed since the change mark of the read before, and find deleted rows by their
-    count: every insert shows up as a change, so the cache holds every row that exists and
-    a count below the cache's means rows went (VMs at every read; agents, which hvkube never
-    deletes, every AGENT_RECOUNT_S)."""
+    rows changed since the change mark of the read before. Deletions are counted per table
+    (schema 10): when a table's count moved, the reader looks for the rows that went (VM
+    names against the table's; agents, which only an operator deletes, read anew)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -218,8 +217,8 @@ class SnapshotReader:
         self._vm_groups: Counter[tuple[Any, Any, str]] = Counter()  # (pool, host, state)
         self._vms: dict[str, tuple[Any, ...]] = {}  # by name: what a snapshot shows
         self._agent_status: dict[int, str] | None = None  # every agent's, from the 2nd read
-        self.agent_recount_s = AGENT_RECOUNT_S
-        self._agents_counted_at = 0.0
+        self._active: set[int] = set()  # the unfinished ones among them
+        self._deletions: dict[str, int] = {}  # the tables' deletion counts at the last read
         self._agent_counts: Counter[str] = Counter()
         self._agents: dict[int, tuple[Any, ...]] = {}  # the newest and every unfinished one
         self._agent_rows: dict[str, tuple[Any, ...]] = {}
@@ -284,10 +283,12 @@ class SnapshotReader:
                 for name, template, desired, warm, hot, max_per_host, release in rows.pools()
             }
             mark = rows.change_mark()
-            vms_changed = self._read_vms(mark)
+            deletions = rows.deletions()
+            vms_changed = self._read_vms(mark, deletions)
             hosts = {h.name: h.model_dump() for h in host_rows(engine.store)}
-            agents_changed = self._read_agents(mark)
+            agents_changed = self._read_agents(mark, deletions)
             self._mark = mark
+            self._deletions = deletions
             events, new_events = self._read_events()
             for name, pool in pools.items():
                 if name in self._latencies and name not in new_events:
@@ -337,7 +338,11 @@ class SnapshotReader:
         except HvkubeError:
             return None
 
-    def _read_vms(self, mark: Any) -> frozenset[str] | None:
+    def _gone(self, table: str, deletions: dict[str, int]) -> bool:
+        """Were rows of `table` deleted since the last read?"""
+        return self._deletions.get(table) != deletions.get(table)
+
+    def _read_vms(self, mark: Any, deletions: dict[str, int]) -> frozenset[str] | None:
         """Bring the VM cache up to date; the names added, changed or removed (None: all)."""
         views = self.engine.store.views
         cache = self._vm_cache
@@ -362,7 +367,7 @@ class SnapshotReader:
             groups[(row[_VM_POOL], row[_VM_HOST], row[_VM_STATE])] += 1
             cache[name] = row
             touched.add(name)
-        if self._mark is not None and len(cache) != views.count("vm"):
+        if self._mark is not None and self._gone("vm", deletions):
             for name in set(cache) - views.vm_names():
                 old = cache.pop(name)
                 groups[(old[_VM_POOL], old[_VM_HOST], old[_VM_STATE])] -= 1
@@ -376,7 +381,7 @@ class SnapshotReader:
             return None
         return frozenset(touched)
 
-    def _read_agents(self, mark: Any) -> frozenset[str] | None:
+    def _read_agents(self, mark: Any, deletions: dict[str, int]) -> frozenset[str] | None:
         """Bring the agents up to date: the status of every one (for the counts) and the rows
         of the newest AGENT_LIMIT and of the newest AGENT_LIMIT unfinished ones (for the
         view). The ids added, changed or removed in the view (None: all)."""
@@ -390,11 +395,13 @@ class SnapshotReader:
             self._agent_status = None
             self._agent_counts = Counter({str(s): int(n) for s, n in views.agents_by_status()})
         else:
-            # (id, status) of each changed agent: the counts need no more, and only the
-            # few in the view are read whole.
-            changed = views.changed("agent", ("id", "status"), self._mark)
-            now = time.monotonic()
-            if status is not None:
+            # Agents are only deleted by hand (hvkube never does): then read them anew.
+            full = self._gone("agent", deletions)
+            if not full:
+                # (id, status) of each changed agent: the counts need no more, and only the
+                # few in the view are read whole.
+                changed = views.changed("agent", ("id", "status"), self._mark)
+            if status is not None and not full:
                 for agent, new in changed:
                     before = status.get(agent)
                     if before != new:
@@ -402,20 +409,19 @@ class SnapshotReader:
                             counts[before] -= 1
                         counts[new] += 1
                         status[agent] = new
-                # Agents are only deleted by hand (hvkube never does): then read them
-                # anew. Counting 100,000 agents takes milliseconds: done now and then.
-                if now - self._agents_counted_at >= self.agent_recount_s:
-                    self._agents_counted_at = now
-                    full = len(status) != views.count("agent")
+                        if new in _ACTIVE:
+                            self._active.add(agent)
+                        else:
+                            self._active.discard(agent)
             if status is None or full:
                 # Every agent's status (from the second read on): the counts follow it.
                 status = self._agent_status = dict(views.agent_statuses())
                 self._agent_counts = Counter(status.values())
-                self._agents_counted_at = now
+                self._active = {i for i, now in status.items() if now in _ACTIVE}
                 full = full or any(i not in status for i in self._agents)  # deleted since
         if full:
             cache = {row[0]: row for row in views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)}
-            for row in views.newest_in(AGENT_FIELDS, ACTIVE_AGENT, None, AGENT_LIMIT):
+            for row in views.newest_in(AGENT_FIELDS, ACTIVE_AGENT, AGENT_LIMIT):
                 cache[row[0]] = row
             self._agents = cache
             self._agent_rows = {str(i): cache[i] for i in sorted(cache, reverse=True)}
@@ -434,36 +440,34 @@ class SnapshotReader:
         cache = self._agents
         ids = sorted(cache, reverse=True)
         floor = ids[AGENT_LIMIT - 1] if len(ids) >= AGENT_LIMIT else 0
-        active = [i for i in ids if cache[i][3] in ACTIVE_AGENT]
+        active = [i for i in ids if cache[i][3] in _ACTIVE]
         active_floor = active[AGENT_LIMIT - 1] if len(active) >= AGENT_LIMIT else 0
         wanted = [
             i
             for i, now in changed
-            if i in cache or i >= floor or (now in ACTIVE_AGENT and i >= active_floor)
+            if i in cache or i >= floor or (now in _ACTIVE and i >= active_floor)
         ]
-        fresh: list[tuple[Any, ...]] = []
-        views = self.engine.store.views
-        for start in range(0, len(wanted), 500):
-            fresh += views.agents_with_ids(AGENT_FIELDS, wanted[start : start + 500])
+        fresh = self._agents_with_ids(wanted)
         touched: set[int] = set()
         for row in fresh:
             i = row[0]
             old = cache.get(i)
             if old == row:
                 continue
-            if old is not None or i >= floor or (row[3] in ACTIVE_AGENT and i >= active_floor):
+            if old is not None or i >= floor or (row[3] in _ACTIVE and i >= active_floor):
                 cache[i] = row
                 touched.add(i)
         if not touched:
             return set()
         ids = sorted(cache, reverse=True)
-        active = [i for i in ids if cache[i][3] in ACTIVE_AGENT and i >= active_floor]
+        active = [i for i in ids if cache[i][3] in _ACTIVE and i >= active_floor]
         missing = AGENT_LIMIT - len(active)
         if missing > 0 and active_floor:
-            # Unfinished ones left: the next older unfinished ones (those in the cache too).
-            older = self.engine.store.views.newest_in(
-                AGENT_FIELDS, ACTIVE_AGENT, active_floor, missing
-            )
+            # Unfinished ones left: the next older unfinished ones (those in the cache too),
+            # found among the statuses this reader follows and read by id: walking the
+            # (status, id) index past the rows that left a status costs the server more.
+            below = sorted(filter(active_floor.__gt__, self._active))[-missing:]
+            older = sorted(self._agents_with_ids(below), key=lambda row: row[0], reverse=True)
             for row in older:
                 if cache.get(row[0]) != row:
                     cache[row[0]] = row
@@ -476,6 +480,13 @@ class SnapshotReader:
                 del cache[i]
                 touched.add(i)
         return {str(i) for i in touched}
+
+    def _agents_with_ids(self, ids: list[int]) -> list[tuple[Any, ...]]:
+        views = self.engine.store.views
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):
+            rows += views.agents_with_ids(AGENT_FIELDS, ids[start : start + 500])
+        return rows
 
     def _read_events(self) -> tuple[dict[str, tuple[Any, ...]], set[str]]:
         """The newest events. Events are only ever added, so only new ones are read."""

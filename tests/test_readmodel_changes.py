@@ -121,7 +121,6 @@ def test_agents_deleted_outside_hvkube_leave_the_view(pair: tuple[Engine, Engine
     """hvkube never deletes an agent; an operator's SQL may: the counts still add up."""
     shown, writer = pair
     reader = SnapshotReader(shown)
-    reader.agent_recount_s = 0  # look for deleted agents at every read (default: now and then)
     agents = [writer.submit_agent("a", f"flow{i}") for i in range(4)]
     reader.poll(force=True)
     writer.store.execute('DELETE FROM "agent" WHERE "id" = ?', (agents[0].id,))
@@ -211,8 +210,17 @@ def test_a_transaction_that_commits_after_a_later_one_is_not_missed(pg_url: str)
 
 
 def _as_schema_5(store: Store) -> None:
-    """Take schema 6's change marks off, as a store an older hvkube left."""
+    """Take schema 6's change marks and schema 10's deletion counts off, as a store an older
+    hvkube left."""
     with store.write():
+        for table in ("vm", "agent"):
+            if store.postgres:
+                store.execute(f'DROP TRIGGER hvkube_row_delete ON "{table}"', ())
+            else:
+                store.execute(f'DROP TRIGGER "{table}_row_delete"', ())
+        store.execute(
+            "DROP TABLE " + ("hvkube_delete_count" if store.postgres else "row_delete_count"), ()
+        )
         for table in ("vm", "agent"):
             if store.postgres:
                 store.execute(f'DROP TRIGGER hvkube_row_change ON "{table}"', ())
@@ -229,7 +237,8 @@ def test_a_schema_5_store_gets_change_marks_and_keeps_its_rows(store_url: str) -
         engine.create_template("t", r"C:\T\t.vhdx", memory_mb=1024)
         engine.create_pool("a", "t", count=3, warm=3)
         assert not engine.provision_pool("a").failed
-        engine.submit_agent("a", "flow")
+        kept = engine.submit_agent("a", "flow")
+        dropped = engine.submit_agent("a", "flow")
         _as_schema_5(engine.store)
     with (
         open_engine(db=store_url, backend="sim", sim_scale=0) as engine,
@@ -239,9 +248,16 @@ def test_a_schema_5_store_gets_change_marks_and_keeps_its_rows(store_url: str) -
         reader = SnapshotReader(engine)
         first = reader.poll(force=True)
         assert first is not None and len(first.raw["vms"]) == 3
-        assert first.agent_counts == {"pending": 1}
+        assert first.agent_counts == {"pending": 2}
         vm = sorted(first.raw["vms"])[0]
         writer.resume_vm(vm)
         snap = tick(reader)
         assert snap.changed["vms"] == {vm}
+        assert seen(snap) == whole(writer)
+        # Deletions are counted from now on: rows deleted by hand leave at the next read.
+        writer.store.execute('DELETE FROM "agent" WHERE "id" = ?', (dropped.id,))
+        writer.store.execute('DELETE FROM "vm" WHERE "name" = ?', (vm,))
+        snap = tick(reader)
+        assert set(snap.raw["agents"]) == {str(kept.id)} and vm not in snap.raw["vms"]
+        assert snap.agent_counts == {"pending": 1}
         assert seen(snap) == whole(writer)

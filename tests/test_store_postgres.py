@@ -4,6 +4,7 @@ and the store's guarantees that differ in how each database gives them."""
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,19 @@ def test_a_server_that_is_down_is_an_operation_failure(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-def test_a_missing_database_or_user_is_an_operation_failure(pg_server: PgServer) -> None:
+def test_a_missing_database_or_user_is_bad_input(pg_server: PgServer, tmp_path: Path) -> None:
+    """The server answered and turned the URL down: the URL is wrong (exit 2), not the
+    server down (exit 1); nothing is made, there or here."""
     for url in (
         pg_server.url("no_such_db"),
         pg_server.url("postgres").replace("postgres@", "nobody@"),
     ):
-        result = run_cli("--db", url, "vm", "list")
-        assert result.returncode == 1, result.stderr
-        assert "cannot connect to PostgreSQL store" in error_line(result.stderr)
+        result = run_cli("--db", url, "template", "create", "--name", "t", "--vhdx", r"C:\T\t.vhdx")
+        assert result.returncode == 2, result.stderr
+        line = error_line(result.stderr)
+        assert "cannot connect to PostgreSQL store" in line
+        assert "does not exist" in line and "check the database, user and password" in line
+        assert not (tmp_path / "data").exists()
 
 
 def test_the_cli_works_on_a_postgresql_store(pg_url: str) -> None:
@@ -165,30 +171,33 @@ def test_acquire_takes_hot_then_warm_then_cold_in_name_order(store_url: str) -> 
             engine.acquire("p")
 
 
-def test_the_one_statement_change_counter_reaches_an_existing_store(store_url: str) -> None:
+def test_the_once_per_transaction_change_counter_reaches_an_existing_store(
+    store_url: str,
+) -> None:
     from core.store import MIGRATIONS, SCHEMA_VERSION
 
-    (version,) = [v for v, fn in MIGRATIONS.items() if fn.__name__ == "_faster_change_counter"]
-    assert version == SCHEMA_VERSION  # the latest: going back one runs it alone
+    (version,) = [
+        v for v, fn in MIGRATIONS.items() if fn.__name__ == "_change_counted_once_per_transaction"
+    ]
     store = Store(store_url)
     try:
-        assert store.schema_version() == version
-        store.set_meta("schema_version", str(version - 1))
+        assert store.schema_version() == SCHEMA_VERSION
+        store.set_meta("schema_version", str(version - 1))  # the later ones run again: no harm
         if store.postgres:
+            # Schema 8's function: a step of the counter for every row written.
             old = (
                 "CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger "
-                "LANGUAGE plpgsql AS $$ DECLARE taken integer; BEGIN "
-                "SELECT slot INTO taken FROM hvkube_change ORDER BY slot LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED; IF taken IS NULL THEN INSERT INTO hvkube_change (n) "
-                "VALUES (1); ELSE UPDATE hvkube_change SET n = n + 1 WHERE slot = taken; "
-                "END IF; RETURN NULL; END $$"
+                "LANGUAGE plpgsql AS $$ BEGIN UPDATE hvkube_change SET n = n + 1 WHERE slot = "
+                "(SELECT slot FROM hvkube_change ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED); "
+                "IF NOT FOUND THEN INSERT INTO hvkube_change (n) VALUES (1); END IF; "
+                "RETURN NULL; END $$"
             )
             store.execute(old, ())
     finally:
         store.close()
     again = Store(store_url)
     try:
-        assert again.schema_version() == version
+        assert again.schema_version() == SCHEMA_VERSION
         before = again.data_version()
         writer = Store(store_url)
         try:
@@ -200,7 +209,39 @@ def test_the_one_statement_change_counter_reaches_an_existing_store(store_url: s
             row = again.fetch_one(
                 "SELECT prosrc FROM pg_proc WHERE proname = 'hvkube_count_change'", ()
             )
-            assert row is not None and "INTO taken" not in row["prosrc"]
-            assert "IF NOT FOUND" in row["prosrc"]
+            assert row is not None and "hvkube.counted" in row["prosrc"]
     finally:
         again.close()
+
+
+def test_a_transaction_of_many_rows_moves_data_version_once_it_commits(
+    store_url: str,
+) -> None:
+    """The counter steps once per writing transaction; a step taken in a savepoint that
+    rolled back is taken again by the transaction's next write, so it is never lost."""
+    writer = Store(store_url)
+    reader = Store(store_url)
+    try:
+        first = reader.data_version()
+        with writer.write():
+            for i in range(50):
+                writer.set_meta(f"probe{i}", "1")
+            assert reader.data_version() == first
+        second = reader.data_version()
+        assert second != first
+        if reader.postgres:
+            assert second == first + 1  # one step for the 50 rows
+        with writer.write():
+            with suppress(RuntimeError), writer.db.atomic():  # a savepoint
+                writer.set_meta("undone", "1")
+                raise RuntimeError("roll the savepoint back")
+            writer.set_meta("kept", "1")
+        third = reader.data_version()
+        assert third != second
+        assert reader.meta("undone") is None and reader.meta("kept") == "1"
+        with writer.write():  # a transaction that writes nothing
+            writer.meta("kept")
+        assert reader.data_version() == third
+    finally:
+        writer.close()
+        reader.close()

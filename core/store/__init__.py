@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from core.store.postgres import PostgresDialect
     from core.store.sqlite import SqliteDialect
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 
 
 def _as_utc_required(value: datetime | str) -> datetime:
@@ -398,6 +398,21 @@ def _add_exec_env(store: Store) -> None:
 def _faster_change_counter(store: Store) -> None:
     """PostgreSQL: the change counter's trigger function in one statement, which
     after_migrate writes after every migration; SQLite counts changes itself."""
+
+
+@migration(9)
+def _change_counted_once_per_transaction(store: Store) -> None:
+    """PostgreSQL: the change counter steps once per writing transaction, not per row
+    (after_migrate writes the function); SQLite counts changes itself."""
+
+
+@migration(10)
+def _add_delete_counts(store: Store) -> None:
+    """Deletions of VMs and agents are counted, so that a reader learns of them at its next
+    read without counting the table's rows."""
+    from core.store.views import CHANGE_TRACKED
+
+    store.dialect.add_delete_counts(tuple(CHANGE_TRACKED))
 
 
 class Store:

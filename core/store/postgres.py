@@ -30,24 +30,32 @@ from typing import Any
 
 import peewee as pw
 
-from core.errors import StoreUnavailable
+from core.errors import StoreRefused, StoreUnavailable
 from core.store.target import hide_password
 from core.thread_close import CloseWithThreadMixin
 
 # pg_advisory_xact_lock key of write() (the bytes of "hvkube"): one lock per database.
 WRITE_LOCK_KEY = 0x68766B756265
 CHANGE_TABLE = "hvkube_change"
+DELETE_COUNTS = "hvkube_delete_count"  # per tracked table: deleting transactions (schema 10)
 _CHANGE_SLOTS = 16
 
-# One statement in the common case (schema 8): the trigger runs for every row written, and
-# on the acquire path its two statements cost about a tenth of the server's work.
+# Once per writing transaction (schema 9): its changes become visible together, so one
+# step of the counter says all of them. The trigger runs for every row written; a
+# transaction-local setting remembers that the step was taken. Updating the counter row for
+# every row instead made one transaction's n rows cost n^2 (each update of the row walks the
+# versions the transaction made before), and two statements per row cost the acquire path
+# a tenth of the server's work (schema 8 made it one).
 _CHANGE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION hvkube_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE {CHANGE_TABLE} SET n = n + 1 WHERE slot = (SELECT slot FROM {CHANGE_TABLE}
-        ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
-    IF NOT FOUND THEN
-        INSERT INTO {CHANGE_TABLE} (n) VALUES (1);
+    IF current_setting('hvkube.counted', true) IS DISTINCT FROM 'y' THEN
+        PERFORM set_config('hvkube.counted', 'y', true);
+        UPDATE {CHANGE_TABLE} SET n = n + 1 WHERE slot = (SELECT slot FROM {CHANGE_TABLE}
+            ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
+        IF NOT FOUND THEN
+            INSERT INTO {CHANGE_TABLE} (n) VALUES (1);
+        END IF;
     END IF;
     RETURN NULL;
 END $$
@@ -63,6 +71,20 @@ CREATE OR REPLACE FUNCTION hvkube_row_change() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
     NEW.row_change := pg_current_xact_id();
     RETURN NEW;
+END $$
+"""
+
+
+# A step for each transaction that deleted rows of the table, guarded as the change counter
+# is (a transaction deleting n rows updates the row once, not n times).
+_DELETE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION hvkube_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('hvkube.deleted_' || TG_TABLE_NAME, true) IS DISTINCT FROM 'y' THEN
+        PERFORM set_config('hvkube.deleted_' || TG_TABLE_NAME, 'y', true);
+        UPDATE {DELETE_COUNTS} SET n = n + 1 WHERE tbl = TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
 END $$
 """
 
@@ -115,6 +137,29 @@ def _failure(exc: BaseException) -> str | None:
     return None
 
 
+# What the server says when it refuses the URL itself (libpq passes its words on, in the
+# server's language: English unless lc_messages says otherwise). A server starting, stopping
+# or full also answers "FATAL", but is down for now, not misnamed.
+_REFUSED_LOGIN = (
+    "does not exist",  # the database or the role
+    "password authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "permission denied for database",
+    "is not permitted to log in",
+)
+
+
+def _connect_error(location: str, exc: BaseException) -> StoreUnavailable:
+    """A failed connection as one line: StoreRefused when the server turned the URL's
+    database, user or password down (bad input), else StoreUnavailable (down, unreachable)."""
+    line = _first_line(exc)
+    text = f"cannot connect to PostgreSQL store {location}: {line}"
+    if any(words in line for words in _REFUSED_LOGIN):
+        return StoreRefused(f"{text}: check the database, user and password in the URL")
+    return StoreUnavailable(text)
+
+
 def _reads_only(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT" and "FOR UPDATE" not in sql.upper()
 
@@ -135,9 +180,7 @@ class RetryingDatabase(PostgresqlDatabase):
         try:
             self.connect()
         except pw.PeeweeException as exc:
-            raise StoreUnavailable(
-                f"cannot connect to PostgreSQL store {self.location}: {_first_line(exc)}"
-            ) from None
+            raise _connect_error(self.location, exc) from None
 
     def _interrupted(self, failure: str, exc: BaseException, maybe_done: bool) -> StoreInterrupted:
         cause = _first_line(_driver_error(exc))
@@ -240,9 +283,7 @@ class PostgresDialect:
                 "(install it with: pip install 'hvkube[postgresql]')"
             ) from None
         except pw.PeeweeException as exc:
-            raise StoreUnavailable(
-                f"cannot connect to PostgreSQL store {self.location}: {_first_line(exc)}"
-            ) from None
+            raise _connect_error(self.location, exc) from None
 
     def data_version(self) -> int:
         # The counter exists once the store is migrated, which opening it ensures.
@@ -281,6 +322,28 @@ class PostgresDialect:
                 "FOR EACH ROW EXECUTE FUNCTION hvkube_row_change()"
             )
 
+    def add_delete_counts(self, tables: tuple[str, ...]) -> None:
+        """A count of the transactions that deleted rows of each table, so that a reader
+        learns of deletions without comparing row counts."""
+        execute = self.db.execute_sql
+        execute(
+            f"CREATE TABLE IF NOT EXISTS {DELETE_COUNTS} "
+            "(tbl TEXT PRIMARY KEY, n BIGINT NOT NULL DEFAULT 0)"
+        )
+        execute(_DELETE_FUNCTION)
+        for table in tables:
+            execute(
+                f"INSERT INTO {DELETE_COUNTS} (tbl, n) VALUES (%s, 0) ON CONFLICT DO NOTHING",
+                (table,),
+            )
+            execute(
+                f'CREATE OR REPLACE TRIGGER hvkube_row_delete AFTER DELETE ON "{table}" '
+                "FOR EACH ROW EXECUTE FUNCTION hvkube_count_delete()"
+            )
+
+    def delete_counts_sql(self) -> str:
+        return f"SELECT tbl, n FROM {DELETE_COUNTS}"
+
     def change_mark_sql(self) -> str:
         """A SELECT giving the mark of what the current read transaction sees."""
         return "SELECT pg_current_snapshot()::text"
@@ -292,6 +355,13 @@ class PostgresDialect:
             '"row_change" >= pg_snapshot_xmin(?::pg_snapshot) '
             'AND NOT pg_visible_in_snapshot("row_change", ?::pg_snapshot)'
         )
+
+    def one_of(self, column: str, values: list[Any]) -> tuple[str, tuple[Any, ...]]:
+        """A condition: `column` is one of `values` (and its parameters). One array
+        parameter, so that the statement's text is the same for any number of values: a
+        prepared IN (...) of hundreds of parameters may be given a generic plan that reads
+        the whole table."""
+        return f'"{column}" = ANY(?)', (list(values),)
 
     def changed_since_params(self, mark: Any) -> tuple[Any, ...]:
         return (mark, mark)
@@ -308,7 +378,7 @@ class PostgresDialect:
             db.execute_sql(f"INSERT INTO {CHANGE_TABLE} (n) VALUES (0)")
         db.execute_sql(_CHANGE_FUNCTION)
         for table in db.get_tables():
-            if table == CHANGE_TABLE:
+            if table in (CHANGE_TABLE, DELETE_COUNTS):  # written by the triggers themselves
                 continue
             db.execute_sql(
                 "CREATE OR REPLACE TRIGGER hvkube_change AFTER INSERT OR UPDATE OR DELETE "

@@ -28,6 +28,7 @@ class SqliteDatabase(CloseWithThreadMixin, pw.SqliteDatabase):
 
 
 ROW_CHANGE_COUNTER = "row_change_counter"
+DELETE_COUNTS = "row_delete_count"  # per tracked table: rows deleted (schema 10)
 
 
 def _shown(path: Path) -> str:
@@ -203,6 +204,24 @@ class SqliteDialect:
                 f"BEGIN {mark} END"
             )
 
+    def add_delete_counts(self, tables: tuple[str, ...]) -> None:
+        """A count of the rows deleted from each table, so that a reader learns of deletions
+        without comparing row counts."""
+        execute = self.db.execute_sql
+        execute(
+            f"CREATE TABLE IF NOT EXISTS {DELETE_COUNTS} "
+            "(tbl TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0)"
+        )
+        for table in tables:
+            execute(f"INSERT OR IGNORE INTO {DELETE_COUNTS} (tbl, n) VALUES (?, 0)", (table,))
+            execute(
+                f'CREATE TRIGGER IF NOT EXISTS "{table}_row_delete" AFTER DELETE ON "{table}" '
+                f"BEGIN UPDATE {DELETE_COUNTS} SET n = n + 1 WHERE tbl = '{table}'; END"
+            )
+
+    def delete_counts_sql(self) -> str:
+        return f"SELECT tbl, n FROM {DELETE_COUNTS}"
+
     def change_mark_sql(self) -> str:
         """A SELECT giving the mark of what the current read transaction sees."""
         return f"SELECT n FROM {ROW_CHANGE_COUNTER}"
@@ -210,6 +229,10 @@ class SqliteDialect:
     def changed_since_sql(self) -> str:
         """A condition on a tracked table: the row changed after the mark (one parameter)."""
         return '"row_change" > ?'
+
+    def one_of(self, column: str, values: list[Any]) -> tuple[str, tuple[Any, ...]]:
+        """A condition: `column` is one of `values` (and its parameters)."""
+        return f'"{column}" IN ({", ".join("?" for _ in values)})', tuple(values)
 
     def changed_since_params(self, mark: Any) -> tuple[Any, ...]:
         return (mark,)

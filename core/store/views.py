@@ -1,7 +1,7 @@
 """What the dashboard polls and the command line lists: plain row tuples, read
 incrementally. VMs and agents carry a change mark (schema 6): after a first whole read, the
 dashboard asks only for the rows changed since the mark it read at (`change_mark`, `changed`)
-and finds deletions by comparing its row count with the table's. The dashboard turns these
+and learns of deletions from a count of them (`deletions`, schema 10). The dashboard turns these
 rows into its views; the statements live here, with the rest of the store's SQL. They run on
 the whole store or on a plain read-only SQLite connection (core.store.reading); the change
 marks need the whole store."""
@@ -76,10 +76,10 @@ class ViewRows:
             dialect.changed_since_params(mark),
         )
 
-    def count(self, table: str) -> int:
-        if table not in CHANGE_TRACKED:
-            raise ValueError(f"{table!r} is not counted here")
-        return int(self._all(f'SELECT COUNT(*) FROM "{table}"')[0][0])
+    def deletions(self) -> dict[str, int]:
+        """Per tracked table, a count that moves whenever rows of it are deleted (schema
+        10): a reader compares it with the one it read before."""
+        return {str(table): int(n) for table, n in self._all(self._dialect().delete_counts_sql())}
 
     def vm_names(self) -> set[str]:
         return {name for (name,) in self._all('SELECT "name" FROM "vm"')}
@@ -122,27 +122,24 @@ class ViewRows:
         )
 
     def newest_in(
-        self, fields: tuple[str, ...], statuses: tuple[str, ...], below: int | None, limit: int
+        self, fields: tuple[str, ...], statuses: tuple[str, ...], limit: int
     ) -> list[tuple[Any, ...]]:
-        """The newest `limit` agents in `statuses` (with an id below `below`), newest first.
-        One statement per status, each walking the (status, id) index from its end: one
-        IN (...) with ORDER BY would sort every match first."""
-        bound = "" if below is None else ' AND "id" < ?'
+        """The newest `limit` agents in `statuses`, newest first. One statement per status,
+        each walking the (status, id) index from its end: one IN (...) with ORDER BY would
+        sort every match first."""
         rows: list[tuple[Any, ...]] = []
         for status in statuses:
             rows += self._all(
-                f'SELECT {_columns(fields)} FROM "agent" WHERE "status" = ?{bound} '
+                f'SELECT {_columns(fields)} FROM "agent" WHERE "status" = ? '
                 'ORDER BY "id" DESC LIMIT ?',
-                (status, limit) if below is None else (status, below, limit),
+                (status, limit),
             )
         rows.sort(key=lambda row: row[0], reverse=True)
         return rows[:limit]
 
     def agents_with_ids(self, fields: tuple[str, ...], ids: list[int]) -> list[tuple[Any, ...]]:
-        marks = ", ".join("?" for _ in ids)
-        return self._all(
-            f'SELECT {_columns(fields)} FROM "agent" WHERE "id" IN ({marks})', tuple(ids)
-        )
+        condition, params = self._dialect().one_of("id", ids)
+        return self._all(f'SELECT {_columns(fields)} FROM "agent" WHERE {condition}', params)
 
     def event_count(self) -> int:
         rows = self._all('SELECT COUNT(*) FROM "event"', ())
