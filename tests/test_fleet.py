@@ -277,14 +277,15 @@ def test_a_host_taken_down_while_its_controller_lived_settles_its_vms_again(
     h1.create_pool("bp", "win11", count=2, warm=2, hosts=["h1"])
     with running(h1, lease_ttl_s=15.0):
         wait_for(lambda: [vm.state for vm in h1.list_vms()] == [VMState.SAVED] * 2, "two warm VMs")
-        # The store was out of h1's reach for longer than its lease: h2 takes it down.
-        taken: list[str] = []
-        while not taken:
+        # The store was out of h1's reach for longer than its lease: h2 takes it down. In one
+        # write transaction, so that h1's controller cannot heartbeat or settle its VMs
+        # before the test has looked.
+        with h2.store.write():
             h2.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
                 h2.store.t.Host.name == "h1"
             ).execute()
-            taken = take_down_expired(h2.store, "h2", None, None)
-        assert {vm.state for vm in h1.list_vms()} == {VMState.UNKNOWN}
+            assert take_down_expired(h2.store, "h2", None, None) == ["h1"]
+            assert {vm.state for vm in h2.list_vms(pool="bp")} == {VMState.UNKNOWN}
         # h1's next heartbeat finds it was taken down, and its controller settles its VMs.
         wait_for(
             lambda: (
