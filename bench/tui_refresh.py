@@ -1,7 +1,7 @@
 """The dashboard under load: 1,000 VMs and 10,000 agents in the store (with --fleet:
 10,000 VMs on 20 hosts and 100,000 agents).
 
-- refresh tick: another connection changes 1% of the rows (VMs and agents; with hosts,
+- refresh tick: another process changes 1% of the rows (VMs and agents; with hosts,
   every host's heartbeat too) and
   the dashboard's reader sees the new data_version, reads, formats and diffs; the tick is
   the reader's time (read + format, in its thread) plus the UI thread's diff-and-update.
@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import multiprocessing
 import os
 import pty
 import random
@@ -38,6 +39,7 @@ import termios
 import threading
 import time
 from datetime import timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psutil
@@ -164,11 +166,32 @@ def churn(store: Store, rng: random.Random, round_no: int) -> None:
         ).execute()
 
 
+def churner(db: str, sizes: tuple[int, int, int], requests: Connection) -> None:
+    """The writing process: one `churn` round for each round number received."""
+    global VMS, AGENTS, HOSTS
+    VMS, AGENTS, HOSTS = sizes
+    writer = Store(db)
+    rng = random.Random(7)
+    try:
+        while (round_no := requests.recv()) is not None:
+            churn(writer, rng, round_no)
+            requests.send(round_no)
+    finally:
+        writer.close()
+
+
 async def ticks_and_first_paint(
     db: str, ticks: int
 ) -> tuple[float, float, float, list[float], list[float], int]:
     from hvkube_tui.app import make_app
 
+    # The changes come from another process, as the controller's would: the UI thread only
+    # waits for them, free to paint meanwhile. Started before the app, which takes over the
+    # standard streams.
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    writer = spawn.Process(target=churner, args=(db, (VMS, AGENTS, HOSTS), theirs))
+    writer.start()
     settings = Settings(db=str(db), backend="sim", sim_scale=0)
     started = time.perf_counter()
     app = make_app(settings, thumbnail_interval=0)
@@ -186,15 +209,16 @@ async def ticks_and_first_paint(
             await asyncio.sleep(0.01)
         await pilot.pause()
         view_shown = time.perf_counter() - shown_at
-        writer = Store(db)
-        rng = random.Random(7)
         timings: list[float] = []
         cpu: list[float] = []
         parts: list[tuple[float, float]] = []
         cells = 0
         for round_no in range(ticks):
             seen = sum(1 for t in app.ticks if t.changed)
-            churn(writer, rng, round_no)
+            ours.send(round_no)
+            while not ours.poll():
+                await asyncio.sleep(0.001)
+            ours.recv()
             app.refresh_now()
             while sum(1 for t in app.ticks if t.changed) == seen:
                 await asyncio.sleep(0.002)
@@ -204,7 +228,8 @@ async def ticks_and_first_paint(
             parts.append((tick.read_cpu_ms, tick.apply_cpu_ms))
             cells += tick.cells
             await asyncio.sleep(0.02)  # let the screen paint, as between real ticks
-        writer.close()
+        ours.send(None)
+        writer.join(timeout=30)
         await pilot.pause()
     global PARTS
     PARTS = parts
