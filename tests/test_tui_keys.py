@@ -513,7 +513,8 @@ def test_a_view_holds_its_first_rows_says_how_many_more_and_the_filter_finds_any
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At fleet scale a view's table holds only its first rows (here 4 of the 10 VMs); the
-    crumbs say so, and `/` finds a VM beyond them."""
+    crumbs say so, `/` finds a VM beyond them, and the cursor moved past the last row held
+    brings the next ones."""
     monkeypatch.setattr(VmsView, "WINDOW", 4)
 
     def crumbs(app: HvkubeApp) -> str:
@@ -543,6 +544,24 @@ def test_a_view_holds_its_first_rows_says_how_many_more_and_the_filter_finds_any
         app.query_one("#prompt", Input).value = target
         await pilot.press("enter")
         assert table.shown[target][3] == ("saved", "cyan")
+        await pilot.press("escape")
+        # Down past the last row held: the next 4 come, and the cursor goes on into them.
+        assert list(table.shown) == names[:4]
+        for _ in range(4):
+            await pilot.press("down")
+        assert list(table.shown) == names[:8]
+        assert table.cursor_key == names[4]
+        assert "showing 8 of 10" in crumbs(app)
+        for _ in range(4):
+            await pilot.press("down")
+        assert list(table.shown) == names
+        assert table.cursor_key == names[8]
+        assert "showing" not in crumbs(app)
+        # A new filter starts from the first rows again.
+        await pilot.press("slash")
+        app.query_one("#prompt", Input).value = "-0"  # every VM's name
+        await pilot.press("enter")
+        assert list(table.shown) == names[:4] and "(4 of 10 shown)" in crumbs(app)
 
     drive(tmp_path, scenario)
 

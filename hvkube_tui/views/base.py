@@ -42,9 +42,10 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
     # Which cell shows an action in progress ("⟳ saving"); never the first (the row's key).
     BUSY_COLUMN: ClassVar[int] = 1
     CLOCK: ClassVar[bool] = False  # rows show times that move (ages, uptimes)
-    # The most rows the table holds. A DataTable takes one to two milliseconds per row it is
-    # given (it measures every cell), so at fleet scale it shows the first WINDOW rows that
-    # pass the filter and the crumbs say how many match: `/` finds any other.
+    # The rows the table holds at first. A DataTable takes one to two milliseconds per row it
+    # is given (it measures every cell), so at fleet scale it shows the first WINDOW rows
+    # that pass the filter and the crumbs say how many match: `/` finds any other, and
+    # moving the cursor onto the last row brings the next WINDOW.
     WINDOW: ClassVar[int] = 250
 
     def __init__(self, dashboard: HvkubeApp) -> None:
@@ -55,6 +56,7 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
         self.busy: dict[str, str] = {}  # row key -> what an action is doing to it
         self.needle = ""  # the filter
         self.matching = 0  # rows that pass the filter (every row without one)
+        self.window = self.WINDOW  # the most rows the table holds now
         self.on_screen: frozenset[str] = frozenset()  # the keys the table holds
         self._haystack: dict[str, tuple[Row, str]] = {}  # key -> (row, its text lowered)
 
@@ -101,8 +103,8 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
         if needle:
             rows = {key: row for key, row in rows.items() if needle in self._text(key, row)}
         self.matching = len(rows)
-        if len(rows) > self.WINDOW:
-            rows = dict(islice(rows.items(), self.WINDOW))
+        if len(rows) > self.window:
+            rows = dict(islice(rows.items(), self.window))
         touched = self.sync(rows)
         self.on_screen = frozenset(self.shown)
         return touched
@@ -123,7 +125,16 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
 
     def filter_rows(self, needle: str) -> None:
         self.needle = needle
+        self.window = self.WINDOW
         self.redraw()
+
+    def show_more(self) -> bool:
+        """Hold the next WINDOW rows too, when more pass the filter; whether it did."""
+        if self.matching <= self.row_count:
+            return False
+        self.window = self.row_count + self.WINDOW
+        self.redraw()
+        return True
 
     # -- detail pane ---------------------------------------------------------------------------
 
