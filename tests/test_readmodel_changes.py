@@ -138,6 +138,26 @@ def test_agents_deleted_outside_hvkube_leave_the_view(pair: tuple[Engine, Engine
     assert seen(snap) == whole(writer)
 
 
+def test_agents_emptied_by_truncate_leave_the_view(pg_url: str) -> None:
+    """PostgreSQL's TRUNCATE fires no row trigger: its own trigger counts it as deletions
+    (and moves data_version), so the emptied table shows at the next read."""
+    with (
+        open_engine(db=pg_url, backend="sim", sim_scale=0) as writer,
+        open_engine(db=pg_url, backend="sim", sim_scale=0) as shown,
+    ):
+        writer.create_template("t", r"C:\T\t.vhdx", memory_mb=1024)
+        writer.create_pool("a", "t", count=1, warm=1)
+        for i in range(3):
+            writer.submit_agent("a", f"flow{i}")
+        reader = SnapshotReader(shown)
+        reader.poll(force=True)
+        reader.poll(force=True)  # the second read follows every agent's status from then on
+        writer.store.execute('TRUNCATE "agent" CASCADE', ())
+        snap = tick(reader)
+        assert snap.raw["agents"] == {} and snap.agent_counts == {}
+        assert seen(snap) == whole(writer)
+
+
 def test_many_random_changes_read_incrementally_equal_a_whole_read(
     pair: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -340,6 +340,11 @@ class PostgresDialect:
                 f'CREATE OR REPLACE TRIGGER hvkube_row_delete AFTER DELETE ON "{table}" '
                 "FOR EACH ROW EXECUTE FUNCTION hvkube_count_delete()"
             )
+            # TRUNCATE fires no row trigger (an operator's way to empty a table).
+            execute(
+                f'CREATE OR REPLACE TRIGGER hvkube_truncate AFTER TRUNCATE ON "{table}" '
+                "FOR EACH STATEMENT EXECUTE FUNCTION hvkube_count_delete()"
+            )
 
     def delete_counts_sql(self) -> str:
         return f"SELECT tbl, n FROM {DELETE_COUNTS}"
@@ -378,7 +383,7 @@ class PostgresDialect:
             db.execute_sql(f"INSERT INTO {CHANGE_TABLE} (n) VALUES (0)")
         db.execute_sql(_CHANGE_FUNCTION)
         for table in db.get_tables():
-            if table in (CHANGE_TABLE, DELETE_COUNTS):  # written by the triggers themselves
+            if table == CHANGE_TABLE:
                 continue
             db.execute_sql(
                 "CREATE OR REPLACE TRIGGER hvkube_change AFTER INSERT OR UPDATE OR DELETE "
