@@ -98,12 +98,8 @@ class MainScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted)
     def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        view = self.current
-        if event.data_table is not view:
-            return
-        if event.cursor_row == view.row_count - 1 and view.show_more():
-            self.update_crumbs()  # the last row held: the next ones come after it
-        self.update_detail()
+        if event.data_table is self.current:
+            self.update_detail()
 
     # -- switching views -----------------------------------------------------------------------
 

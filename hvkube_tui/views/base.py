@@ -136,6 +136,25 @@ class View(KeyedTable, metaclass=AbstractPumpMeta):  # type: ignore[metaclass]
         self.redraw()
         return True
 
+    # The operator's moves onto the last row held bring the next rows (not the cursor moves
+    # a redraw makes when rows go).
+
+    def _more_at_the_end(self) -> None:
+        if self.cursor_row == self.row_count - 1 and self.show_more():
+            self.dashboard.main.update_crumbs()
+
+    def action_cursor_down(self) -> None:
+        super().action_cursor_down()
+        self._more_at_the_end()
+
+    def action_page_down(self) -> None:
+        super().action_page_down()
+        self._more_at_the_end()
+
+    def action_scroll_bottom(self) -> None:
+        super().action_scroll_bottom()
+        self._more_at_the_end()
+
     # -- detail pane ---------------------------------------------------------------------------
 
     def describe(self, snap: Snapshot | None, now: datetime) -> RenderableType:
