@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from core.cli.argtypes import host_list, positive_int
@@ -234,7 +235,14 @@ def _interrupted_summary(report: Any) -> None:
 def _half_done(ctx: Context, pool: str) -> Callable[[], list[str]]:
     """The pool's VMs caught in the middle of a step, as a second Ctrl-C leaves them."""
 
+    held: list[AbstractContextManager[None]] = []
+
     def left() -> list[str]:
+        # Read under the write lock, kept until the process exits (it is called just
+        # before): a step the workers began after the list was read would go unnamed.
+        lock = ctx.engine.store.write()
+        lock.__enter__()
+        held.append(lock)  # never left: the lock goes with the process
         return [
             f"{vm.name} ({vm.state.value})"
             for vm in ctx.engine.list_vms(pool=pool)
