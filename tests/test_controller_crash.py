@@ -21,6 +21,16 @@ SEED = 20261128
 SCALE = "0.002"  # a 45 s boot takes 90 ms: kills land inside steps
 
 
+def _other_sessions(engine: Engine) -> int:
+    row = engine.store.fetch_one(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend'",
+        (),
+    )
+    return int(row["n"]) if row else 0
+
+
 def check_consistent(engine: Engine, trial: int) -> None:
     where = f"trial {trial}"
     vms = {vm.name: vm for vm in engine.list_vms()}
@@ -117,6 +127,11 @@ def run_trials(tmp_path: Path, trials: int, db: str | None = None) -> None:
         proc.wait(30)
 
         with make_engine(tmp_path, **store) as engine:
+            if engine.store.postgres:
+                # A statement the killed process had sent runs to its end on the server (a
+                # VM's "resuming" may still be written after the kill): reconcile once its
+                # sessions are gone, as an operator told "busy, try again shortly" would.
+                wait_for(lambda e=engine: _other_sessions(e) == 0, "its sessions to end")
             report = engine.reconcile()
             assert not report.errors, f"trial {trial}: {report.errors}"
             once(engine)
