@@ -3,6 +3,7 @@ computed here, with one window of recent resumes, so all three print the same nu
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections import Counter
@@ -218,6 +219,10 @@ class SnapshotReader:
         self._vms: dict[str, tuple[Any, ...]] = {}  # by name: what a snapshot shows
         self._agent_status: dict[int, str] | None = None  # every agent's, from the 2nd read
         self._active: set[int] = set()  # the unfinished ones among them
+        # The same ids in order, for the refill: built when first needed, then new ones are
+        # merged in and finished ones dropped as the refill walks past them.
+        self._active_order: list[int] | None = None
+        self._active_new: list[int] = []
         self._deletions: dict[str, int] = {}  # the tables' deletion counts at the last read
         self._agent_counts: Counter[str] = Counter()
         self._agents: dict[int, tuple[Any, ...]] = {}  # the newest and every unfinished one
@@ -410,7 +415,9 @@ class SnapshotReader:
                         counts[new] += 1
                         status[agent] = new
                         if new in _ACTIVE:
-                            self._active.add(agent)
+                            if agent not in self._active:
+                                self._active.add(agent)
+                                self._active_new.append(agent)
                         else:
                             self._active.discard(agent)
             if status is None or full:
@@ -418,6 +425,8 @@ class SnapshotReader:
                 status = self._agent_status = dict(views.agent_statuses())
                 self._agent_counts = Counter(status.values())
                 self._active = {i for i, now in status.items() if now in _ACTIVE}
+                self._active_order = None
+                self._active_new = []
                 full = full or any(i not in status for i in self._agents)  # deleted since
         if full:
             cache = {row[0]: row for row in views.newest_agents(AGENT_FIELDS, AGENT_LIMIT)}
@@ -466,7 +475,7 @@ class SnapshotReader:
             # Unfinished ones left: the next older unfinished ones (those in the cache too),
             # found among the statuses this reader follows and read by id: walking the
             # (status, id) index past the rows that left a status costs the server more.
-            below = sorted(filter(active_floor.__gt__, self._active))[-missing:]
+            below = self._active_below(active_floor, missing)
             older = sorted(self._agents_with_ids(below), key=lambda row: row[0], reverse=True)
             for row in older:
                 if cache.get(row[0]) != row:
@@ -480,6 +489,26 @@ class SnapshotReader:
                 del cache[i]
                 touched.add(i)
         return {str(i) for i in touched}
+
+    def _active_below(self, floor: int, count: int) -> list[int]:
+        """The `count` highest ids of unfinished agents below `floor`."""
+        order = self._active_order
+        if order is None or len(order) > 2 * len(self._active) + 1000:
+            order = self._active_order = sorted(self._active)  # (again, once mostly stale)
+        elif self._active_new:
+            order += self._active_new
+            order.sort()  # a sorted run and a short tail: merged in linear time
+        self._active_new = []
+        end = bisect.bisect_left(order, floor)
+        start = end
+        picked: list[int] = []
+        while start > 0 and len(picked) < count:
+            start -= 1
+            agent = order[start]
+            if agent in self._active and (not picked or picked[-1] != agent):
+                picked.append(agent)
+        order[start:end] = picked[::-1]  # the finished ones and repeats walked past go
+        return picked
 
     def _agents_with_ids(self, ids: list[int]) -> list[tuple[Any, ...]]:
         views = self.engine.store.views

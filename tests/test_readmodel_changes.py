@@ -158,14 +158,17 @@ def test_agents_emptied_by_truncate_leave_the_view(pg_url: str) -> None:
         assert seen(snap) == whole(writer)
 
 
+# Seeds whose sequences send unfinished agents in and out of the view in many orders (found
+# by running many: a few of them catch a reader that loses track of one).
+@pytest.mark.parametrize("seed", [14, 31677, 39596, 55434])
 def test_many_random_changes_read_incrementally_equal_a_whole_read(
-    pair: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+    pair: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     # The agents view holds the newest few and the newest few unfinished: with 30 agents,
     # agents move in and out of it.
     monkeypatch.setattr(readmodel, "AGENT_LIMIT", 5)
     shown, writer = pair
-    rng = random.Random(14)
+    rng = random.Random(seed)
     store = writer.store
     reader = SnapshotReader(shown)
     reader.poll(force=True)
