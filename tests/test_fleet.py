@@ -117,24 +117,37 @@ def test_acquire_picks_across_hosts_prefers_one_and_says_which(hosts: dict[str, 
         h1.release(taken.name)
 
 
-def test_a_silent_host_goes_down_its_vms_unknown_its_agents_by_policy(
-    hosts: dict[str, Engine],
-) -> None:
+def _two_hosts_with_agents_on_h2(hosts: dict[str, Engine]) -> tuple[int, int]:
+    """Pool bp with two VMs on h1 and two on h2; two agents running on h2's VMs (one to fail,
+    one to requeue when h2 is lost); h2 heartbeating."""
     h1, h2 = hosts["h1"], hosts["h2"]
     h1.create_pool("bp", "win11", count=4, warm=4, max_per_host=2)
     assert not h1.provision_pool("bp", count=2).failed
     assert not h2.provision_pool("bp", count=2).failed
     failing = h1.submit_agent("bp", "wf")
     requeued = h1.submit_agent("bp", "wf", on_host_down="requeue")
-    assert len(h2.agents.schedule("bp", 2, "h2")) == 2  # as h2's scheduler does
+    assert len(h2.agents.schedule("bp", 2, "h2")) == 2
     for agent in (failing, requeued):
         vm = h2.acquire("bp", holder=f"agent:{agent.id}", agent_id=agent.id, only_host="h2")
         assert h2.agents.start(agent.id, vm.name)
-    # h2's controller heartbeated once, then went silent (its lease is already over).
     h2.store.hosts.heartbeat("h2", 15.0, 65536, 60000, "sim")
-    h2.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
-        h2.store.t.Host.name == "h2"
+    return failing.id, requeued.id
+
+
+def _silence(engine: Engine, host: str) -> None:
+    """The host's controller stopped heartbeating longer ago than its lease."""
+    engine.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+        engine.store.t.Host.name == host
     ).execute()
+
+
+def test_a_silent_host_goes_down_its_vms_unknown_its_agents_by_policy(
+    hosts: dict[str, Engine],
+) -> None:
+    h1, h2 = hosts["h1"], hosts["h2"]
+    failing, requeued = _two_hosts_with_agents_on_h2(hosts)
+    # h2's controller heartbeated once, then went silent (its lease is already over).
+    _silence(h2, "h2")
 
     controller = Controller(h1, tick_s=0.05)
     controller.run(__import__("threading").Event(), once=True)
@@ -144,10 +157,10 @@ def test_a_silent_host_goes_down_its_vms_unknown_its_agents_by_policy(
     on_h2 = h1.list_vms(host="h2")
     assert {vm.state for vm in on_h2} == {VMState.UNKNOWN} and not any(vm.held for vm in on_h2)
     assert len(h1.list_vms(pool="bp")) == 4, "nothing rebuilt elsewhere"
-    assert h1.get_agent(failing.id).status is AgentStatus.FAILED
-    assert "went down" in (h1.get_agent(failing.id).result.error or "")  # type: ignore[union-attr]
+    assert h1.get_agent(failing).status is AgentStatus.FAILED
+    assert "went down" in (h1.get_agent(failing).result.error or "")  # type: ignore[union-attr]
     # The other was queued again, and h1's controller placed it on one of h1's VMs.
-    again = h1.get_agent(requeued.id)
+    again = h1.get_agent(requeued)
     assert again.status is AgentStatus.RUNNING and again.host == "h1"
     assert h1.get_vm(again.vm or "").host == "h1"
 
@@ -281,9 +294,7 @@ def test_a_host_taken_down_while_its_controller_lived_settles_its_vms_again(
         # write transaction, so that h1's controller cannot heartbeat or settle its VMs
         # before the test has looked.
         with h2.store.write():
-            h2.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
-                h2.store.t.Host.name == "h1"
-            ).execute()
+            _silence(h2, "h1")
             assert take_down_expired(h2.store, "h2", None, None) == ["h1"]
             assert {vm.state for vm in h2.list_vms(pool="bp")} == {VMState.UNKNOWN}
         # h1's next heartbeat finds it was taken down, and its controller settles its VMs.
@@ -297,30 +308,6 @@ def test_a_host_taken_down_while_its_controller_lived_settles_its_vms_again(
 
 
 # -- a host gone for good -----------------------------------------------------------------------
-
-
-def _two_hosts_with_agents_on_h2(hosts: dict[str, Engine]) -> tuple[int, int]:
-    """Pool bp with two VMs on h1 and two on h2; two agents running on h2's VMs (one to fail,
-    one to requeue when h2 is lost); h2 heartbeating."""
-    h1, h2 = hosts["h1"], hosts["h2"]
-    h1.create_pool("bp", "win11", count=4, warm=4, max_per_host=2)
-    assert not h1.provision_pool("bp", count=2).failed
-    assert not h2.provision_pool("bp", count=2).failed
-    failing = h1.submit_agent("bp", "wf")
-    requeued = h1.submit_agent("bp", "wf", on_host_down="requeue")
-    assert len(h2.agents.schedule("bp", 2, "h2")) == 2
-    for agent in (failing, requeued):
-        vm = h2.acquire("bp", holder=f"agent:{agent.id}", agent_id=agent.id, only_host="h2")
-        assert h2.agents.start(agent.id, vm.name)
-    h2.store.hosts.heartbeat("h2", 15.0, 65536, 60000, "sim")
-    return failing.id, requeued.id
-
-
-def _silence(engine: Engine, host: str) -> None:
-    """The host's controller stopped heartbeating longer ago than its lease."""
-    engine.store.t.Host.update(expires_at=utcnow() - timedelta(seconds=1)).where(
-        engine.store.t.Host.name == host
-    ).execute()
 
 
 def test_a_host_gone_for_good_is_forgotten_with_its_vm_rows_and_nothing_else(

@@ -120,7 +120,7 @@ def test_the_fleet_section_runs_as_written(tmp_path: Path, pg_server: PgServer) 
     import shlex
     import time
 
-    from tests.ctl_support import isolated_env
+    from tests.ctl_support import isolated_env, start_controller
 
     block = re.search(r"<!-- fleet-session -->\s*```sh\n(.*?)```\s*<!-- /fleet-session -->",
                       README, re.S)  # fmt: skip
@@ -138,14 +138,7 @@ def test_the_fleet_section_runs_as_written(tmp_path: Path, pg_server: PgServer) 
                 name, _, value = line[1].partition("=")
                 env[name] = url if name == "HVKUBE_DB" else value
             elif line == ["hvkube", "run"]:
-                controller = subprocess.Popen(
-                    [sys.executable, "-m", "core.cli", "run", "--tick", "0.2"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    cwd=tmp_path,
-                    env=env,
-                )
+                controller = start_controller(env, "--tick", "0.2", log=tmp_path / "run.log")
             else:
                 assert line == ["hvkube", "host", "list"], line
                 deadline = time.monotonic() + 60
@@ -161,5 +154,5 @@ def test_the_fleet_section_runs_as_written(tmp_path: Path, pg_server: PgServer) 
     finally:
         if controller is not None:
             controller.send_signal(signal.SIGTERM)
-            controller.communicate(timeout=60)
-    assert controller.returncode == 0
+            controller.wait(timeout=60)
+    assert controller.returncode == 0, (tmp_path / "run.log").read_text()
