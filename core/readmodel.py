@@ -417,9 +417,14 @@ class SnapshotReader:
                         if new in _ACTIVE:
                             if agent not in self._active:
                                 self._active.add(agent)
-                                self._active_new.append(agent)
+                                if self._active_order is not None:
+                                    self._active_new.append(agent)
                         else:
                             self._active.discard(agent)
+                if len(self._active_new) > len(self._active) // 2 + 1000:
+                    # Refills are rare when agents run oldest first: rather than keep
+                    # every id that came since, sort anew at the next one.
+                    self._active_order, self._active_new = None, []
             if status is None or full:
                 # Every agent's status (from the second read on): the counts follow it.
                 status = self._agent_status = dict(views.agent_statuses())
